@@ -1,0 +1,82 @@
+"""Domain errors raised by services; `handlers.base` maps each to one HTTP status and JSON body.
+
+Services never import Tornado: they raise these, and the edge decides how they look on the wire.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class: `status` is the HTTP status the edge answers, `code` a stable machine string."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class Invalid(DomainError):
+    """The request is malformed or a value is out of range (400)."""
+
+    status = 400
+    code = "invalid"
+
+
+class Unauthorized(DomainError):
+    """No credentials, or credentials that are expired, forged or malformed (401)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class PaymentRequired(DomainError):
+    """The viewer asked for a priced stream that no paid order covers (402)."""
+
+    status = 402
+    code = "payment_required"
+
+
+class Forbidden(DomainError):
+    """Valid credentials that do not allow this action (403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    """An id that does not exist (404)."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The action does not fit the current state, e.g. starting a stream of an ended session (409)."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    """A body or message over the configured limit (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(DomainError):
+    """A client over its rate limit (429)."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(DomainError):
+    """The server is draining or a dependency is down (503)."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,176 @@
+"""Settings, built once from the environment (and CLI overrides) into a frozen dataclass.
+
+Every knob of the server lives here so that handlers and services never read `os.environ` and a test
+can build an app with exactly the settings it wants.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class Secret:
+    """A string that never shows itself in `repr`, `str` or logs; call `.reveal()` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _port_range(raw: str) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    try:
+        lo_s, hi_s = raw.split("-", 1)
+        lo, hi = int(lo_s), int(hi_s)
+    except ValueError:
+        raise ValueError(f"MULTISTREAM_UDP_PORTS must look like 40000-40100, got {raw!r}") from None
+    if not 1024 <= lo <= hi <= 65535:
+        raise ValueError(f"MULTISTREAM_UDP_PORTS out of range: {raw!r}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Defaults are safe: loopback-free ICE, same-origin CORS, debug off."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    # `None` means the embedded SQLite store at `data_dir/multistream.sqlite3`.
+    store_url: str | None = None
+    debug: bool = False
+    # Exact origins (scheme://host[:port]) allowed cross-origin; empty means same origin only.
+    allowed_origins: tuple[str, ...] = ()
+    token_secret: Secret = field(default_factory=lambda: Secret(""))
+    token_ttl_s: int = 12 * 3600
+    max_body_bytes: int = 1024 * 1024
+    # WebRTC. Empty ICE servers on purpose: aiortc would otherwise contact a public STUN server.
+    ice_servers: tuple[str, ...] = ()
+    # Host addresses offered as ICE candidates; empty means every interface (aioice's behaviour).
+    ice_hosts: tuple[str, ...] = ()
+    udp_ports: tuple[int, int] | None = None
+    video_codecs: tuple[str, ...] = ("H264", "VP8")
+    screen_bitrate_bps: int = 2_500_000
+    camera_bitrate_bps: int = 1_200_000
+    max_bitrate_bps: int = 8_000_000
+    record: bool = True
+    # Payments.
+    pix_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    order_ttl_s: int = 30 * 60
+    # Operations.
+    drain_deadline_s: int = 30
+    log_json: bool = False
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # Base URL other instances and clients use to reach this instance's signaling (scale-out).
+    public_url: str = ""
+
+    @property
+    def store_location(self) -> str:
+        """The store URL actually used: the configured one or the embedded SQLite file."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'multistream.sqlite3').resolve()}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `MULTISTREAM_*` variables; keyword overrides (from the CLI) win over the env."""
+        env = os.environ if env is None else env
+        settings = cls(
+            host=env.get("MULTISTREAM_HOST", cls.host),
+            port=_int(env, "MULTISTREAM_PORT", cls.port, 0, 65535),
+            data_dir=Path(env.get("MULTISTREAM_DATA_DIR", "data")),
+            store_url=env.get("MULTISTREAM_STORE") or None,
+            debug=_bool(env, "MULTISTREAM_DEBUG", False),
+            allowed_origins=_split(env.get("MULTISTREAM_ALLOWED_ORIGINS", "")),
+            token_secret=Secret(env.get("MULTISTREAM_TOKEN_SECRET", "")),
+            token_ttl_s=_int(env, "MULTISTREAM_TOKEN_TTL", cls.token_ttl_s, 60, 30 * 86400),
+            max_body_bytes=_int(env, "MULTISTREAM_MAX_BODY", cls.max_body_bytes, 1024, 64 << 20),
+            ice_servers=_split(env.get("MULTISTREAM_ICE_SERVERS", "")),
+            ice_hosts=_split(env.get("MULTISTREAM_ICE_HOSTS", "")),
+            udp_ports=_port_range(env.get("MULTISTREAM_UDP_PORTS", "")),
+            video_codecs=_split(env.get("MULTISTREAM_VIDEO_CODECS", "H264,VP8")),
+            screen_bitrate_bps=_int(
+                env, "MULTISTREAM_SCREEN_BITRATE", cls.screen_bitrate_bps, 100_000, 50_000_000
+            ),
+            camera_bitrate_bps=_int(
+                env, "MULTISTREAM_CAMERA_BITRATE", cls.camera_bitrate_bps, 100_000, 50_000_000
+            ),
+            max_bitrate_bps=_int(
+                env, "MULTISTREAM_MAX_BITRATE", cls.max_bitrate_bps, 100_000, 100_000_000
+            ),
+            record=_bool(env, "MULTISTREAM_RECORD", True),
+            pix_webhook_secret=Secret(env.get("MULTISTREAM_PIX_WEBHOOK_SECRET", "")),
+            order_ttl_s=_int(env, "MULTISTREAM_ORDER_TTL", cls.order_ttl_s, 60, 7 * 86400),
+            drain_deadline_s=_int(env, "MULTISTREAM_DRAIN_DEADLINE", cls.drain_deadline_s, 0, 3600),
+            log_json=_bool(env, "MULTISTREAM_LOG_JSON", False),
+            instance_id=env.get("MULTISTREAM_INSTANCE_ID") or uuid.uuid4().hex[:12],
+            public_url=env.get("MULTISTREAM_PUBLIC_URL", ""),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings
+
+    def with_secrets(self) -> Settings:
+        """Fill a missing token secret from `data_dir/token.secret`, creating it on first start."""
+        if self.token_secret:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "token.secret"
+        if not path.exists():
+            # Create with owner-only permissions before writing, so the secret is never world-readable.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return replace(self, token_secret=Secret(path.read_text().strip()))

@@ -1,0 +1,111 @@
+"""The repository interface every backend implements, and the collections it holds.
+
+Documents are MongoDB-shaped dicts with a string `id`; both backends keep the same shape. Filters are
+equality on *declared* fields with scalar values only, checked here before any backend sees them, so
+nothing a client sends can become a query operator (`{"$ne": ...}`) or an injected column name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+Doc = dict[str, Any]
+Scalar = str | int | bool | None
+
+Collection = Literal[
+    "broadcast_sessions",
+    "broadcast_streams",
+    "viewer_preferences",
+    "chat_messages",
+    "orders",
+    "recordings",
+    "livestreams",
+]
+
+# Fields each collection may be filtered or sorted on; backends index them.
+# `livestreams` is the pre-multistream collection, read only by `multistream migrate`.
+QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "broadcast_sessions": ("status", "created_at", "legacy_id", "instance_id"),
+    "broadcast_streams": ("session_id", "kind", "status"),
+    "viewer_preferences": ("session_id", "viewer_id", "updated_at"),
+    "chat_messages": ("session_id", "created_at", "seq", "deleted"),
+    "orders": ("session_id", "viewer_id", "txid", "status", "created_at"),
+    "recordings": ("session_id", "stream_id", "status", "started_at"),
+    "livestreams": ("status", "created_at"),
+}
+# (collection, field) pairs that must be unique across documents.
+UNIQUE_FIELDS: Final[tuple[tuple[str, str], ...]] = (("orders", "txid"),)
+
+
+class DuplicateKey(Exception):
+    """An insert collided with an existing `id` or a unique field."""
+
+
+def check_query(collection: str, fields: Sequence[str], values: Sequence[object] = ()) -> None:
+    """Refuse undeclared fields and non-scalar values before they reach a backend."""
+    allowed = QUERY_FIELDS.get(collection)
+    if allowed is None:
+        raise ValueError(f"unknown collection {collection!r}")
+    for name in fields:
+        if name != "id" and name not in allowed:
+            raise ValueError(f"{collection}.{name} is not a queryable field")
+    for value in values:
+        if value is not None and not isinstance(value, str | int | bool):
+            raise TypeError(f"filter values must be scalars, got {type(value).__name__}")
+        if isinstance(value, float):
+            raise TypeError("float filter values are not allowed")
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Async document repository. All methods are safe to await from the Tornado event loop."""
+
+    async def open(self) -> None:
+        """Connect and create tables/indexes (idempotent)."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    async def ping(self) -> None:
+        """Raise if the backend cannot be reached (used by readiness)."""
+
+    async def insert(self, collection: Collection, doc: Doc) -> None:
+        """Insert a new document; raise `DuplicateKey` if its id or a unique field exists."""
+
+    async def get(self, collection: Collection, doc_id: str) -> Doc | None:
+        """The document with this id, or None."""
+
+    async def find(
+        self,
+        collection: Collection,
+        where: Mapping[str, Scalar] | None = None,
+        *,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        before: tuple[str, Scalar] | None = None,
+        after: tuple[str, Scalar] | None = None,
+    ) -> list[Doc]:
+        """Documents matching every equality in `where` (and `field < value` for `before`,
+        `field > value` for `after`), sorted by `order_by` then id, at most `limit`."""
+
+    async def count(self, collection: Collection, where: Mapping[str, Scalar] | None = None) -> int:
+        """How many documents match."""
+
+    async def update(
+        self,
+        collection: Collection,
+        doc_id: str,
+        fields: Mapping[str, Any],
+        *,
+        expect: Mapping[str, Scalar] | None = None,
+    ) -> Doc | None:
+        """Set top-level `fields` on the document if it exists and matches `expect`
+        (compare-and-set); return the updated document, or None when nothing matched."""
+
+    async def upsert(self, collection: Collection, doc: Doc) -> None:
+        """Replace the document with `doc["id"]`, inserting it if absent (idempotent)."""
+
+    async def delete(self, collection: Collection, doc_id: str) -> bool:
+        """Remove the document; True if it existed."""
