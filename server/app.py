@@ -1,0 +1,47 @@
+"""The app factory: one Tornado `Application` from settings and services, no globals."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import tornado.web
+
+from handlers.base import NotFoundHandler
+from handlers.openapi import OpenApiHandler, build_document
+from server.services import Services
+from server.settings import Settings
+
+# Each module ends with its own `routes` list. Order matters: the first match wins, so the legacy
+# catch-all `/api/v1/livestream/{id}` comes last.
+ROUTE_MODULES: list[str] = [
+    "handlers.sessions",
+    "handlers.legacy",
+]
+
+
+def collect_routes(services: Services) -> list[tuple[Any, ...]]:
+    """Concatenate every module's routes; 2-tuples get the services injected."""
+    document = build_document(["handlers.openapi", *ROUTE_MODULES])
+    routes: list[tuple[Any, ...]] = [
+        (r"/api/v1/openapi.json", OpenApiHandler, {"services": services, "document": document})
+    ]
+    for name in ROUTE_MODULES:
+        module = importlib.import_module(name)
+        for route in module.routes:
+            if len(route) == 2:
+                routes.append((route[0], route[1], {"services": services}))
+            else:
+                routes.append(tuple(route))
+    return routes
+
+
+def make_app(settings: Settings, services: Services, **extra: Any) -> tornado.web.Application:
+    return tornado.web.Application(
+        collect_routes(services),
+        debug=settings.debug,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"services": services},
+        websocket_max_message_size=64 * 1024,
+        **extra,
+    )

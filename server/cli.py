@@ -1,0 +1,127 @@
+"""The `multistream` command: `serve` runs the server, `migrate` converts legacy documents."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+
+from server.app import make_app
+from server.lifespan import open_services
+from server.settings import Settings
+
+log = logging.getLogger("multistream")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "store_url": getattr(args, "store", None),
+        "data_dir": Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        "ice_hosts": tuple(args.ice_hosts.split(",")) if getattr(args, "ice_hosts", None) else None,
+        "allowed_origins": tuple(args.allowed_origins.split(","))
+        if getattr(args, "allowed_origins", None)
+        else None,
+        "debug": True if getattr(args, "debug", False) else None,
+        "log_json": True if getattr(args, "log_json", False) else None,
+    }
+    return Settings.from_env(**overrides)
+
+
+def _setup_logging(settings: Settings) -> None:
+    try:
+        from server.logs import setup_logging  # structured logs, when present
+    except ImportError:
+        logging.basicConfig(
+            level=logging.DEBUG if settings.debug else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    else:
+        setup_logging(settings)
+
+
+async def serve(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_services(settings) as services:
+        app = make_app(services.settings, services)
+        # Bodies stream into the handlers, which refuse oversized ones with a JSON 413; this cap only
+        # stops a client from streaming forever.
+        server = tornado.httpserver.HTTPServer(
+            app, max_body_size=64 * services.settings.max_body_bytes
+        )
+        server.listen(settings.port, settings.host)
+        port = next(iter(server._sockets.values())).getsockname()[1]
+        log.info(
+            "listening on http://%s:%d/ instance=%s", settings.host, port, settings.instance_id
+        )
+        await stop.wait()
+        log.info("shutting down instance=%s", settings.instance_id)
+        server.stop()
+        await server.close_all_connections()
+    return 0
+
+
+async def migrate(settings: Settings, batch_size: int) -> int:
+    from store.migrate import migrate_legacy
+
+    async with open_services(settings) as services:
+        result = await migrate_legacy(services.store, batch_size=batch_size, progress=print)
+    print(f"done: {result}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="multistream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve_p = sub.add_parser("serve", help="run the HTTP/WebSocket/WebRTC server")
+    serve_p.add_argument("--host", help="bind address (default 127.0.0.1; MULTISTREAM_HOST)")
+    serve_p.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
+    serve_p.add_argument(
+        "--store",
+        help="store URL: sqlite:///path or mongodb://... (default: "
+        "embedded SQLite in the data dir)",
+    )
+    serve_p.add_argument("--data-dir", help="data directory (default ./data)")
+    serve_p.add_argument("--ice-hosts", help="comma-separated ICE host addresses (e.g. 127.0.0.1)")
+    serve_p.add_argument("--allowed-origins", help="comma-separated CORS origins")
+    serve_p.add_argument(
+        "--debug", action="store_true", help="Tornado debug mode (never in production)"
+    )
+    serve_p.add_argument("--log-json", action="store_true", help="structured JSON logs")
+
+    mig = sub.add_parser("migrate", help="convert legacy livestreams into broadcast sessions")
+    mig.add_argument("--store", help="store URL (default: the embedded SQLite store)")
+    mig.add_argument("--data-dir", help="data directory (default ./data)")
+    mig.add_argument("--batch-size", type=int, default=500)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"multistream: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    if args.command == "serve":
+        return asyncio.run(serve(settings))
+    if args.command == "migrate":
+        return asyncio.run(migrate(settings, args.batch_size))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Opens every resource a server needs, in one place, and closes them all in reverse order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from server.auth import TokenService
+from server.presence import Presence
+from server.services import Services
+from server.sessions import SessionService
+from server.settings import Settings
+from store import open_store
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Yield ready services; on exit close media, then the store (so final writes still land)."""
+    settings = settings.with_secrets()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        store = open_store(settings.store_location)
+        await store.open()
+        stack.push_async_callback(store.close)
+        tokens = TokenService(settings.token_secret, settings.token_ttl_s)
+        presence = Presence()
+        sessions = SessionService(store, tokens, presence, settings)
+        services = Services(
+            settings=settings, store=store, tokens=tokens, presence=presence, sessions=sessions
+        )
+        log.info(
+            "services ready store=%s instance=%s",
+            _redact(settings.store_location),
+            settings.instance_id,
+        )
+        yield services
+        log.info("closing services instance=%s", settings.instance_id)
+
+
+def _redact(url: str) -> str:
+    """Hide credentials in a store URL before logging it."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

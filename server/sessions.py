@@ -1,0 +1,535 @@
+"""Broadcast sessions, their streams and each viewer's preferences: the control plane's one service.
+
+Handlers call exactly one method here per request. The service validates what it is given, writes the
+store, and then tells its listeners (media plane, chat, payments) what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from server import pricing
+from server.auth import Claims, TokenService
+from server.clock import now_iso
+from server.domain import PIP_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS, VIEW_MODES
+from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from server.events import SessionEvents
+from server.ids import new_id
+from server.presence import Presence
+from server.quality import validate_quality
+from server.settings import Settings
+from server.validation import (
+    check_id,
+    get_enum,
+    get_int,
+    get_kinds,
+    get_object,
+    get_str,
+    only_fields,
+)
+from store.protocol import Doc, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIP = {"corner": "bottom-right", "size_pct": 25}
+_ACTIVE = ("pending", "live")
+
+
+class Payments(Protocol):
+    """What the session service needs from payments (wired when the payment service exists)."""
+
+    def validate_receiver(self, raw: object) -> dict[str, Any]: ...
+
+    async def order_for(
+        self, session: Doc, viewer_id: str, enabled: list[str], quote: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+
+class Draining(Protocol):
+    """Lets the service refuse new work while the process drains."""
+
+    @property
+    def draining(self) -> bool: ...
+
+
+def public_session(session: Doc, streams: Iterable[Doc]) -> dict[str, Any]:
+    """The session as clients see it: its own fields plus its streams."""
+    out = {k: v for k, v in session.items() if k not in ("pix",)}
+    if session.get("pix"):
+        pix = session["pix"]
+        # The receiver's key is public on every PIX code anyway; name and city identify the payee.
+        out["pix"] = {k: pix[k] for k in ("key", "merchant_name", "merchant_city") if k in pix}
+    out["streams"] = [public_stream(s) for s in streams]
+    return out
+
+
+def public_stream(stream: Doc) -> dict[str, Any]:
+    return {
+        k: stream.get(k)
+        for k in ("id", "session_id", "kind", "status", "quality", "started_at", "stopped_at")
+    }
+
+
+class SessionService:
+    """Creates and controls sessions and streams; stores and quotes viewer preferences."""
+
+    def __init__(
+        self,
+        store: Store,
+        tokens: TokenService,
+        presence: Presence,
+        settings: Settings,
+        drain: Draining | None = None,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.presence = presence
+        self.settings = settings
+        self.drain = drain
+        self.payments: Payments | None = None
+        self._listeners: list[SessionEvents] = []
+
+    def add_listener(self, listener: SessionEvents) -> None:
+        self._listeners.append(listener)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get_session(self, session_id: str) -> Doc:
+        check_id(session_id, "session")
+        session = await self.store.get("broadcast_sessions", session_id)
+        if session is None:
+            raise NotFound("session not found", code="session_not_found")
+        return session
+
+    async def get_stream(self, stream_id: str) -> Doc:
+        check_id(stream_id, "stream")
+        stream = await self.store.get("broadcast_streams", stream_id)
+        if stream is None:
+            raise NotFound("stream not found", code="stream_not_found")
+        return stream
+
+    async def streams_of(self, session_id: str) -> list[Doc]:
+        streams = await self.store.find("broadcast_streams", {"session_id": session_id}, limit=16)
+        order = {kind: i for i, kind in enumerate(STREAM_KINDS)}
+        return sorted(streams, key=lambda s: order.get(s["kind"], 99))
+
+    async def status(self, session_id: str) -> dict[str, Any]:
+        session = await self.get_session(session_id)
+        streams = await self.streams_of(session_id)
+        return {
+            "session": public_session(session, streams),
+            "streams": [public_stream(s) for s in streams],
+            "viewer_count": self.presence.count(session_id),
+            "price_list": pricing.price_list(session["pricing"]),
+            "signaling_url": self._signaling_url(session),
+        }
+
+    async def live_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
+        sessions = await self.store.find(
+            "broadcast_sessions",
+            {"status": "live"},
+            order_by="created_at",
+            descending=True,
+            limit=limit,
+        )
+        out = []
+        for session in sessions:
+            item = public_session(session, await self.streams_of(session["id"]))
+            item["viewer_count"] = self.presence.count(session["id"])
+            item["price_list"] = pricing.price_list(session["pricing"])
+            out.append(item)
+        return out
+
+    def _signaling_url(self, session: Doc) -> str:
+        # Media for a session stays on the instance that ingests it; clients signal there.
+        return str(session.get("signaling_url") or "")
+
+    # -- broadcaster ---------------------------------------------------------------------------
+
+    def _refuse_if_draining(self) -> None:
+        if self.drain is not None and self.drain.draining:
+            raise Unavailable("server is draining; try another instance", code="draining")
+
+    async def start_session(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._refuse_if_draining()
+        only_fields(body, ("title", "streams", "pricing", "quality", "pix"))
+        title = get_str(body, "title", max_len=200, default="Untitled session")
+        kinds = get_kinds(body, "streams", STREAM_KINDS, allow_empty=False) or list(STREAM_KINDS)
+        price = pricing.validate_pricing(body.get("pricing"))
+        quality_raw = get_object(body, "quality") or {}
+        only_fields(quality_raw, STREAM_KINDS, "quality")
+        extra = set(quality_raw) - set(kinds)
+        if extra:
+            raise Invalid(f"quality given for streams not started: {', '.join(sorted(extra))}")
+        pix = self._validate_receiver(body.get("pix"))
+        if pix is None and not pricing.is_free(price):
+            raise Invalid(
+                "a priced session needs a pix receiver (key, merchant_name, merchant_city)",
+                code="pix_required",
+            )
+
+        now = now_iso()
+        session_id = new_id("ses")
+        session: Doc = {
+            "id": session_id,
+            "title": title,
+            "status": "live",
+            "created_at": now,
+            "ended_at": None,
+            "pricing": price,
+            "pix": pix,
+            "legacy": False,
+            "instance_id": self.settings.instance_id,
+            "signaling_url": self.settings.public_url,
+        }
+        streams = [self._new_stream(session_id, kind, quality_raw.get(kind), now) for kind in kinds]
+        await self.store.insert("broadcast_sessions", session)
+        for stream in streams:
+            await self.store.insert("broadcast_streams", stream)
+        log.info("session=%s started streams=%s", session_id, ",".join(kinds))
+        return {
+            "session": public_session(session, streams),
+            "broadcaster_token": self.tokens.issue_broadcaster(session_id),
+        }
+
+    def _new_stream(self, session_id: str, kind: str, quality: object, now: str) -> Doc:
+        return {
+            "id": new_id("str"),
+            "session_id": session_id,
+            "kind": kind,
+            "status": "pending",
+            "quality": validate_quality(kind, quality),
+            "created_at": now,
+            "started_at": None,
+            "stopped_at": None,
+        }
+
+    def _validate_receiver(self, raw: object) -> dict[str, Any] | None:
+        if raw is None:
+            return None
+        if self.payments is not None:
+            return self.payments.validate_receiver(raw)
+        if not isinstance(raw, dict):
+            raise Invalid("pix must be an object")
+        only_fields(raw, ("key", "merchant_name", "merchant_city"), "pix")
+        return {
+            "key": get_str(raw, "key", where="pix", max_len=77),
+            "merchant_name": get_str(raw, "merchant_name", where="pix", max_len=25),
+            "merchant_city": get_str(raw, "merchant_city", where="pix", max_len=15),
+        }
+
+    async def _own_live_session(self, claims: Claims, session_id: str) -> Doc:
+        session = await self.get_session(session_id)
+        if claims.role != "broadcaster" or claims.session_id != session_id:
+            raise Forbidden("only this session's broadcaster may do that")
+        if session["status"] != "live":
+            raise Conflict("session has ended", code="session_ended")
+        return session
+
+    async def start_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
+        """(Re)open one stream for publishing while the others go on; idempotent."""
+        self._refuse_if_draining()
+        session = await self._own_live_session(claims, session_id)
+        stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
+        if stream is None:
+            # A session may add a kind it did not start with (e.g. the camera joins later).
+            stream = self._new_stream(session["id"], kind, None, now_iso())
+            await self.store.insert("broadcast_streams", stream)
+        elif stream["status"] not in _ACTIVE:
+            updated = await self.store.update(
+                "broadcast_streams",
+                stream["id"],
+                {"status": "pending", "stopped_at": None},
+                expect={"status": stream["status"]},
+            )
+            if updated is None:
+                raise Conflict("stream changed concurrently; retry", code="concurrent_update")
+            stream = updated
+        else:
+            return public_stream(stream)
+        log.info("session=%s stream=%s kind=%s start", session_id, stream["id"], kind)
+        for listener in self._listeners:
+            await listener.stream_started(stream)
+        return public_stream(stream)
+
+    async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
+        """Stop one stream; viewers of the others are not disturbed. Idempotent."""
+        await self._own_live_session(claims, session_id)
+        stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
+        if stream is None:
+            raise NotFound(f"session has no {kind} stream", code="stream_not_found")
+        if stream["status"] in _ACTIVE:
+            updated = await self.store.update(
+                "broadcast_streams",
+                stream["id"],
+                {"status": "stopped", "stopped_at": now_iso()},
+                expect={"status": stream["status"]},
+            )
+            stream = updated or await self.get_stream(stream["id"])
+            log.info("session=%s stream=%s kind=%s stop", session_id, stream["id"], kind)
+            for listener in self._listeners:
+                await listener.stream_stopped(stream)
+        return public_stream(stream)
+
+    async def end_session(self, claims: Claims, session_id: str) -> dict[str, Any]:
+        """End the session and every stream in it. Ending twice answers the ended session."""
+        session = await self.get_session(session_id)
+        if claims.role != "broadcaster" or claims.session_id != session_id:
+            raise Forbidden("only this session's broadcaster may end it")
+        return await self.end(session)
+
+    async def end(self, session: Doc) -> dict[str, Any]:
+        """End without an authorisation check: used by `end_session`, drain and the CLI."""
+        now = now_iso()
+        if session["status"] == "live":
+            updated = await self.store.update(
+                "broadcast_sessions",
+                session["id"],
+                {"status": "ended", "ended_at": now},
+                expect={"status": "live"},
+            )
+            session = updated or await self.get_session(session["id"])
+        streams = await self.streams_of(session["id"])
+        for i, stream in enumerate(streams):
+            if stream["status"] in _ACTIVE:
+                streams[i] = (
+                    await self.store.update(
+                        "broadcast_streams", stream["id"], {"status": "stopped", "stopped_at": now}
+                    )
+                    or stream
+                )
+        log.info("session=%s ended", session["id"])
+        for listener in self._listeners:
+            await listener.session_ended(session)
+        return {"session": public_session(session, streams)}
+
+    # -- viewers -------------------------------------------------------------------------------
+
+    def default_preferences(self, session_id: str, viewer_id: str, streams: list[Doc]) -> Doc:
+        return {
+            "id": f"{session_id}:{viewer_id}",
+            "session_id": session_id,
+            "viewer_id": viewer_id,
+            "enabled_streams": [s["kind"] for s in streams if s["status"] in _ACTIVE],
+            "mode": "separate",
+            "pip": dict(DEFAULT_PIP),
+            "updated_at": now_iso(),
+        }
+
+    async def preferences_for(self, session_id: str, viewer_id: str) -> Doc:
+        prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
+        if prefs is None:
+            prefs = self.default_preferences(
+                session_id, viewer_id, await self.streams_of(session_id)
+            )
+        return prefs
+
+    async def join(self, session_id: str, token: str | None) -> dict[str, Any]:
+        """Admit a viewer; a viewer presenting its earlier token of this session is the same viewer."""
+        self._refuse_if_draining()
+        session = await self.get_session(session_id)
+        if session["status"] != "live":
+            raise Conflict("session has ended", code="session_ended")
+        viewer_id = None
+        if token:
+            # Expired-but-authentic tokens still identify the viewer so its layout comes back.
+            claims = self.tokens.verify(token, allow_expired=True)
+            if claims.role == "viewer" and claims.session_id == session_id:
+                viewer_id = claims.viewer_id
+        is_new = viewer_id is None
+        viewer_id = viewer_id or new_id("vwr")
+        streams = await self.streams_of(session_id)
+        prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
+        if prefs is None:
+            prefs = self.default_preferences(session_id, viewer_id, streams)
+            await self.store.upsert("viewer_preferences", prefs)
+        log.info("session=%s viewer=%s join new=%s", session_id, viewer_id, is_new)
+        answer = {
+            "viewer_id": viewer_id,
+            "viewer_token": self.tokens.issue_viewer(session_id, viewer_id),
+            "preferences": public_preferences(prefs),
+            "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
+            "signaling_url": self._signaling_url(session),
+        }
+        await self._attach_payment(answer, session, viewer_id, prefs)
+        return answer
+
+    def _viewer_of(self, claims: Claims, session_id: str) -> str:
+        if claims.session_id != session_id:
+            raise Forbidden("token belongs to another session")
+        if claims.role != "viewer" or claims.viewer_id is None:
+            raise Forbidden("a viewer token is required")
+        return claims.viewer_id
+
+    async def get_preferences(self, claims: Claims, session_id: str) -> dict[str, Any]:
+        viewer_id = self._viewer_of(claims, session_id)
+        session = await self.get_session(session_id)
+        prefs = await self.preferences_for(session_id, viewer_id)
+        return {
+            "preferences": public_preferences(prefs),
+            "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
+        }
+
+    async def put_preferences(
+        self, claims: Claims, session_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Validate and save a viewer's layout; fields left out keep their saved values."""
+        viewer_id = self._viewer_of(claims, session_id)
+        session = await self.get_session(session_id)
+        if session["status"] != "live":
+            raise Conflict("session has ended", code="session_ended")
+        only_fields(body, ("enabled_streams", "mode", "pip"))
+        streams = await self.streams_of(session_id)
+        current = await self.preferences_for(session_id, viewer_id)
+        session_kinds = [s["kind"] for s in streams]
+        enabled = get_kinds(body, "enabled_streams", STREAM_KINDS)
+        if enabled is not None:
+            missing = [k for k in enabled if k not in session_kinds]
+            if missing:
+                raise Invalid(f"session has no {', '.join(missing)} stream", code="unknown_stream")
+        mode = get_enum(body, "mode", VIEW_MODES, default=current["mode"])
+        pip = dict(current["pip"])
+        pip_raw = get_object(body, "pip")
+        if pip_raw is not None:
+            only_fields(pip_raw, ("corner", "size_pct"), "pip")
+            pip["corner"] = get_enum(
+                pip_raw, "corner", PIP_CORNERS, where="pip", default=pip["corner"]
+            )
+            pip["size_pct"] = get_int(
+                pip_raw,
+                "size_pct",
+                PIP_SIZE_MIN,
+                PIP_SIZE_MAX,
+                where="pip",
+                default=pip["size_pct"],
+            )
+        prefs: Doc = {
+            "id": f"{session_id}:{viewer_id}",
+            "session_id": session_id,
+            "viewer_id": viewer_id,
+            "enabled_streams": current["enabled_streams"] if enabled is None else enabled,
+            "mode": mode,
+            "pip": pip,
+            "updated_at": now_iso(),
+        }
+        await self.store.upsert("viewer_preferences", prefs)
+        for listener in self._listeners:
+            await listener.preferences_changed(prefs)
+        answer = {
+            "preferences": public_preferences(prefs),
+            "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
+        }
+        await self._attach_payment(answer, session, viewer_id, prefs)
+        return answer
+
+    async def _attach_payment(
+        self, answer: dict[str, Any], session: Doc, viewer_id: str, prefs: Doc
+    ) -> None:
+        if self.payments is None or pricing.is_free(session["pricing"]):
+            return
+        payment = await self.payments.order_for(
+            session, viewer_id, list(prefs["enabled_streams"]), answer["quote"]
+        )
+        if payment is not None:
+            answer["payment"] = payment
+
+    # -- signaling authorisation -----------------------------------------------------------------
+
+    async def authorize_publish(self, claims: Claims, stream_id: str) -> tuple[Doc, Doc]:
+        """A broadcaster may publish only its own session's streams, while they are open."""
+        stream = await self.get_stream(stream_id)
+        if claims.role != "broadcaster":
+            raise Forbidden("only the broadcaster may publish", code="not_publisher")
+        if claims.session_id != stream["session_id"]:
+            raise Forbidden("token belongs to another session")
+        session = await self.get_session(stream["session_id"])
+        if session["status"] != "live":
+            raise Conflict("session has ended", code="session_ended")
+        if stream["status"] not in _ACTIVE:
+            raise Conflict(f"stream is {stream['status']}; start it first", code="stream_not_open")
+        return session, stream
+
+    async def authorize_subscribe(self, claims: Claims, stream_id: str) -> tuple[Doc, Doc, Doc]:
+        """A viewer may subscribe only to a stream of its session that its preferences enable."""
+        stream = await self.get_stream(stream_id)
+        viewer_id = self._viewer_of(claims, stream["session_id"])
+        session = await self.get_session(stream["session_id"])
+        if session["status"] != "live":
+            raise Conflict("session has ended", code="session_ended")
+        prefs = await self.preferences_for(session["id"], viewer_id)
+        if stream["kind"] not in prefs["enabled_streams"]:
+            raise Forbidden(
+                f"the {stream['kind']} stream is not enabled for this viewer",
+                code="stream_not_enabled",
+            )
+        return session, stream, prefs
+
+    async def authorize_composite(self, claims: Claims, session_id: str) -> tuple[Doc, Doc]:
+        viewer_id = self._viewer_of(claims, session_id)
+        session = await self.get_session(session_id)
+        if session["status"] != "live":
+            raise Conflict("session has ended", code="session_ended")
+        prefs = await self.preferences_for(session_id, viewer_id)
+        return session, prefs
+
+    # -- legacy single-stream API ----------------------------------------------------------------
+
+    async def legacy_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Pre-multistream clients: one camera stream, priced by a single optional amount."""
+        only_fields(body, ("title", "price_centavos", "pix", "quality"))
+        price = body.get("price_centavos", 0)
+        started = await self.start_session(
+            {
+                "title": body.get("title", "Untitled livestream"),
+                "streams": ["camera"],
+                "pricing": {"base": price, "addons": {}, "bundle_discount_pct": 0},
+                **({"pix": body["pix"]} if "pix" in body else {}),
+                **({"quality": {"camera": body["quality"]}} if "quality" in body else {}),
+            }
+        )
+        session = started["session"]
+        await self.store.update("broadcast_sessions", session["id"], {"legacy": True})
+        session["legacy"] = True
+        return {"livestream": legacy_view(session), "token": started["broadcaster_token"]}
+
+    async def legacy_get(self, session_id: str) -> dict[str, Any]:
+        session = await self.get_session(session_id)
+        streams = await self.streams_of(session_id)
+        view = legacy_view(public_session(session, streams))
+        view["viewer_count"] = self.presence.count(session_id)
+        return {"livestream": view}
+
+    async def legacy_stop(self, claims: Claims, session_id: str) -> dict[str, Any]:
+        ended = await self.end_session(claims, session_id)
+        return {"livestream": legacy_view(ended["session"])}
+
+    def verify(self, token: str | None) -> Claims:
+        if not token:
+            raise Unauthorized("missing bearer token", code="missing_token")
+        return self.tokens.verify(token)
+
+
+def public_preferences(prefs: Doc) -> dict[str, Any]:
+    return {
+        "enabled_streams": list(prefs["enabled_streams"]),
+        "mode": prefs["mode"],
+        "pip": dict(prefs["pip"]),
+        "updated_at": prefs.get("updated_at"),
+    }
+
+
+def legacy_view(session: dict[str, Any]) -> dict[str, Any]:
+    """The single-stream shape old clients read: the camera stream's id flattened in."""
+    camera = next((s for s in session.get("streams", []) if s["kind"] == "camera"), None)
+    return {
+        "id": session["id"],
+        "title": session["title"],
+        "status": session["status"],
+        "created_at": session["created_at"],
+        "ended_at": session.get("ended_at"),
+        "stream_id": camera["id"] if camera else None,
+        "stream_status": camera["status"] if camera else None,
+        "price_centavos": session["pricing"]["base"],
+    }
