@@ -1,0 +1,33 @@
+# One command to install, one to serve, one to test. `make install` is idempotent.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install system-deps serve test lint bench
+
+install: system-deps
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+
+# Debian's Chromium drives the browser tests; installed only when missing (needs root or sudo).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver iproute2; \
+	fi
+
+serve:
+	$(BIN)/multistream serve
+
+test:
+	$(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check server handlers store compositor tests bench
+	$(BIN)/ruff format --check server handlers store compositor tests bench
+	$(BIN)/mypy server handlers store compositor
+
+bench:
+	$(BIN)/python -m pytest bench --benchmark-only
