@@ -1,0 +1,135 @@
+"""Payments edge: the PIX confirmation webhook, order status for polling, and the order's QR code.
+
+The QR route needs no token: an `<img src>` cannot send an Authorization header, and the order id in
+its URL is 96 random bits, so the URL itself is the capability. What it reveals (a PIX code for the
+receiver, with an amount) lets someone pay for the viewer at most — harmless. Order status, which
+says whether a viewer has paid, needs that viewer's token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.base import ApiHandler
+from handlers.openapi import error_responses, json_response
+from server.errors import Unavailable
+from server.payments import PaymentService
+
+PREFIX = "/api/v1/payments"
+ID = r"([^/]+)"
+
+
+class _PaymentsHandler(ApiHandler):
+    @property
+    def payments(self) -> PaymentService:
+        payments = self.services.payments
+        if payments is None:
+            raise Unavailable("payments are not configured on this server", code="payments_off")
+        return payments  # type: ignore[no-any-return]
+
+
+class PixWebhookHandler(_PaymentsHandler):
+    async def post(self) -> None:
+        # The raw body as received: the HMAC is checked on these bytes before any JSON parsing.
+        result = await self.payments.handle_webhook(
+            self.body, self.request.headers.get("X-Pix-Signature")
+        )
+        self.write_json(result)
+
+
+class OrderHandler(_PaymentsHandler):
+    async def get(self, order_id: str) -> None:
+        self.write_json(await self.payments.order_status(self.claims(), order_id))
+
+
+class OrderQrHandler(_PaymentsHandler):
+    async def get(self, order_id: str) -> None:
+        svg = await self.payments.qr_svg(order_id)
+        self.set_header("Content-Type", "image/svg+xml")
+        # The SVG is ours and static, but an SVG opened directly is a document: give it no powers.
+        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+        self.set_header("Cache-Control", "private, max-age=3600")
+        self.finish(svg)
+
+
+routes = [
+    (rf"{PREFIX}/pix/webhook", PixWebhookHandler),
+    (rf"{PREFIX}/orders/{ID}", OrderHandler),
+    (rf"{PREFIX}/orders/{ID}/qr.svg", OrderQrHandler),
+]
+
+_ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CALLBACK = {
+    "type": "object",
+    "required": ["pix"],
+    "properties": {
+        "pix": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": {
+                "type": "object",
+                "required": ["endToEndId", "txid", "valor"],
+                "properties": {
+                    "endToEndId": {"type": "string"},
+                    "txid": {"type": "string"},
+                    "valor": {"type": "string", "pattern": r"^\d{1,10}\.\d{2}$"},
+                    "horario": {"type": "string", "format": "date-time"},
+                    "infoPagador": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+
+openapi: dict[str, Any] = {
+    f"{PREFIX}/pix/webhook": {
+        "post": {
+            "summary": "Banco Central API Pix payment callback; header X-Pix-Signature: "
+            "sha256=<hex HMAC-SHA256 of the raw body>",
+            "parameters": [
+                {
+                    "name": "X-Pix-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _CALLBACK}},
+            },
+            "responses": {
+                "200": json_response(
+                    "per-item outcome: paid, replayed, already_paid, mismatch, expired, "
+                    "unknown_txid"
+                ),
+                **error_responses(400, 401, 413, 503),
+            },
+        }
+    },
+    f"{PREFIX}/orders/{{order_id}}": {
+        "get": {
+            "summary": "An order's status, for its viewer to poll until paid",
+            "parameters": [_ORDER_ID],
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": json_response("the order"),
+                **error_responses(401, 403, 404),
+            },
+        }
+    },
+    f"{PREFIX}/orders/{{order_id}}/qr.svg": {
+        "get": {
+            "summary": "The order's PIX QR code (the unguessable order id is the capability)",
+            "parameters": [_ORDER_ID],
+            "responses": {
+                "200": {
+                    "description": "SVG QR code",
+                    "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                },
+                **error_responses(404),
+            },
+        }
+    },
+}
