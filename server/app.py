@@ -16,6 +16,7 @@ from server.settings import Settings
 # catch-all `/api/v1/livestream/{id}` comes last.
 ROUTE_MODULES: list[str] = [
     "handlers.sessions",
+    "handlers.payments",
     "handlers.legacy",
 ]
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from server.auth import TokenService
+from server.payments import PaymentService
 from server.presence import Presence
 from server.services import Services
 from server.sessions import SessionService
@@ -28,8 +29,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         tokens = TokenService(settings.token_secret, settings.token_ttl_s)
         presence = Presence()
         sessions = SessionService(store, tokens, presence, settings)
+        payments = PaymentService(store, settings)
+        sessions.payments = payments
         services = Services(
-            settings=settings, store=store, tokens=tokens, presence=presence, sessions=sessions
+            settings=settings,
+            store=store,
+            tokens=tokens,
+            presence=presence,
+            sessions=sessions,
+            payments=payments,
         )
         log.info(
             "services ready store=%s instance=%s",
