@@ -1,0 +1,99 @@
+"""The `multistream` command as a user runs it: a real process, real port, real restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent / "multistream"
+
+
+def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "MULTISTREAM_ICE_HOSTS": "127.0.0.1"}
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20
+    for line in proc.stdout:
+        match = re.search(r"listening on (http://[\d.]+:\d+)/", line)
+        if match:
+            return proc, match.group(1)
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise AssertionError("server did not report its address")
+
+
+def _call(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+@pytest.mark.timeout(120)
+def test_serve_restart_keeps_sessions_and_preferences(tmp_path: Path) -> None:
+    proc, base = _start(tmp_path / "data")
+    try:
+        api = base + "/api/v1/livestream"
+        started = _call(
+            "POST", api + "/session/start", {"title": "cli", "streams": ["screen", "camera"]}
+        )
+        sid = started["session"]["id"]
+        joined = _call("POST", f"{api}/session/{sid}/join")
+        _call(
+            "PUT",
+            f"{api}/session/{sid}/preferences",
+            {"mode": "composite", "pip": {"corner": "top-right", "size_pct": 35}},
+            token=joined["viewer_token"],
+        )
+    finally:
+        assert _stop(proc) == 0
+    assert (tmp_path / "data" / "multistream.sqlite3").exists()
+    assert (tmp_path / "data" / "token.secret").stat().st_mode & 0o077 == 0
+
+    proc, base = _start(tmp_path / "data")
+    try:
+        api = base + "/api/v1/livestream"
+        status = _call("GET", f"{api}/session/{sid}/status")
+        assert status["session"]["title"] == "cli"
+        again = _call("POST", f"{api}/session/{sid}/join", token=joined["viewer_token"])
+        assert again["viewer_id"] == joined["viewer_id"]
+        assert again["preferences"]["pip"] == {"corner": "top-right", "size_pct": 35}
+        assert again["preferences"]["mode"] == "composite"
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_bad_settings_exit_cleanly(tmp_path: Path) -> None:
+    env = {**os.environ, "MULTISTREAM_PORT": "not-a-port"}
+    result = subprocess.run(
+        [str(BIN), "serve"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "MULTISTREAM_PORT must be an integer" in result.stderr
