@@ -46,6 +46,10 @@ class Payments(Protocol):
         self, session: Doc, viewer_id: str, enabled: list[str], quote: dict[str, Any]
     ) -> dict[str, Any] | None: ...
 
+    async def require_entitled(
+        self, session: Doc, viewer_id: str, kinds: Iterable[str]
+    ) -> None: ...
+
 
 class Draining(Protocol):
     """Lets the service refuse new work while the process drains."""
@@ -464,6 +468,8 @@ class SessionService:
                 f"the {stream['kind']} stream is not enabled for this viewer",
                 code="stream_not_enabled",
             )
+        if self.payments is not None:
+            await self.payments.require_entitled(session, viewer_id, [stream["kind"]])
         return session, stream, prefs
 
     async def authorize_composite(self, claims: Claims, session_id: str) -> tuple[Doc, Doc]:
@@ -472,6 +478,8 @@ class SessionService:
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
         prefs = await self.preferences_for(session_id, viewer_id)
+        if self.payments is not None:
+            await self.payments.require_entitled(session, viewer_id, prefs["enabled_streams"])
         return session, prefs
 
     # -- legacy single-stream API ----------------------------------------------------------------
