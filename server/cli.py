@@ -81,6 +81,23 @@ async def migrate(settings: Settings, batch_size: int) -> int:
     return 0
 
 
+async def orders_mark_paid(settings: Settings, txid: str) -> int:
+    """Operator override: mark the order with this txid paid (demos, payments settled by hand)."""
+    from server.errors import DomainError
+
+    async with open_services(settings) as services:
+        try:
+            order = await services.payments.mark_paid(txid)
+        except DomainError as exc:
+            print(f"multistream: {exc.message}", file=sys.stderr)
+            return 1
+    print(
+        f"order {order['id']} txid={order['txid']} status={order['status']} "
+        f"amount_centavos={order['amount_centavos']} streams={','.join(order['streams'])}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multistream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--store", help="store URL (default: the embedded SQLite store)")
     mig.add_argument("--data-dir", help="data directory (default ./data)")
     mig.add_argument("--batch-size", type=int, default=500)
+
+    orders = sub.add_parser("orders", help="operate on payment orders")
+    orders_sub = orders.add_subparsers(dest="orders_command", required=True)
+    paid = orders_sub.add_parser("mark-paid", help="mark the order with this PIX txid as paid")
+    paid.add_argument("txid")
+    paid.add_argument("--store", help="store URL (default: the embedded SQLite store)")
+    paid.add_argument("--data-dir", help="data directory (default ./data)")
     return parser
 
 
@@ -120,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(settings))
     if args.command == "migrate":
         return asyncio.run(migrate(settings, args.batch_size))
+    if args.command == "orders" and args.orders_command == "mark-paid":
+        return asyncio.run(orders_mark_paid(settings, args.txid))
     return 2
 
 
