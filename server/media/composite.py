@@ -1,0 +1,137 @@
+"""Per-layout composite feeds: the screen with the camera picture-in-picture, built once per layout.
+
+Viewers who chose the same layout (corner, size, enabled streams) share one `CompositeFeed` and its
+encoders. The feed's frame rate follows the camera; the latest screen frame is reused between screen
+updates. If the camera dies (or is not enabled) the feed shows the screen alone, and vice versa.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import av
+
+import compositor
+from server.media.frames import LatestFrame
+
+log = logging.getLogger(__name__)
+
+# A producer that sent nothing for this long is treated as gone (frozen or dead publisher).
+STALE_S = 1.0
+POLL_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutKey:
+    """What makes two viewers' composites identical."""
+
+    session_id: str
+    corner: str
+    size_pct: int
+    kinds: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return (
+            f"session={self.session_id} layout={self.corner}/{self.size_pct}/{'+'.join(self.kinds)}"
+        )
+
+
+SourceLookup = Callable[[str, str], LatestFrame | None]
+
+
+class CompositeFeed:
+    """Runs one compositor for one layout; its output is a `LatestFrame` the encoders read."""
+
+    def __init__(self, key: LayoutKey, sources: SourceLookup, executor: Executor) -> None:
+        self.key = key
+        self.output = LatestFrame(key.name)
+        self.frames_composed = 0
+        self.mode = "idle"  # "composite" | "screen" | "camera" | "idle": what the feed shows now
+        self._sources = sources
+        self._executor = executor
+        self._compositor: Any = compositor.Compositor(
+            compositor.Layout(corner=key.corner, size_pct=key.size_pct)
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.key.name)
+
+    async def close(self) -> None:
+        self.output.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def _source(self, kind: str) -> LatestFrame | None:
+        return self._sources(self.key.session_id, kind) if kind in self.key.kinds else None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        cam_seq = 0
+        screen_seq = 0
+        try:
+            while not self.output.closed:
+                camera = self._source("camera")
+                screen = self._source("screen")
+                camera_alive = camera is not None and (
+                    camera.fresh(STALE_S) or (camera.frame is None and not camera.closed)
+                )
+                cam_frame: av.VideoFrame | None = None
+                screen_frame: av.VideoFrame | None = None
+                if camera is not None and camera_alive:
+                    # Camera cadence: one output per camera frame.
+                    got = await camera.next(cam_seq, timeout=POLL_S)
+                    if got is None:
+                        if camera.frame is None and screen is not None and screen.fresh(STALE_S):
+                            # Camera negotiated but silent so far: keep the screen going.
+                            got_screen = await screen.next(screen_seq, timeout=POLL_S)
+                            if got_screen is not None:
+                                screen_seq, screen_frame = got_screen
+                        if screen_frame is None:
+                            continue
+                    else:
+                        cam_seq, cam_frame = got
+                        if screen is not None and screen.fresh(STALE_S):
+                            screen_frame = screen.frame
+                elif screen is not None:
+                    got = await screen.next(screen_seq, timeout=POLL_S)
+                    if got is None:
+                        continue
+                    screen_seq, screen_frame = got
+                else:
+                    self.mode = "idle"
+                    await asyncio.sleep(POLL_S)
+                    continue
+                frame = await loop.run_in_executor(
+                    self._executor, self._compose, screen_frame, cam_frame
+                )
+                self.frames_composed += 1
+                self.output.publish(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s compositor failed", self.key.name)
+            self.output.close()
+
+    def _compose(self, screen: av.VideoFrame | None, camera: av.VideoFrame | None) -> av.VideoFrame:
+        if screen is not None and camera is not None:
+            self.mode = "composite"
+            return self._compositor.compose(screen, camera)
+        if screen is not None:
+            self.mode = "screen"
+            return screen
+        assert camera is not None
+        self.mode = "camera"
+        return camera

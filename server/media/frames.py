@@ -1,0 +1,66 @@
+"""Latest-frame hand-off between a producer (a decoder, a compositor) and its consumers.
+
+Like aiortc's `MediaRelay`, consumers always get the newest frame and never queue: a consumer that
+falls behind simply skips frames, so nothing grows with a slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import av
+
+
+class LatestFrame:
+    """Holds the most recent video frame and wakes every waiter when a new one arrives."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frame: av.VideoFrame | None = None
+        self.seq = 0
+        self.updated_at = 0.0
+        self.closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def publish(self, frame: av.VideoFrame) -> None:
+        self.frame = frame
+        self.seq += 1
+        self.updated_at = time.monotonic()
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def fresh(self, max_age_s: float) -> bool:
+        """True when a frame arrived within `max_age_s` (the producer is alive, not frozen)."""
+        return (
+            not self.closed
+            and self.frame is not None
+            and (time.monotonic() - self.updated_at <= max_age_s)
+        )
+
+    async def next(
+        self, after_seq: int, timeout: float | None = None
+    ) -> tuple[int, av.VideoFrame] | None:
+        """The first frame newer than `after_seq`; None when closed or after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.closed:
+            if self.seq > after_seq and self.frame is not None:
+                return self.seq, self.frame
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(asyncio.shield(self._waiter), remaining)
+            except TimeoutError:
+                return None
+        return None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        self._waiter = None

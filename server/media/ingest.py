@@ -1,0 +1,143 @@
+"""A broadcaster's stream arriving over its own receive-only `RTCPeerConnection`.
+
+Video is decoded once (aiortc's receiver thread) into the stream's `LatestFrame`, which every
+encoder and compositor of that stream reads. The camera connection's microphone (Opus) is *not*
+decoded: a tap on the receiver hands each reassembled Opus frame, as an `av.Packet`, to the stream's
+audio broadcast, and viewers' senders only packetize it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import queue
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.media.fanout import PacketBroadcast
+from server.media.frames import LatestFrame
+from store.protocol import Doc
+
+log = logging.getLogger(__name__)
+
+
+class StreamMedia:
+    """What outlives one publisher connection of a stream: its frames and its audio packets."""
+
+    def __init__(self, stream: Doc) -> None:
+        self.stream = stream
+        self.stream_id: str = stream["id"]
+        self.session_id: str = stream["session_id"]
+        self.kind: str = stream["kind"]
+        self.frames = LatestFrame(f"stream={self.stream_id}")
+        self.audio = PacketBroadcast(f"stream={self.stream_id} audio", keyframes=False)
+
+    def close(self) -> None:
+        self.frames.close()
+        self.audio.close()
+
+
+class _EncodedTap(queue.Queue[Any]):
+    """Stands in for a receiver's decoder queue: sees every reassembled encoded frame first.
+
+    `RTCRtpReceiver` puts `(codec, JitterFrame)` here from the event loop and its decoder thread
+    reads it; `decode=False` keeps the frames away from the decoder entirely.
+    """
+
+    def __init__(self, on_encoded: Callable[[Any, Any], None], decode: bool) -> None:
+        super().__init__()
+        self._on_encoded = on_encoded
+        self._decode = decode
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None or self._decode:
+            super().put(item, block, timeout)
+        if item is not None:
+            self._on_encoded(*item)
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_encoded: Callable[[Any, Any], None], decode: bool
+) -> None:
+    """Install the tap; must run before `receiver.receive()` starts the decoder thread, i.e. in the
+    connection's `track` event (aiortc emits it inside `setRemoteDescription`)."""
+    receiver._RTCRtpReceiver__decoder_queue = _EncodedTap(on_encoded, decode)  # type: ignore[attr-defined]
+
+
+class Ingest:
+    """One publisher connection feeding a `StreamMedia`; reports its state via `on_state`."""
+
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        media: StreamMedia,
+        on_state: Callable[[Ingest, str], Awaitable[None]],
+    ) -> None:
+        self.pc = pc
+        self.media = media
+        self.frames_in = 0
+        self.audio_in = 0
+        self._on_state = on_state
+        self._video_taken = False
+        self._audio_taken = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._state = "pending"
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_connection_state)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        receiver = next(
+            (t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None
+        )
+        if receiver is None:
+            return
+        if track.kind == "video" and not self._video_taken:
+            self._video_taken = True
+            self._spawn(self._pull_video(track))
+        elif track.kind == "audio" and self.media.kind == "camera" and not self._audio_taken:
+            self._audio_taken = True
+            tap_receiver(receiver, self._on_opus, decode=False)
+
+    def _on_opus(self, codec: Any, encoded: Any) -> None:
+        if codec.name.lower() != "opus":
+            return
+        packet = av.Packet(encoded.data)
+        packet.pts = encoded.timestamp
+        packet.time_base = fractions.Fraction(1, codec.clockRate)
+        self.audio_in += 1
+        self.media.audio.publish(packet)
+
+    async def _pull_video(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.frames_in += 1
+                self.media.frames.publish(frame)  # type: ignore[arg-type]
+        except MediaStreamError:
+            log.info("stream=%s publisher track ended", self.media.stream_id)
+
+    async def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        mapped = {"connected": "live", "failed": "failed", "closed": "closed"}.get(state)
+        if mapped is None or mapped == self._state:
+            return
+        self._state = mapped
+        log.info(
+            "session=%s stream=%s ingest %s", self.media.session_id, self.media.stream_id, state
+        )
+        await self._on_state(self, mapped)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pc.close()

@@ -1,0 +1,556 @@
+"""`MediaPlane`: every peer connection, encoder, composite and recorder of this server, by session.
+
+The plane is the session service's listener (`SessionEvents`): stopping a stream, ending a session or
+changing a viewer's preferences closes or updates exactly the connections concerned. Handlers call
+`publish`, `subscribe`, `subscribe_composite` and `add_candidate` after authenticating the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+
+from server.auth import Claims
+from server.clock import now_iso
+from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from server.ids import new_id
+from server.media import codecs, ice, offers
+from server.media.composite import CompositeFeed, LayoutKey
+from server.media.encoder import SharedEncoder
+from server.media.fanout import ViewerTrack
+from server.media.frames import LatestFrame
+from server.media.ingest import Ingest, StreamMedia
+from server.media.recorder import Recorder
+from server.presence import Presence
+from server.settings import Settings
+from store.protocol import Doc, Store
+
+log = logging.getLogger(__name__)
+
+_ACTIVE = ("pending", "live")
+
+
+@dataclass(eq=False)
+class Peer:
+    """One tracked `RTCPeerConnection` and what it is for."""
+
+    id: str
+    pc: RTCPeerConnection
+    session_id: str
+    role: str  # "publisher" | "viewer" | "composite"
+    viewer_id: str | None = None
+    stream_id: str | None = None
+    kind: str | None = None
+    layout: LayoutKey | None = None
+    codec: str | None = None
+    video: ViewerTrack | None = None
+    audio: ViewerTrack | None = None
+    closing: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+
+
+class MediaPlane:
+    """The WebRTC media service of one server process."""
+
+    def __init__(self, settings: Settings, store: Store, sessions: Any, presence: Presence) -> None:
+        self.settings = settings
+        self.store = store
+        self.sessions = sessions
+        self.presence = presence
+        codecs.raise_aiortc_bitrate_caps(settings)
+        self._epoch = time.monotonic()
+        # Encoders and compositors each take ~1–10 ms per frame; a few threads keep the loop free.
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="media")
+        self._peers: dict[str, Peer] = {}
+        self._media: dict[str, StreamMedia] = {}
+        self._ingests: dict[str, Ingest] = {}
+        self._encoders: dict[tuple[str, str], SharedEncoder] = {}
+        self._composites: dict[LayoutKey, CompositeFeed] = {}
+        self._recorders: dict[str, Recorder] = {}
+        self._dropped_closed = 0
+        self._closed = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- counters (tests, metrics) -----------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Snapshot for tests and metrics: what is running right now."""
+        return {
+            "peer_connections": len(self._peers),
+            "publishers": sum(1 for p in self._peers.values() if p.role == "publisher"),
+            "viewers": sum(1 for p in self._peers.values() if p.role != "publisher"),
+            "encoders_running": sum(1 for e in self._encoders.values() if e.running),
+            "composite_encoders": sum(
+                1
+                for (src, _), e in self._encoders.items()
+                if src.startswith("composite") and e.running
+            ),
+            "composite_layouts": len(self._composites),
+            "recorders": len(self._recorders),
+            "frames_dropped": self._dropped_closed
+            + sum(e.broadcast.dropped for e in self._encoders.values()),
+            "frames_encoded": sum(e.frames_encoded for e in self._encoders.values()),
+        }
+
+    def composite_feeds(self) -> list[CompositeFeed]:
+        return list(self._composites.values())
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def publish(self, claims: Claims, stream_id: str, body: object) -> dict[str, str]:
+        """A broadcaster's offer for one of its streams; the server side only receives."""
+        _, stream = await self.sessions.authorize_publish(claims, stream_id)
+        offer = offers.parse_offer(body)
+        offers.check_publisher(offer)
+        pc = self._new_pc()
+        peer = Peer(
+            new_id("pc"),
+            pc,
+            stream["session_id"],
+            "publisher",
+            stream_id=stream_id,
+            kind=stream["kind"],
+        )
+        media = self._media.get(stream_id)
+        if media is None:
+            media = self._media[stream_id] = StreamMedia(stream)
+        ingest = Ingest(pc, media, self._on_ingest_state)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            seen: set[str] = set()
+            for t in pc.getTransceivers():
+                wanted = t.kind == "video" or (t.kind == "audio" and stream["kind"] == "camera")
+                t.direction = "recvonly" if wanted and t.kind not in seen else "inactive"
+                seen.add(t.kind)
+            answer = await self._answer(pc)
+        except DomainError:
+            await ingest.close()
+            raise
+        except Exception as exc:
+            await ingest.close()
+            log.info("stream=%s publisher offer refused: %r", stream_id, exc)
+            raise Invalid("offer could not be negotiated", code="invalid_sdp") from None
+        previous = self._ingests.get(stream_id)
+        self._ingests[stream_id] = ingest
+        self._track(peer)
+        if previous is not None:
+            # A publisher reconnecting replaces its earlier connection; viewers stay.
+            old = next((p for p in self._peers.values() if p.pc is previous.pc), None)
+            if old is not None:
+                await self._close_peer(old)
+        log.info(
+            "session=%s stream=%s pc=%s publisher connected (signaling)",
+            peer.session_id,
+            stream_id,
+            peer.id,
+        )
+        return {"sdp": answer, "type": "answer", "pc_id": peer.id}
+
+    async def _on_ingest_state(self, ingest: Ingest, state: str) -> None:
+        stream_id = ingest.media.stream_id
+        if self._ingests.get(stream_id) is not ingest:
+            return  # a replaced or torn-down connection
+        if state == "live":
+            updated = await self._set_stream_status(stream_id, "live", ("pending", "live"))
+            if updated is not None and self.settings.record:
+                self._start_recorder(updated)
+        elif state in ("failed", "closed"):
+            status = "failed" if state == "failed" else "stopped"
+            updated = await self._set_stream_status(stream_id, status, _ACTIVE)
+            self._spawn(self._teardown_stream(stream_id))
+
+    async def _set_stream_status(
+        self, stream_id: str, status: str, expect_any: tuple[str, ...]
+    ) -> Doc | None:
+        stream = await self.store.get("broadcast_streams", stream_id)
+        if stream is None or stream["status"] not in expect_any:
+            return None
+        fields: dict[str, Any] = {"status": status}
+        if status == "live" and stream["status"] != "live":
+            fields["started_at"] = now_iso()
+        if status in ("stopped", "failed"):
+            fields["stopped_at"] = now_iso()
+        updated = await self.store.update(
+            "broadcast_streams", stream_id, fields, expect={"status": stream["status"]}
+        )
+        if updated is not None and stream["status"] != status:
+            log.info(
+                "session=%s stream=%s status %s -> %s",
+                stream["session_id"],
+                stream_id,
+                stream["status"],
+                status,
+            )
+        return updated
+
+    # -- subscribing -----------------------------------------------------------------------------
+
+    async def subscribe(self, claims: Claims, stream_id: str, body: object) -> dict[str, str]:
+        """A viewer's offer for one stream its preferences enable; the server side only sends."""
+        _, stream, prefs = await self.sessions.authorize_subscribe(claims, stream_id)
+        offer = offers.parse_offer(body)
+        offers.check_viewer(offer)
+        want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))
+        peer = Peer(
+            new_id("pc"),
+            self._new_pc(),
+            stream["session_id"],
+            "viewer",
+            viewer_id=claims.viewer_id,
+            stream_id=stream_id,
+            kind=stream["kind"],
+        )
+        media = self._media.get(stream_id)
+        if media is None:
+            media = self._media[stream_id] = StreamMedia(stream)
+        video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
+        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+        encoder = self._encoder(f"stream:{stream_id}", codec, media.frames, profile)
+        self._attach(peer, video_t, audio_t, encoder, media if want_audio else None)
+        log.info(
+            "session=%s stream=%s viewer=%s pc=%s codec=%s subscribed",
+            peer.session_id,
+            stream_id,
+            peer.viewer_id,
+            peer.id,
+            codec,
+        )
+        return {"sdp": self._local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
+
+    async def subscribe_composite(
+        self, claims: Claims, session_id: str, body: object
+    ) -> dict[str, str]:
+        """A viewer's composite feed: one video track laid out per its saved preferences."""
+        _, prefs = await self.sessions.authorize_composite(claims, session_id)
+        if prefs["mode"] != "composite":
+            raise Conflict(
+                "preferences are in separate mode; set mode to composite first",
+                code="not_composite_mode",
+            )
+        key = self._layout_key(prefs)
+        if not key.kinds:
+            raise Forbidden("no stream is enabled for this viewer", code="stream_not_enabled")
+        offer = offers.parse_offer(body)
+        offers.check_viewer(offer)
+        want_audio = "camera" in key.kinds and bool(offer.directions("audio"))
+        peer = Peer(
+            new_id("pc"),
+            self._new_pc(),
+            session_id,
+            "composite",
+            viewer_id=claims.viewer_id,
+            layout=key,
+        )
+        video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
+        encoder = self._composite_encoder(key, codec)
+        camera = self._media_of(session_id, "camera") if want_audio else None
+        self._attach(peer, video_t, audio_t, encoder, camera)
+        log.info(
+            "session=%s viewer=%s pc=%s %s codec=%s composite subscribed",
+            session_id,
+            peer.viewer_id,
+            peer.id,
+            key.name,
+            codec,
+        )
+        return {"sdp": self._local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
+
+    async def _negotiate_viewer(
+        self, peer: Peer, offer: offers.Offer, want_audio: bool
+    ) -> tuple[RTCRtpTransceiver, RTCRtpTransceiver | None, str]:
+        pc = peer.pc
+        try:
+            video_t = pc.addTransceiver("video", direction="sendonly")
+            video_t.setCodecPreferences(codecs.video_preferences(self.settings.video_codecs))
+            audio_t = pc.addTransceiver("audio", direction="sendonly") if want_audio else None
+            await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            for t in pc.getTransceivers():
+                if t is not video_t and t is not audio_t:
+                    t.direction = "inactive"  # never receive anything from a viewer
+            await self._answer(pc)
+            codec = self._negotiated_codec(pc, video_t)
+        except DomainError:
+            await pc.close()
+            raise
+        except Exception as exc:
+            await pc.close()
+            log.info("session=%s viewer=%s offer refused: %r", peer.session_id, peer.viewer_id, exc)
+            raise Invalid("offer could not be negotiated", code="invalid_sdp") from None
+        if video_t.mid is None or codec not in codecs.SUPPORTED_VIDEO:
+            await pc.close()
+            raise Invalid("offer has no usable video codec (H264 or VP8)", code="no_common_codec")
+        return video_t, audio_t if (audio_t and audio_t.mid) else None, codec
+
+    def _attach(
+        self,
+        peer: Peer,
+        video_t: RTCRtpTransceiver,
+        audio_t: RTCRtpTransceiver | None,
+        encoder: SharedEncoder,
+        audio_media: StreamMedia | None,
+    ) -> None:
+        peer.codec = encoder.codec
+        peer.video = ViewerTrack("video", encoder.broadcast)
+        video_t.sender.replaceTrack(peer.video)
+        # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
+        video_t.sender._send_keyframe = peer.video.request_keyframe  # type: ignore[method-assign]
+        if audio_t is not None and audio_media is not None:
+            peer.audio = ViewerTrack("audio", audio_media.audio)
+            audio_t.sender.replaceTrack(peer.audio)
+        self._track(peer)
+        self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
+
+    # -- candidates ------------------------------------------------------------------------------
+
+    async def add_candidate(self, claims: Claims, pc_id: object, raw: object) -> None:
+        """A trickled remote ICE candidate for a connection this token opened."""
+        if not isinstance(pc_id, str) or len(pc_id) > 64:
+            raise Invalid("pc_id must be a string", code="invalid_pc_id")
+        peer = self._peers.get(pc_id)
+        if (
+            peer is None
+            or peer.session_id != claims.session_id
+            or (peer.role != "publisher" and peer.viewer_id != claims.viewer_id)
+            or (peer.role == "publisher" and claims.role != "broadcaster")
+        ):
+            raise NotFound("no such peer connection", code="pc_not_found")
+        loopback = bool(self.settings.ice_hosts) and all(
+            h.startswith("127.") or h == "::1" for h in self.settings.ice_hosts
+        )
+        candidate = ice.parse_candidate(raw, loopback)
+        if candidate is None:
+            return
+        try:
+            await peer.pc.addIceCandidate(candidate)
+        except Exception:
+            raise Invalid(
+                "candidate does not match the connection", code="invalid_candidate"
+            ) from None
+
+    def disconnect(self, pc_id: str) -> None:
+        """The viewer's signaling socket closed: its connections go with it."""
+        peer = self._peers.get(pc_id)
+        if peer is not None and peer.role != "publisher":
+            self._spawn(self._close_peer(peer))
+
+    # -- session events (SessionEvents) ----------------------------------------------------------
+
+    async def stream_started(self, stream: Doc) -> None:
+        """Nothing to do until the broadcaster's offer arrives."""
+
+    async def stream_stopped(self, stream: Doc) -> None:
+        await self._teardown_stream(stream["id"])
+
+    async def session_ended(self, session: Doc) -> None:
+        session_id = session["id"]
+        for stream_id in [s for s, m in self._media.items() if m.session_id == session_id]:
+            await self._teardown_stream(stream_id)
+        for peer in [p for p in self._peers.values() if p.session_id == session_id]:
+            await self._close_peer(peer)
+        for key in [k for k in self._composites if k.session_id == session_id]:
+            await self._close_composite(key)
+
+    async def preferences_changed(self, prefs: Doc) -> None:
+        session_id, viewer_id = prefs["session_id"], prefs["viewer_id"]
+        enabled = set(prefs["enabled_streams"])
+        for peer in [
+            p
+            for p in self._peers.values()
+            if p.session_id == session_id and p.viewer_id == viewer_id
+        ]:
+            if peer.role == "viewer" and peer.kind not in enabled:
+                await self._close_peer(peer)
+            elif peer.role == "composite":
+                key = self._layout_key(prefs)
+                if prefs["mode"] != "composite" or not key.kinds:
+                    await self._close_peer(peer)
+                elif key != peer.layout and peer.video is not None and peer.codec is not None:
+                    # Layout follows the preference live: same connection, another shared feed.
+                    encoder = self._composite_encoder(key, peer.codec)
+                    peer.layout = key
+                    peer.video.switch(encoder.broadcast)
+                    log.info(
+                        "session=%s viewer=%s pc=%s layout -> %s",
+                        session_id,
+                        viewer_id,
+                        peer.id,
+                        key.name,
+                    )
+
+    # -- building blocks -------------------------------------------------------------------------
+
+    def _new_pc(self) -> RTCPeerConnection:
+        if self._closed:
+            raise Conflict("media plane is shutting down", code="shutting_down")
+        return RTCPeerConnection(ice.configuration(self.settings.ice_servers))
+
+    async def _answer(self, pc: RTCPeerConnection) -> str:
+        ice.restrict(pc, self.settings.ice_hosts, self.settings.udp_ports)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return self._local_sdp(pc)
+
+    @staticmethod
+    def _local_sdp(pc: RTCPeerConnection) -> str:
+        return str(pc.localDescription.sdp)
+
+    @staticmethod
+    def _negotiated_codec(pc: RTCPeerConnection, transceiver: RTCRtpTransceiver) -> str:
+        answer = aiortc_sdp.SessionDescription.parse(pc.localDescription.sdp)
+        for media in answer.media:
+            if media.rtp.muxId == transceiver.mid and media.rtp.codecs:
+                return str(media.rtp.codecs[0].name).upper()
+        return ""
+
+    def _track(self, peer: Peer) -> None:
+        self._peers[peer.id] = peer
+
+        @peer.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if peer.pc.connectionState in ("failed", "closed") and peer.role != "publisher":
+                await self._close_peer(peer)
+            elif peer.pc.connectionState == "failed":
+                # The ingest reports the stream as failed; drop the connection record too.
+                await self._close_peer(peer)
+
+    async def _close_peer(self, peer: Peer) -> None:
+        if peer.closing:
+            return
+        peer.closing = True
+        self._peers.pop(peer.id, None)
+        if peer.role != "publisher":
+            self.presence.remove(peer.session_id, peer.id)
+        for track in (peer.video, peer.audio):
+            if track is not None:
+                self._dropped_closed += track.dropped
+                track.stop()
+        try:
+            await peer.pc.close()
+        except Exception:
+            log.exception("session=%s pc=%s close failed", peer.session_id, peer.id)
+
+    def _media_of(self, session_id: str, kind: str) -> StreamMedia | None:
+        for media in self._media.values():
+            if media.session_id == session_id and media.kind == kind:
+                return media
+        return None
+
+    def _frames_of(self, session_id: str, kind: str) -> LatestFrame | None:
+        media = self._media_of(session_id, kind)
+        return media.frames if media is not None else None
+
+    def _encoder(
+        self, source_key: str, codec: str, frames: LatestFrame, profile: codecs.EncodeProfile
+    ) -> SharedEncoder:
+        key = (source_key, codec)
+        encoder = self._encoders.get(key)
+        if encoder is None or encoder.broadcast.closed:
+            encoder = SharedEncoder(
+                f"{source_key} codec={codec}",
+                frames,
+                codec,
+                profile,
+                self._executor,
+                self._epoch,
+                on_idle=lambda e, k=key: self._encoder_idle(k, e),
+            )
+            self._encoders[key] = encoder
+            encoder.start()
+        return encoder
+
+    def _encoder_idle(self, key: tuple[str, str], encoder: SharedEncoder) -> None:
+        if self._encoders.get(key) is encoder:
+            del self._encoders[key]
+            self._dropped_closed += encoder.broadcast.dropped
+        self._spawn(encoder.close())
+        if key[0].startswith("composite:"):
+            layout = next((k for k in self._composites if f"composite:{k.name}" == key[0]), None)
+            if layout is not None and not any(src == key[0] for src, _ in self._encoders):
+                self._spawn(self._close_composite(layout))
+
+    def _layout_key(self, prefs: Doc) -> LayoutKey:
+        pip = prefs.get("pip") or {}
+        kinds = tuple(k for k in ("screen", "camera") if k in prefs["enabled_streams"])
+        return LayoutKey(
+            prefs["session_id"],
+            str(pip.get("corner", "bottom-right")),
+            int(pip.get("size_pct", 25)),
+            kinds,
+        )
+
+    def _composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+        feed = self._composites.get(key)
+        if feed is None:
+            feed = self._composites[key] = CompositeFeed(key, self._frames_of, self._executor)
+            feed.start()
+            log.info("%s composite started", key.name)
+        profile = codecs.profile_for("composite", None, self.settings)
+        return self._encoder(f"composite:{key.name}", codec, feed.output, profile)
+
+    async def _close_composite(self, key: LayoutKey) -> None:
+        feed = self._composites.pop(key, None)
+        if feed is not None:
+            log.info("%s composite stopped", key.name)
+            await feed.close()
+
+    def _start_recorder(self, stream: Doc) -> None:
+        stream_id = stream["id"]
+        media = self._media.get(stream_id)
+        if media is None or stream_id in self._recorders:
+            return
+        codec = next(
+            (c.upper() for c in self.settings.video_codecs if c.upper() in codecs.SUPPORTED_VIDEO),
+            "H264",
+        )
+        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+        encoder = self._encoder(f"stream:{stream_id}", codec, media.frames, profile)
+        recorder = Recorder(stream, encoder, media, self.settings.recordings_dir, self.store)
+        self._recorders[stream_id] = recorder
+        recorder.start()
+
+    async def _teardown_stream(self, stream_id: str) -> None:
+        """Close everything of one stream; the other stream and composites carry on."""
+        ingest = self._ingests.pop(stream_id, None)
+        recorder = self._recorders.pop(stream_id, None)
+        if recorder is not None:
+            await recorder.close()
+        for peer in [p for p in self._peers.values() if p.stream_id == stream_id]:
+            await self._close_peer(peer)
+        if ingest is not None:
+            await ingest.close()
+        for key in [k for k in self._encoders if k[0] == f"stream:{stream_id}"]:
+            encoder = self._encoders.pop(key)
+            self._dropped_closed += encoder.broadcast.dropped
+            await encoder.close()
+        media = self._media.pop(stream_id, None)
+        if media is not None:
+            media.close()
+            log.info("session=%s stream=%s media closed", media.session_id, stream_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Server shutdown: every connection, recorder, encoder and compositor, then the threads."""
+        self._closed = True
+        for stream_id in list(self._media):
+            await self._teardown_stream(stream_id)
+        for peer in list(self._peers.values()):
+            await self._close_peer(peer)
+        for key in list(self._composites):
+            await self._close_composite(key)
+        for encoder in list(self._encoders.values()):
+            await encoder.close()
+        self._encoders.clear()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+        log.info("media plane closed")
