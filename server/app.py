@@ -17,6 +17,7 @@ from server.settings import Settings
 ROUTE_MODULES: list[str] = [
     "handlers.sessions",
     "handlers.payments",
+    "handlers.signaling",
     "handlers.legacy",
 ]
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from server.auth import TokenService
+from server.media import MediaPlane
 from server.payments import PaymentService
 from server.presence import Presence
 from server.services import Services
@@ -39,6 +40,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             sessions=sessions,
             payments=payments,
         )
+        media = MediaPlane(settings, store, sessions, presence)
+        sessions.add_listener(media)
+        services.media = media
+        # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
+        stack.push_async_callback(media.close)
         log.info(
             "services ready store=%s instance=%s",
             _redact(settings.store_location),
