@@ -8,6 +8,7 @@ updates. If the camera dies (or is not enabled) the feed shows the screen alone,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -68,10 +69,8 @@ class CompositeFeed:
         self.output.close()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def _source(self, kind: str) -> LatestFrame | None:

@@ -8,6 +8,7 @@ Key frames are forced when a viewer joins or sends PLI/FIR, at most once per `KE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -97,10 +98,8 @@ class SharedEncoder:
         self.broadcast.close()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def _idle(self, _broadcast: PacketBroadcast) -> None:

@@ -27,6 +27,7 @@ from server.media.encoder import SharedEncoder
 from server.media.fanout import ViewerTrack
 from server.media.frames import LatestFrame
 from server.media.ingest import Ingest, StreamMedia
+from server.media.library import RecordingLibrary
 from server.media.recorder import Recorder
 from server.presence import Presence
 from server.settings import Settings
@@ -77,6 +78,7 @@ class MediaPlane:
         self._dropped_closed = 0
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
 
     # -- counters (tests, metrics) -----------------------------------------------------------
 
@@ -194,7 +196,7 @@ class MediaPlane:
 
     async def subscribe(self, claims: Claims, stream_id: str, body: object) -> dict[str, str]:
         """A viewer's offer for one stream its preferences enable; the server side only sends."""
-        _, stream, prefs = await self.sessions.authorize_subscribe(claims, stream_id)
+        _, stream, _prefs = await self.sessions.authorize_subscribe(claims, stream_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))

@@ -125,8 +125,8 @@ class Recorder:
                 copy.time_base = TIME_BASE
                 copy.is_keyframe = packet.is_keyframe
                 copy.stream = self._vstream
+                self._last_pts = int(copy.pts)  # before mux(), which rebases it in place
                 self._container.mux(copy)
-                self._last_pts = int(copy.pts)
                 self.video_packets += 1
         except MediaStreamError:
             pass

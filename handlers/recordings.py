@@ -1,0 +1,107 @@
+"""Recordings of a session: the list, and a download with HTTP range requests (seekable players).
+
+The download is Tornado's `StaticFileHandler` (ranges, ETag, If-Modified-Since) behind the same
+token check as the API; a `<video src>` cannot send headers, so `?access_token=` works too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.web
+
+from handlers.base import ApiHandler, bearer_token
+from handlers.openapi import error_responses, json_response
+from server.errors import DomainError, Unavailable
+from server.services import Services
+
+PREFIX = "/api/v1/livestream"
+ID = r"([^/]+)"
+
+
+def _library(services: Services) -> Any:
+    media = services.media
+    if media is None:
+        raise Unavailable("media plane is not running", code="media_unavailable")
+    return media.library
+
+
+class RecordingListHandler(ApiHandler):
+    async def get(self, session_id: str) -> None:
+        claims = self.claims()
+        recordings = await _library(self.services).list(claims, session_id)
+        self.write_json({"recordings": recordings})
+
+
+class RecordingFileHandler(tornado.web.StaticFileHandler):
+    """Serves one recording file after the token check; errors are the API's JSON."""
+
+    def initialize(self, services: Services) -> None:  # type: ignore[override]
+        self.services = services
+        super().initialize(path=str(services.settings.recordings_dir))
+
+    async def get(self, session_id: str, recording_id: str, include_body: bool = True) -> None:  # type: ignore[override]
+        try:
+            token = bearer_token(self.request.headers.get("Authorization")) or self.get_argument(
+                "access_token", None
+            )
+            claims = self.services.sessions.verify(token)
+            _, relpath = await _library(self.services).file(claims, session_id, recording_id)
+        except DomainError as err:
+            self._json_error(err)
+            return
+        self.set_header("Content-Disposition", f'attachment; filename="{recording_id}.mkv"')
+        await super().get(relpath, include_body)
+
+    async def head(self, session_id: str, recording_id: str) -> None:  # type: ignore[override]
+        await self.get(session_id, recording_id, include_body=False)
+
+    def get_content_type(self) -> str:
+        return "video/x-matroska"
+
+    def _json_error(self, err: DomainError) -> None:
+        self.set_status(err.status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(
+            json.dumps({"error": {"status": err.status, "code": err.code, "message": err.message}})
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.clear_header("Content-Disposition")
+        self.finish(
+            json.dumps({"error": {"status": status_code, "code": "error", "message": self._reason}})
+        )
+
+
+_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_REC_ID = {"name": "recording_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+openapi = {
+    f"{PREFIX}/session/{{session_id}}/recordings": {
+        "get": {
+            "summary": "Recordings of this session (broadcaster: all; viewer: enabled streams)",
+            "responses": {"200": json_response("recordings"), **error_responses(401, 403, 404)},
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID],
+        }
+    },
+    f"{PREFIX}/session/{{session_id}}/recordings/{{recording_id}}": {
+        "get": {
+            "summary": "Download one recording (Matroska); Range requests supported",
+            "responses": {
+                "200": {"description": "the file"},
+                "206": {"description": "a range"},
+                **error_responses(401, 403, 404),
+            },
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID, _REC_ID],
+        }
+    },
+}
+
+routes = [
+    (rf"{PREFIX}/session/{ID}/recordings", RecordingListHandler),
+    (rf"{PREFIX}/session/{ID}/recordings/{ID}", RecordingFileHandler),
+]

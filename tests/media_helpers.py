@@ -1,0 +1,202 @@
+"""aiortc clients for media tests: synthetic screen/camera publishers and recording viewers.
+
+Everything stays on 127.0.0.1: the clients use the same ICE policy module as the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+
+from server.media import ice
+
+PREFIX = "/api/v1/livestream"
+LOOPBACK = ("127.0.0.1",)
+
+# Distinct chroma so a pixel check tells the pictures apart after lossy coding:
+# the screen is near-grey (U≈V≈128), the camera strongly red (V high).
+SCREEN_V = 128
+CAMERA_V = 230
+
+
+def screen_pattern(width: int, height: int) -> np.ndarray:
+    """Text-like: light page with dark thin 'lines of text', neutral chroma (yuv420p ndarray)."""
+    y = np.full((height, width), 220, np.uint8)
+    for row in range(16, height - 16, 24):
+        for col in range(24, width - 24, 60):
+            y[row : row + 6, col : col + 44] = 30
+    u = np.full((height // 2, width // 2), 128, np.uint8)
+    v = np.full((height // 2, width // 2), SCREEN_V, np.uint8)
+    return np.concatenate([y, u.reshape(height // 4, width), v.reshape(height // 4, width)])
+
+
+def camera_pattern(width: int, height: int, t: int) -> np.ndarray:
+    """Moving: a red picture with a bright bar sweeping across."""
+    y = np.full((height, width), 90, np.uint8)
+    x0 = (t * 8) % width
+    y[:, x0 : x0 + 16] = 160
+    u = np.full((height // 2, width // 2), 100, np.uint8)
+    v = np.full((height // 2, width // 2), CAMERA_V, np.uint8)
+    return np.concatenate([y, u.reshape(height // 4, width), v.reshape(height // 4, width)])
+
+
+class PatternTrack(MediaStreamTrack):
+    """A synthetic video source at a fixed rate (like aiortc's `VideoStreamTrack`)."""
+
+    kind = "video"
+
+    def __init__(self, pattern: str, width: int, height: int, fps: int) -> None:
+        super().__init__()
+        self.pattern, self.width, self.height, self.fps = pattern, width, height, fps
+        self._n = 0
+        self._start: float | None = None
+        self._static = screen_pattern(width, height) if pattern == "screen" else None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        target = self._start + self._n / self.fps
+        delay = target - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self._static is not None:
+            arr = self._static
+        else:
+            arr = camera_pattern(self.width, self.height, self._n)
+        frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+        frame.pts = self._n * (90000 // self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self._n += 1
+        return frame
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def offer_of(pc: RTCPeerConnection) -> dict[str, str]:
+    ice.restrict(pc, LOOPBACK)
+    await pc.setLocalDescription(await pc.createOffer())
+    return {"sdp": pc.localDescription.sdp, "type": "offer"}
+
+
+@dataclass
+class Publisher:
+    pc: RTCPeerConnection
+    pc_id: str
+
+
+async def publish(
+    api: Any, token: str, stream_id: str, track: MediaStreamTrack, audio: bool = False
+) -> Publisher:
+    pc = new_pc()
+    pc.addTransceiver(track, direction="sendonly")
+    if audio:
+        pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    resp = await api.post(
+        f"{PREFIX}/stream/{stream_id}/signal/offer", await offer_of(pc), token=token
+    )
+    assert resp.status == 200, resp.body
+    await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
+    return Publisher(pc, resp.json["pc_id"])
+
+
+@dataclass
+class Viewer:
+    """Receives and decodes (in aiortc's receiver) what the server sends; keeps recent frames."""
+
+    pc: RTCPeerConnection
+    pc_id: str = ""
+    tracks: list[MediaStreamTrack] = field(default_factory=list)
+    frames: list[av.VideoFrame] = field(default_factory=list)
+    audio_frames: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def on_track(self, track: MediaStreamTrack) -> None:
+        self.tracks.append(track)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._pull(track)))
+
+    async def _pull(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    self.frames.append(frame)  # type: ignore[arg-type]
+                    del self.frames[:-5]
+                    self.count += 1
+                else:
+                    self.audio_frames += 1
+        except MediaStreamError:
+            pass
+
+    count: int = 0
+
+    async def wait_frames(self, n: int, timeout: float = 10.0) -> None:
+        start = self.count
+        deadline = time.monotonic() + timeout
+        while self.count < start + n:
+            assert time.monotonic() < deadline, f"only {self.count - start} of {n} frames arrived"
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+async def view(
+    api: Any, token: str, path: str, audio: bool = False, video_lines: int = 1
+) -> tuple[Viewer, Any]:
+    """Offer recvonly video (and audio) to `path`; returns the viewer and the raw response."""
+    pc = new_pc()
+    viewer = Viewer(pc)
+    pc.on("track", viewer.on_track)
+    for _ in range(video_lines):
+        pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
+    resp = await api.post(path, await offer_of(pc), token=token)
+    if resp.status == 200:
+        viewer.pc_id = resp.json["pc_id"]
+        await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
+    else:
+        await pc.close()
+    return viewer, resp
+
+
+def plane_means(frame: av.VideoFrame, x0: float, y0: float, x1: float, y1: float) -> float:
+    """Mean V (red-difference chroma) over a rectangle given in fractions of the frame."""
+    v = frame.to_ndarray(format="yuv420p")
+    h, w = frame.height, frame.width
+    v_plane = v[h + h // 4 :, :].reshape(h // 2, w // 2)
+    return float(
+        v_plane[int(y0 * h / 2) : int(y1 * h / 2), int(x0 * w / 2) : int(x1 * w / 2)].mean()
+    )
+
+
+async def start_session(api: Any, streams: tuple[str, ...] = ("screen", "camera")) -> dict:
+    resp = await api.post(
+        f"{PREFIX}/session/start", {"title": "media test", "streams": list(streams)}
+    )
+    assert resp.status == 201, resp.body
+    return resp.json
+
+
+async def join(api: Any, session_id: str, prefs: dict | None = None) -> dict:
+    resp = await api.post(f"{PREFIX}/session/{session_id}/join")
+    assert resp.status == 200, resp.body
+    joined = resp.json
+    if prefs is not None:
+        put = await api.put(
+            f"{PREFIX}/session/{session_id}/preferences", prefs, token=joined["viewer_token"]
+        )
+        assert put.status == 200, put.body
+    return joined
