@@ -23,6 +23,8 @@ ROUTE_MODULES: list[str] = [
     "handlers.recordings",
     "handlers.ops",
     "handlers.legacy",
+    # The web client's pages and assets: exact paths only, so no API route can be shadowed.
+    "handlers.web",
 ]
 
 
