@@ -1,0 +1,44 @@
+// Picture-in-picture placement shared by the studio preview and the viewer page: the stage carries
+// `data-corner` and a `--pip-size` percentage, and CSS positions the small video from them.
+
+export const CORNERS = ["top-left", "top-right", "bottom-left", "bottom-right"];
+
+export function applyPip(stage, corner, sizePct) {
+  stage.dataset.corner = CORNERS.includes(corner) ? corner : "bottom-right";
+  stage.style.setProperty("--pip-size", `${Math.min(40, Math.max(10, Number(sizePct) || 25))}%`);
+}
+
+// For corner "auto": the corner of the main video with the least detail, so the PiP covers the least
+// content. Detail = mean absolute difference between neighbouring luma samples in a small grab.
+export function quietestCorner(video, sizePct = 25) {
+  if (!video || video.readyState < 2 || !video.videoWidth) return null;
+  const w = 64;
+  const h = 36;
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0, w, h);
+  const data = ctx.getImageData(0, 0, w, h).data;
+  const luma = (x, y) => {
+    const i = (y * w + x) * 4;
+    return 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+  };
+  const cw = Math.max(2, Math.round((w * sizePct) / 100));
+  const ch = Math.max(2, Math.round((h * sizePct) / 100));
+  let best = null;
+  let bestScore = Infinity;
+  for (const corner of CORNERS) {
+    const x0 = corner.endsWith("left") ? 0 : w - cw;
+    const y0 = corner.startsWith("top") ? 0 : h - ch;
+    let score = 0;
+    for (let y = y0; y < y0 + ch; y++) {
+      for (let x = x0 + 1; x < x0 + cw; x++) score += Math.abs(luma(x, y) - luma(x - 1, y));
+    }
+    if (score < bestScore) {
+      bestScore = score;
+      best = corner;
+    }
+  }
+  return best;
+}

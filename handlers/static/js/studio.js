@@ -1,0 +1,475 @@
+// Broadcaster studio: capture screen and camera, preview them as PiP, go live with pricing, and publish
+// each stream on its own RTCPeerConnection so either can stop, start or reconnect alone.
+
+import * as api from "./api.js";
+import { $, el, say } from "./dom.js";
+import { applyPip } from "./layout.js";
+import { applySenderLimits, captureErrorMessage, createPeer, negotiate, watchConnection } from "./rtc.js";
+
+const KINDS = ["screen", "camera"];
+const PRESETS = {
+  screen: { "720p": [1280, 720], "1080p": [1920, 1080], "1440p": [2560, 1440], "2160p": [3840, 2160] },
+  camera: { "360p": [640, 360], "480p": [854, 480], "720p": [1280, 720], "1080p": [1920, 1080] },
+};
+// Screens keep their resolution (text stays sharp); cameras keep their motion.
+const DEGRADATION = { screen: "maintain-resolution", camera: "maintain-framerate" };
+const STATUS_POLL_MS = 3000;
+const STATE_LABELS = {
+  off: "Off",
+  connecting: "Connecting…",
+  live: "Live",
+  lost: "Connection lost",
+  failed: "Failed",
+};
+
+const state = {
+  media: { screen: null, camera: null }, // MediaStream per kind while captured
+  session: null,
+  token: null,
+  signalBase: "",
+  streams: {}, // kind -> stream document from the server
+  pubs: { screen: null, camera: null }, // kind -> { pc, unwatch }
+  rows: {
+    screen: { conn: "off", error: "", detail: "" },
+    camera: { conn: "off", error: "", detail: "" },
+  },
+  busy: { screen: false, camera: false },
+  pollTimer: null,
+};
+
+// ---- quality -----------------------------------------------------------------------------------
+
+function quality(kind) {
+  const preset = $(`#${kind}-preset`).value;
+  const fps = Number($(`#${kind}-fps`).value);
+  const hint = kind === "screen" ? $("#screen-hint").value : "motion";
+  const kbps = Number($(`#${kind}-bitrate`).value) || (kind === "screen" ? 2500 : 1200);
+  const [width, height] = PRESETS[kind][preset];
+  return { preset, fps, hint, width, height, bitrate: Math.round(kbps * 1000) };
+}
+
+function videoConstraints(kind) {
+  const q = quality(kind);
+  return {
+    width: { ideal: q.width },
+    height: { ideal: q.height },
+    frameRate: { ideal: q.fps, max: q.fps },
+  };
+}
+
+async function applyQuality(kind) {
+  const stream = state.media[kind];
+  if (!stream) return;
+  const track = stream.getVideoTracks()[0];
+  const q = quality(kind);
+  track.contentHint = q.hint;
+  try {
+    await track.applyConstraints(videoConstraints(kind));
+  } catch (err) {
+    say($("#studio-msg"), `The ${kind} cannot use that quality: ${err.message}`, "error");
+  }
+  const pub = state.pubs[kind];
+  if (pub && pub.sender) await limitSender(kind, pub.sender);
+  renderRows();
+}
+
+async function limitSender(kind, sender) {
+  const q = quality(kind);
+  const refused = await applySenderLimits(sender, {
+    maxBitrate: q.bitrate,
+    maxFramerate: q.fps,
+    degradationPreference: DEGRADATION[kind],
+  });
+  if (refused.length) {
+    state.rows[kind].detail = "This browser ignores the degradation preference; the content hint still applies.";
+  }
+}
+
+// ---- capture -----------------------------------------------------------------------------------
+
+async function capture(kind) {
+  if (state.media[kind]) return state.media[kind];
+  let stream;
+  try {
+    if (kind === "screen") {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+        throw Object.assign(new Error("getDisplayMedia missing"), { name: "TypeError" });
+      }
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: videoConstraints(kind), audio: false });
+    } else {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: videoConstraints(kind),
+        audio: $("#camera-mic").checked,
+      });
+    }
+  } catch (err) {
+    say($("#studio-msg"), captureErrorMessage(err, kind), "error");
+    return null;
+  }
+  const track = stream.getVideoTracks()[0];
+  track.contentHint = quality(kind).hint;
+  // The browser's own "Stop sharing" bar (or an unplugged camera) ends the track.
+  track.addEventListener("ended", () => {
+    if (state.media[kind] === stream) setOnAir(kind, false);
+  });
+  state.media[kind] = stream;
+  say($("#studio-msg"), "");
+  renderPreview();
+  return stream;
+}
+
+function release(kind) {
+  const stream = state.media[kind];
+  state.media[kind] = null;
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  renderPreview();
+}
+
+function renderPreview() {
+  const screen = $("#preview-screen");
+  const camera = $("#preview-camera");
+  screen.srcObject = state.media.screen;
+  camera.srcObject = state.media.camera;
+  screen.classList.toggle("off", !state.media.screen);
+  camera.classList.toggle("off", !state.media.camera);
+  // With no screen the camera fills the stage instead of floating in a corner.
+  const cameraAlone = state.media.camera && !state.media.screen;
+  camera.classList.toggle("pip", !cameraAlone);
+  camera.classList.toggle("main", Boolean(cameraAlone));
+  $("#preview-empty").hidden = Boolean(state.media.screen || state.media.camera);
+  $("#screen-capture").textContent = state.media.screen ? "Stop sharing" : "Share screen";
+  $("#camera-capture").textContent = state.media.camera ? "Stop camera" : "Start camera";
+  $("#screen-capture").setAttribute("aria-pressed", String(Boolean(state.media.screen)));
+  $("#camera-capture").setAttribute("aria-pressed", String(Boolean(state.media.camera)));
+}
+
+// ---- publishing --------------------------------------------------------------------------------
+
+function setRow(kind, conn, error = "") {
+  state.rows[kind].conn = conn;
+  state.rows[kind].error = error;
+  renderRows();
+}
+
+async function publish(kind) {
+  const media = state.media[kind];
+  if (!media || !state.session) return;
+  unpublish(kind);
+  setRow(kind, "connecting");
+  try {
+    let stream = state.streams[kind];
+    if (!stream || !["pending", "live"].includes(stream.status)) {
+      const answer = await api.startStream(state.session.id, kind, state.token);
+      stream = answer.stream;
+      state.streams[kind] = stream;
+    }
+    const pc = createPeer();
+    const pub = { pc, sender: null, unwatch: null };
+    state.pubs[kind] = pub;
+    const video = media.getVideoTracks()[0];
+    const q = quality(kind);
+    const transceiver = pc.addTransceiver(video, {
+      direction: "sendonly",
+      streams: [media],
+      sendEncodings: [{ maxBitrate: q.bitrate, maxFramerate: q.fps }],
+    });
+    pub.sender = transceiver.sender;
+    for (const audio of media.getAudioTracks()) {
+      pc.addTransceiver(audio, { direction: "sendonly", streams: [media] });
+    }
+    pub.unwatch = watchConnection(pc, (conn) => {
+      if (state.pubs[kind] !== pub) return;
+      if (conn === "connected") setRow(kind, "live");
+      else if (conn === "lost") setRow(kind, "lost", "The connection to the server dropped. Reconnect to resume.");
+      else if (conn === "failed") setRow(kind, "failed", "The connection failed. Reconnect to try again.");
+    });
+    await negotiate(pc, (offer) => api.streamOffer(stream.id, state.token, offer, state.signalBase));
+    await limitSender(kind, pub.sender);
+    if (pc.connectionState === "connected") setRow(kind, "live");
+  } catch (err) {
+    unpublish(kind);
+    setRow(kind, "failed", `Could not publish: ${err.message}`);
+  }
+}
+
+function unpublish(kind) {
+  const pub = state.pubs[kind];
+  state.pubs[kind] = null;
+  if (!pub) return;
+  if (pub.unwatch) pub.unwatch();
+  pub.pc.close();
+}
+
+// Turn one source on or off; while live this also starts or stops that stream on air.
+async function setOnAir(kind, on) {
+  if (state.busy[kind]) return;
+  state.busy[kind] = true;
+  renderRows();
+  try {
+    if (on) {
+      if (!(await capture(kind))) return;
+      if (state.session) await publish(kind);
+    } else {
+      unpublish(kind);
+      release(kind);
+      if (state.session && state.streams[kind]) {
+        setRow(kind, "off");
+        try {
+          const answer = await api.stopStream(state.session.id, kind, state.token);
+          state.streams[kind] = answer.stream;
+        } catch (err) {
+          setRow(kind, "off", `The server did not confirm the stop: ${err.message}`);
+        }
+      }
+    }
+  } finally {
+    state.busy[kind] = false;
+    renderRows();
+  }
+}
+
+// ---- live panel --------------------------------------------------------------------------------
+
+function describe(kind) {
+  const q = quality(kind);
+  const bits = [`${q.preset}`, `${q.fps} fps`, `${Math.round(q.bitrate / 1000)} kbps max`];
+  if (kind === "screen") bits.push(`hint: ${q.hint}`);
+  return bits.join(" · ");
+}
+
+function renderRows() {
+  if (!state.session) return;
+  const rows = KINDS.map((kind) => {
+    const row = state.rows[kind];
+    const on = Boolean(state.media[kind]);
+    const label = STATE_LABELS[row.conn] || row.conn;
+    const name = api.KIND_LABELS[kind];
+    const needsReconnect = on && (row.conn === "lost" || row.conn === "failed");
+    return el(
+      "li",
+      { className: "stream-row", dataset: { kind, state: row.conn } },
+      el("span", { className: "name" }, name, " ", el("span", { className: "badge", dataset: { status: row.conn }, text: label })),
+      el(
+        "span",
+        { className: "actions" },
+        needsReconnect &&
+          el("button", {
+            type: "button",
+            className: "reconnect",
+            text: "Reconnect",
+            "aria-label": `Reconnect ${name.toLowerCase()}`,
+            onclick: () => publish(kind),
+          }),
+        el("button", {
+          type: "button",
+          className: on ? "toggle danger" : "toggle",
+          text: on ? "Stop" : "Start",
+          "aria-label": `${on ? "Stop" : "Start"} ${name.toLowerCase()} stream`,
+          disabled: state.busy[kind],
+          onclick: () => setOnAir(kind, !on),
+        }),
+      ),
+      el("span", { className: "detail", text: on ? `${describe(kind)}${row.stats ? ` · ${row.stats}` : ""}` : "Not on air" }),
+      row.error && el("span", { className: "error", role: "alert", text: row.error }),
+      row.detail && el("span", { className: "detail", text: row.detail }),
+    );
+  });
+  // Rows are rebuilt on every poll; keep keyboard focus on the same control.
+  const focused = document.activeElement;
+  const refocus =
+    focused && focused.closest && focused.closest(".stream-row")
+      ? `.stream-row[data-kind="${focused.closest(".stream-row").dataset.kind}"] button.${focused.classList[0]}`
+      : null;
+  $("#stream-rows").replaceChildren(...rows);
+  if (refocus) {
+    const again = $(refocus);
+    if (again) again.focus();
+  }
+}
+
+async function sendingStats(kind) {
+  const pub = state.pubs[kind];
+  if (!pub) return "";
+  const report = await pub.pc.getStats(pub.sender.track);
+  for (const s of report.values()) {
+    if (s.type === "outbound-rtp" && s.kind === "video" && s.frameWidth) {
+      return `sending ${s.frameWidth}×${s.frameHeight} @ ${Math.round(s.framesPerSecond || 0)} fps`;
+    }
+  }
+  return "";
+}
+
+async function pollStatus() {
+  if (!state.session) return;
+  try {
+    const status = await api.sessionStatus(state.session.id);
+    say($("#server-msg"), "");
+    $("#viewer-count").textContent = `${status.viewer_count} watching`;
+    for (const stream of status.streams) state.streams[stream.kind] = stream;
+    if (status.session.status === "ended") {
+      finish("The session was ended by the server.");
+      return;
+    }
+    for (const kind of KINDS) {
+      const stream = state.streams[kind];
+      if (stream && stream.status === "failed" && state.rows[kind].conn === "live") {
+        setRow(kind, "failed", "The server reported this stream failed. Reconnect to try again.");
+      }
+      state.rows[kind].stats = await sendingStats(kind).catch(() => "");
+    }
+    renderRows();
+  } catch (err) {
+    say($("#server-msg"), `Lost contact with the server (${err.message}). Retrying…`, "error");
+  } finally {
+    if (state.session) state.pollTimer = setTimeout(pollStatus, STATUS_POLL_MS);
+  }
+}
+
+// ---- session -----------------------------------------------------------------------------------
+
+function readPricing() {
+  const amounts = {};
+  for (const [key, id] of [["base", "price-base"], ["screen", "price-screen"], ["camera", "price-camera"]]) {
+    const value = api.parseBRL($(`#${id}`).value);
+    if (value === null) throw new Error(`“${$(`label[for=${id}]`).textContent}” must be an amount like 5,00`);
+    amounts[key] = value;
+  }
+  const discount = Number($("#price-bundle").value || 0);
+  if (!Number.isInteger(discount) || discount < 0 || discount > 100) {
+    throw new Error("The bundle discount must be a whole percent from 0 to 100");
+  }
+  return {
+    base: amounts.base,
+    addons: { screen: amounts.screen, camera: amounts.camera },
+    bundle_discount_pct: discount,
+  };
+}
+
+function readPix() {
+  const key = $("#pix-key").value.trim();
+  const name = $("#pix-name").value.trim();
+  const city = $("#pix-city").value.trim();
+  if (!key && !name && !city) return null;
+  if (!key || !name || !city) throw new Error("The PIX receiver needs a key, a name and a city");
+  return { key, merchant_name: name, merchant_city: city };
+}
+
+async function goLive(event) {
+  event.preventDefault();
+  const kinds = KINDS.filter((kind) => state.media[kind]);
+  if (kinds.length === 0) {
+    say($("#studio-msg"), "Share your screen or start your camera before going live.", "error");
+    return;
+  }
+  let body;
+  try {
+    body = {
+      title: $("#title").value.trim() || "Untitled session",
+      streams: kinds,
+      pricing: readPricing(),
+      quality: Object.fromEntries(
+        kinds.map((kind) => {
+          const q = quality(kind);
+          return [kind, { preset: q.preset, fps: q.fps, content_hint: q.hint }];
+        }),
+      ),
+    };
+    const pix = readPix();
+    if (pix) body.pix = pix;
+  } catch (err) {
+    say($("#studio-msg"), err.message, "error");
+    return;
+  }
+  const button = $("#go-live");
+  button.disabled = true;
+  try {
+    const answer = await api.startSession(body);
+    state.session = answer.session;
+    state.token = answer.broadcaster_token;
+    state.signalBase = (answer.session.signaling_url || "").replace(/\/$/, "");
+    state.streams = Object.fromEntries(answer.session.streams.map((s) => [s.kind, s]));
+  } catch (err) {
+    button.disabled = false;
+    say($("#studio-msg"), `Could not go live: ${err.message}`, "error");
+    return;
+  }
+  $("#golive-form").hidden = true;
+  $("#live-panel").hidden = false;
+  $("#share-url").value = new URL(`/watch/${encodeURIComponent(state.session.id)}`, location.href).href;
+  say($("#studio-msg"), `You are live: “${state.session.title}”.`, "ok");
+  document.body.dataset.sessionId = state.session.id;
+  renderRows();
+  await Promise.all(kinds.map((kind) => publish(kind)));
+  state.pollTimer = setTimeout(pollStatus, 500);
+}
+
+function finish(message) {
+  clearTimeout(state.pollTimer);
+  for (const kind of KINDS) {
+    unpublish(kind);
+    release(kind);
+  }
+  state.session = null;
+  state.token = null;
+  state.streams = {};
+  delete document.body.dataset.sessionId;
+  $("#live-panel").hidden = true;
+  $("#ended-panel").hidden = false;
+  say($("#studio-msg"), message, "info");
+}
+
+async function endSession() {
+  const button = $("#end-session");
+  button.disabled = true;
+  try {
+    await api.endSession(state.session.id, state.token);
+    finish("Session ended.");
+  } catch (err) {
+    say($("#server-msg"), `Could not end the session: ${err.message}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function newSession() {
+  $("#ended-panel").hidden = true;
+  $("#golive-form").hidden = false;
+  $("#go-live").disabled = false;
+  for (const kind of KINDS) state.rows[kind] = { conn: "off", error: "", detail: "" };
+  say($("#studio-msg"), "");
+}
+
+// ---- wiring ------------------------------------------------------------------------------------
+
+function updatePreviewLayout() {
+  const size = Number($("#preview-size").value);
+  $("#preview-size-out").textContent = `${size}%`;
+  applyPip($("#preview"), $("#preview-corner").value, size);
+}
+
+$("#screen-capture").addEventListener("click", () => setOnAir("screen", !state.media.screen));
+$("#camera-capture").addEventListener("click", () => setOnAir("camera", !state.media.camera));
+for (const kind of KINDS) {
+  for (const field of ["preset", "fps", "bitrate"]) {
+    $(`#${kind}-${field}`).addEventListener("change", () => applyQuality(kind));
+  }
+}
+$("#screen-hint").addEventListener("change", () => applyQuality("screen"));
+$("#preview-corner").addEventListener("change", updatePreviewLayout);
+$("#preview-size").addEventListener("input", updatePreviewLayout);
+$("#golive-form").addEventListener("submit", goLive);
+$("#end-session").addEventListener("click", endSession);
+$("#new-session").addEventListener("click", newSession);
+$("#copy-link").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#share-url").value);
+    say($("#server-msg"), "Link copied.", "ok");
+  } catch {
+    $("#share-url").select();
+  }
+});
+window.addEventListener("beforeunload", () => {
+  for (const kind of KINDS) unpublish(kind);
+});
+updatePreviewLayout();
+renderPreview();

@@ -1,0 +1,492 @@
+// Viewer page: join a session (as the same viewer on every visit), choose streams and layout, see the
+// itemised price, and receive either each stream separately or the server's composite.
+
+import * as api from "./api.js";
+import { $, debounce, el, say } from "./dom.js";
+import { CORNERS, applyPip, quietestCorner } from "./layout.js";
+import { createPeer, firstFrame, negotiate, watchConnection } from "./rtc.js";
+
+const KINDS = ["screen", "camera"];
+const STATUS_POLL_MS = 3000;
+const AUTO_CORNER_MS = 2000;
+const SWITCH_GRACE_MS = 6000;
+
+const sessionId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const tokenKey = `multistream.viewer.${sessionId}`;
+
+const state = {
+  token: null,
+  viewerId: null,
+  prefs: { enabled_streams: [], mode: "separate", pip: { corner: "bottom-right", size_pct: 25 } },
+  streams: {}, // kind -> stream document
+  session: null,
+  signalBase: "",
+  ended: false,
+  subs: new Map(), // key -> subscription
+  autoCorner: "bottom-right",
+  muted: true,
+  payment: null,
+  saving: Promise.resolve(),
+};
+
+// ---- preferences -------------------------------------------------------------------------------
+
+function readControls() {
+  const enabled = KINDS.filter((kind) => {
+    const box = $(`#enable-${kind}`);
+    return box && box.checked;
+  });
+  return {
+    enabled_streams: enabled,
+    mode: $("#mode-composite").checked ? "composite" : "separate",
+    pip: { corner: $("#pip-corner").value, size_pct: Number($("#pip-size").value) },
+  };
+}
+
+function writeControls(prefs) {
+  for (const kind of KINDS) {
+    const box = $(`#enable-${kind}`);
+    if (box) box.checked = prefs.enabled_streams.includes(kind);
+  }
+  $(`#mode-${prefs.mode === "composite" ? "composite" : "separate"}`).checked = true;
+  $("#pip-corner").value = prefs.pip.corner;
+  $("#pip-size").value = String(prefs.pip.size_pct);
+  $("#pip-size-out").textContent = `${prefs.pip.size_pct}%`;
+}
+
+// Saves run one after another so the server ends with the latest choice.
+function savePreferences() {
+  const wanted = readControls();
+  state.saving = state.saving.then(async () => {
+    try {
+      const answer = await api.putPreferences(sessionId, state.token, wanted);
+      state.prefs = answer.preferences;
+      renderQuote(answer.quote);
+      renderPayment(answer.payment || null);
+      say($("#watch-msg"), "");
+    } catch (err) {
+      if (err.code === "session_ended") endedNow();
+      else say($("#watch-msg"), `Could not save your choice: ${err.message}`, "error");
+    }
+    syncMedia();
+  });
+  return state.saving;
+}
+const saveSoon = debounce(savePreferences, 300);
+
+function onControlsChanged(event) {
+  // Layout changes show at once; the saved copy (and the price) follow from the server.
+  state.prefs = { ...state.prefs, ...readControls() };
+  $("#pip-size-out").textContent = `${state.prefs.pip.size_pct}%`;
+  layout();
+  if (event.type === "input") saveSoon();
+  else savePreferences();
+}
+
+// ---- price and payment -------------------------------------------------------------------------
+
+function renderQuote(quote) {
+  const body = $("#quote tbody");
+  if (!quote) return;
+  const rows = quote.items.map((item) =>
+    el(
+      "tr",
+      { className: item.amount_centavos < 0 ? "discount" : "", dataset: { code: item.code } },
+      el("td", { text: item.label }),
+      el("td", { text: api.formatBRL(item.amount_centavos) }),
+    ),
+  );
+  if (quote.items.length === 0) {
+    rows.push(el("tr", {}, el("td", { colspan: "2", className: "muted", text: "No stream selected." })));
+  }
+  rows.push(
+    el(
+      "tr",
+      { className: "total", dataset: { code: "total", amount: String(quote.amount_centavos) } },
+      el("td", { text: "Total" }),
+      el("td", { id: "quote-total", text: api.formatBRL(quote.amount_centavos) }),
+    ),
+  );
+  body.replaceChildren(...rows);
+}
+
+async function loadQr(url) {
+  const img = $("#payment-qr");
+  try {
+    const response = await fetch(url, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!response.ok) throw new Error(response.statusText);
+    const blob = await response.blob();
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    img.hidden = false;
+  } catch {
+    img.hidden = true;
+  }
+}
+
+function renderPayment(payment) {
+  const panel = $("#payment");
+  const previous = state.payment;
+  state.payment = payment;
+  if (!payment || !payment.pix_copia_e_cola) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  const paid = payment.status === "paid";
+  $("#payment-status").textContent = paid
+    ? "Paid. Enjoy the stream!"
+    : `Pay ${api.formatBRL(payment.amount_centavos)} by PIX to watch ${payment.streams
+        .map((k) => api.KIND_LABELS[k] || k)
+        .join(" + ")}.`;
+  $("#payment-code").value = payment.pix_copia_e_cola;
+  if (payment.qr_url && (!previous || previous.qr_url !== payment.qr_url)) loadQr(payment.qr_url);
+  if (!payment.qr_url) $("#payment-qr").hidden = true;
+}
+
+async function pollOrder() {
+  const payment = state.payment;
+  if (payment && payment.order_id && payment.status === "pending" && !state.ended) {
+    try {
+      const answer = await api.getOrder(payment.order_id, state.token);
+      const order = answer.order || answer;
+      if (order.status && order.status !== payment.status) renderPayment({ ...payment, ...order });
+    } catch {
+      // The order endpoint is optional; the next preferences answer carries the status too.
+    }
+  }
+}
+
+// ---- media -------------------------------------------------------------------------------------
+
+function isLive(kind) {
+  const stream = state.streams[kind];
+  return Boolean(stream && stream.status === "live");
+}
+
+function wantedSubscriptions() {
+  if (state.ended) return [];
+  const kinds = state.prefs.enabled_streams.filter(isLive);
+  if (kinds.length === 0) return [];
+  if (state.prefs.mode === "composite") return [{ key: "composite", kind: "composite" }];
+  return kinds.map((kind) => ({ key: `stream:${state.streams[kind].id}`, kind, streamId: state.streams[kind].id }));
+}
+
+function syncMedia() {
+  const wanted = wantedSubscriptions();
+  const keys = new Set(wanted.map((w) => w.key));
+  for (const want of wanted) {
+    if (!state.subs.has(want.key)) {
+      const sub = { ...want, pc: null, video: null, ready: false, status: "connecting", retries: 0, retryTimer: null };
+      state.subs.set(want.key, sub);
+      connect(sub);
+    }
+  }
+  for (const sub of state.subs.values()) sub.wanted = keys.has(sub.key);
+  sweep();
+  layout();
+  // Never keep an unwanted connection forever while a replacement struggles.
+  setTimeout(() => sweep(true), SWITCH_GRACE_MS);
+}
+
+// Close unwanted subscriptions once every wanted one shows video, so switching has no black gap.
+function sweep(force = false) {
+  const wanted = [...state.subs.values()].filter((s) => s.wanted);
+  const allReady = wanted.every((s) => s.ready);
+  for (const sub of [...state.subs.values()]) {
+    if (!sub.wanted && (allReady || force)) close(sub);
+  }
+}
+
+function close(sub) {
+  clearTimeout(sub.retryTimer);
+  if (sub.unwatch) sub.unwatch();
+  if (sub.pc) sub.pc.close();
+  if (sub.video) sub.video.remove();
+  state.subs.delete(sub.key);
+}
+
+function offerFor(sub) {
+  if (sub.kind === "composite") {
+    return (offer) => api.compositeOffer(sessionId, state.token, offer, state.signalBase);
+  }
+  return (offer) => api.streamOffer(sub.streamId, state.token, offer, state.signalBase);
+}
+
+async function connect(sub) {
+  if (!sub.video) {
+    sub.video = el("video", {
+      autoplay: true,
+      playsinline: true,
+      className: "off",
+      dataset: { kind: sub.kind },
+      "aria-label": sub.kind === "composite" ? "Combined video" : `${api.KIND_LABELS[sub.kind]} video`,
+    });
+    sub.video.muted = state.muted;
+    $("#stage").prepend(sub.video);
+  }
+  sub.ready = false;
+  sub.status = "connecting";
+  const pc = createPeer();
+  sub.pc = pc;
+  const media = new MediaStream();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  if (sub.kind !== "screen") pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.addEventListener("track", (event) => {
+    media.addTrack(event.track);
+    if (sub.video.srcObject !== media) sub.video.srcObject = media;
+  });
+  sub.unwatch = watchConnection(pc, (conn) => {
+    if (sub.pc !== pc) return;
+    if (conn === "connected") {
+      sub.status = sub.ready ? "playing" : "connecting";
+      sub.retries = 0;
+    } else if (conn === "lost" || conn === "failed") {
+      retry(sub);
+    }
+    layout();
+  });
+  try {
+    await negotiate(pc, offerFor(sub));
+    if (sub.pc !== pc) return;
+    await firstFrame(sub.video);
+    if (sub.pc !== pc) return;
+    sub.ready = true;
+    sub.status = "playing";
+    sub.video.play().catch(() => {});
+    sweep();
+    layout();
+  } catch (err) {
+    if (sub.pc !== pc || !state.subs.has(sub.key)) return;
+    sub.error = err.message;
+    retry(sub);
+  }
+}
+
+function retry(sub) {
+  if (!state.subs.has(sub.key) || !sub.wanted || state.ended) return;
+  if (sub.unwatch) sub.unwatch();
+  if (sub.pc) sub.pc.close();
+  sub.pc = null;
+  sub.ready = false;
+  sub.status = "reconnecting";
+  sub.retries += 1;
+  const delay = Math.min(10000, 500 * 2 ** Math.min(sub.retries, 5));
+  clearTimeout(sub.retryTimer);
+  sub.retryTimer = setTimeout(async () => {
+    await refreshStatus();
+    if (state.subs.has(sub.key) && sub.wanted && !state.ended) connect(sub);
+  }, delay);
+  layout();
+}
+
+// ---- layout ------------------------------------------------------------------------------------
+
+function pickCorner() {
+  const corner = state.prefs.pip.corner;
+  if (CORNERS.includes(corner)) return corner;
+  return state.autoCorner;
+}
+
+function layout() {
+  const stage = $("#stage");
+  stage.dataset.mode = state.prefs.mode;
+  applyPip(stage, pickCorner(), state.prefs.pip.size_pct);
+  const subs = [...state.subs.values()];
+  // Keep showing the old layout until every wanted video has frames: switching has no black flash.
+  const wanted = subs.filter((s) => s.wanted);
+  const visible = wanted.length > 0 && wanted.every((s) => s.ready) ? wanted : subs.filter((s) => s.ready);
+  const composite = visible.find((s) => s.kind === "composite");
+  const screen = visible.find((s) => s.kind === "screen");
+  const camera = visible.find((s) => s.kind === "camera");
+  for (const sub of subs) {
+    const video = sub.video;
+    if (!video) continue;
+    let role = "off";
+    if (composite) role = sub === composite ? "main" : "off";
+    else if (sub === screen) role = "main";
+    else if (sub === camera) role = screen ? "pip" : "main";
+    video.classList.toggle("main", role === "main");
+    video.classList.toggle("pip", role === "pip");
+    video.classList.toggle("off", role === "off");
+    video.dataset.role = role;
+    video.dataset.state = sub.status;
+  }
+  stage.dataset.showing = visible.map((s) => s.kind).join(" ");
+  renderStageMessage(subs);
+  renderToggles();
+}
+
+function renderStageMessage(subs) {
+  let message = "";
+  const anyLive = KINDS.some(isLive);
+  if (state.ended) message = "This stream has ended. Thanks for watching!";
+  else if (!state.session) message = "Joining…";
+  else if (subs.some((s) => s.wanted && s.status === "reconnecting")) message = "Reconnecting…";
+  else if (!anyLive) message = "Waiting for the broadcaster to go on air…";
+  else if (state.prefs.enabled_streams.length === 0) message = "Turn on a stream to watch.";
+  else if (!state.prefs.enabled_streams.some(isLive)) message = "The streams you picked are off air right now.";
+  else if (subs.some((s) => s.wanted && !s.ready)) message = "Connecting…";
+  const node = $("#stage-msg");
+  node.textContent = message;
+  node.hidden = !message;
+  $("#stage").dataset.state = state.ended ? "ended" : message.startsWith("Reconnecting") ? "reconnecting" : message ? "waiting" : "playing";
+}
+
+function updateAutoCorner() {
+  if (state.prefs.pip.corner === "auto" && state.prefs.mode === "separate") {
+    const screen = [...state.subs.values()].find((s) => s.kind === "screen" && s.ready);
+    const corner = screen && quietestCorner(screen.video, state.prefs.pip.size_pct);
+    if (corner && corner !== state.autoCorner) {
+      state.autoCorner = corner;
+      layout();
+    }
+  }
+  setTimeout(updateAutoCorner, AUTO_CORNER_MS);
+}
+
+// ---- stream toggles ----------------------------------------------------------------------------
+
+function buildToggles(priceList) {
+  const holder = $("#stream-toggles");
+  const kinds = KINDS.filter((kind) => state.streams[kind]);
+  holder.replaceChildren(
+    ...kinds.map((kind) => {
+      const addon = priceList && priceList.addons_centavos ? priceList.addons_centavos[kind] : 0;
+      return el(
+        "label",
+        { className: "inline stream-toggle", for: `enable-${kind}` },
+        el("input", { type: "checkbox", id: `enable-${kind}`, name: "enabled", value: kind }),
+        ` ${api.KIND_LABELS[kind]} `,
+        el("span", { className: "price", text: addon ? `+${api.formatBRL(addon)}` : "" }),
+        el("span", { className: "state", id: `state-${kind}` }),
+      );
+    }),
+  );
+  for (const kind of kinds) $(`#enable-${kind}`).addEventListener("change", onControlsChanged);
+  if (kinds.length === 0) holder.replaceChildren(el("p", { className: "muted", text: "No streams yet." }));
+}
+
+function renderToggles() {
+  for (const kind of KINDS) {
+    const node = $(`#state-${kind}`);
+    if (node) node.textContent = isLive(kind) ? "" : " (off air)";
+  }
+}
+
+// ---- session status ----------------------------------------------------------------------------
+
+function endedNow() {
+  state.ended = true;
+  for (const sub of [...state.subs.values()]) close(sub);
+  for (const input of $("#controls").querySelectorAll("input, select, button")) input.disabled = true;
+  layout();
+}
+
+async function refreshStatus() {
+  try {
+    const status = await api.sessionStatus(sessionId);
+    applyStatus(status);
+    return status;
+  } catch (err) {
+    say($("#watch-msg"), `Lost contact with the server (${err.message}). Retrying…`, "error");
+    return null;
+  }
+}
+
+function applyStatus(status) {
+  state.session = status.session;
+  $("#session-title").textContent = status.session.title || "Untitled session";
+  document.title = `${status.session.title || "Watch"} · multistream`;
+  $("#viewer-count").textContent = `${status.viewer_count} watching`;
+  const known = KINDS.filter((kind) => state.streams[kind]).join();
+  state.streams = Object.fromEntries(status.streams.map((s) => [s.kind, s]));
+  if (KINDS.filter((kind) => state.streams[kind]).join() !== known) {
+    buildToggles(status.price_list);
+    writeControls(state.prefs);
+  }
+  if (status.session.status === "ended" && !state.ended) endedNow();
+}
+
+async function poll() {
+  if (state.ended) return;
+  const status = await refreshStatus();
+  if (status) {
+    say($("#watch-msg"), "");
+    syncMedia();
+  }
+  await pollOrder();
+  setTimeout(poll, STATUS_POLL_MS);
+}
+
+// ---- start -------------------------------------------------------------------------------------
+
+async function join() {
+  const saved = localStorage.getItem(tokenKey);
+  try {
+    return await api.joinSession(sessionId, saved);
+  } catch (err) {
+    if (saved && err.status === 401) {
+      localStorage.removeItem(tokenKey);
+      return api.joinSession(sessionId, null);
+    }
+    throw err;
+  }
+}
+
+async function start() {
+  if (!sessionId) {
+    say($("#watch-msg"), "No session in this link.", "error");
+    return;
+  }
+  const status = await refreshStatus();
+  if (!status) return;
+  if (state.ended) return;
+  let answer;
+  try {
+    answer = await join();
+  } catch (err) {
+    if (err.code === "session_ended") endedNow();
+    else if (err.status === 404) say($("#watch-msg"), "This session does not exist.", "error");
+    else say($("#watch-msg"), `Could not join: ${err.message}`, "error");
+    return;
+  }
+  state.token = answer.viewer_token;
+  state.viewerId = answer.viewer_id;
+  state.signalBase = (answer.signaling_url || "").replace(/\/$/, "");
+  localStorage.setItem(tokenKey, answer.viewer_token);
+  state.prefs = answer.preferences;
+  document.body.dataset.viewerId = answer.viewer_id;
+  writeControls(state.prefs);
+  renderQuote(answer.quote);
+  renderPayment(answer.payment || null);
+  $("#chat-panel").dataset.sessionId = sessionId;
+  $("#chat-panel").dataset.viewerId = answer.viewer_id;
+  syncMedia();
+  setTimeout(poll, STATUS_POLL_MS);
+  updateAutoCorner();
+}
+
+for (const input of document.querySelectorAll("input[name=mode], #pip-corner")) {
+  input.addEventListener("change", onControlsChanged);
+}
+$("#pip-size").addEventListener("input", onControlsChanged);
+$("#controls").addEventListener("submit", (event) => event.preventDefault());
+$("#unmute").addEventListener("click", () => {
+  state.muted = !state.muted;
+  for (const sub of state.subs.values()) if (sub.video) sub.video.muted = state.muted;
+  $("#unmute").textContent = state.muted ? "Unmute" : "Mute";
+  $("#unmute").setAttribute("aria-pressed", String(!state.muted));
+});
+$("#payment-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#payment-code").value);
+    $("#payment-copy").textContent = "Copied";
+  } catch {
+    $("#payment-code").select();
+  }
+});
+window.addEventListener("beforeunload", () => {
+  for (const sub of state.subs.values()) if (sub.pc) sub.pc.close();
+});
+start();
