@@ -1,0 +1,280 @@
+"""Prometheus metrics for one server process, in a registry of its own (never the global one).
+
+Counters and the latency histogram are updated as things happen. Gauges are read at scrape time:
+`render()` first asks the store (async) for this instance's live sessions and their streams, then a
+custom collector reads the in-memory parts — presence, the drain flag and the media plane's
+`metrics_snapshot()` — so a gauge can never drift from the state it describes.
+
+The media plane exposes `counters() -> Mapping[str, Any]` (`peer_connections`, `publishers`,
+`viewers`, `encoders_running`, `composite_encoders`, `composite_layouts`, `recorders`,
+`frames_dropped`, `frames_encoded`) and, when it can, `viewers_by_mode` ({mode: n}).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from server.domain import STREAM_KINDS, STREAM_STATUSES
+from store.protocol import DuplicateKey, Store
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Scrape-time store reads cover at most this many live sessions of one instance.
+_MAX_SESSIONS = 1000
+
+
+class MediaStats(Protocol):
+    """The media plane: `counters()` (flat counts), optionally `metrics_snapshot()` with labels."""
+
+    def counters(self) -> Mapping[str, Any]: ...
+
+
+class DrainState(Protocol):
+    @property
+    def draining(self) -> bool: ...
+
+
+class _Counts(Protocol):
+    def total(self) -> int: ...
+
+
+class _LiveCollector(Collector):
+    """Yields the scrape-time gauges from the latest store read and the in-memory sources."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._metrics
+        info = GaugeMetricFamily(
+            "multistream_instance_info", "This server instance.", labels=["instance"]
+        )
+        info.add_metric([m.instance_id], 1)
+        yield info
+
+        draining = GaugeMetricFamily(
+            "multistream_draining", "1 while the instance drains after SIGTERM/SIGINT."
+        )
+        draining.add_metric([], 1 if (m.drain is not None and m.drain.draining) else 0)
+        yield draining
+
+        sessions = GaugeMetricFamily(
+            "multistream_sessions_live", "Live sessions ingested by this instance."
+        )
+        sessions.add_metric([], m.live_sessions)
+        yield sessions
+
+        streams = GaugeMetricFamily(
+            "multistream_streams",
+            "Streams of this instance's live sessions, by kind and status.",
+            labels=["kind", "status"],
+        )
+        for kind in STREAM_KINDS:
+            for status in STREAM_STATUSES:
+                streams.add_metric([kind, status], m.streams.get((kind, status), 0))
+        yield streams
+
+        if m.presence is not None:
+            present = GaugeMetricFamily(
+                "multistream_viewers_present", "Viewers connected to this instance."
+            )
+            present.add_metric([], m.presence.total())
+            yield present
+
+        yield from self._media()
+
+    def _media(self) -> Iterable[Metric]:
+        media = self._metrics.media()
+        if media is None:
+            return
+        try:
+            snap = media_snapshot(media)
+        except Exception:  # a broken source must not break the whole scrape
+            log.exception("media metrics snapshot failed")
+            return
+        viewers = GaugeMetricFamily(
+            "multistream_viewers", "Viewers with a media connection, by mode.", labels=["mode"]
+        )
+        for mode, n in snap["viewers"].items():
+            viewers.add_metric([mode], n)
+        yield viewers
+        pcs = GaugeMetricFamily(
+            "multistream_peer_connections", "Open WebRTC peer connections by role.", labels=["role"]
+        )
+        for role, n in snap["peer_connections"].items():
+            pcs.add_metric([role], n)
+        yield pcs
+        for key, name, doc in (
+            ("encoders", "multistream_encoders_running", "Shared encoders running."),
+            (
+                "composite_encoders",
+                "multistream_composite_encoders_running",
+                "Encoders of composite layouts running.",
+            ),
+            ("composite_layouts", "multistream_composite_layouts", "Composite layouts running."),
+            ("recorders", "multistream_recorders_open", "Recordings being written."),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], snap[key])
+            yield gauge
+        for key, name, doc in (
+            ("frames_dropped", "multistream_frames_dropped", "Frames dropped for slow consumers."),
+            ("frames_encoded", "multistream_frames_encoded", "Frames encoded by shared encoders."),
+        ):
+            counter = CounterMetricFamily(name, doc)
+            counter.add_metric([], snap[key])
+            yield counter
+
+
+def _by_label(value: object) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        return {str(k): float(v) for k, v in value.items()}
+    return {}
+
+
+def media_snapshot(media: MediaStats) -> dict[str, Any]:
+    """Normalise the media plane's `metrics_snapshot()` or `counters()` into one shape."""
+    raw: Mapping[str, Any] = (
+        media.metrics_snapshot() if hasattr(media, "metrics_snapshot") else media.counters()
+    )
+    pcs = _by_label(raw.get("peer_connections"))
+    if not pcs:
+        pcs = {"publisher": raw.get("publishers", 0), "subscriber": raw.get("viewers", 0)}
+    viewers = _by_label(raw.get("viewers_by_mode")) or _by_label(raw.get("viewers"))
+    return {
+        "peer_connections": pcs,
+        "viewers": viewers,
+        "encoders": raw.get("encoders", raw.get("encoders_running", 0)),
+        "composite_encoders": raw.get("composite_encoders", 0),
+        "composite_layouts": raw.get("composite_layouts", 0),
+        "recorders": raw.get("recorders", 0),
+        "frames_dropped": raw.get("frames_dropped", 0),
+        "frames_encoded": raw.get("frames_encoded", 0),
+    }
+
+
+class Metrics:
+    """The process's metrics; `render()` produces the Prometheus text exposition."""
+
+    def __init__(self, instance_id: str = "") -> None:
+        self.instance_id = instance_id
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_seconds = Histogram(
+            "multistream_http_request_duration_seconds",
+            "HTTP request latency by route pattern, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "multistream_store_errors",
+            "Store operations that raised (duplicate keys are answers, not errors).",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.store: Store | None = None
+        self.presence: _Counts | None = None
+        self.drain: DrainState | None = None
+        self._media: Callable[[], MediaStats | None] = lambda: None
+        self.live_sessions = 0
+        self.streams: dict[tuple[str, str], int] = {}
+        self.registry.register(_LiveCollector(self))
+
+    def bind(
+        self,
+        *,
+        store: Store | None = None,
+        presence: _Counts | None = None,
+        drain: DrainState | None = None,
+        media: Callable[[], MediaStats | None] | None = None,
+    ) -> None:
+        """Attach the sources read at scrape time; `media` is a getter so it can be wired later."""
+        if store is not None:
+            self.store = store
+        if presence is not None:
+            self.presence = presence
+        if drain is not None:
+            self.drain = drain
+        if media is not None:
+            self._media = media
+
+    def media(self) -> MediaStats | None:
+        media = self._media()
+        if media is None or not hasattr(media, "counters"):
+            return None
+        return media
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.request_seconds.labels(route, method, str(status)).observe(seconds)
+
+    def store_error(self, operation: str) -> None:
+        self.store_errors.labels(operation).inc()
+
+    def instrument(self, store: Store) -> Store:
+        """Wrap a store so every failing operation counts in `multistream_store_errors_total`."""
+        return InstrumentedStore(store, self.store_error)  # type: ignore[return-value]
+
+    async def refresh(self) -> None:
+        """Read this instance's live sessions and their streams from the store."""
+        if self.store is None:
+            return
+        try:
+            sessions = await self.store.find(
+                "broadcast_sessions",
+                {"status": "live", "instance_id": self.instance_id},
+                limit=_MAX_SESSIONS,
+            )
+            streams: dict[tuple[str, str], int] = {}
+            for session in sessions:
+                for stream in await self.store.find(
+                    "broadcast_streams", {"session_id": session["id"]}, limit=10
+                ):
+                    key = (str(stream.get("kind")), str(stream.get("status")))
+                    streams[key] = streams.get(key, 0) + 1
+        except Exception:
+            # Counted by the instrumented store; the scrape still answers with the last values.
+            log.warning("metrics refresh could not read the store", exc_info=True)
+            return
+        self.live_sessions = len(sessions)
+        self.streams = streams
+
+    async def render(self) -> bytes:
+        await self.refresh()
+        return generate_latest(self.registry)
+
+
+class InstrumentedStore:
+    """Delegates to a store and reports each failed coroutine call by operation name."""
+
+    def __init__(self, inner: Store, on_error: Callable[[str], None]) -> None:
+        self._inner = inner
+        self._on_error = on_error
+
+    @property
+    def inner(self) -> Store:
+        return self._inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await attr(*args, **kwargs)
+            except DuplicateKey:
+                raise
+            except Exception:
+                self._on_error(name)
+                raise
+
+        call.__name__ = name
+        return call
