@@ -51,9 +51,17 @@ def _setup_logging(settings: Settings) -> None:
 async def serve(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     async with open_services(settings) as services:
+        drain = services.drain
+
+        def on_signal(sig: signal.Signals) -> None:
+            # Readiness and new sessions turn 503 at once; a second signal skips the deadline.
+            log.info("signal=%s instance=%s", sig.name, settings.instance_id)
+            drain.begin()
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
         app = make_app(services.settings, services)
         # Bodies stream into the handlers, which refuse oversized ones with a JSON 413; this cap only
         # stops a client from streaming forever.
@@ -67,8 +75,8 @@ async def serve(settings: Settings) -> int:
         )
         await stop.wait()
         log.info("shutting down instance=%s", settings.instance_id)
-        server.stop()
-        await server.close_all_connections()
+        await drain.run(services, server)
+    drain.mark("exit")
     return 0
 
 

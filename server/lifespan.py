@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from server.auth import TokenService
+from server.chat.wiring import open_chat
+from server.drain import Drain
 from server.media import MediaPlane
+from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
 from server.services import Services
@@ -24,12 +27,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     settings = settings.with_secrets()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
-        store = open_store(settings.store_location)
+        metrics = Metrics(settings.instance_id)
+        drain = Drain(settings.drain_deadline_s)
+        store = metrics.instrument(open_store(settings.store_location))
         await store.open()
         stack.push_async_callback(store.close)
         tokens = TokenService(settings.token_secret, settings.token_ttl_s)
         presence = Presence()
-        sessions = SessionService(store, tokens, presence, settings)
+        sessions = SessionService(store, tokens, presence, settings, drain=drain)
         payments = PaymentService(store, settings)
         sessions.payments = payments
         services = Services(
@@ -39,12 +44,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             presence=presence,
             sessions=sessions,
             payments=payments,
+            metrics=metrics,
+            drain=drain,
         )
+        metrics.bind(store=store, presence=presence, drain=drain, media=lambda: services.media)
         media = MediaPlane(settings, store, sessions, presence)
         sessions.add_listener(media)
         services.media = media
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
+        chat = await open_chat(store, sessions)
+        sessions.add_listener(chat)
+        services.chat = chat
+        stack.push_async_callback(chat.close)  # closes every chat socket before the store
         log.info(
             "services ready store=%s instance=%s",
             _redact(settings.store_location),
