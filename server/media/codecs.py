@@ -117,4 +117,5 @@ def raise_aiortc_bitrate_caps(settings: Settings) -> None:
     baseline) gets the configured ceiling. Process-wide by nature of aiortc: called once, here.
     """
     for module in (aiortc_vpx, aiortc_h264):
-        module.MAX_BITRATE = max(module.MAX_BITRATE, settings.max_bitrate_bps)
+        current = int(getattr(module, "MAX_BITRATE"))  # noqa: B009 - a module constant, on purpose
+        setattr(module, "MAX_BITRATE", max(current, settings.max_bitrate_bps))  # noqa: B010

@@ -56,9 +56,9 @@ class CompositeFeed:
         self.mode = "idle"  # "composite" | "screen" | "camera" | "idle": what the feed shows now
         self._sources = sources
         self._executor = executor
-        self._compositor: Any = compositor.Compositor(
-            compositor.Layout(corner=key.corner, size_pct=key.size_pct)
-        )
+        self._layout = compositor.Layout(corner=key.corner, size_pct=key.size_pct)  # type: ignore[arg-type]
+        self._compositor: Any = None
+        self._canvas: tuple[int, int] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -125,12 +125,24 @@ class CompositeFeed:
             self.output.close()
 
     def _compose(self, screen: av.VideoFrame | None, camera: av.VideoFrame | None) -> av.VideoFrame:
-        if screen is not None and camera is not None:
-            self.mode = "composite"
-            return self._compositor.compose(screen, camera)
+        """Runs in the executor. The canvas is the screen's size, kept when the screen goes away so
+        the encoder (and viewers) see no resolution change on fallback; camera-only before any
+        screen uses the camera's size."""
         if screen is not None:
-            self.mode = "screen"
-            return screen
-        assert camera is not None
-        self.mode = "camera"
-        return camera
+            canvas = (screen.width - screen.width % 2, screen.height - screen.height % 2)
+        else:
+            assert camera is not None
+            canvas = self._canvas or (
+                camera.width - camera.width % 2,
+                camera.height - camera.height % 2,
+            )
+        if self._compositor is None or canvas != self._canvas:
+            # Output frames come from a ring of 3: an encoder copies each one long before reuse.
+            self._compositor = compositor.Compositor(self._layout, size=canvas, buffers=3)
+            self._canvas = canvas
+        self.mode = (
+            "composite"
+            if screen is not None and camera is not None
+            else ("screen" if screen is not None else "camera")
+        )
+        return self._compositor.compose(screen, camera)

@@ -32,8 +32,8 @@ def copy_into(src: av.VideoFrame, dst: av.VideoFrame) -> None:
     for sp, dp in zip(src.planes, dst.planes, strict=True):
         h = dp.height
         w = dp.width
-        s = np.frombuffer(sp, np.uint8).reshape(-1, sp.line_size)
-        d = np.frombuffer(dp, np.uint8).reshape(-1, dp.line_size)
+        s = np.frombuffer(memoryview(sp), np.uint8).reshape(-1, sp.line_size)
+        d = np.frombuffer(memoryview(dp), np.uint8).reshape(-1, dp.line_size)
         d[:h, :w] = s[:h, :w]
 
 

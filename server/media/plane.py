@@ -8,6 +8,7 @@ changing a viewer's preferences closes or updates exactly the connections concer
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -460,7 +461,7 @@ class MediaPlane:
                 profile,
                 self._executor,
                 self._epoch,
-                on_idle=lambda e, k=key: self._encoder_idle(k, e),
+                on_idle=functools.partial(self._encoder_idle, key),
             )
             self._encoders[key] = encoder
             encoder.start()

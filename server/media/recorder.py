@@ -89,7 +89,7 @@ class Recorder:
             self._astream = self._container.add_stream("libopus", rate=OPUS_RATE)
             self._astream.codec_context.extradata = opus_head()
             self._astream.time_base = fractions.Fraction(1, OPUS_RATE)
-        self._first_pts = first.pts
+        self._first_pts = first.pts or 0
         self._started = time.monotonic()
 
     async def _insert_doc(self) -> None:
@@ -121,7 +121,7 @@ class Recorder:
                     await self._insert_doc()
                 assert self._first_pts is not None
                 copy = av.Packet(bytes(packet))
-                copy.pts = copy.dts = packet.pts - self._first_pts
+                copy.pts = copy.dts = (packet.pts or 0) - self._first_pts
                 copy.time_base = TIME_BASE
                 copy.is_keyframe = packet.is_keyframe
                 copy.stream = self._vstream
@@ -149,9 +149,9 @@ class Recorder:
                     continue  # audio starts with the first video key frame
                 if self._audio_offset is None:
                     elapsed = int((time.monotonic() - self._started) * OPUS_RATE)
-                    self._audio_offset = elapsed - int(packet.pts)
+                    self._audio_offset = elapsed - int(packet.pts or 0)
                 copy = av.Packet(bytes(packet))
-                copy.pts = copy.dts = int(packet.pts) + self._audio_offset
+                copy.pts = copy.dts = int(packet.pts or 0) + self._audio_offset
                 if copy.pts < 0:
                     continue
                 copy.time_base = fractions.Fraction(1, OPUS_RATE)

@@ -1,0 +1,156 @@
+"""Composite feeds: laid out per viewer, shared per layout, falling back when a source dies."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.media_helpers import (
+    CAMERA_V,
+    PREFIX,
+    SCREEN_V,
+    PatternTrack,
+    Viewer,
+    join,
+    plane_means,
+    publish,
+    start_session,
+    view,
+)
+
+TOP_LEFT = (0.05, 0.06, 0.25, 0.34)  # inside a 30 % PiP of a 4:3 camera on a 16:9 screen
+BOTTOM_RIGHT = (0.75, 0.66, 0.95, 0.94)
+MIDDLE = (0.45, 0.45, 0.6, 0.6)
+
+
+async def settle(viewer: Viewer, check, timeout: float = 6.0) -> None:
+    """Wait until the newest decoded frame passes `check` (frames in flight show the old picture)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await viewer.wait_frames(1)
+        if check(viewer.frames[-1]):
+            return
+        assert loop.time() < deadline, "composite never showed the expected picture"
+
+
+def shows_camera_at(region):
+    return lambda f: plane_means(f, *region) > CAMERA_V - 15
+
+
+def shows_screen_at(region):
+    return lambda f: abs(plane_means(f, *region) - SCREEN_V) < 8
+
+
+async def broadcast(api):
+    started = await start_session(api)
+    token = started["broadcaster_token"]
+    streams = {s["kind"]: s for s in started["session"]["streams"]}
+    pubs = [
+        await publish(api, token, streams["screen"]["id"], PatternTrack("screen", 640, 360, 10)),
+        await publish(
+            api, token, streams["camera"]["id"], PatternTrack("camera", 320, 240, 20), audio=True
+        ),
+    ]
+    return started, pubs
+
+
+async def test_composite_top_left_then_fallback_then_live_layout_change(server, api):
+    started, pubs = await broadcast(api)
+    session_id, token = started["session"]["id"], started["broadcaster_token"]
+    info = await join(
+        api,
+        session_id,
+        {
+            "enabled_streams": ["screen", "camera"],
+            "mode": "composite",
+            "pip": {"corner": "top-left", "size_pct": 30},
+        },
+    )
+    viewer, resp = await view(
+        api,
+        info["viewer_token"],
+        f"{PREFIX}/session/{session_id}/composite/signal/offer",
+        audio=True,
+    )
+    assert resp.status == 200, resp.body
+    media = server.services.media
+    try:
+        await settle(
+            viewer, lambda f: shows_camera_at(TOP_LEFT)(f) and shows_screen_at(BOTTOM_RIGHT)(f)
+        )
+        frame = viewer.frames[-1]
+        assert (frame.width, frame.height) == (640, 360)
+        assert shows_screen_at(BOTTOM_RIGHT)(frame) and shows_screen_at(MIDDLE)(frame)
+        assert sorted(t.kind for t in viewer.tracks) == ["audio", "video"]
+
+        # The layout follows the saved preference on the same connection.
+        put = await api.put(
+            f"{PREFIX}/session/{session_id}/preferences",
+            {"pip": {"corner": "bottom-right", "size_pct": 30}},
+            token=info["viewer_token"],
+        )
+        assert put.status == 200
+        await settle(
+            viewer, lambda f: shows_camera_at(BOTTOM_RIGHT)(f) and shows_screen_at(TOP_LEFT)(f)
+        )
+        assert media.counters()["composite_layouts"] == 1  # the old layout had no one left
+
+        # The camera stops: the composite falls back to the screen alone, same connection.
+        resp = await api.post(f"{PREFIX}/session/{session_id}/streams/camera/stop", token=token)
+        assert resp.status == 200
+        await settle(
+            viewer, lambda f: shows_screen_at(BOTTOM_RIGHT)(f) and shows_screen_at(TOP_LEFT)(f)
+        )
+        assert viewer.pc.connectionState == "connected"
+        assert media.composite_feeds()[0].mode == "screen"
+    finally:
+        await viewer.close()
+        for pub in pubs:
+            await pub.pc.close()
+
+
+async def test_ten_viewers_of_one_layout_share_one_compositor_and_encoder(server, api):
+    started, pubs = await broadcast(api)
+    session_id = started["session"]["id"]
+    prefs = {
+        "enabled_streams": ["screen", "camera"],
+        "mode": "composite",
+        "pip": {"corner": "top-right", "size_pct": 20},
+    }
+    viewers = []
+    media = server.services.media
+    try:
+        for _ in range(10):
+            info = await join(api, session_id, prefs)
+            viewer, resp = await view(
+                api, info["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
+            )
+            assert resp.status == 200, resp.body
+            viewers.append(viewer)
+        await asyncio.gather(*(v.wait_frames(3) for v in viewers))
+        counters = media.counters()
+        assert counters["composite_layouts"] == 1
+        assert counters["composite_encoders"] == 1
+        assert counters["viewers"] == 10
+        # Another layout is another feed; when its only viewer leaves, it stops.
+        other = await join(
+            api, session_id, {**prefs, "pip": {"corner": "bottom-left", "size_pct": 20}}
+        )
+        lone, resp = await view(
+            api, other["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
+        )
+        assert resp.status == 200
+        await lone.wait_frames(2)
+        assert media.counters()["composite_layouts"] == 2
+        await lone.close()
+        for _ in range(100):
+            if media.counters()["composite_layouts"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert media.counters()["composite_layouts"] == 1
+        assert media.counters()["composite_encoders"] == 1
+    finally:
+        for v in viewers:
+            await v.close()
+        for pub in pubs:
+            await pub.pc.close()
