@@ -522,3 +522,48 @@ async def test_cli_mark_paid(api, server) -> None:
     assert missing.returncode == 1
     assert "no order with txid 'NoSuchTxid'" in missing.stderr
     assert await snapshot(server.services.store) == before
+
+
+# -- entitlement on the real signaling route -----------------------------------------------------
+
+
+async def test_unpaid_stream_cannot_be_subscribed_over_signaling(api, server) -> None:
+    from tests.media_helpers import PatternTrack, publish, view
+
+    started = (await api.post(f"{PREFIX}/session/start", START_BODY)).json
+    sid, btoken = started["session"]["id"], started["broadcaster_token"]
+    streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+    publisher = await publish(api, btoken, streams["screen"], PatternTrack("screen", 320, 180, 10))
+    viewers = []
+    try:
+        joined = await join(api, sid)
+        token = joined["viewer_token"]
+        order = (await set_enabled(api, sid, token, ["screen"]))["payment"]
+        media = server.services.media
+        before = await snapshot(server.services.store)
+        offer_path = f"{PREFIX}/stream/{streams['screen']}/signal/offer"
+        _, denied = await view(api, token, offer_path)
+        err = assert_error(denied, 402, "payment_required")
+        assert "screen" in err["message"]
+        assert media.counters()["viewers"] == 0  # no peer connection was left behind
+        assert await snapshot(server.services.store) == before
+
+        assert (await pay(api, order["txid"], "15.00"))["outcome"] == "paid"
+        viewer, ok = await view(api, token, offer_path)
+        viewers.append(viewer)
+        assert ok.status == 200, ok.body
+        await viewer.wait_frames(3)
+
+        # Enabling the camera later: the camera stays locked until its difference is paid.
+        diff = (await set_enabled(api, sid, token, ["screen", "camera"]))["payment"]
+        assert diff["amount_centavos"] == 445
+        _, denied = await view(api, token, f"{PREFIX}/stream/{streams['camera']}/signal/offer")
+        assert_error(denied, 402, "payment_required")
+        await api.put(f"{PREFIX}/session/{sid}/preferences", {"mode": "composite"}, token=token)
+        _, denied = await view(api, token, f"{PREFIX}/session/{sid}/composite/signal/offer")
+        assert_error(denied, 402, "payment_required")
+        assert media.counters()["viewers"] == 1
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await publisher.pc.close()
