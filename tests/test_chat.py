@@ -526,3 +526,17 @@ async def test_change_stream_bus_delivers_and_resumes_after_errors() -> None:
     assert got == [("ses_1", "msg_1"), ("ses_1", "msg_2"), ("ses_1", "msg_3")]
     # Each reconnect resumes after the last change delivered.
     assert db.resume_afters == [None, {"_data": "token2"}, {"_data": "token3"}]
+
+
+async def test_bus_choice_follows_the_store(tmp_path) -> None:
+    from mongomock_motor import AsyncMongoMockClient
+
+    from server.chat.bus import InProcessBus
+    from server.chat.wiring import choose_bus
+    from store.mongo import MongoStore
+    from store.sqlite import SqliteStore
+
+    assert isinstance(await choose_bus(SqliteStore(tmp_path / "s.sqlite3")), InProcessBus)
+    # The emulated driver cannot say it is a replica set, so it must not get change streams.
+    emulated = MongoStore(AsyncMongoMockClient(), "chat_choice")
+    assert isinstance(await choose_bus(emulated), InProcessBus)
