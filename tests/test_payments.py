@@ -360,23 +360,30 @@ async def test_webhook_malformed_second_item_applies_nothing(api, server) -> Non
 
 
 @pytest.fixture
-async def unconfigured(settings) -> AsyncIterator[Client]:
-    """The real app with no webhook secret configured."""
+async def unconfigured(settings) -> AsyncIterator[tuple[Client, Any]]:
+    """The real app with no webhook secret configured, and its services."""
     async with open_services(replace(settings, pix_webhook_secret=Secret(""))) as svc:
         sock, port = tornado.testing.bind_unused_port()
         http_server = tornado.httpserver.HTTPServer(make_app(svc.settings, svc))
         http_server.add_sockets([sock])
         try:
-            yield Client(f"http://127.0.0.1:{port}")
+            yield Client(f"http://127.0.0.1:{port}"), svc
         finally:
             http_server.stop()
             await http_server.close_all_connections()
 
 
 async def test_webhook_refuses_when_secret_unconfigured(unconfigured) -> None:
-    r = await unconfigured.post(WEBHOOK, **signed(callback("abc", "1.00"), secret=""))
+    client, svc = unconfigured
+    sid = await start(client)
+    payment = (await join(client, sid))["payment"]
+    before = await snapshot(svc.store)
+    # Even a body "signed" with the empty secret is refused: no secret means no webhook at all.
+    r = await client.post(WEBHOOK, **signed(callback(payment["txid"], "19.45"), secret=""))
     err = assert_error(r, 503, "webhook_disabled")
     assert "MULTISTREAM_PIX_WEBHOOK_SECRET" in err["message"]
+    assert await snapshot(svc.store) == before
+    assert (await svc.store.get("orders", payment["order_id"]))["status"] == "pending"
 
 
 # -- order routes --------------------------------------------------------------------------------
