@@ -6,7 +6,8 @@
    `settings.drain_deadline_s` passes (a second signal cuts the wait short).
 3. The media plane closes every peer connection, encoder and recorder, which finalises the
    recordings (playable files, store updated). Sessions stay `live` in the shared store: they
-   outlive one process (a restart, or another instance, serves them again).
+   outlive one process (a restart, or another instance, serves them again); their streams that
+   were live here go back to `pending`, since no media flows for them any more.
 4. The HTTP server stops and open connections (WebSockets included) are closed; the lifespan then
    closes the store, and the process exits 0.
 
@@ -90,6 +91,31 @@ class Drain:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), min(_POLL_S, end - self._clock()))
 
+    async def _release_streams(self, services: Any) -> int:
+        """Streams this instance ingested go back to `pending`: their media is gone, the session
+        is not, and a publisher may reconnect (after a restart, or through another instance)."""
+        released = 0
+        sessions = await services.store.find(
+            "broadcast_sessions",
+            {"status": "live", "instance_id": services.settings.instance_id},
+            limit=1000,
+        )
+        for session in sessions:
+            streams = await services.store.find(
+                "broadcast_streams", {"session_id": session["id"], "status": "live"}, limit=10
+            )
+            for stream in streams:
+                updated = await services.store.update(
+                    "broadcast_streams",
+                    stream["id"],
+                    {"status": "pending"},
+                    expect={"status": "live"},
+                )
+                if updated is not None:
+                    released += 1
+                    log.info("session=%s stream=%s released by drain", session["id"], stream["id"])
+        return released
+
     async def run(self, services: Any, server: _HttpServer | None) -> None:
         """The whole sequence after the signal; never raises, so the process still exits cleanly."""
         if not self.draining:
@@ -106,6 +132,10 @@ class Drain:
             except Exception:
                 log.exception("drain could not close %s", name)
             self.mark(f"{name}_closed")
+        try:
+            self.mark("streams_released", streams=await self._release_streams(services))
+        except Exception:
+            log.exception("drain could not release streams")
         if server is not None:
             server.stop()
             try:
