@@ -79,6 +79,23 @@ class ChatHandler(ApiWebSocketHandler):
         self.bucket, self.strikes = self.chat.new_bucket(), 0
         await super().get(session_id, *args, **kwargs)
 
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight for the history GET (it carries an Authorization header)."""
+        origin = self.request.headers.get("Origin", "")
+        settings = self.services.settings
+        if not origin_allowed(
+            origin, self.request.host, self.request.protocol, settings.allowed_origins
+        ):
+            self.reject(Forbidden("origin not allowed", code="origin_not_allowed"))
+            return
+        self.set_header("Access-Control-Allow-Origin", origin)
+        self.add_header("Vary", "Origin")
+        self.set_header("Access-Control-Allow-Methods", "GET, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
     async def _history(self, session_id: str) -> None:
         """Plain GET: `?before=<seq>&limit=<n>` pages back through undeleted messages."""
         try:

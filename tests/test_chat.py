@@ -540,3 +540,27 @@ async def test_bus_choice_follows_the_store(tmp_path) -> None:
     # The emulated driver cannot say it is a replica set, so it must not get change streams.
     emulated = MongoStore(AsyncMongoMockClient(), "chat_choice")
     assert isinstance(await choose_bus(emulated), InProcessBus)
+
+
+async def test_configured_cross_origin_can_read_history_and_connect(server, connect) -> None:
+    from dataclasses import replace
+
+    server.services.settings = replace(
+        server.services.settings, allowed_origins=("https://studio.example",)
+    )
+    s = await start_session(server)
+    _, token = await join(server, s.id)
+    path = f"{PREFIX}/session/{s.id}/chat"
+    preflight = {"Origin": "https://studio.example", "Access-Control-Request-Method": "GET"}
+    r = await server.client.request("OPTIONS", path, headers=preflight)
+    assert r.status == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "https://studio.example"
+    assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+    r = await server.client.get(path, token=token, headers={"Origin": "https://studio.example"})
+    assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://studio.example"
+    conn = await connect(s.id, token, headers={"Origin": "https://studio.example"})
+    assert conn.hello["type"] == "hello"
+    evil = {**preflight, "Origin": "https://evil.example"}
+    assert_error(
+        await server.client.request("OPTIONS", path, headers=evil), 403, "origin_not_allowed"
+    )
