@@ -7,6 +7,7 @@ nothing a client sends can become a query operator (`{"$ne": ...}`) or an inject
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -55,6 +56,58 @@ def check_query(collection: str, fields: Sequence[str], values: Sequence[object]
             raise TypeError(f"filter values must be scalars, got {type(value).__name__}")
         if isinstance(value, float):
             raise TypeError("float filter values are not allowed")
+
+
+# Names a document may set at the top level through `update`: plain identifiers, so they can never
+# become a MongoDB operator (`$inc`), a dotted path (`a.b`) or break out of an SQLite JSON path.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_range(collection: str, bound: tuple[str, Scalar] | None) -> None:
+    """A `before`/`after` bound: a declared field and a non-null scalar (null has no order)."""
+    if bound is None:
+        return
+    if not isinstance(bound, tuple) or len(bound) != 2:
+        raise TypeError("range bounds are (field, value) tuples")
+    check_query(collection, (bound[0],), (bound[1],))
+    if bound[1] is None:
+        raise TypeError("range bound values cannot be None")
+
+
+def check_limit(limit: object) -> int:
+    """A page size: a non-negative int (0 returns nothing; MongoDB alone would read 0 as "all")."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit must be an int, got {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+    return limit
+
+
+def check_id(doc_id: object) -> str:
+    """Ids are non-empty strings in every backend."""
+    if not isinstance(doc_id, str):
+        raise TypeError(f"ids must be strings, got {type(doc_id).__name__}")
+    if not doc_id:
+        raise ValueError("ids must not be empty")
+    return doc_id
+
+
+def check_doc(doc: Mapping[str, Any]) -> str:
+    """A document to store: a mapping with a string id and no `_id` (the Mongo backend owns it)."""
+    if not isinstance(doc, Mapping):
+        raise TypeError(f"documents must be mappings, got {type(doc).__name__}")
+    if "_id" in doc:
+        raise ValueError("documents must not carry `_id`; use `id`")
+    return check_id(doc.get("id"))
+
+
+def check_update(fields: Mapping[str, Any]) -> None:
+    """`update` sets plain top-level fields and never changes the id."""
+    for name in fields:
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise ValueError(f"cannot update field {name!r}")
+        if name in {"id", "_id"}:
+            raise ValueError("the id of a document cannot change")
 
 
 @runtime_checkable

@@ -1,0 +1,218 @@
+"""The MongoDB store over PyMongo's native asyncio client (`pymongo.AsyncMongoClient`).
+
+Documents are stored as given plus `_id` = `id` (so lookups use the primary index), and read back
+without `_id`, so both backends return identical dicts. Every collection is used with majority write
+concern: an acknowledged write survives a primary failover. Indexes for the declared query fields
+are created by `open()`. Filters are assembled only from values `check_query` has accepted
+(str/int/bool/None), so no client value can become an operator such as `{"$ne": ...}`.
+
+The same code runs over mongomock-motor's in-memory emulation in CI. Every call used here exists
+in both (`find_one`, `find().sort().limit().to_list()`, `count_documents`, `insert_one`,
+`replace_one(upsert=True)`, `find_one_and_update(return_document=AFTER)`, `delete_one`,
+`create_index`, `command("ping")`). Differences handled: the emulated client's `close()` is a
+plain method while PyMongo's is a coroutine, and the emulation's `find_one_and_update` loses the
+document when `_id` is projected away, so `_id` is dropped after the call instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+from pymongo.write_concern import WriteConcern
+
+from store.protocol import (
+    QUERY_FIELDS,
+    UNIQUE_FIELDS,
+    Collection,
+    Doc,
+    DuplicateKey,
+    Scalar,
+    check_doc,
+    check_id,
+    check_limit,
+    check_query,
+    check_range,
+    check_update,
+)
+
+log = logging.getLogger(__name__)
+
+_NO_ID = {"_id": False}
+# BSON types each Python scalar type may match. A server never equates `true` with `1`, but the
+# emulation follows Python (`True == 1`); the explicit `$type` makes both answer like a server and
+# costs a server nothing (the index still serves the `$eq`/range part).
+_BSON_TYPES: dict[type, str] = {bool: "bool", int: "number", str: "string"}
+
+
+def _key(field: str) -> str:
+    return "_id" if field == "id" else field
+
+
+def _match(field: str, op: str | None, value: Scalar) -> dict[str, Any]:
+    """One filter clause from a checked field and scalar; `op` None is equality."""
+    if value is None:
+        return {_key(field): None}  # null or missing, the protocol's meaning of None
+    cond: dict[str, Any] = {"$eq" if op is None else op: value}
+    if field != "id":
+        cond["$type"] = _BSON_TYPES[type(value)]
+    return {_key(field): cond}
+
+
+def _filter(
+    collection: str,
+    where: Mapping[str, Scalar] | None,
+    before: tuple[str, Scalar] | None = None,
+    after: tuple[str, Scalar] | None = None,
+) -> dict[str, Any]:
+    where = where or {}
+    check_query(collection, list(where), list(where.values()))
+    check_range(collection, before)
+    check_range(collection, after)
+    clauses = [_match(name, None, value) for name, value in where.items()]
+    if before is not None:
+        clauses.append(_match(before[0], "$lt", before[1]))
+    if after is not None:
+        clauses.append(_match(after[0], "$gt", after[1]))
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class MongoStore:
+    """`Store` over one MongoDB database. The store owns `client` and closes it in `close()`."""
+
+    def __init__(self, client: Any, db_name: str) -> None:
+        self._client = client
+        self._db = client.get_database(db_name)
+        self.db_name = db_name
+        majority = WriteConcern("majority")
+        self._collections = {
+            name: self._db.get_collection(name, write_concern=majority) for name in QUERY_FIELDS
+        }
+
+    def _coll(self, collection: str) -> Any:
+        try:
+            return self._collections[collection]
+        except KeyError:
+            raise ValueError(f"unknown collection {collection!r}") from None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        unique = set(UNIQUE_FIELDS)
+        for collection, fields in QUERY_FIELDS.items():
+            coll = self._coll(collection)
+            for field in fields:
+                await coll.create_index([(field, ASCENDING)], name=f"ix_{field}")
+                if (collection, field) in unique:
+                    # Partial, so documents without the field (or with null) do not collide.
+                    await coll.create_index(
+                        [(field, ASCENDING)],
+                        name=f"ux_{field}",
+                        unique=True,
+                        partialFilterExpression={field: {"$type": "string"}},
+                    )
+        log.info("store=mongo db=%s opened", self.db_name)
+
+    async def close(self) -> None:
+        result = self._client.close()
+        if inspect.isawaitable(
+            result
+        ):  # PyMongo's async client; the emulation closes synchronously
+            await result
+
+    async def ping(self) -> None:
+        await self._client.admin.command("ping")
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, collection: Collection, doc_id: str) -> Doc | None:
+        check_id(doc_id)
+        doc: Doc | None = await self._coll(collection).find_one({"_id": doc_id}, _NO_ID)
+        return doc
+
+    async def find(
+        self,
+        collection: Collection,
+        where: Mapping[str, Scalar] | None = None,
+        *,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        before: tuple[str, Scalar] | None = None,
+        after: tuple[str, Scalar] | None = None,
+    ) -> list[Doc]:
+        coll = self._coll(collection)
+        query = _filter(collection, where, before, after)
+        if order_by is not None:
+            check_query(collection, (order_by,))
+        limit = check_limit(limit)
+        if limit == 0:
+            return []  # MongoDB reads limit 0 as "no limit"
+        direction = DESCENDING if descending else ASCENDING
+        sort = [("_id", direction)]
+        if order_by is not None and order_by != "id":
+            sort.insert(0, (order_by, direction))
+        cursor = coll.find(query, _NO_ID).sort(sort).limit(limit)
+        docs: list[Doc] = await cursor.to_list(length=limit)
+        return docs
+
+    async def count(self, collection: Collection, where: Mapping[str, Scalar] | None = None) -> int:
+        coll = self._coll(collection)
+        return int(await coll.count_documents(_filter(collection, where)))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def insert(self, collection: Collection, doc: Doc) -> None:
+        coll = self._coll(collection)
+        doc_id = check_doc(doc)
+        try:
+            await coll.insert_one({"_id": doc_id, **doc})
+        except DuplicateKeyError as exc:
+            raise DuplicateKey(f"{collection}: {exc}") from None
+
+    async def upsert(self, collection: Collection, doc: Doc) -> None:
+        coll = self._coll(collection)
+        doc_id = check_doc(doc)
+        try:
+            await coll.replace_one({"_id": doc_id}, {"_id": doc_id, **doc}, upsert=True)
+        except DuplicateKeyError as exc:
+            raise DuplicateKey(f"{collection}: {exc}") from None
+
+    async def update(
+        self,
+        collection: Collection,
+        doc_id: str,
+        fields: Mapping[str, Any],
+        *,
+        expect: Mapping[str, Scalar] | None = None,
+    ) -> Doc | None:
+        coll = self._coll(collection)
+        check_id(doc_id)
+        check_update(fields)
+        query = _filter(collection, {**(expect or {}), "id": doc_id})
+        if not fields:  # `$set: {}` is an error on a server; this is a read that honours `expect`
+            found: Doc | None = await coll.find_one(query, _NO_ID)
+            return found
+        try:
+            # No `_id`-hiding projection here: the emulation re-reads the updated document through
+            # the projected result and would lose it; dropping `_id` below is the same on a server.
+            doc: Doc | None = await coll.find_one_and_update(
+                query, {"$set": dict(fields)}, return_document=ReturnDocument.AFTER
+            )
+        except DuplicateKeyError as exc:
+            raise DuplicateKey(f"{collection}: {exc}") from None
+        if doc is not None:
+            doc.pop("_id", None)
+        return doc
+
+    async def delete(self, collection: Collection, doc_id: str) -> bool:
+        coll = self._coll(collection)
+        check_id(doc_id)
+        result = await coll.delete_one({"_id": doc_id})
+        return bool(result.deleted_count)
