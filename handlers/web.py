@@ -49,7 +49,8 @@ class PageHandler(tornado.web.RequestHandler):
     def initialize(self, services: Services) -> None:
         self.services = services
 
-    def set_default_headers(self) -> None:
+    def prepare(self) -> None:
+        # Not in set_default_headers: Tornado calls that before initialize() gives us the settings.
         security_headers(self, self.services.settings.allowed_origins)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")

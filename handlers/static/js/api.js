@@ -2,6 +2,7 @@
 // plus one small function per endpoint. Money stays in integer centavos until `formatBRL` displays it.
 
 export const API_PREFIX = "/api/v1/livestream";
+export const PAYMENTS_PREFIX = "/api/v1/payments";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -12,13 +13,13 @@ export class ApiError extends Error {
   }
 }
 
-export async function request(method, path, { token, body, base = "", signal } = {}) {
+export async function request(method, path, { token, body, base = "", signal, prefix = API_PREFIX } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(`${base}${API_PREFIX}${path}`, {
+    response = await fetch(`${base}${prefix}${path}`, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -66,7 +67,8 @@ export const stopStream = (sessionId, kind, token) =>
   request("POST", `/session/${id(sessionId)}/streams/${id(kind)}/stop`, { token, body: {} });
 export const endSession = (sessionId, token) =>
   request("POST", `/session/${id(sessionId)}/end`, { token, body: {} });
-export const getOrder = (orderId, token) => request("GET", `/orders/${id(orderId)}`, { token });
+export const getOrder = (orderId, token) =>
+  request("GET", `/orders/${id(orderId)}`, { token, prefix: PAYMENTS_PREFIX });
 
 // Signaling goes to the instance that ingests the session (`signaling_url`, empty = this origin).
 export const streamOffer = (streamId, token, offer, base = "") =>

@@ -18,6 +18,8 @@ const state = {
   token: null,
   viewerId: null,
   prefs: { enabled_streams: [], mode: "separate", pip: { corner: "bottom-right", size_pct: 25 } },
+  // What the server has saved: subscriptions follow it, since the server authorises by it.
+  saved: { enabled_streams: [], mode: "separate", pip: { corner: "bottom-right", size_pct: 25 } },
   streams: {}, // kind -> stream document
   session: null,
   signalBase: "",
@@ -26,6 +28,7 @@ const state = {
   autoCorner: "bottom-right",
   muted: true,
   payment: null,
+  entitled: new Set(), // kinds the server let this viewer watch (nothing owed for them)
   saving: Promise.resolve(),
 };
 
@@ -60,7 +63,8 @@ function savePreferences() {
   state.saving = state.saving.then(async () => {
     try {
       const answer = await api.putPreferences(sessionId, state.token, wanted);
-      state.prefs = answer.preferences;
+      state.saved = answer.preferences;
+      noteEntitlement(answer);
       renderQuote(answer.quote);
       renderPayment(answer.payment || null);
       say($("#watch-msg"), "");
@@ -110,18 +114,15 @@ function renderQuote(quote) {
   body.replaceChildren(...rows);
 }
 
-async function loadQr(url) {
-  const img = $("#payment-qr");
-  try {
-    const response = await fetch(url, { headers: { Authorization: `Bearer ${state.token}` } });
-    if (!response.ok) throw new Error(response.statusText);
-    const blob = await response.blob();
-    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
-    img.src = URL.createObjectURL(blob);
-    img.hidden = false;
-  } catch {
-    img.hidden = true;
+// No payment in an answer means nothing is owed for the enabled streams: they are watchable.
+function noteEntitlement(answer) {
+  if (!answer.payment || answer.payment.status === "paid") {
+    for (const kind of answer.preferences.enabled_streams) state.entitled.add(kind);
   }
+}
+
+function owed() {
+  return Boolean(state.payment && state.payment.status === "pending");
 }
 
 function renderPayment(payment) {
@@ -140,17 +141,23 @@ function renderPayment(payment) {
         .map((k) => api.KIND_LABELS[k] || k)
         .join(" + ")}.`;
   $("#payment-code").value = payment.pix_copia_e_cola;
-  if (payment.qr_url && (!previous || previous.qr_url !== payment.qr_url)) loadQr(payment.qr_url);
-  if (!payment.qr_url) $("#payment-qr").hidden = true;
+  panel.dataset.status = payment.status;
+  const img = $("#payment-qr");
+  // The QR URL is a capability (random order id) and needs no token, so a plain <img> loads it.
+  if (payment.qr_url && (!previous || previous.qr_url !== payment.qr_url)) img.src = payment.qr_url;
+  img.hidden = !payment.qr_url;
 }
 
 async function pollOrder() {
   const payment = state.payment;
   if (payment && payment.order_id && payment.status === "pending" && !state.ended) {
     try {
-      const answer = await api.getOrder(payment.order_id, state.token);
-      const order = answer.order || answer;
-      if (order.status && order.status !== payment.status) renderPayment({ ...payment, ...order });
+      const { order } = await api.getOrder(payment.order_id, state.token);
+      if (order.status !== payment.status) {
+        if (order.status === "paid") for (const kind of order.streams) state.entitled.add(kind);
+        renderPayment({ ...payment, ...order });
+        syncMedia();
+      }
     } catch {
       // The order endpoint is optional; the next preferences answer carries the status too.
     }
@@ -166,9 +173,13 @@ function isLive(kind) {
 
 function wantedSubscriptions() {
   if (state.ended) return [];
-  const kinds = state.prefs.enabled_streams.filter(isLive);
+  // While a payment is owed, only what is already paid for plays (the server would answer 402).
+  const allowed = (kind) => !owed() || state.entitled.has(kind);
+  const kinds = state.saved.enabled_streams.filter((kind) => isLive(kind) && allowed(kind));
   if (kinds.length === 0) return [];
-  if (state.prefs.mode === "composite") return [{ key: "composite", kind: "composite" }];
+  if (state.saved.mode === "composite") {
+    return state.saved.enabled_streams.every(allowed) ? [{ key: "composite", kind: "composite" }] : [];
+  }
   return kinds.map((kind) => ({ key: `stream:${state.streams[kind].id}`, kind, streamId: state.streams[kind].id }));
 }
 
@@ -320,12 +331,14 @@ function layout() {
 function renderStageMessage(subs) {
   let message = "";
   const anyLive = KINDS.some(isLive);
-  if (state.ended) message = "This stream has ended. Thanks for watching!";
+  if (state.ended && state.endReason === "missing") message = "Nothing to watch here.";
+  else if (state.ended) message = "This stream has ended. Thanks for watching!";
   else if (!state.session) message = "Joining…";
   else if (subs.some((s) => s.wanted && s.status === "reconnecting")) message = "Reconnecting…";
   else if (!anyLive) message = "Waiting for the broadcaster to go on air…";
   else if (state.prefs.enabled_streams.length === 0) message = "Turn on a stream to watch.";
   else if (!state.prefs.enabled_streams.some(isLive)) message = "The streams you picked are off air right now.";
+  else if (owed() && !subs.some((s) => s.wanted)) message = "Pay with PIX (see “Pay with PIX”) to start watching.";
   else if (subs.some((s) => s.wanted && !s.ready)) message = "Connecting…";
   const node = $("#stage-msg");
   node.textContent = message;
@@ -376,8 +389,9 @@ function renderToggles() {
 
 // ---- session status ----------------------------------------------------------------------------
 
-function endedNow() {
+function endedNow(reason = "ended") {
   state.ended = true;
+  state.endReason = reason;
   for (const sub of [...state.subs.values()]) close(sub);
   for (const input of $("#controls").querySelectorAll("input, select, button")) input.disabled = true;
   layout();
@@ -389,7 +403,13 @@ async function refreshStatus() {
     applyStatus(status);
     return status;
   } catch (err) {
-    say($("#watch-msg"), `Lost contact with the server (${err.message}). Retrying…`, "error");
+    if (err.status === 404) {
+      $("#session-title").textContent = "Session not found";
+      say($("#watch-msg"), "This session does not exist. Check the link, or pick a live one.", "error");
+      endedNow("missing");
+    } else {
+      say($("#watch-msg"), `Lost contact with the server (${err.message}). Retrying…`, "error");
+    }
     return null;
   }
 }
@@ -411,6 +431,7 @@ function applyStatus(status) {
 async function poll() {
   if (state.ended) return;
   const status = await refreshStatus();
+  if (state.ended) return;
   if (status) {
     say($("#watch-msg"), "");
     syncMedia();
@@ -456,6 +477,8 @@ async function start() {
   state.signalBase = (answer.signaling_url || "").replace(/\/$/, "");
   localStorage.setItem(tokenKey, answer.viewer_token);
   state.prefs = answer.preferences;
+  state.saved = answer.preferences;
+  noteEntitlement(answer);
   document.body.dataset.viewerId = answer.viewer_id;
   writeControls(state.prefs);
   renderQuote(answer.quote);

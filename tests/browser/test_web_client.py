@@ -1,0 +1,512 @@
+"""The web client in a real headless Chromium: studio goes live, viewers watch, pay, lay out, rejoin.
+
+One server, one Chromium and one live session are shared by the module (see conftest.py for the
+network namespace). The broadcaster and each viewer use their own browser context, as two people
+would. Tests run in file order and each sets the viewer state it needs; every page must finish
+without console errors. Media checks look at what was decoded: video time advances, frames count
+up, and the colours prove which source is where (camera = magenta clip, screen = green card).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+
+from server import pix
+
+from .cdp import Page
+from .chromium import Browser
+from .conftest import WebServer
+from .netns import NetnsLoop
+
+PRICING = {"base": 200, "screen": 300, "camera": 400, "bundle_pct": 50}
+# base + screen + camera - 50 % of the add-ons
+BUNDLE_TOTAL = 200 + 300 + 400 - 350
+SCREEN_ONLY_TOTAL = 200 + 300
+WEBHOOK_SECRET = "browser-webhook-secret"
+
+# Reads one <video> into a small grid: M = magenta (camera clip), G = green (fake screen).
+GRAB = """
+(selector, w, h) => {
+  const v = document.querySelector(selector);
+  if (!v || v.readyState < 2 || !v.videoWidth) return null;
+  const c = document.createElement('canvas'); c.width = w; c.height = h;
+  const x = c.getContext('2d', {willReadFrequently: true});
+  x.drawImage(v, 0, 0, w, h);
+  const d = x.getImageData(0, 0, w, h).data; let grid = '';
+  for (let i = 0; i < d.length; i += 4) {
+    const r = d[i], g = d[i + 1], b = d[i + 2];
+    grid += (r > 120 && b > 120 && g < r - 60 && g < b - 60) ? 'M'
+          : (g > 60 && g > r + 40 && g > b + 40) ? 'G' : '.';
+  }
+  const q = v.getVideoPlaybackQuality();
+  return {w: v.videoWidth, h: v.videoHeight, t: v.currentTime, frames: q.totalVideoFrames,
+          grid, role: v.dataset.role || null};
+}
+"""
+
+
+@dataclass
+class Grab:
+    w: int
+    h: int
+    t: float
+    frames: int
+    grid: str
+    role: str | None
+    cols: int
+    rows: int
+
+    def share(self, letter: str) -> float:
+        return self.grid.count(letter) / len(self.grid)
+
+    def corner_share(self, corner: str, letter: str, frac: float = 0.3) -> float:
+        cw, ch = max(1, int(self.cols * frac)), max(1, int(self.rows * frac))
+        xs = range(0, cw) if corner.endswith("left") else range(self.cols - cw, self.cols)
+        ys = range(0, ch) if corner.startswith("top") else range(self.rows - ch, self.rows)
+        cells = [self.grid[y * self.cols + x] for y in ys for x in xs]
+        return cells.count(letter) / len(cells)
+
+    def camera_corner(self) -> str:
+        corners = ("top-left", "top-right", "bottom-left", "bottom-right")
+        return max(corners, key=lambda c: self.corner_share(c, "M"))
+
+
+async def grab(page: Page, selector: str, cols: int = 64, rows: int = 36) -> Grab | None:
+    value = await page.evaluate(f"({GRAB})({json.dumps(selector)}, {cols}, {rows})")
+    return Grab(**value, cols=cols, rows=rows) if value else None
+
+
+async def advancing(page: Page, selector: str, timeout: float = 20.0) -> tuple[Grab, Grab]:
+    """Two grabs of a playing video, the second with more decoded frames and a later time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    first = None
+    while asyncio.get_running_loop().time() < deadline:
+        first = await grab(page, selector)
+        if first and first.frames > 0:
+            break
+        await asyncio.sleep(0.2)
+    assert first is not None and first.frames > 0, f"no frames in {selector}: {page.errors}"
+    await asyncio.sleep(1.0)
+    second = await grab(page, selector)
+    assert second is not None
+    assert second.frames > first.frames, (first, second)
+    assert second.t > first.t, (first, second)
+    return first, second
+
+
+async def set_value(page: Page, selector: str, value: str, event: str = "change") -> None:
+    await page.evaluate(
+        f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+        f" el.value = {json.dumps(value)};"
+        f" el.dispatchEvent(new Event({json.dumps(event)}, {{bubbles: true}})); }})()"
+    )
+
+
+async def set_checked(page: Page, selector: str, checked: bool) -> None:
+    await page.evaluate(
+        f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+        f" if (el.checked !== {json.dumps(checked)}) el.click(); }})()",
+        user_gesture=True,
+    )
+
+
+async def quote_total(page: Page) -> int:
+    value = await page.evaluate("document.querySelector('#quote tr.total')?.dataset.amount ?? null")
+    return int(value) if value is not None else -1
+
+
+async def wait_quote(page: Page, amount: int) -> None:
+    await page.wait_for(f"document.querySelector('#quote tr.total')?.dataset.amount === '{amount}'")
+
+
+async def assert_clean(page: Page) -> None:
+    assert page.errors == [], (
+        f"console errors on {await page.evaluate('location.href')}: {page.errors}"
+    )
+
+
+def cdp_run(netns: NetnsLoop, coro: Any, timeout: float = 60.0) -> Any:
+    return netns.run(coro, timeout)
+
+
+# ---- fixtures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    studio: Page
+    session_id: str
+    context: str
+
+
+@pytest.fixture(scope="module")
+def live(
+    netns: NetnsLoop, browser: Browser, web_server: WebServer, output_dir: Path
+) -> Iterator[Live]:
+    """The broadcaster's studio, live with screen and camera and priced, for the whole module."""
+
+    async def go_live() -> Live:
+        context = await browser.new_context()
+        studio = await browser.new_page(context)
+        await studio.goto(f"{web_server.base_url}/studio")
+        await studio.click("#screen-capture")
+        await studio.wait_for("document.querySelector('#preview-screen').videoWidth > 0")
+        await studio.click("#camera-capture")
+        await studio.wait_for("document.querySelector('#preview-camera').videoWidth > 0")
+        await set_value(studio, "#title", "Browser test: <b>screen</b> & camera", "input")
+        await set_value(studio, "#price-base", "2,00")
+        await set_value(studio, "#price-screen", "3,00")
+        await set_value(studio, "#price-camera", "4,00")
+        await set_value(studio, "#price-bundle", str(PRICING["bundle_pct"]))
+        await set_value(studio, "#pix-key", "fulano@example.com")
+        await set_value(studio, "#pix-name", "Fulano de Tal")
+        await set_value(studio, "#pix-city", "BRASILIA")
+        await studio.click("#go-live")
+        session_id = await studio.wait_for("document.body.dataset.sessionId")
+        for kind in ("screen", "camera"):
+            await studio.wait_for(
+                f"document.querySelector('.stream-row[data-kind={kind}]')?.dataset.state === 'live'",
+                timeout=20,
+            )
+        return Live(studio, session_id, context)
+
+    session = cdp_run(netns, go_live())
+    yield session
+    cdp_run(netns, browser.close_context(session.context))
+
+
+@dataclass
+class Viewer:
+    page: Page
+    context: str
+    paid: bool = False
+
+
+@pytest.fixture(scope="module")
+def viewer(
+    netns: NetnsLoop, browser: Browser, live: Live, web_server: WebServer
+) -> Iterator[Viewer]:
+    async def open_viewer() -> Viewer:
+        context = await browser.new_context()
+        page = await browser.new_page(context)
+        await page.goto(f"{web_server.base_url}/watch/{live.session_id}")
+        await page.wait_for("document.body.dataset.viewerId")
+        return Viewer(page, context)
+
+    v = cdp_run(netns, open_viewer())
+    yield v
+    cdp_run(netns, browser.close_context(v.context))
+
+
+async def pay(page: Page, base_url: str) -> None:
+    """Pay the PIX code shown on the page, as the payer's bank would: read the code, confirm by webhook."""
+    await page.wait_for(
+        "!document.querySelector('#payment').hidden && document.querySelector('#payment-code').value"
+    )
+    code = await page.evaluate("document.querySelector('#payment-code').value")
+    brcode = pix.parse(code)
+    assert brcode.txid and brcode.amount_centavos
+    body = json.dumps(
+        {
+            "pix": [
+                {
+                    "endToEndId": "E1234567820261124" + brcode.txid[:10],
+                    "txid": brcode.txid,
+                    "valor": pix.format_amount(brcode.amount_centavos),
+                    "horario": "2026-11-24T08:00:00Z",
+                }
+            ]
+        }
+    ).encode()
+    signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    client = tornado.httpclient.AsyncHTTPClient()
+    response = await client.fetch(
+        f"{base_url}/api/v1/payments/pix/webhook",
+        method="POST",
+        body=body,
+        headers={"Content-Type": "application/json", "X-Pix-Signature": signature},
+    )
+    assert json.loads(response.body)["results"][0]["outcome"] == "paid", response.body
+    await page.wait_for("document.querySelector('#payment').dataset.status === 'paid'", timeout=10)
+
+
+# ---- tests ---------------------------------------------------------------------------------------
+
+
+def test_pages_render_accessibly_at_laptop_and_phone_widths(
+    netns: NetnsLoop, browser: Browser, web_server: WebServer, output_dir: Path
+) -> None:
+    async def check() -> None:
+        context = await browser.new_context()
+        page = await browser.new_page(context)
+        try:
+            for path in ("/", "/studio", "/watch/ses_doesnotexist"):
+                for width, height, mobile in ((1280, 800, False), (390, 844, True)):
+                    await page.set_viewport(width, height, mobile=mobile)
+                    await page.goto(f"{web_server.base_url}{path}")
+                    # Every form control has an accessible name; nothing overflows sideways.
+                    unlabelled = await page.evaluate(
+                        "[...document.querySelectorAll('input, select, textarea, button')]"
+                        ".filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')"
+                        " && !el.textContent.trim()).map(el => el.id || el.outerHTML.slice(0, 60))"
+                    )
+                    assert unlabelled == [], (path, unlabelled)
+                    overflow = await page.evaluate(
+                        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                    )
+                    assert overflow <= 0, (path, width, overflow)
+            # The unknown session says so in words, not with a console error.
+            await page.wait_for(
+                "document.querySelector('#watch-msg').textContent.includes('does not exist')"
+            )
+        finally:
+            await browser.close_context(context)
+        assert [e for e in page.errors if "404" not in e] == []
+
+    cdp_run(netns, check())
+
+
+def test_denied_capture_shows_a_clear_message(
+    netns: NetnsLoop, chromium_path: str, web_server: WebServer, tmp_path: Path
+) -> None:
+    """A browser whose user blocks camera and screen: the studio explains, nothing breaks."""
+
+    async def check() -> None:
+        denying = await Browser.launch(chromium_path, tmp_path / "deny", deny_media=True)
+        try:
+            page = await denying.new_page(await denying.new_context())
+            await page.goto(f"{web_server.base_url}/studio")
+            message = (
+                "(() => { const m = document.querySelector('#studio-msg');"
+                " return !m.hidden && m.dataset.kind === 'error' && m.textContent; })()"
+            )
+            await page.click("#camera-capture")
+            assert "denied" in (await page.wait_for(message)).lower()
+            await page.click("#screen-capture")
+            await page.wait_for(
+                f"({message[:-2]})() && document.querySelector('#studio-msg').textContent.includes('Screen')"
+            )
+            for video in ("#preview-camera", "#preview-screen"):
+                assert await page.evaluate(f"document.querySelector('{video}').srcObject") is None
+            # Going live without any source is refused with a message, not a request.
+            await page.click("#go-live")
+            text = await page.wait_for(message)
+            assert "before going live" in text
+            await assert_clean(page)
+        finally:
+            await denying.close()
+
+    cdp_run(netns, check())
+
+
+def test_studio_goes_live_and_the_stream_list_shows_it(
+    netns: NetnsLoop, browser: Browser, web_server: WebServer, live: Live, output_dir: Path
+) -> None:
+    async def check() -> None:
+        await live.studio.wait_for("document.querySelector('#viewer-count').textContent.length > 0")
+        await live.studio.screenshot(output_dir / "studio-live.png")
+        # The user-provided title is rendered as text, never as markup.
+        message = await live.studio.evaluate("document.querySelector('#studio-msg').innerHTML")
+        assert "&lt;b&gt;" in message
+        context = await browser.new_context()
+        page = await browser.new_page(context)
+        try:
+            await page.goto(f"{web_server.base_url}/")
+            card = f".session-card[data-session-id='{live.session_id}']"
+            await page.wait_for(f'!!document.querySelector("{card}")', timeout=10)
+            kinds = await page.evaluate(
+                f'[...document.querySelectorAll("{card} .badge[data-kind]")].map(b => b.dataset.kind)'
+            )
+            assert kinds == ["screen", "camera"]
+            title = await page.evaluate(f'document.querySelector("{card} h2").textContent')
+            assert title == "Browser test: <b>screen</b> & camera"
+            price = await page.evaluate(f'document.querySelector("{card} .price").textContent')
+            assert "5,00" in price  # cheapest single stream: base 2,00 + screen 3,00
+            await page.screenshot(output_dir / "stream-list.png")
+            await assert_clean(page)
+        finally:
+            await browser.close_context(context)
+        await assert_clean(live.studio)
+
+    cdp_run(netns, check())
+
+
+def test_viewer_pays_and_receives_screen_and_camera_separately(
+    netns: NetnsLoop, viewer: Viewer, web_server: WebServer, output_dir: Path
+) -> None:
+    async def check() -> None:
+        page = viewer.page
+        # Default preferences enable every live stream: the bundle, itemised.
+        await wait_quote(page, BUNDLE_TOTAL)
+        codes = await page.evaluate(
+            "[...document.querySelectorAll('#quote tr')].map(r => r.dataset.code)"
+        )
+        assert codes == ["base", "addon:screen", "addon:camera", "bundle_discount", "total"]
+        assert await page.evaluate("document.querySelector('#stage').dataset.showing") == ""
+        await pay(page, web_server.base_url)
+        viewer.paid = True
+        await page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
+        )
+        _, screen = await advancing(page, "#stage video[data-kind=screen]")
+        _, camera = await advancing(page, "#stage video[data-kind=camera]")
+        await page.screenshot(output_dir / "viewer-separate.png")
+        assert screen.share("G") > 0.5 and screen.share("M") < 0.05, screen
+        assert camera.share("M") > 0.5 and camera.share("G") < 0.05, camera
+        assert (screen.role, camera.role) == ("main", "pip")
+        await page.screenshot(output_dir / "viewer-separate.png")
+        await assert_clean(page)
+
+    cdp_run(netns, check(), timeout=90)
+
+
+def test_price_follows_the_enabled_streams(netns: NetnsLoop, viewer: Viewer) -> None:
+    async def check() -> None:
+        page = viewer.page
+        await set_checked(page, "#enable-camera", False)
+        await wait_quote(page, SCREEN_ONLY_TOTAL)
+        codes = await page.evaluate(
+            "[...document.querySelectorAll('#quote tr')].map(r => r.dataset.code)"
+        )
+        assert codes == ["base", "addon:screen", "total"]
+        await page.wait_for("document.querySelector('#stage').dataset.showing === 'screen'")
+        await page.wait_for("!document.querySelector('#stage video[data-kind=camera]')")
+        await set_checked(page, "#enable-camera", True)
+        await wait_quote(page, BUNDLE_TOTAL)
+        await page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
+        )
+        await assert_clean(page)
+
+    cdp_run(netns, check())
+
+
+def test_composite_mode_and_corner_moves_the_camera(
+    netns: NetnsLoop, viewer: Viewer, output_dir: Path
+) -> None:
+    async def check() -> None:
+        page = viewer.page
+        await set_value(page, "#pip-corner", "bottom-right")
+        await set_checked(page, "#mode-composite", True)
+        await page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'composite'", timeout=20
+        )
+        # Separate videos are closed once the composite plays.
+        await page.wait_for("document.querySelectorAll('#stage video').length === 1")
+        _, frame = await advancing(page, "#stage video[data-kind=composite]")
+        assert frame.share("G") > 0.4, frame
+        assert frame.camera_corner() == "bottom-right", frame
+        assert frame.corner_share("bottom-right", "M") > 0.3
+        await page.screenshot(output_dir / "viewer-composite.png")
+
+        await set_value(page, "#pip-corner", "top-left")
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            frame = await grab(page, "#stage video[data-kind=composite]")
+            if (
+                frame
+                and frame.camera_corner() == "top-left"
+                and frame.corner_share("bottom-right", "M") < 0.05
+            ):
+                break
+            assert asyncio.get_running_loop().time() < deadline, f"camera did not move: {frame}"
+            await asyncio.sleep(0.3)
+        assert frame.corner_share("top-left", "M") > 0.3
+        await assert_clean(page)
+
+    cdp_run(netns, check(), timeout=90)
+
+
+def test_reload_restores_preferences_and_viewer(netns: NetnsLoop, viewer: Viewer) -> None:
+    async def check() -> None:
+        page = viewer.page
+        await set_value(page, "#pip-size", "32", "input")
+        viewer_id = await page.evaluate("document.body.dataset.viewerId")
+        # The size is saved after a short pause; wait for it to reach the server.
+        await asyncio.sleep(1.0)
+        await page.reload()
+        await page.wait_for("document.body.dataset.viewerId")
+        assert await page.evaluate("document.body.dataset.viewerId") == viewer_id
+        restored = await page.evaluate(
+            "({mode: document.querySelector('#mode-composite').checked ? 'composite' : 'separate',"
+            " corner: document.querySelector('#pip-corner').value,"
+            " size: document.querySelector('#pip-size').value,"
+            " screen: document.querySelector('#enable-screen').checked,"
+            " camera: document.querySelector('#enable-camera').checked})"
+        )
+        assert restored == {
+            "mode": "composite",
+            "corner": "top-left",
+            "size": "32",
+            "screen": True,
+            "camera": True,
+        }
+        # Already paid: the rejoined viewer plays at once, no payment asked again.
+        await page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'composite'", timeout=20
+        )
+        assert await page.evaluate("document.querySelector('#payment').hidden") is True
+        await assert_clean(page)
+
+    cdp_run(netns, check(), timeout=60)
+
+
+def test_camera_off_in_studio_removes_it_for_the_viewer(
+    netns: NetnsLoop, live: Live, viewer: Viewer
+) -> None:
+    async def check() -> None:
+        page = viewer.page
+        await set_checked(page, "#mode-separate", True)
+        await page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
+        )
+        await live.studio.click(".stream-row[data-kind=camera] button.toggle")
+        await live.studio.wait_for(
+            "document.querySelector('.stream-row[data-kind=camera]').dataset.state === 'off'"
+        )
+        await page.wait_for("!document.querySelector('#stage video[data-kind=camera]')", timeout=15)
+        assert await page.evaluate("document.querySelector('#stage').dataset.showing") == "screen"
+        assert "off air" in await page.evaluate(
+            "document.querySelector('#state-camera').textContent"
+        )
+        await advancing(page, "#stage video[data-kind=screen]")
+        # Back on air: the viewer picks it up again without a reload.
+        await live.studio.click(".stream-row[data-kind=camera] button.toggle")
+        await live.studio.wait_for(
+            "document.querySelector('.stream-row[data-kind=camera]').dataset.state === 'live'",
+            timeout=20,
+        )
+        await page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
+        )
+        await assert_clean(page)
+        await assert_clean(live.studio)
+
+    cdp_run(netns, check(), timeout=90)
+
+
+def test_ending_the_session_tells_the_viewer(netns: NetnsLoop, live: Live, viewer: Viewer) -> None:
+    async def check() -> None:
+        await live.studio.click("#end-session")
+        await live.studio.wait_for("!document.querySelector('#ended-panel').hidden")
+        await viewer.page.wait_for(
+            "document.querySelector('#stage').dataset.state === 'ended'", timeout=15
+        )
+        assert "ended" in await viewer.page.evaluate(
+            "document.querySelector('#stage-msg').textContent"
+        )
+        assert await viewer.page.evaluate("document.querySelectorAll('#stage video').length") == 0
+        await assert_clean(viewer.page)
+        await assert_clean(live.studio)
+
+    cdp_run(netns, check())
