@@ -149,6 +149,18 @@ openapi = {
             "parameters": [_STREAM_ID],
         }
     },
+    f"{PREFIX}/stream/{{stream_id}}/signal/ws": {
+        "get": {
+            "summary": "WebSocket carrying the same JSON messages as the offer and candidate routes "
+            "(token as Bearer header or `access_token`; origin-checked; size-limited)",
+            "responses": {
+                "101": {"description": "switching protocols"},
+                **error_responses(400, 401, 403, 404),
+            },
+            "security": [{"bearer": []}],
+            "parameters": [_STREAM_ID],
+        }
+    },
     f"{PREFIX}/session/{{session_id}}/composite/signal/offer": {
         "post": {
             "summary": "Subscribe to this viewer's composite feed (layout from its preferences)",
