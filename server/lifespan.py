@@ -14,6 +14,7 @@ from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
 from server.services import Services
+from server.session_sync import SessionSync
 from server.sessions import SessionService
 from server.settings import Settings
 from store import open_store
@@ -57,6 +58,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions.add_listener(chat)
         services.chat = chat
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
+        # Changes made through other instances (shared store) reach this one's media and chat.
+        sync = SessionSync(store, settings, targets=[media, chat])
+        sessions.add_listener(sync)
+        sync.start()
+        stack.push_async_callback(sync.close)
         log.info(
             "services ready store=%s instance=%s",
             _redact(settings.store_location),
