@@ -45,9 +45,26 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s/]+@"), rf"\1{REDACTED}@"),
 )
+# Every pattern above needs one of these substrings (case-folded). Most lines, the access log's
+# above all, hold none, and skip the patterns: the backtracking `[\w-]*` ones cost ~0.3 ms a line.
+_TRIGGERS = (
+    "bearer",
+    "basic",
+    "token",
+    "secret",
+    "passw",
+    "apikey",
+    "api_key",
+    "signature",
+    "authorization",
+    "eyj",
+    "://",
+)
 # Ids services put in their messages (`session=%s stream=%s`) become JSON fields.
 _ID_IN_MESSAGE = re.compile(r"\b(session|stream|viewer|pc|order|instance)=([A-Za-z0-9_.:-]+)")
 _ID_FIELDS = ("session", "stream", "viewer", "pc", "order", "instance")
+# Ids in API paths (`/session/<id>/…`, `/stream/<id>/…`) for access lines of positional routes.
+_ID_IN_PATH = re.compile(r"/(session|stream)/([A-Za-z0-9_-]{1,64})(?=/|$)")
 # Extra attributes a caller may pass with `extra=` that are copied into JSON lines.
 _EXTRA_FIELDS = (*_ID_FIELDS, "route", "method", "path", "status", "duration_ms", "remote_ip")
 
@@ -57,9 +74,20 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
+    if not _may_hold_secret(text):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _may_hold_secret(text: str) -> bool:
+    """Whether any of `_PATTERNS` could match: a few substring tests instead of six regex scans."""
+    folded = text.casefold()
+    if not text.isascii():
+        # `(?i)` equates dotless ı with i too (casefold already maps İ, ſ and the Kelvin sign).
+        folded = folded.replace("\u0131", "i")
+    return any(word in folded for word in _TRIGGERS)
 
 
 def _secrets_of(settings: Settings) -> tuple[str, ...]:
@@ -232,6 +260,7 @@ def make_log_function(
             observer.observe_request(route, request.method or "", status, seconds)
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         kwargs = handler.path_kwargs or {}
+        ids = dict(_ID_IN_PATH.findall(request.path))
         extra = {
             "route": route,
             "method": request.method,
@@ -239,8 +268,8 @@ def make_log_function(
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "remote_ip": request.remote_ip,
-            "session": kwargs.get("session_id"),
-            "stream": kwargs.get("stream_id"),
+            "session": kwargs.get("session_id") or ids.get("session"),
+            "stream": kwargs.get("stream_id") or ids.get("stream"),
         }
         access.log(
             level,

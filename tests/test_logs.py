@@ -45,6 +45,32 @@ def test_redact_removes_known_secret_values_and_keeps_ordinary_text() -> None:
     assert redact("/ws?access_token=abc123xyz&mode=x") == f"/ws?access_token={REDACTED}&mode=x"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "200 GET /api/v1/livestream/session/ses_abc/status 1.20ms",
+        "passwd=hunter2hunter2",
+        "api_key: 'k-12345678'",
+        "x-apikey=k-12345678",
+        "BASIC dXNlcjpwYXNzd29yZA==",
+        "sıgnature=abcdef012345",  # dotless i: `(?i)` matches it with i
+        "ſecret=abcdef012345",  # long s
+        "toKen=abcdef012345",  # Kelvin sign
+        "AUTHORIZATION: Bearer x.y.z",
+        f"prose {JWT} prose",
+        "https://user:pw-123456@host/x",
+    ],
+)
+def test_redact_fast_path_agrees_with_every_pattern(text: str) -> None:
+    """Lines skipped by the cheap pre-check are exactly those no redaction pattern changes."""
+    from server.logs import _PATTERNS
+
+    slow = text
+    for pattern, replacement in _PATTERNS:
+        slow = pattern.sub(replacement, slow)
+    assert redact(text) == slow
+
+
 def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
     record = logging.LogRecord("multistream.test", logging.INFO, __file__, 1, msg, args, None)
     record.__dict__.update(extra)
