@@ -495,6 +495,53 @@ def test_camera_off_in_studio_removes_it_for_the_viewer(
     cdp_run(netns, check(), timeout=90)
 
 
+def test_viewer_reconnects_after_losing_a_stream(
+    netns: NetnsLoop, viewer: Viewer, web_server: WebServer
+) -> None:
+    async def check() -> None:
+        page = viewer.page
+        await page.wait_for("document.querySelector('#stage').dataset.showing === 'screen camera'")
+        selector = "#stage video[data-kind=screen]"
+        pc_id = await page.evaluate(f"document.querySelector('{selector}').dataset.pcId")
+        assert pc_id
+        # The server drops this viewer's screen connection (as a dying network path would).
+        web_server.services.media.disconnect(pc_id)
+        await page.wait_for(
+            f"document.querySelector('{selector}')?.dataset.pcId !== '{pc_id}'"
+            " && document.querySelector('#stage').dataset.state === 'playing'",
+            timeout=30,
+        )
+        await advancing(page, selector)
+        await assert_clean(page)
+
+    cdp_run(netns, check(), timeout=60)
+
+
+def test_studio_shows_a_lost_stream_and_reconnects_it(
+    netns: NetnsLoop, live: Live, web_server: WebServer
+) -> None:
+    async def check() -> None:
+        studio = live.studio
+        row = ".stream-row[data-kind=screen]"
+        pc_id = await studio.evaluate(f"document.querySelector('{row}').dataset.pcId")
+        media = web_server.services.media
+        # No public API drops a publisher: close its server-side connection directly.
+        await media._close_peer(media._peers[pc_id])
+        await studio.wait_for(
+            f"['lost', 'failed'].includes(document.querySelector('{row}').dataset.state)",
+            timeout=30,
+        )
+        assert await studio.evaluate(f"!!document.querySelector('{row} [role=alert]')")
+        await studio.click(f"{row} button.reconnect")
+        await studio.wait_for(
+            f"document.querySelector('{row}').dataset.state === 'live'", timeout=20
+        )
+        assert await studio.evaluate(f"document.querySelector('{row}').dataset.pcId") != pc_id
+        await assert_clean(studio)
+
+    cdp_run(netns, check(), timeout=60)
+
+
 def test_ending_the_session_tells_the_viewer(netns: NetnsLoop, live: Live, viewer: Viewer) -> None:
     async def check() -> None:
         await live.studio.click("#end-session")

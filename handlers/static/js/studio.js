@@ -183,7 +183,8 @@ async function publish(kind) {
       else if (conn === "lost") setRow(kind, "lost", "The connection to the server dropped. Reconnect to resume.");
       else if (conn === "failed") setRow(kind, "failed", "The connection failed. Reconnect to try again.");
     });
-    await negotiate(pc, (offer) => api.streamOffer(stream.id, state.token, offer, state.signalBase));
+    const answer = await negotiate(pc, (offer) => api.streamOffer(stream.id, state.token, offer, state.signalBase));
+    pub.pcId = answer.pc_id || "";
     await limitSender(kind, pub.sender);
     if (pc.connectionState === "connected") setRow(kind, "live");
   } catch (err) {
@@ -247,7 +248,7 @@ function renderRows() {
     const needsReconnect = on && (row.conn === "lost" || row.conn === "failed");
     return el(
       "li",
-      { className: "stream-row", dataset: { kind, state: row.conn } },
+      { className: "stream-row", dataset: { kind, state: row.conn, pcId: state.pubs[kind]?.pcId || "" } },
       el("span", { className: "name" }, name, " ", el("span", { className: "badge", dataset: { status: row.conn }, text: label })),
       el(
         "span",

@@ -258,8 +258,9 @@ async function connect(sub) {
     layout();
   });
   try {
-    await negotiate(pc, offerFor(sub));
+    const answer = await negotiate(pc, offerFor(sub));
     if (sub.pc !== pc) return;
+    sub.video.dataset.pcId = answer.pc_id || "";
     await firstFrame(sub.video);
     if (sub.pc !== pc) return;
     sub.ready = true;
