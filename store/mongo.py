@@ -11,7 +11,7 @@ in both (`find_one`, `find().sort().limit().to_list()`, `count_documents`, `inse
 `replace_one(upsert=True)`, `find_one_and_update(return_document=AFTER)`, `delete_one`,
 `create_index`, `command("ping")`). Differences handled: the emulated client's `close()` is a
 plain method while PyMongo's is a coroutine, and the emulation's `find_one_and_update` loses the
-document when `_id` is projected away, so `_id` is dropped after the call instead.
+document when `_id` is projected away, so `_id` is dropped after every read instead.
 """
 
 from __future__ import annotations
@@ -42,11 +42,24 @@ from store.protocol import (
 
 log = logging.getLogger(__name__)
 
-_NO_ID = {"_id": False}
 # BSON types each Python scalar type may match. A server never equates `true` with `1`, but the
 # emulation follows Python (`True == 1`); the explicit `$type` makes both answer like a server and
 # costs a server nothing (the index still serves the `$eq`/range part).
 _BSON_TYPES: dict[type, str] = {bool: "bool", int: "number", str: "string"}
+
+
+def _out(doc: Doc | None) -> Doc | None:
+    """A stored document as the protocol returns it: no `_id`, and always an `id`.
+
+    Our own documents carry both; a foreign one (e.g. a legacy `livestreams` document written by
+    the old server) may have only `_id`, which then becomes its `id` (ObjectIds as hex strings).
+    """
+    if doc is None:
+        return None
+    raw_id = doc.pop("_id", None)
+    if "id" not in doc and raw_id is not None:
+        doc["id"] = raw_id if isinstance(raw_id, str) else str(raw_id)
+    return doc
 
 
 def _key(field: str) -> str:
@@ -90,6 +103,8 @@ class MongoStore:
         self._client = client
         self._db = client.get_database(db_name)
         self.db_name = db_name
+        # Public for features that need MongoDB itself (the chat bus opens change streams on it).
+        self.database = self._db
         majority = WriteConcern("majority")
         self._collections = {
             name: self._db.get_collection(name, write_concern=majority) for name in QUERY_FIELDS
@@ -133,8 +148,7 @@ class MongoStore:
 
     async def get(self, collection: Collection, doc_id: str) -> Doc | None:
         check_id(doc_id)
-        doc: Doc | None = await self._coll(collection).find_one({"_id": doc_id}, _NO_ID)
-        return doc
+        return _out(await self._coll(collection).find_one({"_id": doc_id}))
 
     async def find(
         self,
@@ -158,9 +172,9 @@ class MongoStore:
         sort = [("_id", direction)]
         if order_by is not None and order_by != "id":
             sort.insert(0, (order_by, direction))
-        cursor = coll.find(query, _NO_ID).sort(sort).limit(limit)
+        cursor = coll.find(query).sort(sort).limit(limit)
         docs: list[Doc] = await cursor.to_list(length=limit)
-        return docs
+        return [doc for doc in map(_out, docs) if doc is not None]
 
     async def count(self, collection: Collection, where: Mapping[str, Scalar] | None = None) -> int:
         coll = self._coll(collection)
@@ -197,19 +211,16 @@ class MongoStore:
         check_update(fields)
         query = _filter(collection, {**(expect or {}), "id": doc_id})
         if not fields:  # `$set: {}` is an error on a server; this is a read that honours `expect`
-            found: Doc | None = await coll.find_one(query, _NO_ID)
-            return found
+            return _out(await coll.find_one(query))
         try:
-            # No `_id`-hiding projection here: the emulation re-reads the updated document through
-            # the projected result and would lose it; dropping `_id` below is the same on a server.
-            doc: Doc | None = await coll.find_one_and_update(
+            # No `_id`-hiding projection: the emulation re-reads the updated document through the
+            # projected result and would lose it. `_out` drops `_id` the same way on both.
+            doc = await coll.find_one_and_update(
                 query, {"$set": dict(fields)}, return_document=ReturnDocument.AFTER
             )
         except DuplicateKeyError as exc:
             raise DuplicateKey(f"{collection}: {exc}") from None
-        if doc is not None:
-            doc.pop("_id", None)
-        return doc
+        return _out(doc)
 
     async def delete(self, collection: Collection, doc_id: str) -> bool:
         coll = self._coll(collection)
