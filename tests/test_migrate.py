@@ -21,7 +21,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     b.cleanup()
 
 
-LEGACY = [
+LEGACY: list[dict[str, Any]] = [
     {
         "id": "live1",
         "title": "Aula de cálculo",
@@ -194,7 +194,7 @@ def test_one_progress_line_per_batch(backend: Backend) -> None:
 def test_bad_legacy_documents_are_skipped_with_a_logged_reason(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"id": "b-status", "status": "scheduled"},
         {"id": "b-price", "price_centavos": -5},
         {"id": "b-float-price", "price_centavos": 9.9},
