@@ -145,4 +145,9 @@ class CompositeFeed:
             if screen is not None and camera is not None
             else ("screen" if screen is not None else "camera")
         )
-        return self._compositor.compose(screen, camera)
+        out = self._compositor.compose(screen, camera)
+        if camera is not None:
+            # The camera drives the composite's rate, so its timing is the composite's timing.
+            out.pts = camera.pts
+            out.time_base = camera.time_base
+        return out

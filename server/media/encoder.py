@@ -37,6 +37,39 @@ def copy_into(src: av.VideoFrame, dst: av.VideoFrame) -> None:
         d[:h, :w] = s[:h, :w]
 
 
+class _MediaClock:
+    """Output timestamps on the plane's shared clock that keep the source's own frame spacing.
+
+    Wall-clock stamps alone would carry the event loop's jitter into the RTP timestamps; source
+    timestamps alone would jump when the source changes (publisher reconnect, composite fallback).
+    So the source time is anchored to the wall clock once and re-anchored if it drifts away.
+    """
+
+    MAX_DRIFT_S = 0.25
+
+    def __init__(self, epoch: float) -> None:
+        self._epoch = epoch
+        self._offset: float | None = None
+        self._last = -1.0
+
+    def reset(self) -> None:
+        self._offset = None
+
+    def stamp(self, frame: av.VideoFrame, now: float) -> float:
+        wall = now - self._epoch
+        media = frame.time
+        if media is None:
+            stamped = wall
+        else:
+            if self._offset is None or abs(media + self._offset - wall) > self.MAX_DRIFT_S:
+                self._offset = wall - media
+            stamped = media + self._offset
+        # Strictly increasing: equal pts would make the sender's RTP timestamps repeat.
+        stamped = max(stamped, self._last + 0.001)
+        self._last = stamped
+        return stamped
+
+
 class SharedEncoder:
     """Encodes the frames of one `LatestFrame` once, for every viewer of one codec."""
 
@@ -110,12 +143,14 @@ class SharedEncoder:
         loop = asyncio.get_running_loop()
         seq = 0
         source = self.source
-        min_gap = 0.9 / self.profile.fps
-        last = 0.0
+        clock = _MediaClock(self._epoch)
+        interval = 1.0 / self.profile.fps
+        next_due = -1.0
         try:
             while not self.broadcast.closed:
                 if source is not self.source:
                     source, seq = self.source, 0
+                    clock.reset()
                 got = await source.next(seq, timeout=0.5)
                 if got is None:
                     if source.closed and source is self.source:
@@ -123,15 +158,18 @@ class SharedEncoder:
                     continue
                 seq, frame = got
                 now = time.monotonic()
-                if now - last < min_gap:
+                pts_s = clock.stamp(frame, now)
+                # Frame-rate cap on the frames' own timeline (arrival is bursty when the loop is
+                # busy): sources at or under the cap all pass, faster ones are thinned.
+                if pts_s < next_due - interval / 4:
                     self.frames_skipped += 1
                     continue
-                last = now
+                next_due = max(next_due, pts_s - interval) + interval
                 key = self._key_wanted and now - self._last_key >= KEYFRAME_MIN_GAP_S
                 if key:
                     self._key_wanted = False
                     self._last_key = now
-                pts = int((now - self._epoch) / TIME_BASE)
+                pts = int(pts_s / TIME_BASE)
                 packets = await loop.run_in_executor(self._executor, self._encode, frame, key, pts)
                 for packet in packets:
                     self.broadcast.publish(packet, packet.is_keyframe)

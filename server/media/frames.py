@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 import av
 
+HISTORY = 3
+
 
 class LatestFrame:
-    """Holds the most recent video frame and wakes every waiter when a new one arrives."""
+    """Holds the most recent video frames and wakes every waiter when a new one arrives.
+
+    A few frames are kept so a consumer woken late (a busy event loop delivers two decoded frames
+    back to back) still gets both in order; one further behind skips to what is kept.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -21,11 +28,13 @@ class LatestFrame:
         self.seq = 0
         self.updated_at = 0.0
         self.closed = False
+        self._recent: deque[tuple[int, av.VideoFrame]] = deque(maxlen=HISTORY)
         self._waiter: asyncio.Future[None] | None = None
 
     def publish(self, frame: av.VideoFrame) -> None:
         self.frame = frame
         self.seq += 1
+        self._recent.append((self.seq, frame))
         self.updated_at = time.monotonic()
         self._wake()
 
@@ -47,8 +56,10 @@ class LatestFrame:
         """The first frame newer than `after_seq`; None when closed or after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.closed:
-            if self.seq > after_seq and self.frame is not None:
-                return self.seq, self.frame
+            if self.seq > after_seq:
+                for seq, frame in self._recent:
+                    if seq > after_seq:
+                        return seq, frame
             if self._waiter is None or self._waiter.done():
                 self._waiter = asyncio.get_running_loop().create_future()
             remaining = None if deadline is None else deadline - time.monotonic()

@@ -1,0 +1,140 @@
+"""Server process for the fan-out benchmark: ours (the real app) or aiortc's `MediaRelay` baseline.
+
+Run by `bench/bench_fanout.py` in its own process so that its CPU time is the server's alone.
+Prints `PORT <n>` once listening; exits on SIGTERM.
+
+- `--impl ours`: the multistream app as `multistream serve` builds it (loopback ICE, no recording).
+- `--impl relay`: the naive aiortc server — one publisher track, `MediaRelay().subscribe()` per
+  viewer, so every viewer's `RTCRtpSender` encodes the decoded frames itself. Endpoints:
+  `POST /publish` and `POST /view` with `{"sdp", "type"}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+
+from server.media import codecs, ice
+from server.settings import Secret, Settings
+
+
+def bench_settings(data_dir: Path, codec: str, bitrate: int) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        token_secret=Secret("bench-secret-" + "x" * 32),
+        ice_hosts=("127.0.0.1",),
+        ice_servers=(),
+        record=False,
+        video_codecs=(codec,),
+        camera_bitrate_bps=bitrate,
+        screen_bitrate_bps=max(bitrate, 2_500_000),
+        instance_id="bench",
+    )
+
+
+class _RelayState:
+    def __init__(self) -> None:
+        self.relay = MediaRelay()
+        self.source: Any = None
+        self.pcs: set[RTCPeerConnection] = set()
+
+
+class _RelayHandler(tornado.web.RequestHandler):
+    def initialize(self, state: _RelayState, role: str) -> None:
+        self.state = state
+        self.role = role
+
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        pc = RTCPeerConnection(ice.configuration(()))
+        self.state.pcs.add(pc)
+        if self.role == "publish":
+
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                if track.kind == "video":
+                    self.state.source = track
+
+            await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
+        else:
+            await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
+            for t in pc.getTransceivers():
+                if t.kind == "video":
+                    t.sender.replaceTrack(self.state.relay.subscribe(self.state.source))
+                    t.direction = "sendonly"
+        ice.restrict(pc, ("127.0.0.1",))
+        await pc.setLocalDescription(await pc.createAnswer())
+        self.finish({"sdp": pc.localDescription.sdp, "type": "answer"})
+
+
+async def run_relay(port: int, bitrate: int) -> None:
+    # The baseline keeps aiortc's own encoders; start them at the same bitrate as ours.
+    from aiortc.codecs import vpx
+
+    vpx.DEFAULT_BITRATE = bitrate  # type: ignore[attr-defined]
+    state = _RelayState()
+    app = tornado.web.Application(
+        [
+            (r"/publish", _RelayHandler, {"state": state, "role": "publish"}),
+            (r"/view", _RelayHandler, {"state": state, "role": "view"}),
+        ]
+    )
+    server = tornado.httpserver.HTTPServer(app)
+    server.listen(port, "127.0.0.1")
+    print(f"PORT {next(iter(server._sockets.values())).getsockname()[1]}", flush=True)
+    await _until_signal()
+    for pc in list(state.pcs):
+        await pc.close()
+
+
+async def run_ours(port: int, codec: str, bitrate: int) -> None:
+    from server.app import make_app
+    from server.lifespan import open_services
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = bench_settings(Path(tmp), codec, bitrate)
+        codecs.raise_aiortc_bitrate_caps(settings)
+        async with open_services(settings) as services:
+            app = make_app(settings, services)
+            server = tornado.httpserver.HTTPServer(app)
+            server.listen(port, "127.0.0.1")
+            print(f"PORT {next(iter(server._sockets.values())).getsockname()[1]}", flush=True)
+            await _until_signal()
+            server.stop()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--impl", choices=("ours", "relay"), required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--codec", default="VP8")
+    parser.add_argument("--bitrate", type=int, default=500_000)
+    args = parser.parse_args()
+    if args.impl == "relay":
+        asyncio.run(run_relay(args.port, args.bitrate))
+    else:
+        asyncio.run(run_ours(args.port, args.codec, args.bitrate))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
