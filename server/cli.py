@@ -30,10 +30,27 @@ def _settings(args: argparse.Namespace) -> Settings:
         "allowed_origins": tuple(args.allowed_origins.split(","))
         if getattr(args, "allowed_origins", None)
         else None,
+        "ice_servers": _csv(getattr(args, "ice_servers", None)),
+        "udp_ports": _ports(getattr(args, "udp_ports", None)),
+        "video_codecs": _csv(getattr(args, "video_codecs", None)),
+        "screen_bitrate_bps": getattr(args, "screen_bitrate", None),
+        "camera_bitrate_bps": getattr(args, "camera_bitrate", None),
+        "max_bitrate_bps": getattr(args, "max_bitrate", None),
+        "record": False if getattr(args, "no_record", False) else None,
         "debug": True if getattr(args, "debug", False) else None,
         "log_json": True if getattr(args, "log_json", False) else None,
     }
     return Settings.from_env(**overrides)
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
+
+
+def _ports(value: str | None) -> tuple[int, int] | None:
+    from server.settings import _port_range
+
+    return _port_range(value) if value else None
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -121,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--data-dir", help="data directory (default ./data)")
     serve_p.add_argument("--ice-hosts", help="comma-separated ICE host addresses (e.g. 127.0.0.1)")
     serve_p.add_argument("--allowed-origins", help="comma-separated CORS origins")
+    # Media plane (each also a MULTISTREAM_* variable; see server/settings.py).
+    serve_p.add_argument("--ice-servers", help="comma-separated stun:/turn: URLs (default none)")
+    serve_p.add_argument("--udp-ports", help="UDP port range for media, e.g. 40000-40100")
+    serve_p.add_argument("--video-codecs", help="preference order, e.g. H264,VP8")
+    serve_p.add_argument("--screen-bitrate", type=int, help="screen output bitrate (bps)")
+    serve_p.add_argument("--camera-bitrate", type=int, help="camera output bitrate (bps)")
+    serve_p.add_argument("--max-bitrate", type=int, help="ceiling for any video output (bps)")
+    serve_p.add_argument("--no-record", action="store_true", help="do not record live streams")
     serve_p.add_argument(
         "--debug", action="store_true", help="Tornado debug mode (never in production)"
     )
