@@ -9,7 +9,15 @@ from store.protocol import DuplicateKey, Store
 
 DEFAULT_MONGO_DB = "multistream"
 
-__all__ = ["DEFAULT_MONGO_DB", "DuplicateKey", "Store", "open_store"]
+__all__ = ["DEFAULT_MONGO_DB", "DuplicateKey", "Store", "mongo_db_name", "open_store"]
+
+
+def mongo_db_name(url: str) -> str:
+    """The database a MongoDB URL names in its path, or `multistream`."""
+    db_name = unquote(urlsplit(url).path.lstrip("/")) or DEFAULT_MONGO_DB
+    if any(ch in db_name for ch in '/\\. "$\x00'):
+        raise ValueError(f"invalid MongoDB database name {db_name!r} in the store URL")
+    return db_name
 
 
 def open_store(url: str) -> Store:
@@ -28,9 +36,7 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(path)
     if scheme in {"mongodb", "mongodb+srv"}:
-        db_name = unquote(urlsplit(url).path.lstrip("/")) or DEFAULT_MONGO_DB
-        if any(ch in db_name for ch in '/\\. "$\x00'):
-            raise ValueError(f"invalid MongoDB database name {db_name!r} in the store URL")
+        db_name = mongo_db_name(url)
         from pymongo import AsyncMongoClient
 
         from store.mongo import MongoStore
