@@ -18,7 +18,6 @@ import random
 import socket
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from aioice import Candidate
 from aioice.ice import StunProtocol, candidate_foundation, candidate_priority
@@ -37,11 +36,12 @@ def configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
     may carry `user:password@`). Never aiortc's default STUN server."""
     servers = []
     for url in ice_servers:
-        parts = urlsplit(url)
-        if parts.username is not None:
-            bare = url.replace(f"{parts.username}:{parts.password or ''}@", "", 1)
+        scheme, _, rest = url.partition(":")
+        if "@" in rest:
+            creds, _, host = rest.rpartition("@")
+            user, _, password = creds.partition(":")
             servers.append(
-                RTCIceServer(urls=bare, username=parts.username, credential=parts.password)
+                RTCIceServer(urls=f"{scheme}:{host}", username=user, credential=password)
             )
         else:
             servers.append(RTCIceServer(urls=url))
