@@ -360,6 +360,8 @@ def test_viewer_pays_and_receives_screen_and_camera_separately(
         )
         _, screen = await advancing(page, "#stage video[data-kind=screen]")
         _, camera = await advancing(page, "#stage video[data-kind=camera]")
+        # The chat client mounts itself into the page's chat container.
+        await page.wait_for("!!document.querySelector('#chat-panel #chat-input')")
         await page.screenshot(output_dir / "viewer-separate.png")
         assert screen.share("G") > 0.5 and screen.share("M") < 0.05, screen
         assert camera.share("M") > 0.5 and camera.share("G") < 0.05, camera

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { $, el, say } from "./dom.js";
 import { applyPip } from "./layout.js";
 import { applySenderLimits, captureErrorMessage, createPeer, negotiate, watchConnection } from "./rtc.js";
+import "./chat.js"; // listens for "multistream:chat" and mounts the chat panel into #chat-panel
 
 const KINDS = ["screen", "camera"];
 const PRESETS = {
@@ -400,6 +401,12 @@ async function goLive(event) {
   say($("#studio-msg"), `You are live: “${state.session.title}”.`, "ok");
   document.body.dataset.sessionId = state.session.id;
   renderRows();
+  $("#chat-panel").hidden = false;
+  document.dispatchEvent(
+    new CustomEvent("multistream:chat", {
+      detail: { sessionId: state.session.id, token: state.token, role: "broadcaster" },
+    }),
+  );
   await Promise.all(kinds.map((kind) => publish(kind)));
   state.pollTimer = setTimeout(pollStatus, 500);
 }

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { $, debounce, el, say } from "./dom.js";
 import { CORNERS, applyPip, quietestCorner } from "./layout.js";
 import { createPeer, firstFrame, negotiate, watchConnection } from "./rtc.js";
+import "./chat.js"; // listens for "multistream:chat" and mounts the chat panel into #chat-panel
 
 const KINDS = ["screen", "camera"];
 const STATUS_POLL_MS = 3000;
@@ -484,8 +485,12 @@ async function start() {
   writeControls(state.prefs);
   renderQuote(answer.quote);
   renderPayment(answer.payment || null);
-  $("#chat-panel").dataset.sessionId = sessionId;
-  $("#chat-panel").dataset.viewerId = answer.viewer_id;
+  // Mount the chat unless something (an embedding page, a test) already mounted it.
+  if ($("#chat-panel").childElementCount === 0) {
+    document.dispatchEvent(
+      new CustomEvent("multistream:chat", { detail: { sessionId, token: state.token, role: "viewer" } }),
+    );
+  }
   syncMedia();
   setTimeout(poll, STATUS_POLL_MS);
   updateAutoCorner();
