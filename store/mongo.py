@@ -123,15 +123,18 @@ class MongoStore:
         for collection, fields in QUERY_FIELDS.items():
             coll = self._coll(collection)
             for field in fields:
-                await coll.create_index([(field, ASCENDING)], name=f"ix_{field}")
                 if (collection, field) in unique:
-                    # Partial, so documents without the field (or with null) do not collide.
+                    # Partial, so documents without the field (or with null) do not collide. It
+                    # also serves equality queries, which carry the same `$type: "string"`; a second,
+                    # plain index on the same key pattern is not created (older servers refuse it).
                     await coll.create_index(
                         [(field, ASCENDING)],
                         name=f"ux_{field}",
                         unique=True,
                         partialFilterExpression={field: {"$type": "string"}},
                     )
+                else:
+                    await coll.create_index([(field, ASCENDING)], name=f"ix_{field}")
         log.info("store=mongo db=%s opened", self.db_name)
 
     async def close(self) -> None:

@@ -46,6 +46,10 @@ def test_a_mongodb_store_uses_the_real_driver_and_reports_an_unreachable_server(
         store = open_store("mongodb://127.0.0.1:1/probe?serverSelectionTimeoutMS=200")
         assert isinstance(store, MongoStore) and isinstance(store, Store)
         assert store.db_name == "probe"
+        # Every collection acknowledges a write only once a majority of the replica set has it.
+        for name in ("broadcast_sessions", "viewer_preferences", "orders", "livestreams"):
+            assert store.database[name].write_concern.document == {}  # the database default...
+            assert store._coll(name).write_concern.document == {"w": "majority"}  # ...overridden
         with pytest.raises(ServerSelectionTimeoutError):
             await store.ping()
         await store.close()
