@@ -89,6 +89,13 @@ class MediaPlane:
             "peer_connections": len(self._peers),
             "publishers": sum(1 for p in self._peers.values() if p.role == "publisher"),
             "viewers": sum(1 for p in self._peers.values() if p.role != "publisher"),
+            # Distinct viewers by mode: a separate-mode viewer of two streams counts once.
+            "viewers_separate": len(
+                {(p.session_id, p.viewer_id) for p in self._peers.values() if p.role == "viewer"}
+            ),
+            "viewers_composite": len(
+                {(p.session_id, p.viewer_id) for p in self._peers.values() if p.role == "composite"}
+            ),
             "encoders_running": sum(1 for e in self._encoders.values() if e.running),
             "composite_encoders": sum(
                 1
