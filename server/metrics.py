@@ -3,11 +3,12 @@
 Counters and the latency histogram are updated as things happen. Gauges are read at scrape time:
 `render()` first asks the store (async) for this instance's live sessions and their streams, then a
 custom collector reads the in-memory parts — presence, the drain flag and the media plane's
-`metrics_snapshot()` — so a gauge can never drift from the state it describes.
+`counters()` — so a gauge can never drift from the state it describes.
 
 The media plane exposes `counters() -> Mapping[str, Any]` (`peer_connections`, `publishers`,
 `viewers`, `encoders_running`, `composite_encoders`, `composite_layouts`, `recorders`,
-`frames_dropped`, `frames_encoded`) and, when it can, `viewers_by_mode` ({mode: n}).
+`frames_dropped`, `frames_encoded`) and distinct viewers by mode as `viewers_separate` and
+`viewers_composite` (or a `viewers_by_mode` mapping).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from server.domain import STREAM_KINDS, STREAM_STATUSES
+from server.domain import STREAM_KINDS, STREAM_STATUSES, VIEW_MODES
 from store.protocol import DuplicateKey, Store
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,9 @@ def media_snapshot(media: MediaStats) -> dict[str, Any]:
     pcs = _by_label(raw.get("peer_connections"))
     if not pcs:
         pcs = {"publisher": raw.get("publishers", 0), "subscriber": raw.get("viewers", 0)}
-    viewers = _by_label(raw.get("viewers_by_mode")) or _by_label(raw.get("viewers"))
+    viewers = _by_label(raw.get("viewers_by_mode")) or {
+        mode: raw[f"viewers_{mode}"] for mode in VIEW_MODES if f"viewers_{mode}" in raw
+    }
     return {
         "peer_connections": pcs,
         "viewers": viewers,

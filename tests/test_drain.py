@@ -52,23 +52,52 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path) -> None:
         },
     )
     api = Client(server.base_url)
-    publisher = viewer = None
+    peers: list = []
     try:
-        started = await start_session(api, ("screen",))
+        started = await start_session(api)
         sid = started["session"]["id"]
-        (screen,) = started["session"]["streams"]
-        publisher = await publish(
-            api, started["broadcaster_token"], screen["id"], PatternTrack("screen", 320, 180, 15)
+        token = started["broadcaster_token"]
+        streams = {s["kind"]: s for s in started["session"]["streams"]}
+        screen = streams["screen"]
+        peers.append(await publish(api, token, screen["id"], PatternTrack("screen", 320, 180, 10)))
+        peers.append(
+            await publish(api, token, streams["camera"]["id"], PatternTrack("camera", 160, 120, 15))
         )
         joined = await join(api, sid, {"enabled_streams": ["screen"], "mode": "separate"})
         viewer, resp = await view(
             api, joined["viewer_token"], f"{PREFIX}/stream/{screen['id']}/signal/offer"
         )
+        peers.append(viewer)
+        assert resp.status == 200, resp.body
+        composite_info = await join(
+            api,
+            sid,
+            {
+                "enabled_streams": ["screen", "camera"],
+                "mode": "composite",
+                "pip": {"corner": "bottom-right", "size_pct": 25},
+            },
+        )
+        composite, resp = await view(
+            api, composite_info["viewer_token"], f"{PREFIX}/session/{sid}/composite/signal/offer"
+        )
+        peers.append(composite)
         assert resp.status == 200, resp.body
         await viewer.wait_frames(10)
-        await _wait_for(api, "multistream_recorders_open", 1.0)
+        await composite.wait_frames(5)
+        await _wait_for(api, "multistream_recorders_open", 2.0)
         metrics_before = (await api.get("/metrics")).body.decode()
         (tmp_path / "metrics-live.txt").write_text(metrics_before)
+        for line in (
+            'multistream_viewers{mode="separate"} 1.0',
+            'multistream_viewers{mode="composite"} 1.0',
+            'multistream_peer_connections{role="publisher"} 2.0',
+            'multistream_peer_connections{role="subscriber"} 2.0',
+            "multistream_composite_layouts 1.0",
+            "multistream_sessions_live 1.0",
+            'multistream_streams{kind="camera",status="live"} 1.0',
+        ):
+            assert line in metrics_before, line
 
         t0 = time.monotonic()
         server.signal(signal.SIGTERM)
@@ -89,9 +118,8 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path) -> None:
         code = await asyncio.to_thread(server.proc.wait, DEADLINE_S + MARGIN_S)
         t_exit = time.monotonic() - t0
     finally:
-        for pc_holder in (viewer, publisher):
-            if pc_holder is not None:
-                await pc_holder.pc.close()
+        for peer in peers:
+            await peer.pc.close()
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait(10)
@@ -123,24 +151,27 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path) -> None:
 
     # The recording is finalised: a playable file, and its document completed in the store.
     files = sorted((data / "recordings").rglob("*.mkv"))
-    assert len(files) == 1, files
-    with av.open(str(files[0])) as container:
-        frames = sum(1 for _ in container.decode(video=0))
-    assert frames >= 15
+    assert len(files) == 2, files
+    for path in files:
+        with av.open(str(path)) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames >= 15, path
     store = SqliteStore(data / "multistream.sqlite3")
     await store.open()
     try:
-        (rec,) = await store.find("recordings", {"session_id": sid})
-        stream_doc = await store.get("broadcast_streams", screen["id"])
+        recordings = await store.find("recordings", {"session_id": sid})
+        stream_docs = [await store.get("broadcast_streams", s["id"]) for s in streams.values()]
         session_doc = await store.get("broadcast_sessions", sid)
     finally:
         await store.close()
-    assert rec["status"] == "complete"
-    assert rec["bytes"] == files[0].stat().st_size
-    # Recorded through the deadline: at least the seconds between first frame and SIGTERM + deadline.
-    assert rec["duration_s"] >= DEADLINE_S
-    # No media flows for it any more; the session itself outlives the process.
-    assert stream_doc is not None and stream_doc["status"] == "pending"
+    assert len(recordings) == 2
+    for rec in recordings:
+        assert rec["status"] == "complete"
+        assert rec["bytes"] == (data / "recordings" / rec["file"]).stat().st_size
+        # Recorded through the deadline: at least the deadline's seconds.
+        assert rec["duration_s"] >= DEADLINE_S
+    # No media flows for the streams any more; the session itself outlives the process.
+    assert all(doc is not None and doc["status"] == "pending" for doc in stream_docs)
     assert session_doc is not None and session_doc["status"] == "live"
 
 
