@@ -65,6 +65,8 @@ class SerialWorker:
         if self._stopped:
             return
         self._stopped = True
+        if self._thread.ident is None:  # never started
+            return
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -63,6 +65,52 @@ def test_two_stores_on_one_file_share_data_and_lose_no_update(tmp_path: Path) ->
         assert final is not None and final["seq"] == 4 * per_store
 
     run(main())
+
+
+_INCREMENTER = """
+import asyncio, sys
+from pathlib import Path
+from store.sqlite import SqliteStore
+
+async def main(path, times):
+    store = SqliteStore(Path(path))
+    await store.open()
+    done = 0
+    while done < times:
+        doc = await store.get("chat_messages", "counter")
+        if await store.update(
+            "chat_messages", "counter", {"seq": doc["seq"] + 1}, expect={"seq": doc["seq"]}
+        ):
+            done += 1
+    await store.close()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_two_processes_share_the_file(tmp_path: Path) -> None:
+    """Two server processes on one SQLite file: WAL, busy timeout and atomic CAS hold up."""
+    path = tmp_path / "two.sqlite3"
+    times = 100
+
+    async def seed() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        await store.insert("chat_messages", {"id": "counter", "session_id": "s", "seq": 0})
+        await store.close()
+
+    async def read() -> Any:
+        store = SqliteStore(path)
+        await store.open()
+        doc = await store.get("chat_messages", "counter")
+        await store.close()
+        return doc
+
+    run(seed())
+    cmd = [sys.executable, "-c", _INCREMENTER, str(path), str(times)]
+    procs = [subprocess.Popen(cmd) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert run(read())["seq"] == 2 * times
 
 
 def test_a_write_waiting_for_the_lock_does_not_block_the_event_loop(tmp_path: Path) -> None:
@@ -134,6 +182,7 @@ def test_queries_on_declared_fields_use_an_index(
 
 def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
     async def main() -> None:
+        await SqliteStore(tmp_path / "never-opened.sqlite3").close()
         store = SqliteStore(tmp_path / "c.sqlite3")
         await store.open()
         await store.close()
