@@ -269,9 +269,10 @@ async def migrate_legacy(
             f"{result.seen} of {result.total}: {counts['converted']} converted, "
             f"{counts['already']} already migrated, {counts['skipped']} skipped"
         )
-        log.info("migrate %s", line)
         if progress is not None:
             progress(line)
+        else:  # with a progress callback (the CLI prints) a log line would say it twice
+            log.info("migrate %s", line)
         next_id = batch[-1].get("id")
         if not isinstance(next_id, str) or len(batch) < batch_size:
             break
