@@ -280,4 +280,7 @@ class InstrumentedStore:
                 raise
 
         call.__name__ = name
+        # Kept on the instance, so later lookups skip `__getattr__`: one wrapper per operation
+        # instead of an `inspect` check and a new closure on every store call.
+        self.__dict__[name] = call
         return call
