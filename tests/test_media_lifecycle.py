@@ -108,3 +108,31 @@ async def test_recording_decodes_with_matching_duration(server, api, settings):
     assert len(frames) >= 20
     assert (frames[0].width, frames[0].height) == (320, 240)
     assert abs(duration - rec["duration_s"]) < 0.15, (duration, rec["duration_s"])
+
+
+async def test_stream_status_follows_the_publisher_connection(server, api):
+    started = await start_session(api, ("screen", "camera"))
+    token, session_id = started["broadcaster_token"], started["session"]["id"]
+    streams = {s["kind"]: s for s in started["session"]["streams"]}
+
+    async def statuses() -> dict[str, str]:
+        body = (await api.get(f"{PREFIX}/session/{session_id}/status")).json
+        return {s["kind"]: s["status"] for s in body["streams"]}
+
+    assert await statuses() == {"screen": "pending", "camera": "pending"}
+    screen = await publish(api, token, streams["screen"]["id"], PatternTrack("screen", 160, 96, 5))
+    camera = await publish(api, token, streams["camera"]["id"], PatternTrack("camera", 160, 96, 15))
+    for _ in range(150):
+        if await statuses() == {"screen": "live", "camera": "live"}:
+            break
+        await asyncio.sleep(0.02)
+    assert await statuses() == {"screen": "live", "camera": "live"}
+    # The broadcaster's camera connection goes away: that stream stops, the screen stays live.
+    await camera.pc.close()
+    for _ in range(150):
+        if (await statuses())["camera"] == "stopped":
+            break
+        await asyncio.sleep(0.02)
+    assert await statuses() == {"screen": "live", "camera": "stopped"}
+    assert server.services.media.counters()["publishers"] == 1
+    await screen.pc.close()

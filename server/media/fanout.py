@@ -92,6 +92,7 @@ class ViewerTrack(MediaStreamTrack):
         self.kind = kind
         self._source = source
         self._next: int | None = None
+        self._attached_at = source.next_index
         self._need_key = source.keyframes
         self.dropped = 0
         self.delivered = 0
@@ -109,6 +110,7 @@ class ViewerTrack(MediaStreamTrack):
         old = self._source
         self._source = source
         self._next = None
+        self._attached_at = source.next_index
         self._need_key = source.keyframes
         source.attach()
         source.request_keyframe()
@@ -145,8 +147,9 @@ class ViewerTrack(MediaStreamTrack):
         first = ring[0].index
         last = ring[-1].index
         if self._next is None:
-            # Start at the newest key frame still in the ring, else at the next packet.
-            self._next = last + 1
+            # Start at the newest key frame still in the ring, else at what was published
+            # since this reader attached.
+            self._next = max(self._attached_at, first)
             if self._need_key:
                 for item in reversed(ring):
                     if item.key:
