@@ -103,6 +103,9 @@ class Settings:
     camera_bitrate_bps: int = 1_200_000
     max_bitrate_bps: int = 8_000_000
     record: bool = True
+    # Forward the publisher's own packets to viewers of the same codec (no decode/encode per
+    # output); off means every output goes through the server's shared encoders.
+    passthrough: bool = True
     # Payments.
     pix_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     order_ttl_s: int = 30 * 60
@@ -152,6 +155,7 @@ class Settings:
                 env, "MULTISTREAM_MAX_BITRATE", cls.max_bitrate_bps, 100_000, 100_000_000
             ),
             record=_bool(env, "MULTISTREAM_RECORD", True),
+            passthrough=_bool(env, "MULTISTREAM_PASSTHROUGH", True),
             pix_webhook_secret=Secret(env.get("MULTISTREAM_PIX_WEBHOOK_SECRET", "")),
             order_ttl_s=_int(env, "MULTISTREAM_ORDER_TTL", cls.order_ttl_s, 60, 7 * 86400),
             drain_deadline_s=_int(env, "MULTISTREAM_DRAIN_DEADLINE", cls.drain_deadline_s, 0, 3600),
