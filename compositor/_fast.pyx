@@ -10,16 +10,19 @@ the horizontal pass straight into the output row, and only the few masked pixels
 edge (rounded corners, border) are blended.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
+import os
+
 import numpy as np
 
 cnp.import_array()
 
 NAME = "fast"
+SIMD_CHOICES = ("auto", "baseline")
 
 cdef enum:
     TOTAL_BITS = 22
@@ -37,123 +40,353 @@ cdef inline uint8_t blend(uint32_t a, uint32_t b, uint32_t m) noexcept nogil:
     return div255(a * (255 - m) + b * m)
 
 
-cdef inline void vertical_pass(
-    uint16_t* inter,
-    const uint8_t* src,
-    Py_ssize_t src_stride,
-    Py_ssize_t first_col,
-    Py_ssize_t ncols,
-    const int32_t* weights,
-    Py_ssize_t taps,
-) noexcept nogil:
-    """inter[x] = sum_t weights[t] * src[t][x] for x in [first_col, first_col + ncols)."""
-    cdef Py_ssize_t x, t
-    cdef uint16_t w0, w1, w2, w3
-    cdef const uint8_t* s0
-    cdef const uint8_t* s1
-    cdef const uint8_t* s2
-    cdef const uint8_t* s3
-    cdef uint16_t* d = inter + first_col
-    src = src + first_col
-    t = 0
-    # First group initialises, later groups accumulate; up to four rows per sweep so every
-    # sweep is one vectorisable loop with a handful of loads per store.
-    while t < taps:
-        s0 = src + t * src_stride
-        w0 = <uint16_t>weights[t]
-        if taps - t >= 4:
-            s1 = s0 + src_stride
-            s2 = s1 + src_stride
-            s3 = s2 + src_stride
-            w1 = <uint16_t>weights[t + 1]
-            w2 = <uint16_t>weights[t + 2]
-            w3 = <uint16_t>weights[t + 3]
-            if t == 0:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x])
-            else:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(d[x] + w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x])
-            t += 4
-        elif taps - t == 3:
-            s1 = s0 + src_stride
-            s2 = s1 + src_stride
-            w1 = <uint16_t>weights[t + 1]
-            w2 = <uint16_t>weights[t + 2]
-            if t == 0:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(w0 * s0[x] + w1 * s1[x] + w2 * s2[x])
-            else:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(d[x] + w0 * s0[x] + w1 * s1[x] + w2 * s2[x])
-            t += 3
-        elif taps - t == 2:
-            s1 = s0 + src_stride
-            w1 = <uint16_t>weights[t + 1]
-            if t == 0:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(w0 * s0[x] + w1 * s1[x])
-            else:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(d[x] + w0 * s0[x] + w1 * s1[x])
-            t += 2
-        else:
-            if t == 0:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(w0 * s0[x])
-            else:
-                for x in range(ncols):
-                    d[x] = <uint16_t>(d[x] + w0 * s0[x])
-            t += 1
-
-
-cdef inline void horizontal_pass(
-    uint8_t* dst,
-    const uint16_t* inter,
-    const int32_t* offsets,
-    const int32_t* weights,
-    Py_ssize_t n,
-    Py_ssize_t taps,
-) noexcept nogil:
-    """dst[j] = round(sum_t weights[j, t] * inter[offsets[j] + t] / 2**TOTAL_BITS).
-
-    Called with a literal ``taps`` from ``horizontal_dispatch`` so the compiler unrolls it.
+cdef extern from *:
     """
-    cdef Py_ssize_t j, t
-    cdef uint32_t acc
-    cdef const uint16_t* p
-    cdef const int32_t* w
-    for j in range(n):
-        p = inter + offsets[j]
-        w = weights + j * taps
-        acc = 1 << (TOTAL_BITS - 1)
-        for t in range(taps):
-            acc += <uint32_t>w[t] * p[t]
-        dst[j] = <uint8_t>(acc >> TOTAL_BITS)
+    #include <stdint.h>
+    #include <stddef.h>
+    #include <string.h>
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define MS_SSE2 1
+    #else
+    #define MS_SSE2 0
+    #endif
+
+    /* Runtime dispatch without -march=native: GCC emits an AVX2 and a baseline clone of the
+       vertical pass and picks one per CPU at load time (ifunc). Elsewhere: baseline only. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \\
+        && !defined(MS_NO_CLONES)
+    #define MS_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define MS_CLONES
+    #endif
+
+    /* Vertical sums are kept biased by -32768 so they fit int16 and the horizontal pass can use
+       pmaddwd; the bias comes back as + 32768 * 2^14 = 2^29 (weights sum to 2^14). */
+    #define MS_ROUND ((1 << 29) + (1 << 21))
+    #define MS_SHIFT 22
+
+    static inline void ms_sweep(uint16_t *restrict d, const uint8_t *restrict s,
+                                ptrdiff_t stride, ptrdiff_t n, const int32_t *restrict w,
+                                int count, int init, int bias)
+    {
+        const uint8_t *s0 = s, *s1 = s + stride, *s2 = s + 2 * stride, *s3 = s + 3 * stride;
+        const uint16_t w0 = (uint16_t)w[0];
+        const uint16_t w1 = count > 1 ? (uint16_t)w[1] : 0;
+        const uint16_t w2 = count > 2 ? (uint16_t)w[2] : 0;
+        const uint16_t w3 = count > 3 ? (uint16_t)w[3] : 0;
+        const uint16_t x = bias ? 0x8000 : 0;
+        ptrdiff_t i;
+        if (count == 1) {
+            for (i = 0; i < n; i++)
+                d[i] = (uint16_t)(((init ? 0 : d[i]) + w0 * s0[i]) ^ x);
+        } else if (count == 2) {
+            for (i = 0; i < n; i++)
+                d[i] = (uint16_t)(((init ? 0 : d[i]) + w0 * s0[i] + w1 * s1[i]) ^ x);
+        } else if (count == 3) {
+            for (i = 0; i < n; i++)
+                d[i] = (uint16_t)(((init ? 0 : d[i]) + w0 * s0[i] + w1 * s1[i] + w2 * s2[i]) ^ x);
+        } else {
+            for (i = 0; i < n; i++)
+                d[i] = (uint16_t)(((init ? 0 : d[i]) + w0 * s0[i] + w1 * s1[i] + w2 * s2[i]
+                                   + w3 * s3[i]) ^ x);
+        }
+    }
+
+    /* inter[i] = (sum_t w[t] * src[t * stride + i]) - 32768, as int16, for i in [0, n). */
+    MS_CLONES
+    static void ms_vpass(int16_t *inter, const uint8_t *src, ptrdiff_t stride, ptrdiff_t n,
+                         const int32_t *w, ptrdiff_t taps)
+    {
+        uint16_t *d = (uint16_t *)inter;
+        ptrdiff_t t = 0;
+        while (t < taps) {
+            ptrdiff_t left = taps - t;
+            int count = left >= 4 ? 4 : (int)left;
+            int init = t == 0, bias = left <= 4;
+            const uint8_t *s = src + t * stride;
+            /* literal arguments so every combination is its own vectorised loop */
+            if (init && bias) {
+                if (count == 1) ms_sweep(d, s, stride, n, w + t, 1, 1, 1);
+                else if (count == 2) ms_sweep(d, s, stride, n, w + t, 2, 1, 1);
+                else if (count == 3) ms_sweep(d, s, stride, n, w + t, 3, 1, 1);
+                else ms_sweep(d, s, stride, n, w + t, 4, 1, 1);
+            } else if (init) {
+                ms_sweep(d, s, stride, n, w + t, 4, 1, 0);
+            } else if (bias) {
+                if (count == 1) ms_sweep(d, s, stride, n, w + t, 1, 0, 1);
+                else if (count == 2) ms_sweep(d, s, stride, n, w + t, 2, 0, 1);
+                else if (count == 3) ms_sweep(d, s, stride, n, w + t, 3, 0, 1);
+                else ms_sweep(d, s, stride, n, w + t, 4, 0, 1);
+            } else {
+                ms_sweep(d, s, stride, n, w + t, 4, 0, 0);
+            }
+            t += count;
+        }
+    }
+
+    /* Taps per output rounded up to what one SIMD step consumes: 2, 4 or a multiple of 8. */
+    static inline ptrdiff_t ms_lanes(ptrdiff_t taps)
+    {
+        return taps <= 2 ? 2 : taps <= 4 ? 4 : (taps + 7) / 8 * 8;
+    }
+
+    static inline uint8_t ms_hone(const int16_t *p, const int16_t *w, ptrdiff_t k)
+    {
+        int32_t acc = MS_ROUND;
+        for (ptrdiff_t t = 0; t < k; t++)
+            acc += (int32_t)w[t] * p[t];
+        return (uint8_t)(acc >> MS_SHIFT);
+    }
+
+    #if MS_SSE2
+    static inline __m128i ms_ld32(const int16_t *p)
+    {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return _mm_cvtsi32_si128(v);
+    }
+
+    static inline __m128i ms_ld64(const int16_t *p)
+    {
+        return _mm_loadl_epi64((const __m128i *)p);
+    }
+
+    static inline __m128i ms_ldw(const int16_t *w)
+    {
+        return _mm_loadu_si128((const __m128i *)w);
+    }
+
+    /* 4 outputs (as int32 sums) for outputs j..j+3, k taps each. */
+    static inline __m128i ms_quad(const int16_t *inter, const int32_t *off, const int16_t *w,
+                                  ptrdiff_t k)
+    {
+        if (k == 2) {
+            __m128i a = _mm_unpacklo_epi32(ms_ld32(inter + off[0]), ms_ld32(inter + off[1]));
+            __m128i b = _mm_unpacklo_epi32(ms_ld32(inter + off[2]), ms_ld32(inter + off[3]));
+            return _mm_madd_epi16(_mm_unpacklo_epi64(a, b), ms_ldw(w));
+        }
+        if (k == 4) {
+            __m128i m0 = _mm_madd_epi16(
+                _mm_unpacklo_epi64(ms_ld64(inter + off[0]), ms_ld64(inter + off[1])), ms_ldw(w));
+            __m128i m1 = _mm_madd_epi16(
+                _mm_unpacklo_epi64(ms_ld64(inter + off[2]), ms_ld64(inter + off[3])), ms_ldw(w + 8));
+            __m128 f0 = _mm_castsi128_ps(m0), f1 = _mm_castsi128_ps(m1);
+            return _mm_add_epi32(
+                _mm_castps_si128(_mm_shuffle_ps(f0, f1, _MM_SHUFFLE(2, 0, 2, 0))),
+                _mm_castps_si128(_mm_shuffle_ps(f0, f1, _MM_SHUFFLE(3, 1, 3, 1))));
+        }
+        __m128i m[4];
+        for (int o = 0; o < 4; o++) {
+            const int16_t *p = inter + off[o];
+            const int16_t *ww = w + o * k;
+            __m128i acc = _mm_madd_epi16(ms_ldw(p), ms_ldw(ww));
+            for (ptrdiff_t g = 8; g < k; g += 8)
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(ms_ldw(p + g), ms_ldw(ww + g)));
+            m[o] = acc;
+        }
+        __m128i ab = _mm_add_epi32(_mm_unpacklo_epi32(m[0], m[1]), _mm_unpackhi_epi32(m[0], m[1]));
+        __m128i cd = _mm_add_epi32(_mm_unpacklo_epi32(m[2], m[3]), _mm_unpackhi_epi32(m[2], m[3]));
+        return _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd));
+    }
+
+    static inline void ms_hpass_k(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                                  const int16_t *w, ptrdiff_t n, ptrdiff_t k)
+    {
+        const __m128i round = _mm_set1_epi32(MS_ROUND);
+        ptrdiff_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m128i lo = _mm_srai_epi32(_mm_add_epi32(ms_quad(inter, off + j, w + j * k, k), round),
+                                        MS_SHIFT);
+            __m128i hi = _mm_srai_epi32(
+                _mm_add_epi32(ms_quad(inter, off + j + 4, w + (j + 4) * k, k), round), MS_SHIFT);
+            __m128i packed = _mm_packs_epi32(lo, hi);
+            _mm_storel_epi64((__m128i *)(dst + j), _mm_packus_epi16(packed, packed));
+        }
+        for (; j < n; j++)
+            dst[j] = ms_hone(inter + off[j], w + j * k, k);
+    }
+    #endif
+
+    /* dst[j] = round(sum_t w[j*k + t] * (inter[off[j] + t] + 32768) / 2^22), j in [0, n).
+       inter must stay readable k samples past the last window (the caller pads it). */
+    static void ms_hpass(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                         const int16_t *w, ptrdiff_t n, ptrdiff_t k)
+    {
+    #if MS_SSE2
+        if (k == 2) ms_hpass_k(dst, inter, off, w, n, 2);
+        else if (k == 4) ms_hpass_k(dst, inter, off, w, n, 4);
+        else if (k == 8) ms_hpass_k(dst, inter, off, w, n, 8);
+        else ms_hpass_k(dst, inter, off, w, n, k);
+    #else
+        for (ptrdiff_t j = 0; j < n; j++)
+            dst[j] = ms_hone(inter + off[j], w + j * k, k);
+    #endif
+    }
+
+    /* ---- AVX2 paths, compiled for AVX2 only inside these functions and chosen at run time ---- */
+    #if MS_SSE2 && defined(__GNUC__)
+    #include <immintrin.h>
+    #define MS_HAVE_AVX2_PATH 1
+    #define MS_AVX2 __attribute__((target("avx2")))
+
+    static int ms_cpu_avx2(void)
+    {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2");
+    }
+
+    /* Vertical pass with vpmaddubsw: bytes (w_t, w_t+1) times pixel pairs (s - 128) as signed
+       bytes, summed in 16 bits. The -128 offset makes the sum exactly the biased value
+       sum(w*s) - 32768, and it cannot saturate: every partial sum stays in [-32768, 32512]
+       because the weights add up to 256. Requires every weight <= 255 (the caller checks). */
+    MS_AVX2
+    static void ms_vpass_avx2(int16_t *inter, const uint8_t *src, ptrdiff_t stride, ptrdiff_t n,
+                              const int32_t *w, ptrdiff_t taps)
+    {
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        ptrdiff_t i = 0, t;
+        for (; i + 32 <= n; i += 32) {
+            __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
+            for (t = 0; t < taps; t += 2) {
+                const uint8_t *s0 = src + t * stride + i;
+                int has1 = t + 1 < taps;
+                const uint8_t *s1 = has1 ? s0 + stride : s0;
+                int w1 = has1 ? w[t + 1] : 0;
+                __m256i pair = _mm256_set1_epi16((short)(w[t] | (w1 << 8)));
+                __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)s0), flip);
+                __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)s1), flip);
+                acc_lo = _mm256_add_epi16(acc_lo,
+                                          _mm256_maddubs_epi16(pair, _mm256_unpacklo_epi8(a, b)));
+                acc_hi = _mm256_add_epi16(acc_hi,
+                                          _mm256_maddubs_epi16(pair, _mm256_unpackhi_epi8(a, b)));
+            }
+            /* unpack works within 128-bit lanes: put pixels back in order */
+            _mm256_storeu_si256((__m256i *)(inter + i),
+                                _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(inter + i + 16),
+                                _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31));
+        }
+        for (; i < n; i++) {
+            int32_t acc = 0;
+            for (t = 0; t < taps; t++)
+                acc += w[t] * src[t * stride + i];
+            inter[i] = (int16_t)(acc - 32768);
+        }
+    }
+
+    MS_AVX2
+    static inline __m128i ms_ld64_avx2(const int16_t *p)
+    {
+        return _mm_loadl_epi64((const __m128i *)p);
+    }
+
+    /* 8 outputs as int32 sums in order, k taps each (k == 4 or a multiple of 8). */
+    MS_AVX2
+    static inline __m256i ms_oct_avx2(const int16_t *inter, const int32_t *off, const int16_t *w,
+                                      ptrdiff_t k)
+    {
+        if (k == 4) {
+            __m256i x0 = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(
+                    _mm_unpacklo_epi64(ms_ld64_avx2(inter + off[0]), ms_ld64_avx2(inter + off[1]))),
+                _mm_unpacklo_epi64(ms_ld64_avx2(inter + off[2]), ms_ld64_avx2(inter + off[3])), 1);
+            __m256i x1 = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(
+                    _mm_unpacklo_epi64(ms_ld64_avx2(inter + off[4]), ms_ld64_avx2(inter + off[5]))),
+                _mm_unpacklo_epi64(ms_ld64_avx2(inter + off[6]), ms_ld64_avx2(inter + off[7])), 1);
+            __m256i m0 = _mm256_madd_epi16(x0, _mm256_loadu_si256((const __m256i *)w));
+            __m256i m1 = _mm256_madd_epi16(x1, _mm256_loadu_si256((const __m256i *)(w + 16)));
+            /* hadd: [a b e f | c d g h] */
+            __m256i s = _mm256_hadd_epi32(m0, m1);
+            return _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+        }
+        __m256i m[4];
+        for (int o = 0; o < 4; o++) {
+            const int16_t *p0 = inter + off[2 * o], *p1 = inter + off[2 * o + 1];
+            const int16_t *w0 = w + 2 * o * k, *w1 = w0 + k;
+            __m256i acc = _mm256_setzero_si256();
+            for (ptrdiff_t g = 0; g < k; g += 8) {
+                __m256i x = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p0 + g))),
+                    _mm_loadu_si128((const __m128i *)(p1 + g)), 1);
+                __m256i ww = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + g))),
+                    _mm_loadu_si128((const __m128i *)(w1 + g)), 1);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, ww));
+            }
+            m[o] = acc;
+        }
+        /* [a b | ...]: three hadds leave [a c e g | b d f h] */
+        __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+        return _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    }
+
+    MS_AVX2
+    static void ms_hpass_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                              const int16_t *w, ptrdiff_t n, ptrdiff_t k)
+    {
+        const __m256i round = _mm256_set1_epi32(MS_ROUND);
+        ptrdiff_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256i s = _mm256_srai_epi32(
+                _mm256_add_epi32(k == 4 ? ms_oct_avx2(inter, off + j, w + j * 4, 4)
+                                        : ms_oct_avx2(inter, off + j, w + j * k, k),
+                                 round), MS_SHIFT);
+            __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(s),
+                                             _mm256_extracti128_si256(s, 1));
+            _mm_storel_epi64((__m128i *)(dst + j), _mm_packus_epi16(packed, packed));
+        }
+        for (; j < n; j++)
+            dst[j] = ms_hone(inter + off[j], w + j * k, k);
+    }
+    #else
+    #define MS_HAVE_AVX2_PATH 0
+    static int ms_cpu_avx2(void) { return 0; }
+    static void ms_vpass_avx2(int16_t *inter, const uint8_t *src, ptrdiff_t stride, ptrdiff_t n,
+                              const int32_t *w, ptrdiff_t taps) { (void)inter; (void)src;
+        (void)stride; (void)n; (void)w; (void)taps; }
+    static void ms_hpass_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                              const int16_t *w, ptrdiff_t n, ptrdiff_t k) { (void)dst;
+        (void)inter; (void)off; (void)w; (void)n; (void)k; }
+    #endif
+
+    /* Row entry points. use_avx2 comes from the module's CPU check (and an override). */
+    static inline void ms_vrow(int16_t *inter, const uint8_t *src, ptrdiff_t stride, ptrdiff_t n,
+                               const int32_t *w, ptrdiff_t taps, int use_avx2, int bytes_ok)
+    {
+        if (use_avx2 && bytes_ok)
+            ms_vpass_avx2(inter, src, stride, n, w, taps);
+        else
+            ms_vpass(inter, src, stride, n, w, taps);
+    }
+
+    static inline void ms_hrow(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                               const int16_t *w, ptrdiff_t n, ptrdiff_t k, int use_avx2)
+    {
+        if (use_avx2 && k >= 4)
+            ms_hpass_avx2(dst, inter, off, w, n, k);
+        else
+            ms_hpass(dst, inter, off, w, n, k);
+    }
+    """
+    Py_ssize_t ms_lanes(Py_ssize_t taps) nogil
+    void ms_vpass(int16_t* inter, const uint8_t* src, Py_ssize_t stride, Py_ssize_t n,
+                  const int32_t* w, Py_ssize_t taps) nogil
+    void ms_hpass(uint8_t* dst, const int16_t* inter, const int32_t* off, const int16_t* w,
+                  Py_ssize_t n, Py_ssize_t k) nogil
+    int ms_cpu_avx2()
+    void ms_vrow(int16_t* inter, const uint8_t* src, Py_ssize_t stride, Py_ssize_t n,
+                 const int32_t* w, Py_ssize_t taps, int use_avx2, int bytes_ok) nogil
+    void ms_hrow(uint8_t* dst, const int16_t* inter, const int32_t* off, const int16_t* w,
+                 Py_ssize_t n, Py_ssize_t k, int use_avx2) nogil
 
 
-cdef inline void horizontal_dispatch(
-    uint8_t* dst,
-    const uint16_t* inter,
-    const int32_t* offsets,
-    const int32_t* weights,
-    Py_ssize_t n,
-    Py_ssize_t taps,
-) noexcept nogil:
-    if taps == 1:
-        horizontal_pass(dst, inter, offsets, weights, n, 1)
-    elif taps == 2:
-        horizontal_pass(dst, inter, offsets, weights, n, 2)
-    elif taps == 3:
-        horizontal_pass(dst, inter, offsets, weights, n, 3)
-    elif taps == 4:
-        horizontal_pass(dst, inter, offsets, weights, n, 4)
-    elif taps == 5:
-        horizontal_pass(dst, inter, offsets, weights, n, 5)
-    elif taps == 6:
-        horizontal_pass(dst, inter, offsets, weights, n, 6)
-    else:
-        horizontal_pass(dst, inter, offsets, weights, n, taps)
+HAVE_AVX2 = bool(ms_cpu_avx2())
+DEFAULT_SIMD = os.environ.get("MULTISTREAM_SIMD", "auto").strip().lower()
+if DEFAULT_SIMD not in SIMD_CHOICES:
+    raise ImportError(f"MULTISTREAM_SIMD must be one of {SIMD_CHOICES}, got {DEFAULT_SIMD!r}")
+SIMD = "avx2" if HAVE_AVX2 and DEFAULT_SIMD == "auto" else "baseline"
 
 
 cdef inline void blend_run(
@@ -213,13 +446,17 @@ cdef cnp.ndarray _check_table(object array, str name, int ndim, Py_ssize_t rows,
     return a
 
 
-cdef int _check_taps(
+cdef int32_t _check_taps(
     const int32_t* offsets, const int32_t* weights, Py_ssize_t n, Py_ssize_t taps,
     Py_ssize_t source, int32_t one, str name,
 ) except -1:
-    """Every window inside the source, every weight >= 0 and every row summing to ``one``."""
+    """Every window inside the source, every weight >= 0 and every row summing to ``one``.
+
+    Returns the largest weight (the byte-wide AVX2 vertical pass needs it below 256).
+    """
     cdef Py_ssize_t j, t
     cdef int64_t total
+    cdef int32_t largest = 0
     if taps < 1 or taps > source:
         raise ValueError(f"{name}: {taps} taps for {source} source samples")
     for j in range(n):
@@ -230,9 +467,11 @@ cdef int _check_taps(
             if weights[j * taps + t] < 0:
                 raise ValueError(f"{name}: negative weight at {j}")
             total += weights[j * taps + t]
+            if weights[j * taps + t] > largest:
+                largest = weights[j * taps + t]
         if total != one:
             raise ValueError(f"{name}: weights of {j} sum to {total}, expected {one}")
-    return 0
+    return largest
 
 
 cdef inline uint8_t* _data(cnp.ndarray a) noexcept:
@@ -254,8 +493,17 @@ def pip_plane(
     border,
     spans,
     int colour,
+    *,
+    str simd=DEFAULT_SIMD,
 ):
-    """See ``compositor._reference.pip_plane``: same arguments, bit-identical result."""
+    """See ``compositor._reference.pip_plane``: same arguments, bit-identical result.
+
+    ``simd`` selects the code path: ``"auto"`` (AVX2 when the CPU has it) or ``"baseline"``
+    (SSE2 / portable C only); the default comes from ``$MULTISTREAM_SIMD`` at import.
+    """
+    if simd not in SIMD_CHOICES:
+        raise ValueError(f"simd must be one of {SIMD_CHOICES}, got {simd!r}")
+    cdef int use_avx2 = simd == "auto" and HAVE_AVX2
     cdef cnp.ndarray o = _check_plane(out, "out", True)
     cdef cnp.ndarray cam = _check_plane(camera, "camera", False)
     cdef cnp.ndarray bg = None
@@ -280,7 +528,9 @@ def pip_plane(
     if rx < 0 or ry < 0 or rx + w > W or ry + h > H:
         raise ValueError(f"rectangle {rx},{ry} {w}x{h} outside plane {W}x{H}")
     # Tap tables must keep every read inside the camera plane and every sum inside 16/32 bits.
-    _check_taps(<int32_t*>_data(vo), <int32_t*>_data(vw), h, tv, ch, VERTICAL_ONE, "vertical")
+    cdef int v_bytes_ok = _check_taps(
+        <int32_t*>_data(vo), <int32_t*>_data(vw), h, tv, ch, VERTICAL_ONE, "vertical"
+    ) < 256
     _check_taps(<int32_t*>_data(ho), <int32_t*>_data(hw), w, th, cw, HORIZONTAL_ONE, "horizontal")
     cdef bint masked = alpha is not None
     cdef cnp.ndarray am = None, bm = None, sp = None
@@ -327,12 +577,23 @@ def pip_plane(
         bm_s = bm.strides[0]
     cdef Py_ssize_t first_col = hop[0]
     cdef Py_ssize_t last_col = hop[w - 1] + th
-    cdef uint16_t* inter = <uint16_t*>malloc(cw * sizeof(uint16_t))
+    # Scratch: one biased 16-bit intermediate row (padded so SIMD windows may over-read zeros),
+    # the horizontal weights as int16 padded to the SIMD width, and one saved background row.
+    cdef Py_ssize_t k = ms_lanes(th)
+    cdef int16_t* inter = <int16_t*>malloc((cw + k + 16) * sizeof(int16_t))
+    cdef int16_t* hw16 = <int16_t*>malloc((w * k + 8) * sizeof(int16_t))
     cdef uint8_t* under = <uint8_t*>malloc(w + 1)
-    if inter == NULL or under == NULL:
+    if inter == NULL or under == NULL or hw16 == NULL:
         free(inter)
+        free(hw16)
         free(under)
         raise MemoryError()
+    memset(inter, 0, (cw + k + 16) * sizeof(int16_t))
+    memset(hw16, 0, (w * k + 8) * sizeof(int16_t))
+    cdef Py_ssize_t j, t
+    for j in range(w):
+        for t in range(th):
+            hw16[j * k + t] = <int16_t>hwp[j * th + t]
     cdef Py_ssize_t y, left, right
     cdef uint8_t* row
     cdef const uint8_t* bg_row
@@ -365,11 +626,11 @@ def pip_plane(
                     else:
                         memcpy(under, row + rx, w)
                         under_row = under
-                vertical_pass(
-                    inter, cam_p + vop[r] * cam_s, cam_s, first_col, last_col - first_col,
-                    vwp + r * tv, tv,
+                ms_vrow(
+                    inter + first_col, cam_p + vop[r] * cam_s + first_col, cam_s,
+                    last_col - first_col, vwp + r * tv, tv, use_avx2, v_bytes_ok,
                 )
-                horizontal_dispatch(row + rx, inter, hop, hwp, w, th)
+                ms_hrow(row + rx, inter, hop, hw16, w, k, use_avx2)
                 if masked:
                     left = spp[2 * r]
                     right = spp[2 * r + 1]
@@ -385,6 +646,7 @@ def pip_plane(
                     )
     finally:
         free(inter)
+        free(hw16)
         free(under)
 
 
@@ -396,7 +658,7 @@ def corner_scores(plane, rects, Py_ssize_t step):
         raise ValueError(f"step must be positive, got {step}")
     cdef Py_ssize_t H = pl.shape[0], W = pl.shape[1], n = rc_a.shape[0]
     cdef const int32_t[:, ::1] rc = rc_a
-    cdef Py_ssize_t i, x, y, x0, y0, x1, y1
+    cdef Py_ssize_t i, x, y, x0, y0, x1, y1, row
     for i in range(n):
         if rc[i, 0] < 0 or rc[i, 1] < 0 or rc[i, 2] < 0 or rc[i, 3] < 0 or \
                 rc[i, 0] + rc[i, 2] > W or rc[i, 1] + rc[i, 3] > H:
@@ -416,9 +678,11 @@ def corner_scores(plane, rects, Py_ssize_t step):
             x1, y1 = x0 + rc[i, 2] - 1, y0 + rc[i, 3] - 1
             total = 0
             y = y0
+            row = 0
             while y < y1:
                 line = p + y * s
-                x = x0
+                x = x0 + row % step
+                row += 1
                 while x < x1:
                     c = line[x]
                     a = c - line[x + 1]

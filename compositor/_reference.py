@@ -11,8 +11,9 @@ overlay pixel is ``blend(bg, blend(camera, colour, border), alpha)`` where
 ``blend(a, b, m) = round((a * (255 - m) + b * m) / 255)``; ``spans`` is only a speed hint.
 
 ``corner_scores`` sums absolute horizontal and vertical neighbour differences of a plane over a
-sampled grid (every ``step`` rows and columns) inside each rectangle: a cheap measure of how much
-text or edge detail an overlay there would hide.
+sampled grid inside each rectangle (every ``step``-th row; in sampled row ``k`` every ``step``-th
+column starting at ``k % step``): a cheap measure of how much text or edge detail an overlay there
+would hide.
 """
 
 from __future__ import annotations
@@ -88,12 +89,14 @@ def corner_scores(plane: U8, rects: I32, step: int) -> npt.NDArray[np.int64]:
     for i, (x, y, w, h) in enumerate(rects.tolist()):
         if x < 0 or y < 0 or x + w > p.shape[1] or y + h > p.shape[0]:
             raise ValueError(f"rectangle {x},{y} {w}x{h} outside plane {p.shape[1]}x{p.shape[0]}")
-        ys = np.arange(y, y + h - 1, step)
-        xs = np.arange(x, x + w - 1, step)
-        if ys.size == 0 or xs.size == 0:
-            continue
-        centre = p[np.ix_(ys, xs)]
-        right = p[np.ix_(ys, xs + 1)]
-        below = p[np.ix_(ys + 1, xs)]
-        scores[i] = int(np.abs(centre - right).sum() + np.abs(centre - below).sum())
+        total = 0
+        for row, yy in enumerate(range(y, y + h - 1, step)):
+            # Stagger the columns row by row so every column phase gets sampled: a fixed
+            # stride would miss all edges of text drawn on a matching pixel grid.
+            xs = np.arange(x + row % step, x + w - 1, step)
+            centre = p[yy, xs]
+            total += int(
+                np.abs(centre - p[yy, xs + 1]).sum() + np.abs(centre - p[yy + 1, xs]).sum()
+            )
+        scores[i] = total
     return scores

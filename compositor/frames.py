@@ -25,6 +25,7 @@ from compositor.placement import Placement
 U8 = npt.NDArray[np.uint8]
 Planes = tuple[U8, U8, U8]
 BLACK = (16, 128, 128)
+_U8 = np.dtype(np.uint8)
 SCORE_STEP = 4
 
 
@@ -32,11 +33,12 @@ def plane_views(frame: av.VideoFrame) -> Planes:
     """Writable (height, width) views of a yuv420p frame's planes, strides as PyAV pads them."""
     if frame.format.name != "yuv420p":
         raise ValueError(f"expected a yuv420p frame, got {frame.format.name}")
-    views = []
-    for plane in frame.planes:
-        flat = np.frombuffer(memoryview(plane), dtype=np.uint8)
-        views.append(flat.reshape(plane.height, plane.line_size)[:, : plane.width])
-    return views[0], views[1], views[2]
+    # One ndarray constructor per plane (buffer protocol, no copy): the cheapest view numpy offers.
+    y, u, v = (
+        np.ndarray((p.height, p.width), _U8, p, 0, (p.line_size, 1))  # type: ignore[arg-type]
+        for p in frame.planes
+    )
+    return y, u, v
 
 
 def _as_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
