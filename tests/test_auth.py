@@ -66,6 +66,31 @@ def test_expired() -> None:
     assert SVC.verify(token, allow_expired=True).viewer_id == "vwr_1"
 
 
+def test_remembered_token_still_expires(monkeypatch) -> None:
+    """A token verified once is answered from memory, with the same time checks as PyJWT's."""
+    svc = TokenService(Secret("k" * 40), ttl_s=60)
+    token = svc.issue_viewer("ses_1", "vwr_1")
+    issued = time.time()
+    assert svc.verify(token).viewer_id == "vwr_1"
+    assert svc.verify(token).viewer_id == "vwr_1"  # remembered
+    monkeypatch.setattr(time, "time", lambda: issued + 120)
+    with pytest.raises(Unauthorized) as exc:
+        svc.verify(token)
+    assert exc.value.code == "token_expired"
+    assert svc.verify(token, allow_expired=True).viewer_id == "vwr_1"
+
+
+def test_remembered_tokens_are_bounded() -> None:
+    from server import auth
+
+    svc = TokenService(Secret("k" * 40), ttl_s=60)
+    tokens = [svc.issue_viewer("ses_1", f"vwr_{i}") for i in range(auth._VERIFIED_MAX + 10)]
+    for token in tokens:
+        svc.verify(token)
+    assert len(svc._verified) == auth._VERIFIED_MAX
+    assert svc.verify(tokens[0]).viewer_id == "vwr_0"  # forgotten, verified again
+
+
 def test_empty_secret_refused() -> None:
     with pytest.raises(ValueError):
         TokenService(Secret(""), ttl_s=60)
