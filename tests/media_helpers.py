@@ -13,7 +13,7 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 from server.media import ice
@@ -153,14 +153,25 @@ class Viewer:
 
 
 async def view(
-    api: Any, token: str, path: str, audio: bool = False, video_lines: int = 1
+    api: Any,
+    token: str,
+    path: str,
+    audio: bool = False,
+    video_lines: int = 1,
+    codec: str | None = None,
 ) -> tuple[Viewer, Any]:
-    """Offer recvonly video (and audio) to `path`; returns the viewer and the raw response."""
+    """Offer recvonly video (and audio) to `path`; returns the viewer and the raw response.
+    `codec` limits the viewer to one video codec ("H264" or "VP8")."""
     pc = new_pc()
     viewer = Viewer(pc)
     pc.on("track", viewer.on_track)
     for _ in range(video_lines):
-        pc.addTransceiver("video", direction="recvonly")
+        t = pc.addTransceiver("video", direction="recvonly")
+        if codec is not None:
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            t.setCodecPreferences(
+                [c for c in caps if c.mimeType.lower() in (f"video/{codec.lower()}", "video/rtx")]
+            )
     if audio:
         pc.addTransceiver("audio", direction="recvonly")
     resp = await api.post(path, await offer_of(pc), token=token)

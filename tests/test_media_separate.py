@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiortc import sdp as aiortc_sdp
+
 from tests.media_helpers import (
     CAMERA_V,
     PREFIX,
@@ -61,9 +63,10 @@ async def test_screen_only_viewer_gets_exactly_one_video_track(server, api):
         )
         assert denied.status == 403, denied.body
         counters = server.services.media.counters()
-        # One encoder per stream: the screen's serves both this viewer and the screen's recorder,
-        # the camera's runs for its recorder only.
-        assert counters["encoders_running"] == 2
+        # Same codec as the publisher (VP8): its packets are forwarded to the viewer and muxed by
+        # both recorders; nothing is encoded on the server.
+        assert counters["encoders_running"] == 0
+        assert counters["passthrough_viewers"] == 3  # the viewer and two recorders
         assert counters["recorders"] == 2
         assert counters["publishers"] == 2 and counters["viewers"] == 1
     finally:
@@ -93,4 +96,33 @@ async def test_camera_viewer_hears_forwarded_opus_and_sees_camera(server, api):
         assert plane_means(viewer.frames[-1], 0, 0, 1, 1) > CAMERA_V - 12
     finally:
         await viewer.close()
+        await pub.pc.close()
+
+
+async def test_viewers_of_another_codec_share_one_encoder(server, api):
+    """Publisher sends VP8; three H.264-only viewers get one shared H.264 encoder, a VP8 viewer
+    still gets the forwarded packets."""
+    started = await start_session(api, ("screen",))
+    token = started["broadcaster_token"]
+    screen = started["session"]["streams"][0]
+    pub = await publish(api, token, screen["id"], PatternTrack("screen", 320, 192, 15))
+    path = f"{PREFIX}/stream/{screen['id']}/signal/offer"
+    viewers = []
+    try:
+        for codec in ("H264", "H264", "H264", "VP8"):
+            info = await join(api, started["session"]["id"])
+            viewer, resp = await view(api, info["viewer_token"], path, codec=codec)
+            assert resp.status == 200, resp.body
+            answer = aiortc_sdp.SessionDescription.parse(resp.json["sdp"])
+            assert answer.media[0].rtp.codecs[0].name == codec
+            viewers.append(viewer)
+        await asyncio.gather(*(v.wait_frames(5) for v in viewers))
+        for v in viewers:
+            assert abs(plane_means(v.frames[-1], 0, 0, 1, 1) - SCREEN_V) < 6
+        counters = server.services.media.counters()
+        assert counters["encoders_running"] == 1
+        assert counters["passthrough_viewers"] == 2  # the VP8 viewer and the recorder
+    finally:
+        for v in viewers:
+            await v.close()
         await pub.pc.close()

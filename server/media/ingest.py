@@ -12,12 +12,13 @@ import asyncio
 import fractions
 import logging
 import queue
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 
 from server.media.fanout import PacketBroadcast
 from server.media.frames import LatestFrame
@@ -36,10 +37,21 @@ class StreamMedia:
         self.kind: str = stream["kind"]
         self.frames = LatestFrame(f"stream={self.stream_id}")
         self.audio = PacketBroadcast(f"stream={self.stream_id} audio", keyframes=False)
+        # The publisher's own encoded video, for viewers of the same codec (no decode/encode).
+        self.video = PacketBroadcast(
+            f"stream={self.stream_id} passthrough", on_keyframe_request=self._ask_publisher
+        )
+        self.video_codec: str | None = None
+        self.ingest: Ingest | None = None
+
+    def _ask_publisher(self) -> None:
+        if self.ingest is not None:
+            self.ingest.request_keyframe()
 
     def close(self) -> None:
         self.frames.close()
         self.audio.close()
+        self.video.close()
 
 
 class _EncodedTap(queue.Queue[Any]):
@@ -59,6 +71,21 @@ class _EncodedTap(queue.Queue[Any]):
             super().put(item, block, timeout)
         if item is not None:
             self._on_encoded(*item)
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether a reassembled encoded frame can be decoded on its own (where a viewer may start)."""
+    if not data:
+        return False
+    if codec == "VP8":
+        return not data[0] & 0x01  # RFC 6386 §9.1: P bit 0 = key frame
+    if codec == "H264":
+        i = data.find(b"\x00\x00\x01")
+        while i != -1 and i + 3 < len(data):
+            if data[i + 3] & 0x1F in (5, 7):  # IDR slice or SPS (always sent before an IDR)
+                return True
+            i = data.find(b"\x00\x00\x01", i + 3)
+    return False
 
 
 def tap_receiver(
@@ -87,6 +114,9 @@ class Ingest:
         self._audio_taken = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._state = "pending"
+        self._video_receiver: RTCRtpReceiver | None = None
+        self._last_pli = 0.0
+        self._pts_offset: int | None = None
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
 
@@ -98,6 +128,8 @@ class Ingest:
             return
         if track.kind == "video" and not self._video_taken:
             self._video_taken = True
+            self._video_receiver = receiver
+            tap_receiver(receiver, self._on_video, decode=True)
             self._spawn(self._pull_video(track))
         elif track.kind == "audio" and self.media.kind == "camera" and not self._audio_taken:
             self._audio_taken = True
@@ -111,6 +143,36 @@ class Ingest:
         packet.time_base = fractions.Fraction(1, codec.clockRate)
         self.audio_in += 1
         self.media.audio.publish(packet)
+
+    def _on_video(self, codec: Any, encoded: Any) -> None:
+        media = self.media
+        if media.video.readers <= 0:
+            return
+        name = str(codec.name).upper()
+        if self._pts_offset is None:
+            # Anchor the publisher's RTP clock to the plane's so a reconnecting publisher does
+            # not send viewers' timestamps backwards.
+            self._pts_offset = int(time.monotonic() * 90000) - int(encoded.timestamp)
+        packet = av.Packet(encoded.data)
+        packet.pts = int(encoded.timestamp) + self._pts_offset
+        packet.time_base = VIDEO_TIME_BASE
+        key = is_keyframe(name, encoded.data)
+        packet.is_keyframe = key
+        media.video.publish(packet, key)
+
+    def request_keyframe(self) -> None:
+        """Send the publisher a PLI (at most every 0.5 s): a viewer joined or lost a picture."""
+        now = time.monotonic()
+        receiver = self._video_receiver
+        if receiver is None or now - self._last_pli < 0.5:
+            return
+        sources = receiver.getSynchronizationSources()
+        if not sources:
+            return
+        self._last_pli = now
+        # aiortc has no public API to ask a remote sender for a key frame; its receiver does
+        # this itself on decode errors with the same call.
+        self._spawn(receiver._send_rtcp_pli(sources[0].source))
 
     async def _pull_video(self, track: MediaStreamTrack) -> None:
         try:

@@ -25,7 +25,7 @@ from server.ids import new_id
 from server.media import codecs, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
-from server.media.fanout import ViewerTrack
+from server.media.fanout import PacketBroadcast, ViewerTrack
 from server.media.frames import LatestFrame
 from server.media.ingest import Ingest, StreamMedia
 from server.media.library import RecordingLibrary
@@ -102,6 +102,7 @@ class MediaPlane:
                 for (src, _), e in self._encoders.items()
                 if src.startswith("composite") and e.running
             ),
+            "passthrough_viewers": sum(m.video.readers for m in self._media.values()),
             "composite_layouts": len(self._composites),
             "recorders": len(self._recorders),
             "frames_dropped": self._dropped_closed
@@ -149,6 +150,9 @@ class MediaPlane:
             raise Invalid("offer could not be negotiated", code="invalid_sdp") from None
         previous = self._ingests.get(stream_id)
         self._ingests[stream_id] = ingest
+        media.ingest = ingest
+        video_t = next(t for t in pc.getTransceivers() if t.kind == "video")
+        media.video_codec = self._negotiated_codec(pc, video_t) or None
         self._track(peer)
         if previous is not None:
             # A publisher reconnecting replaces its earlier connection; viewers stay.
@@ -220,10 +224,17 @@ class MediaPlane:
         media = self._media.get(stream_id)
         if media is None:
             media = self._media[stream_id] = StreamMedia(stream)
-        video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
-        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        encoder = self._encoder(f"stream:{stream_id}", codec, media.frames, profile)
-        self._attach(peer, video_t, audio_t, encoder, media if want_audio else None)
+        passthrough = media.video_codec if self.settings.passthrough else None
+        video_t, audio_t, codec = await self._negotiate_viewer(
+            peer, offer, want_audio, prefer=passthrough
+        )
+        if passthrough is not None and codec == passthrough:
+            # Same codec as the publisher, same size: forward its packets, encode nothing.
+            source = media.video
+        else:
+            profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+            source = self._encoder(f"stream:{stream_id}", codec, media.frames, profile).broadcast
+        self._attach(peer, video_t, audio_t, source, codec, media if want_audio else None)
         log.info(
             "session=%s stream=%s viewer=%s pc=%s codec=%s subscribed",
             peer.session_id,
@@ -261,7 +272,7 @@ class MediaPlane:
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
         encoder = self._composite_encoder(key, codec)
         camera = self._media_of(session_id, "camera") if want_audio else None
-        self._attach(peer, video_t, audio_t, encoder, camera)
+        self._attach(peer, video_t, audio_t, encoder.broadcast, codec, camera)
         log.info(
             "session=%s viewer=%s pc=%s %s codec=%s composite subscribed",
             session_id,
@@ -273,12 +284,16 @@ class MediaPlane:
         return {"sdp": self._local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
 
     async def _negotiate_viewer(
-        self, peer: Peer, offer: offers.Offer, want_audio: bool
+        self, peer: Peer, offer: offers.Offer, want_audio: bool, prefer: str | None = None
     ) -> tuple[RTCRtpTransceiver, RTCRtpTransceiver | None, str]:
         pc = peer.pc
+        order = list(self.settings.video_codecs)
+        if prefer is not None:
+            # The publisher's codec first: a viewer that supports it gets forwarded packets.
+            order = [prefer, *[c for c in order if c.upper() != prefer]]
         try:
             video_t = pc.addTransceiver("video", direction="sendonly")
-            video_t.setCodecPreferences(codecs.video_preferences(self.settings.video_codecs))
+            video_t.setCodecPreferences(codecs.video_preferences(order))
             audio_t = pc.addTransceiver("audio", direction="sendonly") if want_audio else None
             await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
             for t in pc.getTransceivers():
@@ -303,11 +318,12 @@ class MediaPlane:
         peer: Peer,
         video_t: RTCRtpTransceiver,
         audio_t: RTCRtpTransceiver | None,
-        encoder: SharedEncoder,
+        source: PacketBroadcast,
+        codec: str,
         audio_media: StreamMedia | None,
     ) -> None:
-        peer.codec = encoder.codec
-        peer.video = ViewerTrack("video", encoder.broadcast)
+        peer.codec = codec
+        peer.video = ViewerTrack("video", source)
         video_t.sender.replaceTrack(peer.video)
         # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
         video_t.sender._send_keyframe = peer.video.request_keyframe  # type: ignore[method-assign]
@@ -514,13 +530,40 @@ class MediaPlane:
         media = self._media.get(stream_id)
         if media is None or stream_id in self._recorders:
             return
-        codec = next(
-            (c.upper() for c in self.settings.video_codecs if c.upper() in codecs.SUPPORTED_VIDEO),
-            "H264",
-        )
         profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        encoder = self._encoder(f"stream:{stream_id}", codec, media.frames, profile)
-        recorder = Recorder(stream, encoder, media, self.settings.recordings_dir, self.store)
+        if self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
+            # Mux the publisher's own packets: no decode, no encode for the recording.
+            assert media.video_codec is not None
+            recorder = Recorder(
+                stream,
+                media.video,
+                media.video_codec,
+                profile.fps,
+                media,
+                self.settings.recordings_dir,
+                self.store,
+            )
+        else:
+            codec = next(
+                (
+                    c.upper()
+                    for c in self.settings.video_codecs
+                    if c.upper() in codecs.SUPPORTED_VIDEO
+                ),
+                "H264",
+            )
+            encoder = self._encoder(f"stream:{stream_id}", codec, media.frames, profile)
+            encoder.pin()
+            recorder = Recorder(
+                stream,
+                encoder.broadcast,
+                codec,
+                profile.fps,
+                media,
+                self.settings.recordings_dir,
+                self.store,
+                on_close=encoder.unpin,
+            )
         self._recorders[stream_id] = recorder
         recorder.start()
 

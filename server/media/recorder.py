@@ -1,7 +1,8 @@
-"""Recording a live stream to Matroska by muxing the shared encoder's packets (no re-encode).
+"""Recording a live stream to Matroska by muxing encoded packets (no re-encode).
 
-The recorder is one more reader of the stream's shared encoder (which it keeps running even with no
-viewers) and of the camera's Opus broadcast. Each recording is a document in the `recordings`
+The recorder is one more reader of a packet broadcast — the publisher's own packets when the plane
+forwards them, else the stream's shared encoder (kept running even with no viewers) — and of the
+camera's Opus broadcast. Each recording is a document in the `recordings`
 collection with its start, end and duration; the file lives under `settings.recordings_dir`.
 """
 
@@ -12,6 +13,7 @@ import fractions
 import logging
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 from server.clock import now_iso
 from server.ids import new_id
 from server.media.codecs import TIME_BASE
-from server.media.encoder import SharedEncoder
-from server.media.fanout import ViewerTrack
+from server.media.fanout import PacketBroadcast, ViewerTrack
 from server.media.ingest import StreamMedia
 from store.protocol import Doc, Store
 
@@ -43,14 +44,19 @@ class Recorder:
     def __init__(
         self,
         stream: Doc,
-        encoder: SharedEncoder,
+        video: PacketBroadcast,
+        codec: str,
+        fps: int,
         media: StreamMedia,
         directory: Path,
         store: Store,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.stream = stream
         self.id = new_id("rec")
-        self.encoder = encoder
+        self.codec = codec
+        self.fps = fps
+        self._on_close = on_close
         self.media = media
         self.store = store
         self.relpath = f"{stream['session_id']}/{stream['id']}-{self.id}.mkv"
@@ -65,9 +71,8 @@ class Recorder:
         self._started = time.monotonic()
         self._audio_offset: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._video = ViewerTrack("video", encoder.broadcast)
+        self._video = ViewerTrack("video", video)
         self._audio = ViewerTrack("audio", media.audio) if media.kind == "camera" else None
-        encoder.pin()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,9 +83,9 @@ class Recorder:
     def _open(self, first: av.Packet) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.path), "w", format="matroska")
-        codec_name = _CODEC_NAMES[self.encoder.codec]
-        self._vstream = self._container.add_stream(codec_name, rate=self.encoder.profile.fps)
-        frame = self.encoder.source.frame
+        codec_name = _CODEC_NAMES[self.codec]
+        self._vstream = self._container.add_stream(codec_name, rate=self.fps)
+        frame = self.media.frames.frame
         if frame is not None:
             self._vstream.width = frame.width - frame.width % 2
             self._vstream.height = frame.height - frame.height % 2
@@ -102,7 +107,7 @@ class Recorder:
                 "kind": self.stream["kind"],
                 "status": "recording",
                 "format": "matroska",
-                "video_codec": self.encoder.codec,
+                "video_codec": self.codec,
                 "audio_codec": "opus" if self._audio is not None else None,
                 "file": self.relpath,
                 "started_at": now_iso(),
@@ -117,6 +122,9 @@ class Recorder:
             while True:
                 packet = await self._video.recv()
                 if self._container is None:
+                    if self.media.frames.frame is None:
+                        # The header needs the picture size: wait for the first decoded frame.
+                        await self.media.frames.next(0, timeout=2.0)
                     self._open(packet)
                     await self._insert_doc()
                 assert self._first_pts is not None
@@ -178,15 +186,15 @@ class Recorder:
         self._video.stop()
         if self._audio is not None:
             self._audio.stop()
-        self.encoder.unpin()
+        if self._on_close is not None:
+            self._on_close()
         if self._container is None:
             return  # nothing arrived: no file, no document
         try:
             self._container.close()
         except Exception:
             log.exception("recording=%s close failed", self.id)
-        fps = self.encoder.profile.fps
-        duration = self._last_pts / TIME_BASE.denominator + 1 / fps
+        duration = self._last_pts / TIME_BASE.denominator + 1 / self.fps
         size = self.path.stat().st_size if self.path.exists() else 0
         await self.store.update(
             "recordings",
