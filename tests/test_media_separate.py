@@ -122,6 +122,17 @@ async def test_viewers_of_another_codec_share_one_encoder(server, api):
         counters = server.services.media.counters()
         assert counters["encoders_running"] == 1
         assert counters["passthrough_viewers"] == 2  # the VP8 viewer and the recorder
+        assert counters["decoding_streams"] == 1  # decoded once, for the shared H.264 encoder
+        # When the H.264 viewers leave, nothing reads decoded frames: decoding stops.
+        for v in viewers[:3]:
+            await v.close()
+        for _ in range(200):
+            if server.services.media.counters()["decoding_streams"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        counters = server.services.media.counters()
+        assert counters["decoding_streams"] == 0 and counters["encoders_running"] == 0
+        await viewers[3].wait_frames(5)  # the forwarded stream goes on
     finally:
         for v in viewers:
             await v.close()

@@ -29,6 +29,8 @@ class LatestFrame:
         self.updated_at = 0.0
         self.closed = False
         self._recent: deque[tuple[int, av.VideoFrame]] = deque(maxlen=HISTORY)
+        self._waiting = 0
+        self._last_read = 0.0
         self._waiter: asyncio.Future[None] | None = None
 
     def publish(self, frame: av.VideoFrame) -> None:
@@ -50,11 +52,17 @@ class LatestFrame:
             and (time.monotonic() - self.updated_at <= max_age_s)
         )
 
+    def wanted(self, within_s: float = 2.0) -> bool:
+        """Whether anyone reads these frames (waiting now, or read recently): the ingest decodes
+        only then."""
+        return self._waiting > 0 or time.monotonic() - self._last_read < within_s
+
     async def next(
         self, after_seq: int, timeout: float | None = None
     ) -> tuple[int, av.VideoFrame] | None:
         """The first frame newer than `after_seq`; None when closed or after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._last_read = time.monotonic()
         while not self.closed:
             if self.seq > after_seq:
                 for seq, frame in self._recent:
@@ -65,10 +73,14 @@ class LatestFrame:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
+            self._waiting += 1
             try:
                 await asyncio.wait_for(asyncio.shield(self._waiter), remaining)
             except TimeoutError:
                 return None
+            finally:
+                self._waiting -= 1
+                self._last_read = time.monotonic()
         return None
 
     def _wake(self) -> None:

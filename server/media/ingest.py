@@ -64,13 +64,13 @@ class _EncodedTap(queue.Queue[Any]):
     def __init__(self, on_encoded: Callable[[Any, Any], None], decode: bool) -> None:
         super().__init__()
         self._on_encoded = on_encoded
-        self._decode = decode
+        self.decode = decode
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is None or self._decode:
-            super().put(item, block, timeout)
         if item is not None:
-            self._on_encoded(*item)
+            self._on_encoded(*item)  # may switch decoding on or off for this very frame
+        if item is None or self.decode:
+            super().put(item, block, timeout)
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:
@@ -90,10 +90,12 @@ def is_keyframe(codec: str, data: bytes) -> bool:
 
 def tap_receiver(
     receiver: RTCRtpReceiver, on_encoded: Callable[[Any, Any], None], decode: bool
-) -> None:
+) -> _EncodedTap:
     """Install the tap; must run before `receiver.receive()` starts the decoder thread, i.e. in the
     connection's `track` event (aiortc emits it inside `setRemoteDescription`)."""
-    receiver._RTCRtpReceiver__decoder_queue = _EncodedTap(on_encoded, decode)  # type: ignore[attr-defined]
+    tap = _EncodedTap(on_encoded, decode)
+    receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
+    return tap
 
 
 class Ingest:
@@ -115,6 +117,8 @@ class Ingest:
         self._tasks: set[asyncio.Task[None]] = set()
         self._state = "pending"
         self._video_receiver: RTCRtpReceiver | None = None
+        self._video_tap: _EncodedTap | None = None
+        self.decoding = False
         self._last_pli = 0.0
         self._pts_offset: int | None = None
         pc.on("track", self._on_track)
@@ -129,7 +133,7 @@ class Ingest:
         if track.kind == "video" and not self._video_taken:
             self._video_taken = True
             self._video_receiver = receiver
-            tap_receiver(receiver, self._on_video, decode=True)
+            self._video_tap = tap_receiver(receiver, self._on_video, decode=False)
             self._spawn(self._pull_video(track))
         elif track.kind == "audio" and self.media.kind == "camera" and not self._audio_taken:
             self._audio_taken = True
@@ -146,9 +150,11 @@ class Ingest:
 
     def _on_video(self, codec: Any, encoded: Any) -> None:
         media = self.media
+        name = str(codec.name).upper()
+        key = is_keyframe(name, encoded.data)
+        self._decide_decoding(key)
         if media.video.readers <= 0:
             return
-        name = str(codec.name).upper()
         if self._pts_offset is None:
             # Anchor the publisher's RTP clock to the plane's so a reconnecting publisher does
             # not send viewers' timestamps backwards.
@@ -156,9 +162,26 @@ class Ingest:
         packet = av.Packet(encoded.data)
         packet.pts = int(encoded.timestamp) + self._pts_offset
         packet.time_base = VIDEO_TIME_BASE
-        key = is_keyframe(name, encoded.data)
         packet.is_keyframe = key
         media.video.publish(packet, key)
+
+    def _decide_decoding(self, key: bool) -> None:
+        """Decode only while someone reads decoded frames (an encoder, a composite, the recorder
+        learning the picture size); start again at a key frame, asking for one if needed."""
+        tap = self._video_tap
+        if tap is None:
+            return
+        if self.media.frames.wanted():
+            if not self.decoding:
+                if key:
+                    self.decoding = True
+                    log.info("stream=%s decoding on", self.media.stream_id)
+                else:
+                    self.request_keyframe()
+        elif self.decoding:
+            self.decoding = False
+            log.info("stream=%s decoding off (no frame readers)", self.media.stream_id)
+        tap.decode = self.decoding
 
     def request_keyframe(self) -> None:
         """Send the publisher a PLI (at most every 0.5 s): a viewer joined or lost a picture."""

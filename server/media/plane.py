@@ -103,6 +103,7 @@ class MediaPlane:
                 if src.startswith("composite") and e.running
             ),
             "passthrough_viewers": sum(m.video.readers for m in self._media.values()),
+            "decoding_streams": sum(1 for i in self._ingests.values() if i.decoding),
             "composite_layouts": len(self._composites),
             "recorders": len(self._recorders),
             "frames_dropped": self._dropped_closed
