@@ -1,6 +1,6 @@
 """Load benchmark of the control plane: the real `multistream serve` beside a bare Tornado handler.
 
-    .venv/bin/python -m bench.api_load              # the table (about 90 s)
+    .venv/bin/python -m bench.api_load              # the table (about 100 s)
     .venv/bin/python -m bench.api_load --quick      # one short round
     .venv/bin/python -m pytest bench/bench_api.py   # the quick run as a pytest-benchmark
 
@@ -24,8 +24,11 @@ offered rate (by default half of what that target just sustained in closed loop,
 requests are scheduled on a clock and latency counts from the scheduled time, so a stalled server
 cannot hide its queue) for the latency of a server at half its capacity. Server CPU
 per request (user+system time of the server process over the window) is reported too: it is the
-figure least disturbed by other work on the machine. Rounds interleave the targets; the table
-quotes medians over rounds, and ratios are per-round ratios to the bare handler, then the median.
+figure least disturbed by other work on the machine. Every target's closed-loop window follows a
+bare-handler window, and each ratio pairs the two (median over rounds), so a burst of other work on
+this shared machine hits both sides of a ratio alike; rounds rotate the order of the targets.
+
+    .venv/bin/python -m bench.api_load --duration 1.5 --baseline-root /tmp/before   # before/after
 """
 
 from __future__ import annotations
@@ -444,7 +447,7 @@ async def open_loop(
 class Options:
     rounds: int = 3
     warmup_s: float = 0.5
-    duration_s: float = 3.0
+    duration_s: float = 2.5
     conns: int = 16
     rate: float | None = None  # open-loop req/s; None: half the target's own closed-loop rate
     app_root: Path | None = None
@@ -458,17 +461,25 @@ class Result:
     options: Options
     closed: dict[str, list[Phase]] = field(default_factory=dict)
     opened: dict[str, list[Phase]] = field(default_factory=dict)
+    # The bare handler's closed-loop window measured right before each target's: the ratios pair
+    # them, so a burst of other work on the machine hits both sides of a ratio alike.
+    bare_before: dict[str, list[Phase]] = field(default_factory=dict)
     rates: dict[str, list[float]] = field(default_factory=dict)
 
+    def _pairs(self, target: str) -> list[tuple[Phase, Phase]]:
+        if target == "bare":
+            return [(p, p) for p in self.closed["bare"]]
+        return list(zip(self.closed[target], self.bare_before[target], strict=True))
+
     def ratio(self, target: str) -> float:
-        """Median over rounds of this target's throughput over the bare handler's, same round."""
-        pairs = zip(self.closed[target], self.closed["bare"], strict=True)
-        return statistics.median(p.rps / b.rps for p, b in pairs if b.rps)
+        """Median of this target's throughput over the bare handler's window just before it."""
+        return statistics.median(p.rps / b.rps for p, b in self._pairs(target) if b.rps)
 
     def cpu_ratio(self, target: str) -> float:
-        """Median over rounds of the bare handler's server CPU per request over this target's."""
-        pairs = zip(self.closed[target], self.closed["bare"], strict=True)
-        return statistics.median(b.cpu_us_per_request / p.cpu_us_per_request for p, b in pairs)
+        """Median of the bare handler's server CPU per request over this target's, paired."""
+        return statistics.median(
+            b.cpu_us_per_request / p.cpu_us_per_request for p, b in self._pairs(target)
+        )
 
     def summary(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
@@ -520,31 +531,42 @@ def _median_unsaturated(phases: list[Phase], q: float) -> float:
 
 async def run_rounds(bare: Target, others: list[Target], options: Options) -> Result:
     result = Result(options)
+
+    async def measure(target: Target) -> Phase:
+        phase = await closed_loop(
+            target.server.port,
+            target.requests,
+            conns=options.conns,
+            warmup_s=options.warmup_s,
+            duration_s=options.duration_s,
+            server=target.server,
+        )
+        result.closed.setdefault(target.name, []).append(phase)
+        return phase
+
+    async def measure_open(target: Target, closed: Phase) -> None:
+        rate = options.rate or max(20.0, closed.rps / 2)
+        result.rates.setdefault(target.name, []).append(rate)
+        phase = await open_loop(
+            target.server.port,
+            target.requests,
+            rate=rate,
+            conns=options.conns,
+            warmup_s=options.warmup_s,
+            duration_s=options.duration_s,
+            server=target.server,
+        )
+        result.opened.setdefault(target.name, []).append(phase)
+
     for round_no in range(options.rounds):
-        # The bare handler first, then the others rotated so none always follows the heaviest.
+        # Rotated so no target always follows the heaviest one.
         shift = round_no % len(others)
-        for target in (bare, *others[shift:], *others[:shift]):
-            closed = await closed_loop(
-                target.server.port,
-                target.requests,
-                conns=options.conns,
-                warmup_s=options.warmup_s,
-                duration_s=options.duration_s,
-                server=target.server,
-            )
-            rate = options.rate or max(20.0, closed.rps / 2)
-            result.rates.setdefault(target.name, []).append(rate)
-            opened = await open_loop(
-                target.server.port,
-                target.requests,
-                rate=rate,
-                conns=options.conns,
-                warmup_s=options.warmup_s,
-                duration_s=options.duration_s,
-                server=target.server,
-            )
-            result.closed.setdefault(target.name, []).append(closed)
-            result.opened.setdefault(target.name, []).append(opened)
+        for i, target in enumerate((*others[shift:], *others[:shift])):
+            bare_closed = await measure(bare)
+            if i == 0:
+                await measure_open(bare, bare_closed)
+            result.bare_before.setdefault(target.name, []).append(bare_closed)
+            await measure_open(target, await measure(target))
     names = [bare.name, *(t.name for t in others)]
     result.closed = {name: result.closed[name] for name in names}
     result.opened = {name: result.opened[name] for name in names}
@@ -574,7 +596,7 @@ def run(options: Options) -> Result:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per phase")
+    parser.add_argument("--duration", type=float, default=2.5, help="measured seconds per phase")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--conns", type=int, default=16)
     parser.add_argument(
