@@ -12,6 +12,7 @@ keeps its case.
 
 from __future__ import annotations
 
+import binascii
 import io
 import re
 import unicodedata
@@ -45,14 +46,12 @@ _EMAIL_MAX: Final = 77
 
 
 def crc16_ccitt_false(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final XOR."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final XOR.
+
+    `binascii.crc_hqx` is exactly this CRC given the 0xFFFF start, in C: a bit-by-bit Python loop
+    took ~0.25 ms per BR Code, a sixth of a priced join.
+    """
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def crc_hex(text: str) -> str:

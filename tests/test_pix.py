@@ -25,6 +25,21 @@ def test_crc_check_value() -> None:
     assert pix.crc_hex("123456789") == "29B1"
 
 
+def test_crc_matches_the_bitwise_definition() -> None:
+    def bitwise(data: bytes) -> int:
+        crc = 0xFFFF
+        for byte in data:
+            crc ^= byte << 8
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+                crc &= 0xFFFF
+        return crc
+
+    for n in range(0, 260, 7):
+        data = bytes((i * 37 + n) % 256 for i in range(n))
+        assert pix.crc16_ccitt_false(data) == bitwise(data)
+
+
 def test_reproduces_banco_central_manual_vector() -> None:
     code = pix.BrCode(
         key="123e4567-e12b-12d1-a456-426655440000",
