@@ -95,3 +95,43 @@ def test_compositor_reuses_buffers_and_follows_layout_changes(kernels: str) -> N
     assert y[-20, -20] == 10 and y[20, 20] == 250
     with pytest.raises(ValueError, match="Layout"):
         comp.layout = "top-left"  # type: ignore[assignment]
+
+
+def test_odd_sizes_letterbox_and_out_frame(kernels: str) -> None:
+    screen = make_frame(641, 361, seed=4, pts=1)
+    camera = make_frame(333, 187, seed=5)
+    out = av.VideoFrame(500, 300, "yuv420p")
+    result = compositor.compose(screen, camera, Layout(corner="top-right", size_pct=30), out=out)
+    assert result is out and (out.width, out.height) == (500, 300)
+    y = plane_views(out)[0]
+    # 641x361 letterboxed into 500x300: black bars above and below, picture in the middle.
+    assert (y[0] == 16).all() and (y[-1] == 16).all()
+    assert y[150].std() > 10
+
+
+def test_non_yuv420p_input_is_converted(kernels: str) -> None:
+    rgb = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 200, dtype=np.uint8), format="rgb24")
+    out = compositor.scale(rgb, 80, 60)
+    assert out.format.name == "yuv420p" and abs(int(plane_views(out)[0][30, 40]) - 188) <= 3
+
+
+def test_auto_layout_avoids_text(kernels: str) -> None:
+    screen = make_frame(640, 360, flat=220)
+    y = plane_views(screen)[0]
+    rng = np.random.default_rng(1)
+    y[:, :] = rng.integers(0, 256, y.shape, dtype=np.uint8)
+    y[200:, :260] = 220  # the only calm corner: bottom-left
+    comp = Compositor(Layout(corner="auto", size_pct=25))
+    comp.compose(screen, make_frame(320, 180, flat=40))
+    assert comp.corner == "bottom-left"
+    out = plane_views(comp.compose(screen, make_frame(320, 180, flat=40)))[0]
+    assert out[300, 60] == 40 and (out[:150, :] == y[:150, :]).all()
+
+
+def test_fast_and_reference_frames_agree() -> None:
+    screen = make_frame(1280, 720, seed=11, pts=2)
+    camera = make_frame(640, 480, seed=12)
+    layout = Layout(corner="bottom-left", size_pct=33, radius_pct=20, border_px=3)
+    outs = [Compositor(layout, kernels=k).compose(screen, camera) for k in IMPLEMENTATIONS]
+    for a, b in zip(planes_of(outs[0]), planes_of(outs[1]), strict=True):
+        assert np.array_equal(a, b)

@@ -42,7 +42,7 @@ def padded(rng: np.random.Generator, h: int, w: int, pad: int = 13, low: int = 0
 
 
 def run(
-    kernels: ModuleType,
+    kernels: ModuleType | tuple[ModuleType, str],
     out: U8,
     background: U8 | None,
     fill: int,
@@ -58,7 +58,10 @@ def run(
         luma, _ = overlay_masks(w, h, *masked)
         alpha, border, spans = luma.alpha, luma.border, luma.spans
     result = out.copy()
-    kernels.pip_plane(
+    module, extra = (
+        (kernels, {}) if isinstance(kernels, ModuleType) else (kernels[0], {"simd": kernels[1]})
+    )
+    module.pip_plane(
         result,
         background,
         fill,
@@ -73,6 +76,7 @@ def run(
         border,
         spans,
         colour,
+        **extra,
     )
     return result
 
@@ -88,6 +92,9 @@ CASES = [
     pytest.param((7, 1), (5, 1), (0, 2, 1, 5), id="one-column"),
     pytest.param((40, 40), (3, 200), (3, 5, 17, 29), id="wide-to-tall"),
     pytest.param((60, 80), (60, 80), (0, 0, 80, 60), id="identity"),
+    pytest.param((300, 500), (1080, 1920), (100, 60, 384, 216), id="ratio-5-eight-tap-simd"),
+    pytest.param((130, 210), (720, 1280), (10, 18, 200, 112), id="ratio-6.4-eight-tap-simd"),
+    pytest.param((90, 100), (37, 83), (2, 4, 50, 20), id="ratio-1.7-right-edge-overread"),
     pytest.param((50, 64), (480, 640), (2, 2, 60, 46), id="strong-downscale"),
 ]
 
@@ -110,8 +117,9 @@ def test_fast_equals_reference(
     background = padded(rng, *out_shape, pad=64) if mode == "background" else None
     fill = 16 if mode == "fill" else -1
     expected = run(ref, out, background, fill, camera, rect, masked)
-    got = run(fast, out, background, fill, camera, rect, masked)
-    assert np.array_equal(got, expected)
+    for simd in ("auto", "baseline"):  # AVX2 (when the CPU has it) and the portable path
+        got = run((fast, simd), out, background, fill, camera, rect, masked)
+        assert np.array_equal(got, expected), simd
 
 
 @pytest.mark.parametrize("value", [0, 255])
