@@ -104,6 +104,26 @@ async def advancing(page: Page, selector: str, timeout: float = 20.0) -> tuple[G
     return first, second
 
 
+async def composite_showing(page: Page, corner: str, timeout: float = 15.0) -> Grab:
+    """Wait for a composite frame: the green screen fills it and the magenta camera sits in `corner`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    seen: list[str] = []
+    while True:
+        frame = await grab(page, "#stage video[data-kind=composite]")
+        if frame is not None:
+            ok = (
+                frame.share("G") > 0.4
+                and frame.camera_corner() == corner
+                and frame.corner_share(corner, "M") > 0.3
+            )
+            if ok:
+                return frame
+            seen.append(f"{frame.w}x{frame.h} G={frame.share('G'):.2f} M={frame.share('M'):.2f}")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"composite never showed the camera {corner}: {seen[-5:]} {frame}")
+        await asyncio.sleep(0.3)
+
+
 async def set_value(page: Page, selector: str, value: str, event: str = "change") -> None:
     await page.evaluate(
         f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
@@ -159,6 +179,8 @@ def live(
         context = await browser.new_context()
         studio = await browser.new_page(context)
         await studio.goto(f"{web_server.base_url}/studio")
+        # 720p keeps the server's decode load small on a shared 2-core CI machine.
+        await set_value(studio, "#screen-preset", "720p")
         await studio.click("#screen-capture")
         await studio.wait_for("document.querySelector('#preview-screen').videoWidth > 0")
         await studio.click("#camera-capture")
@@ -314,6 +336,26 @@ def test_studio_goes_live_and_the_stream_list_shows_it(
 ) -> None:
     async def check() -> None:
         await live.studio.wait_for("document.querySelector('#viewer-count').textContent.length > 0")
+        # Each sender carries its stream's encoder settings, as read back from the browser.
+        applied = await live.studio.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('.stream-row')].map(r => [r.dataset.kind,"
+            " {bitrate: r.dataset.maxBitrate, fps: r.dataset.maxFramerate,"
+            " degradation: r.dataset.degradation, hint: r.dataset.hint}]))"
+        )
+        assert applied == {
+            "screen": {
+                "bitrate": "2500000",
+                "fps": "15",
+                "degradation": "maintain-resolution",
+                "hint": "detail",
+            },
+            "camera": {
+                "bitrate": "1200000",
+                "fps": "30",
+                "degradation": "maintain-framerate",
+                "hint": "motion",
+            },
+        }
         await live.studio.screenshot(output_dir / "studio-live.png")
         # The user-provided title is rendered as text, never as markup.
         message = await live.studio.evaluate("document.querySelector('#studio-msg').innerHTML")
@@ -405,25 +447,17 @@ def test_composite_mode_and_corner_moves_the_camera(
         )
         # Separate videos are closed once the composite plays.
         await page.wait_for("document.querySelectorAll('#stage video').length === 1")
-        _, frame = await advancing(page, "#stage video[data-kind=composite]")
-        assert frame.share("G") > 0.4, frame
-        assert frame.camera_corner() == "bottom-right", frame
-        assert frame.corner_share("bottom-right", "M") > 0.3
+        await advancing(page, "#stage video[data-kind=composite]")
+        # The server may start a composite camera-only until the screen's first fresh frame.
+        frame = await composite_showing(page, "bottom-right")
         await page.screenshot(output_dir / "viewer-composite.png")
+        await page.set_viewport(390, 844, mobile=True)
+        await page.screenshot(output_dir / "viewer-phone.png")
+        await page.set_viewport(1280, 800)
 
         await set_value(page, "#pip-corner", "top-left")
-        deadline = asyncio.get_running_loop().time() + 10
-        while True:
-            frame = await grab(page, "#stage video[data-kind=composite]")
-            if (
-                frame
-                and frame.camera_corner() == "top-left"
-                and frame.corner_share("bottom-right", "M") < 0.05
-            ):
-                break
-            assert asyncio.get_running_loop().time() < deadline, f"camera did not move: {frame}"
-            await asyncio.sleep(0.3)
-        assert frame.corner_share("top-left", "M") > 0.3
+        frame = await composite_showing(page, "top-left")
+        assert frame.corner_share("bottom-right", "M") < 0.05, frame
         await assert_clean(page)
 
     cdp_run(netns, check(), timeout=90)
@@ -542,6 +576,61 @@ def test_studio_shows_a_lost_stream_and_reconnects_it(
         await assert_clean(studio)
 
     cdp_run(netns, check(), timeout=60)
+
+
+def test_studio_quality_changes_apply_while_live(
+    netns: NetnsLoop, live: Live, viewer: Viewer, output_dir: Path
+) -> None:
+    async def check() -> None:
+        studio = live.studio
+        row = ".stream-row[data-kind=screen]"
+        await set_value(studio, "#screen-hint", "text")
+        await set_value(studio, "#screen-bitrate", "1500")
+        await set_value(studio, "#screen-fps", "10")
+        await studio.wait_for(
+            f"(r => r.dataset.hint === 'text' && r.dataset.maxBitrate === '1500000'"
+            f" && r.dataset.maxFramerate === '10')(document.querySelector('{row}'))"
+        )
+        settings = await studio.evaluate(
+            "document.querySelector('#preview-screen').srcObject.getVideoTracks()[0].getSettings()"
+        )
+        assert settings["frameRate"] <= 10
+        assert await studio.evaluate(f"document.querySelector('{row}').dataset.state") == "live"
+        # The viewer of the earlier tests shows up in the studio's live count.
+        await studio.wait_for(
+            "document.querySelector('#viewer-count').textContent === '1 watching'"
+        )
+        await studio.screenshot(output_dir / "studio-on-air.png")
+        await assert_clean(studio)
+
+    cdp_run(netns, check())
+
+
+def test_studio_reload_resumes_the_live_session(
+    netns: NetnsLoop, live: Live, viewer: Viewer
+) -> None:
+    async def check() -> None:
+        studio = live.studio
+        await studio.reload()
+        await studio.wait_for(f"document.body.dataset.sessionId === '{live.session_id}'")
+        assert await studio.evaluate("document.querySelector('#golive-form').hidden") is True
+        for kind in ("screen", "camera"):
+            row = f".stream-row[data-kind={kind}]"
+            await studio.wait_for(
+                f"document.querySelector('{row} button.toggle')?.textContent === 'Start'"
+            )
+            await studio.click(f"{row} button.toggle")
+            await studio.wait_for(
+                f"document.querySelector('{row}').dataset.state === 'live'", timeout=20
+            )
+        await viewer.page.wait_for(
+            "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
+        )
+        await advancing(viewer.page, "#stage video[data-kind=camera]")
+        await assert_clean(studio)
+        await assert_clean(viewer.page)
+
+    cdp_run(netns, check(), timeout=90)
 
 
 def test_ending_the_session_tells_the_viewer(netns: NetnsLoop, live: Live, viewer: Viewer) -> None:

@@ -239,6 +239,31 @@ function describe(kind) {
   return bits.join(" · ");
 }
 
+// What the browser actually applied to the sender (read back, not what was asked for).
+function applied(kind) {
+  const pub = state.pubs[kind];
+  if (!pub || !pub.sender) return null;
+  const params = pub.sender.getParameters();
+  const encoding = (params.encodings && params.encodings[0]) || {};
+  return {
+    maxBitrate: encoding.maxBitrate || 0,
+    maxFramerate: encoding.maxFramerate || 0,
+    degradation: params.degradationPreference || "",
+    hint: pub.sender.track ? pub.sender.track.contentHint : "",
+  };
+}
+
+const KEEPS = { "maintain-resolution": "keeps resolution", "maintain-framerate": "keeps frame rate" };
+
+function appliedText(a) {
+  if (!a) return "";
+  const bits = [];
+  if (a.maxBitrate) bits.push(`≤${Math.round(a.maxBitrate / 1000)} kbps`);
+  if (a.maxFramerate) bits.push(`≤${a.maxFramerate} fps`);
+  if (a.degradation) bits.push(KEEPS[a.degradation] || a.degradation);
+  return bits.length ? ` · encoder: ${bits.join(", ")}` : "";
+}
+
 function renderRows() {
   if (!state.session) return;
   const rows = KINDS.map((kind) => {
@@ -247,9 +272,12 @@ function renderRows() {
     const label = STATE_LABELS[row.conn] || row.conn;
     const name = api.KIND_LABELS[kind];
     const needsReconnect = on && (row.conn === "lost" || row.conn === "failed");
+    const a = applied(kind);
+    const dataset = { kind, state: row.conn, pcId: state.pubs[kind]?.pcId || "" };
+    if (a) Object.assign(dataset, { maxBitrate: a.maxBitrate, maxFramerate: a.maxFramerate, degradation: a.degradation, hint: a.hint });
     return el(
       "li",
-      { className: "stream-row", dataset: { kind, state: row.conn, pcId: state.pubs[kind]?.pcId || "" } },
+      { className: "stream-row", dataset },
       el("span", { className: "name" }, name, " ", el("span", { className: "badge", dataset: { status: row.conn }, text: label })),
       el(
         "span",
@@ -271,7 +299,10 @@ function renderRows() {
           onclick: () => setOnAir(kind, !on),
         }),
       ),
-      el("span", { className: "detail", text: on ? `${describe(kind)}${row.stats ? ` · ${row.stats}` : ""}` : "Not on air" }),
+      el("span", {
+        className: "detail",
+        text: on ? `${describe(kind)}${appliedText(a)}${row.stats ? ` · ${row.stats}` : ""}` : "Not on air",
+      }),
       row.error && el("span", { className: "error", role: "alert", text: row.error }),
       row.detail && el("span", { className: "detail", text: row.detail }),
     );
@@ -400,18 +431,69 @@ async function goLive(event) {
   $("#share-url").value = new URL(`/watch/${encodeURIComponent(state.session.id)}`, location.href).href;
   say($("#studio-msg"), `You are live: “${state.session.title}”.`, "ok");
   document.body.dataset.sessionId = state.session.id;
+  remember();
   renderRows();
+  showChat();
+  await Promise.all(kinds.map((kind) => publish(kind)));
+  state.pollTimer = setTimeout(pollStatus, 500);
+}
+
+// The chat client (js/chat.js) mounts into #chat-panel when a page announces its session.
+function showChat() {
   $("#chat-panel").hidden = false;
   document.dispatchEvent(
     new CustomEvent("multistream:chat", {
       detail: { sessionId: state.session.id, token: state.token, role: "broadcaster" },
     }),
   );
-  await Promise.all(kinds.map((kind) => publish(kind)));
+}
+
+// The broadcaster token lives in this tab's sessionStorage, so a reload can resume the session.
+const RESUME_KEY = "multistream.studio";
+
+function remember() {
+  sessionStorage.setItem(RESUME_KEY, JSON.stringify({ sessionId: state.session.id, token: state.token }));
+}
+
+async function resume() {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(RESUME_KEY) || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || !saved.sessionId || !saved.token) return;
+  let status;
+  try {
+    status = await api.sessionStatus(saved.sessionId);
+  } catch {
+    sessionStorage.removeItem(RESUME_KEY);
+    return;
+  }
+  if (status.session.status !== "live") {
+    sessionStorage.removeItem(RESUME_KEY);
+    return;
+  }
+  state.session = status.session;
+  state.token = saved.token;
+  state.signalBase = (status.signaling_url || "").replace(/\/$/, "");
+  state.streams = Object.fromEntries(status.streams.map((s) => [s.kind, s]));
+  $("#golive-form").hidden = true;
+  $("#live-panel").hidden = false;
+  $("#share-url").value = new URL(`/watch/${encodeURIComponent(state.session.id)}`, location.href).href;
+  document.body.dataset.sessionId = state.session.id;
+  say(
+    $("#studio-msg"),
+    `“${state.session.title}” is still live. Press Start on each stream to put it back on air.`,
+    "info",
+  );
+  renderRows();
+  showChat();
   state.pollTimer = setTimeout(pollStatus, 500);
 }
 
 function finish(message) {
+  sessionStorage.removeItem(RESUME_KEY);
   clearTimeout(state.pollTimer);
   for (const kind of KINDS) {
     unpublish(kind);
@@ -481,3 +563,4 @@ window.addEventListener("beforeunload", () => {
 });
 updatePreviewLayout();
 renderPreview();
+resume();

@@ -181,7 +181,12 @@ function wantedSubscriptions() {
   if (state.saved.mode === "composite") {
     return state.saved.enabled_streams.every(allowed) ? [{ key: "composite", kind: "composite" }] : [];
   }
-  return kinds.map((kind) => ({ key: `stream:${state.streams[kind].id}`, kind, streamId: state.streams[kind].id }));
+  // A restarted stream is a new subscription (its start time is part of the key): the old
+  // connection died with the old publisher and is swept once the new one plays.
+  return kinds.map((kind) => {
+    const stream = state.streams[kind];
+    return { key: `stream:${stream.id}@${stream.started_at || ""}`, kind, streamId: stream.id };
+  });
 }
 
 function syncMedia() {
@@ -287,8 +292,8 @@ function retry(sub) {
   const delay = Math.min(10000, 500 * 2 ** Math.min(sub.retries, 5));
   clearTimeout(sub.retryTimer);
   sub.retryTimer = setTimeout(async () => {
-    await refreshStatus();
-    if (state.subs.has(sub.key) && sub.wanted && !state.ended) connect(sub);
+    if (await refreshStatus()) syncMedia(); // drops the subscription if its stream went off air
+    if (state.subs.has(sub.key) && sub.wanted && !state.ended && !sub.pc) connect(sub);
   }, delay);
   layout();
 }
