@@ -79,24 +79,29 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         try:
-            self.proc.wait(15)
+            self.proc.wait(90)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
 
 
 def start_server(impl: str, codec: str, bitrate: int) -> Server:
+    """`impl`: "relay", "ours" (passthrough on) or "ours-enc" (every output encoded once)."""
+    extra = ["--no-passthrough"] if impl == "ours-enc" else []
+    if os.environ.get("FANOUT_PROFILE"):
+        extra += ["--profile", os.environ["FANOUT_PROFILE"]]
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "bench.fanout_server",
             "--impl",
-            impl,
+            impl.split("-")[0],
             "--codec",
             codec,
             "--bitrate",
             str(bitrate),
+            *extra,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -352,14 +357,14 @@ def _row(row: dict[str, Any], idle: dict[str, Any], prev: dict[str, Any] | None 
     per_core = f"{100 / per:7.0f}" if per and per > 0 else "      -"
     fps = "-" if row["fps_median"] is None else f"{row['fps_median']:5.1f}/{row['fps_p10']:5.1f}"
     return (
-        f"| {row['scenario']:<14} | {row['impl']:<5} | {row['viewers']:>4} | "
+        f"| {row['scenario']:<15} | {row['impl']:<8} | {row['viewers']:>4} | "
         f"{row['server_cpu_pct']:6.1f} | {per_s} | {per_core} | {fps:>11} | "
         f"{row['client_cpu_pct']:6.1f} | {row['packets_per_s']:>6} |"
     )
 
 
 HEADER = (
-    "| scenario       | impl  |    N | srv %  | %/view marg | view/core | fps med/p10 | "
+    "| scenario        | impl     |    N | srv %  | %/view marg | view/core | fps med/p10 | "
     "cli %  | pkt/s  |\n|---|---|---|---|---|---|---|---|---|"
 )
 
@@ -368,15 +373,18 @@ async def run(quick: bool, only: str | None) -> list[dict[str, Any]]:
     print(HEADER)
     rows: list[dict[str, Any]] = []
     ours_levels = [1, 10] if quick else [1, 10, 50, 100, 200]
+    if os.environ.get("FANOUT_LEVELS"):
+        ours_levels = [int(n) for n in os.environ["FANOUT_LEVELS"].split(",")]
     relay_levels = [1, 10] if quick else [1, 10, 25, 50]
     comp_levels = [1, 10] if quick else [1, 10, 50, 100]
     plan = [
         ("stream 360p30", "ours", "VP8", ours_levels, 30.0),
+        ("stream 360p30", "ours-enc", "H264", ours_levels, 30.0),
         ("stream 360p30", "relay", "VP8", relay_levels, 30.0),
         ("composite 1080p", "ours", "H264", comp_levels, 30.0),
     ]
     for name, impl, codec, levels, fps in plan:
-        if only and only not in (impl, name.split()[0]):
+        if only and only not in (impl, name.split()[0], f"{impl}:{name.split()[0]}"):
             continue
         rows += await sweep(
             name,
@@ -401,7 +409,11 @@ def test_fanout_capacity(benchmark: Any) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", help="ours | relay | stream | composite")
+    parser.add_argument(
+        "--only",
+        help="an impl (ours, ours-enc, relay), a scenario (stream, composite) or both "
+        "as impl:scenario",
+    )
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
     rows = asyncio.run(run(args.quick, args.only))

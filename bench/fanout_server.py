@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,9 @@ from server.media import codecs, ice
 from server.settings import Secret, Settings
 
 
-def bench_settings(data_dir: Path, codec: str, bitrate: int) -> Settings:
+def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) -> Settings:
     return Settings(
+        passthrough=passthrough,
         data_dir=data_dir,
         token_secret=Secret("bench-secret-" + "x" * 32),
         ice_hosts=("127.0.0.1",),
@@ -98,20 +101,33 @@ async def run_relay(port: int, bitrate: int) -> None:
         await pc.close()
 
 
-async def run_ours(port: int, codec: str, bitrate: int) -> None:
+async def run_ours(port: int, codec: str, bitrate: int, passthrough: bool) -> None:
     from server.app import make_app
     from server.lifespan import open_services
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = bench_settings(Path(tmp), codec, bitrate)
+        settings = bench_settings(Path(tmp), codec, bitrate, passthrough)
         codecs.raise_aiortc_bitrate_caps(settings)
         async with open_services(settings) as services:
             app = make_app(settings, services)
             server = tornado.httpserver.HTTPServer(app)
             server.listen(port, "127.0.0.1")
             print(f"PORT {next(iter(server._sockets.values())).getsockname()[1]}", flush=True)
+            log_to = os.environ.get("FANOUT_COUNTERS")
+            task = asyncio.create_task(_log_counters(services.media, log_to)) if log_to else None
             await _until_signal()
+            if task is not None:
+                task.cancel()
             server.stop()
+
+
+async def _log_counters(media: Any, path: str) -> None:
+    """Append the media plane's counters every 2 s (diagnosing where frames go under load)."""
+    with open(path, "a") as fh:
+        while True:
+            await asyncio.sleep(2)
+            fh.write(json.dumps({"t": round(time.monotonic(), 1), **media.counters()}) + "\n")
+            fh.flush()
 
 
 async def _until_signal() -> None:
@@ -128,11 +144,21 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--codec", default="VP8")
     parser.add_argument("--bitrate", type=int, default=500_000)
+    parser.add_argument("--no-passthrough", action="store_true")
+    parser.add_argument("--profile", help="write a cProfile of the whole run here")
     args = parser.parse_args()
     if args.impl == "relay":
-        asyncio.run(run_relay(args.port, args.bitrate))
+        coro = run_relay(args.port, args.bitrate)
     else:
-        asyncio.run(run_ours(args.port, args.codec, args.bitrate))
+        coro = run_ours(args.port, args.codec, args.bitrate, not args.no_passthrough)
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx(
+            "asyncio.run(coro)", globals(), {"coro": coro, "asyncio": asyncio}, args.profile
+        )
+    else:
+        asyncio.run(coro)
     return 0
 
 

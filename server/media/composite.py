@@ -18,7 +18,7 @@ from typing import Any
 import av
 
 import compositor
-from server.media.frames import LatestFrame
+from server.media.frames import HISTORY, LatestFrame
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,9 @@ class CompositeFeed:
                 camera.height - camera.height % 2,
             )
         if self._compositor is None or canvas != self._canvas:
-            # Output frames come from a ring of 3: an encoder copies each one long before reuse.
-            self._compositor = compositor.Compositor(self._layout, size=canvas, buffers=3)
+            # Output frames come from a ring: `frames.HISTORY` of them may still be read by a
+            # lagging encoder, so the ring is two longer than that.
+            self._compositor = compositor.Compositor(self._layout, size=canvas, buffers=HISTORY + 2)
             self._canvas = canvas
         self.mode = (
             "composite"

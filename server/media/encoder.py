@@ -40,12 +40,14 @@ def copy_into(src: av.VideoFrame, dst: av.VideoFrame) -> None:
 class _MediaClock:
     """Output timestamps on the plane's shared clock that keep the source's own frame spacing.
 
-    Wall-clock stamps alone would carry the event loop's jitter into the RTP timestamps; source
-    timestamps alone would jump when the source changes (publisher reconnect, composite fallback).
-    So the source time is anchored to the wall clock once and re-anchored if it drifts away.
+    Wall-clock stamps alone would carry the event loop's jitter into the RTP timestamps (and make
+    a frame-rate cap drop frames that merely arrived in a burst); source timestamps alone would
+    jump when the source changes (publisher reconnect, composite fallback). So the source time is
+    anchored to the wall clock once, and re-anchored — continuing from the last stamp — only when
+    it jumps by seconds (a new source), never for ordinary jitter.
     """
 
-    MAX_DRIFT_S = 0.25
+    MAX_DRIFT_S = 2.0
 
     def __init__(self, epoch: float) -> None:
         self._epoch = epoch
@@ -62,7 +64,7 @@ class _MediaClock:
             stamped = wall
         else:
             if self._offset is None or abs(media + self._offset - wall) > self.MAX_DRIFT_S:
-                self._offset = wall - media
+                self._offset = max(wall, self._last + 0.001) - media
             stamped = media + self._offset
         # Strictly increasing: equal pts would make the sender's RTP timestamps repeat.
         stamped = max(stamped, self._last + 0.001)

@@ -20,7 +20,7 @@ from aiortc import sdp as aiortc_sdp
 
 from server.auth import Claims
 from server.clock import now_iso
-from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
 from server.media import codecs, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
@@ -37,6 +37,8 @@ from store.protocol import Doc, Store
 log = logging.getLogger(__name__)
 
 _ACTIVE = ("pending", "live")
+# Two streams, a composite, and one spare for a reconnect racing the old connection's close.
+MAX_CONNECTIONS_PER_VIEWER = 4
 
 
 @dataclass(eq=False)
@@ -107,8 +109,11 @@ class MediaPlane:
             "composite_layouts": len(self._composites),
             "recorders": len(self._recorders),
             "frames_dropped": self._dropped_closed
-            + sum(e.broadcast.dropped for e in self._encoders.values()),
+            + sum(e.broadcast.dropped for e in self._encoders.values())
+            + sum(m.video.dropped + m.audio.dropped for m in self._media.values()),
             "frames_encoded": sum(e.frames_encoded for e in self._encoders.values()),
+            "frames_skipped": sum(e.frames_skipped for e in self._encoders.values()),
+            "frames_decoded": sum(i.frames_in for i in self._ingests.values()),
         }
 
     def composite_feeds(self) -> list[CompositeFeed]:
@@ -210,6 +215,7 @@ class MediaPlane:
     async def subscribe(self, claims: Claims, stream_id: str, body: object) -> dict[str, str]:
         """A viewer's offer for one stream its preferences enable; the server side only sends."""
         _, stream, _prefs = await self.sessions.authorize_subscribe(claims, stream_id)
+        self._check_viewer_quota(claims)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))
@@ -259,6 +265,7 @@ class MediaPlane:
         key = self._layout_key(prefs)
         if not key.kinds:
             raise Forbidden("no stream is enabled for this viewer", code="stream_not_enabled")
+        self._check_viewer_quota(claims)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         want_audio = "camera" in key.kinds and bool(offer.directions("audio"))
@@ -272,7 +279,7 @@ class MediaPlane:
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
         encoder = self._composite_encoder(key, codec)
-        camera = self._media_of(session_id, "camera") if want_audio else None
+        camera = await self._camera_media(session_id) if want_audio else None
         self._attach(peer, video_t, audio_t, encoder.broadcast, codec, camera)
         log.info(
             "session=%s viewer=%s pc=%s %s codec=%s composite subscribed",
@@ -413,6 +420,19 @@ class MediaPlane:
 
     # -- building blocks -------------------------------------------------------------------------
 
+    def _check_viewer_quota(self, claims: Claims) -> None:
+        """A viewer needs at most one connection per stream plus a composite; refuse floods."""
+        open_ = sum(
+            1
+            for p in self._peers.values()
+            if p.session_id == claims.session_id and p.viewer_id == claims.viewer_id
+        )
+        if open_ >= MAX_CONNECTIONS_PER_VIEWER:
+            raise TooManyRequests(
+                f"at most {MAX_CONNECTIONS_PER_VIEWER} media connections per viewer",
+                code="too_many_connections",
+            )
+
     def _new_pc(self) -> RTCPeerConnection:
         if self._closed:
             raise Conflict("media plane is shutting down", code="shutting_down")
@@ -467,6 +487,23 @@ class MediaPlane:
             if media.session_id == session_id and media.kind == kind:
                 return media
         return None
+
+    async def _camera_media(self, session_id: str) -> StreamMedia | None:
+        """The camera's media, created ahead of its publisher so a composite viewer who arrives
+        first still hears the microphone once it starts."""
+        media = self._media_of(session_id, "camera")
+        if media is None:
+            stream = next(
+                (
+                    s
+                    for s in await self.sessions.streams_of(session_id)
+                    if s["kind"] == "camera" and s["status"] in _ACTIVE
+                ),
+                None,
+            )
+            if stream is not None:
+                media = self._media.setdefault(stream["id"], StreamMedia(stream))
+        return media
 
     def _frames_of(self, session_id: str, kind: str) -> LatestFrame | None:
         media = self._media_of(session_id, kind)
