@@ -7,7 +7,7 @@ import gc
 from aiortc import RTCPeerConnection
 
 from tests.api_helpers import assert_error
-from tests.media_helpers import PREFIX, PatternTrack, join, new_pc, offer_of, start_session
+from tests.media_helpers import PREFIX, PatternTrack, join, new_pc, offer_of, start_session, view
 
 
 def open_pcs() -> int:
@@ -123,3 +123,22 @@ async def test_auth_is_checked_before_the_body_is_parsed(server, api):
         headers={"Content-Type": "application/json"},
     )
     assert_error(resp, 401)
+
+
+async def test_a_viewer_cannot_open_unbounded_connections(server, api):
+    started = await start_session(api)
+    stream_id = started["session"]["streams"][0]["id"]
+    viewer = await join(api, started["session"]["id"])
+    path = f"{PREFIX}/stream/{stream_id}/signal/offer"
+    opened = []
+    try:
+        for _ in range(4):
+            v, resp = await view(api, viewer["viewer_token"], path)
+            assert resp.status == 200, resp.body
+            opened.append(v)
+        _, resp = await view(api, viewer["viewer_token"], path)
+        assert_error(resp, 429, "too_many_connections")
+        assert server.services.media.counters()["viewers"] == 4
+    finally:
+        for v in opened:
+            await v.close()
