@@ -124,7 +124,16 @@ class SignalingSocket(ApiWebSocketHandler):
 _OFFER_BODY = {
     "type": "object",
     "required": ["sdp"],
-    "properties": {"sdp": {"type": "string", "maxLength": 65536}, "type": {"const": "offer"}},
+    "properties": {
+        "sdp": {"type": "string", "maxLength": 65536},
+        "type": {"const": "offer"},
+        "max_height": {
+            "type": "integer",
+            "minimum": 90,
+            "maximum": 4320,
+            "description": "viewers only: a scaled-down variant (180/360/540/720/1080 lines)",
+        },
+    },
 }
 _ANSWER = json_response("SDP answer `{sdp, type: answer, pc_id}`")
 _STREAM_ID = {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}

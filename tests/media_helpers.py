@@ -159,6 +159,7 @@ async def view(
     audio: bool = False,
     video_lines: int = 1,
     codec: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[Viewer, Any]:
     """Offer recvonly video (and audio) to `path`; returns the viewer and the raw response.
     `codec` limits the viewer to one video codec ("H264" or "VP8")."""
@@ -174,7 +175,7 @@ async def view(
             )
     if audio:
         pc.addTransceiver("audio", direction="recvonly")
-    resp = await api.post(path, await offer_of(pc), token=token)
+    resp = await api.post(path, {**await offer_of(pc), **(extra or {})}, token=token)
     if resp.status == 200:
         viewer.pc_id = resp.json["pc_id"]
         await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))

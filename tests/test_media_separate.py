@@ -137,3 +137,40 @@ async def test_viewers_of_another_codec_share_one_encoder(server, api):
         for v in viewers:
             await v.close()
         await pub.pc.close()
+
+
+async def test_viewers_asking_for_less_get_one_shared_scaled_variant(server, api):
+    started = await start_session(api, ("camera",))
+    camera = started["session"]["streams"][0]
+    pub = await publish(
+        api, started["broadcaster_token"], camera["id"], PatternTrack("camera", 320, 240, 20)
+    )
+    path = f"{PREFIX}/stream/{camera['id']}/signal/offer"
+    viewers = []
+    try:
+        for max_height in (200, 190):  # both map to the 180-line variant
+            info = await join(api, started["session"]["id"])
+            viewer, resp = await view(
+                api, info["viewer_token"], path, extra={"max_height": max_height}
+            )
+            assert resp.status == 200, resp.body
+            viewers.append(viewer)
+        await asyncio.gather(*(v.wait_frames(5) for v in viewers))
+        for v in viewers:
+            frame = v.frames[-1]
+            assert (frame.width, frame.height) == (240, 180)
+            assert plane_means(frame, 0, 0, 1, 1) > CAMERA_V - 12
+        counters = server.services.media.counters()
+        assert counters["scaled_variants"] == 1 and counters["encoders_running"] == 1
+        info = await join(api, started["session"]["id"])
+        _, bad = await view(api, info["viewer_token"], path, extra={"max_height": "tiny"})
+        assert bad.status == 400
+    finally:
+        for v in viewers:
+            await v.close()
+        await pub.pc.close()
+    for _ in range(100):
+        if server.services.media.counters()["scaled_variants"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server.services.media.counters()["scaled_variants"] == 0

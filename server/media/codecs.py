@@ -54,6 +54,13 @@ def profile_for(kind: str, quality: dict[str, Any] | None, settings: Settings) -
     return EncodeProfile("composite", 30, min(bitrate, cap))
 
 
+def scaled_profile(base: EncodeProfile, kind: str, height: int) -> EncodeProfile:
+    """A smaller variant needs fewer bits: scale by area against the kind's reference height."""
+    reference = 1080 if kind == "screen" else 720
+    bitrate = int(base.bitrate_bps * min(1.0, (height / reference) ** 2))
+    return EncodeProfile(base.content, base.fps, max(150_000, bitrate))
+
+
 def create_context(codec: str, width: int, height: int, profile: EncodeProfile) -> Any:
     """A PyAV encoder context for `codec` ("H264" or "VP8") tuned for real-time delivery."""
     if codec == "H264":

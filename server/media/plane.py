@@ -30,6 +30,7 @@ from server.media.frames import LatestFrame
 from server.media.ingest import Ingest, StreamMedia
 from server.media.library import RecordingLibrary
 from server.media.recorder import Recorder
+from server.media.scaling import ScaledFeed, variant_height
 from server.presence import Presence
 from server.settings import Settings
 from store.protocol import Doc, Store
@@ -77,6 +78,7 @@ class MediaPlane:
         self._ingests: dict[str, Ingest] = {}
         self._encoders: dict[tuple[str, str], SharedEncoder] = {}
         self._composites: dict[LayoutKey, CompositeFeed] = {}
+        self._scaled: dict[str, ScaledFeed] = {}
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
         self._closed = False
@@ -107,6 +109,7 @@ class MediaPlane:
             "passthrough_viewers": sum(m.video.readers for m in self._media.values()),
             "decoding_streams": sum(1 for i in self._ingests.values() if i.decoding),
             "composite_layouts": len(self._composites),
+            "scaled_variants": len(self._scaled),
             "recorders": len(self._recorders),
             "frames_dropped": self._dropped_closed
             + sum(e.broadcast.dropped for e in self._encoders.values())
@@ -218,6 +221,7 @@ class MediaPlane:
         self._check_viewer_quota(claims)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
+        height = variant_height(body.get("max_height") if isinstance(body, dict) else None)
         want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))
         peer = Peer(
             new_id("pc"),
@@ -231,15 +235,19 @@ class MediaPlane:
         media = self._media.get(stream_id)
         if media is None:
             media = self._media[stream_id] = StreamMedia(stream)
-        passthrough = media.video_codec if self.settings.passthrough else None
+        passthrough = media.video_codec if self.settings.passthrough and height is None else None
         video_t, audio_t, codec = await self._negotiate_viewer(
             peer, offer, want_audio, prefer=passthrough
         )
+        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
         if passthrough is not None and codec == passthrough:
             # Same codec as the publisher, same size: forward its packets, encode nothing.
             source = media.video
+        elif height is not None:
+            feed = self._scaled_feed(media, height)
+            profile = codecs.scaled_profile(profile, stream["kind"], height)
+            source = self._encoder(feed.name, codec, feed.output, profile).broadcast
         else:
-            profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
             source = self._encoder(f"stream:{stream_id}", codec, media.frames, profile).broadcast
         self._attach(peer, video_t, audio_t, source, codec, media if want_audio else None)
         log.info(
@@ -533,10 +541,22 @@ class MediaPlane:
             del self._encoders[key]
             self._dropped_closed += encoder.broadcast.dropped
         self._spawn(encoder.close())
+        feed = self._scaled.get(key[0])
+        if feed is not None and not any(src == key[0] for src, _ in self._encoders):
+            del self._scaled[key[0]]
+            self._spawn(feed.close())
         if key[0].startswith("composite:"):
             layout = next((k for k in self._composites if f"composite:{k.name}" == key[0]), None)
             if layout is not None and not any(src == key[0] for src, _ in self._encoders):
                 self._spawn(self._close_composite(layout))
+
+    def _scaled_feed(self, media: StreamMedia, height: int) -> ScaledFeed:
+        name = f"stream:{media.stream_id}@{height}p"
+        feed = self._scaled.get(name)
+        if feed is None or feed.output.closed:
+            feed = self._scaled[name] = ScaledFeed(name, media.frames, height, self._executor)
+            feed.start()
+        return feed
 
     def _layout_key(self, prefs: Doc) -> LayoutKey:
         pip = prefs.get("pip") or {}
@@ -615,7 +635,9 @@ class MediaPlane:
             await self._close_peer(peer)
         if ingest is not None:
             await ingest.close()
-        for key in [k for k in self._encoders if k[0] == f"stream:{stream_id}"]:
+        for name in [n for n in self._scaled if n.startswith(f"stream:{stream_id}@")]:
+            await self._scaled.pop(name).close()
+        for key in [k for k in self._encoders if k[0].split("@")[0] == f"stream:{stream_id}"]:
             encoder = self._encoders.pop(key)
             self._dropped_closed += encoder.broadcast.dropped
             await encoder.close()
