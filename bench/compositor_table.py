@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,10 @@ def run_once(json_path: Path, max_time: float) -> None:
         "--benchmark-disable-gc",
         f"--benchmark-json={json_path}",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # One BLAS thread: numpy's OpenBLAS workers spin after the quality checks' matrix products
+    # and would steal the second core from every implementation alike.
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(done.returncode)

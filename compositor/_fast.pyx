@@ -340,6 +340,38 @@ cdef extern from *:
         for (; j < n; j++)
             dst[j] = ms_hone(inter + off[j], w + j * k, k);
     }
+    /* 4-tap horizontal pass without per-output loads: each 128-bit lane loads the 8 samples at
+       an even output's offset and pshufb gathers both that output's and its right neighbour's
+       taps (the caller checks each pair spans at most 8 samples), so 8 outputs cost 4 loads,
+       2 shuffles and 2 pmaddwd. masks: 16 bytes per output pair. */
+    MS_AVX2
+    static void ms_hpass4_shuf_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                                    const int16_t *w, const uint8_t *masks, ptrdiff_t n)
+    {
+        const __m256i round = _mm256_set1_epi32(MS_ROUND);
+        const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+        ptrdiff_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256i x0 = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[j]))),
+                _mm_loadu_si128((const __m128i *)(inter + off[j + 2])), 1);
+            __m256i x1 = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[j + 4]))),
+                _mm_loadu_si128((const __m128i *)(inter + off[j + 6])), 1);
+            x0 = _mm256_shuffle_epi8(x0, _mm256_loadu_si256((const __m256i *)(masks + 8 * j)));
+            x1 = _mm256_shuffle_epi8(x1, _mm256_loadu_si256((const __m256i *)(masks + 8 * j + 32)));
+            __m256i m0 = _mm256_madd_epi16(x0, _mm256_loadu_si256((const __m256i *)(w + 4 * j)));
+            __m256i m1 = _mm256_madd_epi16(x1, _mm256_loadu_si256((const __m256i *)(w + 4 * j + 16)));
+            /* [j01 j23 j+1.. | j+2.. j+3..] x2 -> hadd -> [j j+1 j+4 j+5 | j+2 j+3 j+6 j+7] */
+            __m256i s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(m0, m1), order);
+            s = _mm256_srai_epi32(_mm256_add_epi32(s, round), MS_SHIFT);
+            __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(s),
+                                             _mm256_extracti128_si256(s, 1));
+            _mm_storel_epi64((__m128i *)(dst + j), _mm_packus_epi16(packed, packed));
+        }
+        for (; j < n; j++)
+            dst[j] = ms_hone(inter + off[j], w + j * 4, 4);
+    }
     #else
     #define MS_HAVE_AVX2_PATH 0
     static int ms_cpu_avx2(void) { return 0; }
@@ -349,6 +381,9 @@ cdef extern from *:
     static void ms_hpass_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
                               const int16_t *w, ptrdiff_t n, ptrdiff_t k) { (void)dst;
         (void)inter; (void)off; (void)w; (void)n; (void)k; }
+    static void ms_hpass4_shuf_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                                    const int16_t *w, const uint8_t *masks, ptrdiff_t n)
+    { (void)masks; ms_hpass(dst, inter, off, w, n, 4); }
     #endif
 
     /* Row entry points. use_avx2 comes from the module's CPU check (and an override). */
@@ -362,12 +397,12 @@ cdef extern from *:
     }
 
     static inline void ms_hrow(uint8_t *dst, const int16_t *inter, const int32_t *off,
-                               const int16_t *w, ptrdiff_t n, ptrdiff_t k, int use_avx2)
+                               const int16_t *w, ptrdiff_t n, ptrdiff_t k, int use_avx2,
+                               const uint8_t *masks)
     {
-        /* Measured: the AVX2 horizontal variant is no faster than SSE2 here (the pass is bound
-           by the per-output offset loads and shuffles, not by vector width), so it only takes
-           the wide 8+ tap windows. */
-        if (use_avx2 && k >= 8)
+        if (masks != NULL)
+            ms_hpass4_shuf_avx2(dst, inter, off, w, masks, n);
+        else if (use_avx2 && k >= 8)
             ms_hpass_avx2(dst, inter, off, w, n, k);
         else
             ms_hpass(dst, inter, off, w, n, k);
@@ -382,7 +417,7 @@ cdef extern from *:
     void ms_vrow(int16_t* inter, const uint8_t* src, Py_ssize_t stride, Py_ssize_t n,
                  const int32_t* w, Py_ssize_t taps, int use_avx2, int bytes_ok) nogil
     void ms_hrow(uint8_t* dst, const int16_t* inter, const int32_t* off, const int16_t* w,
-                 Py_ssize_t n, Py_ssize_t k, int use_avx2) nogil
+                 Py_ssize_t n, Py_ssize_t k, int use_avx2, const uint8_t* masks) nogil
 
 
 HAVE_AVX2 = bool(ms_cpu_avx2())
@@ -597,6 +632,28 @@ def pip_plane(
     for j in range(w):
         for t in range(th):
             hw16[j * k + t] = <int16_t>hwp[j * th + t]
+    # AVX2 shuffle masks for 4-tap windows: output pairs (j, j+1) share one 8-sample load at
+    # offsets[j]; pshufb lays out [j taps 0-3, j+1 taps 0-3] as int16. Only when every pair fits.
+    cdef uint8_t* shuf = NULL
+    cdef Py_ssize_t nfull = w - w % 8, rel, pos
+    cdef bint fits = use_avx2 and k == 4 and nfull > 0
+    for j in range(0, nfull, 2):
+        if hop[j + 1] + 4 - hop[j] > 8:
+            fits = False
+            break
+    if fits:
+        shuf = <uint8_t*>malloc(nfull * 8)
+        if shuf == NULL:
+            free(inter)
+            free(hw16)
+            free(under)
+            raise MemoryError()
+        for j in range(nfull):
+            for t in range(4):
+                rel = hop[j] - hop[j - j % 2] + t  # sample index inside the pair's load
+                pos = (j % 2) * 4 + t  # int16 slot in the lane
+                shuf[(j - j % 2) * 8 + 2 * pos] = <uint8_t>(2 * rel)
+                shuf[(j - j % 2) * 8 + 2 * pos + 1] = <uint8_t>(2 * rel + 1)
     cdef Py_ssize_t y, left, right
     cdef uint8_t* row
     cdef const uint8_t* bg_row
@@ -633,7 +690,7 @@ def pip_plane(
                     inter + first_col, cam_p + vop[r] * cam_s + first_col, cam_s,
                     last_col - first_col, vwp + r * tv, tv, use_avx2, v_bytes_ok,
                 )
-                ms_hrow(row + rx, inter, hop, hw16, w, k, use_avx2)
+                ms_hrow(row + rx, inter, hop, hw16, w, k, use_avx2, shuf)
                 if masked:
                     left = spp[2 * r]
                     right = spp[2 * r + 1]
@@ -651,6 +708,7 @@ def pip_plane(
         free(inter)
         free(hw16)
         free(under)
+        free(shuf)
 
 
 def corner_scores(plane, rects, Py_ssize_t step):
