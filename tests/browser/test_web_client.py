@@ -124,6 +124,17 @@ async def composite_showing(page: Page, corner: str, timeout: float = 15.0) -> G
         await asyncio.sleep(0.3)
 
 
+async def pip_box(page: Page, stage: str, video: str) -> dict[str, float]:
+    """Where the small video sits in its stage, as fractions of the stage's width and height."""
+    return await page.evaluate(
+        f"(() => {{ const s = document.querySelector({json.dumps(stage)}).getBoundingClientRect();"
+        f" const v = document.querySelector({json.dumps(video)}).getBoundingClientRect();"
+        " return {left: (v.left - s.left) / s.width, top: (v.top - s.top) / s.height,"
+        " right: (s.right - v.right) / s.width, bottom: (s.bottom - v.bottom) / s.height,"
+        " width: v.width / s.width}; })()"
+    )
+
+
 async def set_value(page: Page, selector: str, value: str, event: str = "change") -> None:
     await page.evaluate(
         f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
@@ -356,6 +367,14 @@ def test_studio_goes_live_and_the_stream_list_shows_it(
                 "hint": "motion",
             },
         }
+        # The preview's PiP follows the corner and size controls.
+        await set_value(live.studio, "#preview-corner", "top-left")
+        await set_value(live.studio, "#preview-size", "40", "input")
+        await asyncio.sleep(0.4)  # the size eases in with a short CSS transition
+        box = await pip_box(live.studio, "#preview", "#preview-camera")
+        assert box["left"] < 0.05 and box["top"] < 0.06 and abs(box["width"] - 0.40) < 0.02, box
+        await set_value(live.studio, "#preview-corner", "bottom-right")
+        await set_value(live.studio, "#preview-size", "25", "input")
         await live.studio.screenshot(output_dir / "studio-live.png")
         # The user-provided title is rendered as text, never as markup.
         message = await live.studio.evaluate("document.querySelector('#studio-msg').innerHTML")
@@ -506,6 +525,10 @@ def test_camera_off_in_studio_removes_it_for_the_viewer(
         await page.wait_for(
             "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
         )
+        # Separate mode lays the camera out locally with the saved corner (top-left) and size (32 %).
+        await asyncio.sleep(0.4)
+        box = await pip_box(page, "#stage", "#stage video[data-kind=camera]")
+        assert box["left"] < 0.05 and box["top"] < 0.06 and abs(box["width"] - 0.32) < 0.02, box
         await live.studio.click(".stream-row[data-kind=camera] button.toggle")
         await live.studio.wait_for(
             "document.querySelector('.stream-row[data-kind=camera]').dataset.state === 'off'"
