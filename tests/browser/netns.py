@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import fcntl
 import os
-import subprocess
+import socket
+import struct
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -34,7 +36,16 @@ def _unshare_net() -> None:
     if libc.unshare(CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
         raise NamespaceUnavailable(f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+    _loopback_up()
+
+
+def _loopback_up() -> None:
+    """`ip link set lo up` without needing iproute2: SIOCGIFFLAGS/SIOCSIFFLAGS on this thread's lo."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
 
 class NetnsLoop:
