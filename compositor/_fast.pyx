@@ -5,9 +5,16 @@
 Each ``def`` entry validates every shape, stride, dtype, tap table and rectangle with a
 ``ValueError`` first; only then does one ``with nogil`` block run the unchecked loops. Rows are
 processed top to bottom in one streaming pass: rows outside the overlay are ``memcpy``'d from the
-background, rows inside get the vertical pass (16-bit lanes, vectorised by the compiler) followed by
-the horizontal pass straight into the output row, and only the few masked pixels at the overlay
-edge (rounded corners, border) are blended.
+background; rows inside get the vertical pass (source rows -> one biased int16 row) and then the
+horizontal pass straight into the output row; only the few masked pixels at the overlay edge
+(rounded corners, border) are blended.
+
+Portability: the module is built for the baseline ISA (``-O3``, no ``-march``; SSE2 on x86-64).
+The hot loops have AVX2 variants compiled with ``__attribute__((target("avx2")))`` and picked at
+run time from ``__builtin_cpu_supports`` (vertical pass: vpmaddubsw on pixel pairs; horizontal
+4-tap pass: pshufb gathers for output pairs). ``MULTISTREAM_SIMD=baseline`` (or ``simd=
+"baseline"``) forces the portable path; both are tested bit-exact against the reference. Other
+compilers and CPUs get the portable C/SSE2 code.
 """
 
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t
@@ -54,7 +61,7 @@ cdef extern from *:
 
     /* Runtime dispatch without -march=native: GCC emits an AVX2 and a baseline clone of the
        vertical pass and picks one per CPU at load time (ifunc). Elsewhere: baseline only. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \\
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) \\
         && !defined(MS_NO_CLONES)
     #define MS_CLONES __attribute__((target_clones("avx2", "default")))
     #else
