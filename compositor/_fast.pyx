@@ -379,6 +379,38 @@ cdef extern from *:
         for (; j < n; j++)
             dst[j] = ms_hone(inter + off[j], w + j * 4, 4);
     }
+    /* Short windows (about 2x downscale or less): one 8-sample load per 4 outputs. Two pshufb
+       split every output's taps into pairs (0,1) and (2,3) so two pmaddwd and one add give the
+       four sums directly, with no horizontal reduction. masks and weights: 64 bytes per 8
+       outputs ([pairs 0,1 for both lanes][pairs 2,3 for both lanes]). */
+    MS_AVX2
+    static void ms_hpass4_quad_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                                    const int16_t *w4, const uint8_t *masks, const int16_t *wq,
+                                    ptrdiff_t n)
+    {
+        const __m256i round = _mm256_set1_epi32(MS_ROUND);
+        ptrdiff_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256i x = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[j]))),
+                _mm_loadu_si128((const __m128i *)(inter + off[j + 4])), 1);
+            const uint8_t *m = masks + 8 * j;
+            const int16_t *ww = wq + 4 * j;
+            __m256i p0 = _mm256_shuffle_epi8(x, _mm256_loadu_si256((const __m256i *)m));
+            __m256i p1 = _mm256_shuffle_epi8(x, _mm256_loadu_si256((const __m256i *)(m + 32)));
+            __m256i s = _mm256_add_epi32(
+                _mm256_madd_epi16(p0, _mm256_loadu_si256((const __m256i *)ww)),
+                _mm256_madd_epi16(p1, _mm256_loadu_si256((const __m256i *)(ww + 16))));
+            s = _mm256_srai_epi32(_mm256_add_epi32(s, round), MS_SHIFT);
+            __m256i words = _mm256_packs_epi32(s, s);
+            __m256i bytes = _mm256_packus_epi16(words, words);
+            __m128i both = _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes),
+                                              _mm256_extracti128_si256(bytes, 1));
+            _mm_storel_epi64((__m128i *)(dst + j), both);
+        }
+        for (; j < n; j++)
+            dst[j] = ms_hone(inter + off[j], w4 + j * 4, 4);
+    }
     #else
     #define MS_HAVE_AVX2_PATH 0
     static int ms_cpu_avx2(void) { return 0; }
@@ -391,6 +423,10 @@ cdef extern from *:
     static void ms_hpass4_shuf_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
                                     const int16_t *w, const uint8_t *masks, ptrdiff_t n)
     { (void)masks; ms_hpass(dst, inter, off, w, n, 4); }
+    static void ms_hpass4_quad_avx2(uint8_t *dst, const int16_t *inter, const int32_t *off,
+                                    const int16_t *w4, const uint8_t *masks, const int16_t *wq,
+                                    ptrdiff_t n)
+    { (void)masks; (void)wq; ms_hpass(dst, inter, off, w4, n, 4); }
     #endif
 
     /* Row entry points. use_avx2 comes from the module's CPU check (and an override). */
@@ -405,9 +441,11 @@ cdef extern from *:
 
     static inline void ms_hrow(uint8_t *dst, const int16_t *inter, const int32_t *off,
                                const int16_t *w, ptrdiff_t n, ptrdiff_t k, int use_avx2,
-                               const uint8_t *masks)
+                               const uint8_t *masks, const int16_t *wq)
     {
-        if (masks != NULL)
+        if (masks != NULL && wq != NULL)
+            ms_hpass4_quad_avx2(dst, inter, off, w, masks, wq, n);
+        else if (masks != NULL)
             ms_hpass4_shuf_avx2(dst, inter, off, w, masks, n);
         else if (use_avx2 && k >= 8)
             ms_hpass_avx2(dst, inter, off, w, n, k);
@@ -424,7 +462,8 @@ cdef extern from *:
     void ms_vrow(int16_t* inter, const uint8_t* src, Py_ssize_t stride, Py_ssize_t n,
                  const int32_t* w, Py_ssize_t taps, int use_avx2, int bytes_ok) nogil
     void ms_hrow(uint8_t* dst, const int16_t* inter, const int32_t* off, const int16_t* w,
-                 Py_ssize_t n, Py_ssize_t k, int use_avx2, const uint8_t* masks) nogil
+                 Py_ssize_t n, Py_ssize_t k, int use_avx2, const uint8_t* masks,
+                 const int16_t* wq) nogil
 
 
 HAVE_AVX2 = bool(ms_cpu_avx2())
@@ -642,13 +681,41 @@ def pip_plane(
     # AVX2 shuffle masks for 4-tap windows: output pairs (j, j+1) share one 8-sample load at
     # offsets[j]; pshufb lays out [j taps 0-3, j+1 taps 0-3] as int16. Only when every pair fits.
     cdef uint8_t* shuf = NULL
-    cdef Py_ssize_t nfull = w - w % 8, rel, pos
+    cdef int16_t* wq = NULL
+    cdef Py_ssize_t nfull = w - w % 8, rel, pos, lane, half
     cdef bint fits = use_avx2 and k == 4 and nfull > 0
+    cdef bint quad = fits
+    for j in range(0, nfull, 4):
+        if hop[j + 3] + th - 1 - hop[j] > 7:
+            quad = False
+            break
     for j in range(0, nfull, 2):
         if hop[j + 1] + 4 - hop[j] > 8:
             fits = False
             break
-    if fits:
+    if quad:
+        # 4 outputs per 128-bit lane from one 8-sample load at offsets[j - j % 4]; per block of
+        # 8 outputs: masks [taps 0,1 of both lanes][taps 2,3 of both lanes], weights likewise.
+        shuf = <uint8_t*>malloc(nfull * 8)
+        wq = <int16_t*>malloc(nfull * 4 * sizeof(int16_t))
+        if shuf == NULL or wq == NULL:
+            free(inter)
+            free(hw16)
+            free(under)
+            free(shuf)
+            free(wq)
+            raise MemoryError()
+        memset(wq, 0, nfull * 4 * sizeof(int16_t))
+        for j in range(nfull):
+            lane = (j % 8) // 4
+            for t in range(4):
+                half = t // 2  # which shuffle/madd: taps (0,1) or (2,3)
+                rel = hop[j] - hop[j - j % 4] + (t if t < th else 0)
+                pos = (j - j % 8) * 8 + half * 32 + lane * 16 + ((j % 4) * 2 + t % 2) * 2
+                shuf[pos] = <uint8_t>(2 * rel)
+                shuf[pos + 1] = <uint8_t>(2 * rel + 1)
+                wq[pos // 2] = hw16[j * 4 + t]
+    elif fits:
         shuf = <uint8_t*>malloc(nfull * 8)
         if shuf == NULL:
             free(inter)
@@ -697,7 +764,7 @@ def pip_plane(
                     inter + first_col, cam_p + vop[r] * cam_s + first_col, cam_s,
                     last_col - first_col, vwp + r * tv, tv, use_avx2, v_bytes_ok,
                 )
-                ms_hrow(row + rx, inter, hop, hw16, w, k, use_avx2, shuf)
+                ms_hrow(row + rx, inter, hop, hw16, w, k, use_avx2, shuf, wq)
                 if masked:
                     left = spp[2 * r]
                     right = spp[2 * r + 1]
@@ -716,6 +783,7 @@ def pip_plane(
         free(hw16)
         free(under)
         free(shuf)
+        free(wq)
 
 
 def corner_scores(plane, rects, Py_ssize_t step):
