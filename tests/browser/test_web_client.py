@@ -485,10 +485,15 @@ def test_composite_mode_and_corner_moves_the_camera(
 def test_reload_restores_preferences_and_viewer(netns: NetnsLoop, viewer: Viewer) -> None:
     async def check() -> None:
         page = viewer.page
+        await set_checked(page, "#mode-composite", True)
+        await set_value(page, "#pip-corner", "top-left")
         await set_value(page, "#pip-size", "32", "input")
         viewer_id = await page.evaluate("document.body.dataset.viewerId")
-        # The size is saved after a short pause; wait for it to reach the server.
-        await asyncio.sleep(1.0)
+        # The size is saved after a short pause; wait until the server holds all three.
+        await page.wait_for(
+            "(d => d.savedMode === 'composite' && d.savedCorner === 'top-left'"
+            " && d.savedSize === '32')(document.querySelector('#controls').dataset)"
+        )
         await page.reload()
         await page.wait_for("document.body.dataset.viewerId")
         assert await page.evaluate("document.body.dataset.viewerId") == viewer_id
@@ -525,8 +530,10 @@ def test_camera_off_in_studio_removes_it_for_the_viewer(
         await page.wait_for(
             "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
         )
-        # Separate mode lays the camera out locally with the saved corner (top-left) and size (32 %).
-        await asyncio.sleep(0.4)
+        # Separate mode lays the camera out locally with the chosen corner and size.
+        await set_value(page, "#pip-corner", "top-left")
+        await set_value(page, "#pip-size", "32", "input")
+        await asyncio.sleep(0.4)  # the size eases in with a short CSS transition
         box = await pip_box(page, "#stage", "#stage video[data-kind=camera]")
         assert box["left"] < 0.05 and box["top"] < 0.06 and abs(box["width"] - 0.32) < 0.02, box
         await live.studio.click(".stream-row[data-kind=camera] button.toggle")

@@ -65,6 +65,7 @@ function savePreferences() {
     try {
       const answer = await api.putPreferences(sessionId, state.token, wanted);
       state.saved = answer.preferences;
+      markSaved();
       noteEntitlement(answer);
       renderQuote(answer.quote);
       renderPayment(answer.payment || null);
@@ -78,6 +79,19 @@ function savePreferences() {
   return state.saving;
 }
 const saveSoon = debounce(savePreferences, 300);
+
+// What the server holds, on the form (for assistive tech: a quiet "Saved" status).
+function markSaved() {
+  const form = $("#controls");
+  const saved = state.saved;
+  Object.assign(form.dataset, {
+    savedMode: saved.mode,
+    savedCorner: saved.pip.corner,
+    savedSize: String(saved.pip.size_pct),
+    savedStreams: saved.enabled_streams.join(" "),
+  });
+  $("#prefs-status").textContent = "Your layout is saved for your next visit.";
+}
 
 function onControlsChanged(event) {
   // Layout changes show at once; the saved copy (and the price) follow from the server.
@@ -485,6 +499,7 @@ async function start() {
   localStorage.setItem(tokenKey, answer.viewer_token);
   state.prefs = answer.preferences;
   state.saved = answer.preferences;
+  markSaved();
   noteEntitlement(answer);
   document.body.dataset.viewerId = answer.viewer_id;
   writeControls(state.prefs);
