@@ -87,14 +87,18 @@ def _chroma_size(width: int, height: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class _Resample:
-    """Draw one source frame into ``rect`` of the canvas, with an optional overlay mask."""
+    """Draw one source frame into ``rect`` of the canvas, with an optional overlay mask.
+
+    ``args`` holds, per plane, every kernel argument that does not change between frames, so
+    the per-frame cost in Python is three calls.
+    """
 
     rect: Rect
     luma: PlaneTaps
     chroma: PlaneTaps
     masks: tuple[OverlayMask, OverlayMask] | None
-    colour: tuple[int, int, int]
     copy: bool  # source, rect and canvas all the same size, no mask: a plain plane copy
+    args: tuple[tuple[object, ...], ...]
 
     @staticmethod
     def build(
@@ -109,14 +113,28 @@ class _Resample:
         if layout is not None and not layout.opaque:
             masks = overlay_masks(rect.w, rect.h, layout.radius_pct, layout.border_px)
         copy = masks is None and source == canvas == (rect.w, rect.h)
-        return _Resample(
-            rect=rect,
-            luma=plane_taps(source[0], source[1], rect.w, rect.h),
-            chroma=plane_taps(cw, ch, crect.w, crect.h),
-            masks=masks,
-            colour=layout.border_yuv if layout is not None else BLACK,
-            copy=copy,
-        )
+        colour = layout.border_yuv if layout is not None else BLACK
+        luma = plane_taps(source[0], source[1], rect.w, rect.h)
+        chroma = plane_taps(cw, ch, crect.w, crect.h)
+        args = []
+        for i in range(3):
+            r, taps = (rect, luma) if i == 0 else (crect, chroma)
+            mask = None if masks is None else masks[0 if i == 0 else 1]
+            args.append(
+                (
+                    r.x,
+                    r.y,
+                    taps.vertical.offsets,
+                    taps.vertical.weights,
+                    taps.horizontal.offsets,
+                    taps.horizontal.weights,
+                    None if mask is None else mask.alpha,
+                    None if mask is None else mask.border,
+                    None if mask is None else mask.spans,
+                    colour[i],
+                )
+            )
+        return _Resample(rect, luma, chroma, masks, copy, tuple(args))
 
     def run(
         self,
@@ -130,25 +148,14 @@ class _Resample:
             for dst, src in zip(out, source, strict=True):
                 np.copyto(dst, src)
             return
+        pip_plane = kernels.pip_plane
         for i in range(3):
-            rect = self.rect if i == 0 else self.rect.halved()
-            taps = self.luma if i == 0 else self.chroma
-            mask = None if self.masks is None else self.masks[0 if i == 0 else 1]
-            kernels.pip_plane(
+            pip_plane(
                 out[i],
                 None if background is None else background[i],
                 -1 if fill is None else fill[i],
                 source[i],
-                rect.x,
-                rect.y,
-                taps.vertical.offsets,
-                taps.vertical.weights,
-                taps.horizontal.offsets,
-                taps.horizontal.weights,
-                None if mask is None else mask.alpha,
-                None if mask is None else mask.border,
-                None if mask is None else mask.spans,
-                self.colour[i],
+                *self.args[i],
             )
 
 
