@@ -6,7 +6,8 @@ under test, the DevTools connection and the Chromium process are all created fro
 they share a namespace whose only interface is loopback: Chromium's startup DNS lookups fail fast,
 and WebRTC can only use 127.0.0.1. Tests are ordinary synchronous pytest functions that hand
 coroutines to that loop with `netns.run(...)`, so the README's single `pytest` command runs them and
-reports each one. Requirements: root (CAP_SYS_ADMIN) and Debian's `/usr/bin/chromium`; without them
+reports each one. The loop, server and Chromium are package-scoped: shared by the browser test
+modules and gone before the rest of the suite runs. Requirements: root (CAP_SYS_ADMIN) and Debian's `/usr/bin/chromium`; without them
 the tests skip with the reason, unless `MULTISTREAM_REQUIRE_BROWSER=1` (set by `.ci/run`) turns the
 skip into a failure.
 
@@ -69,7 +70,7 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def netns(chromium_path: str) -> Iterator[NetnsLoop]:
     loop = NetnsLoop()
     try:
@@ -101,7 +102,7 @@ class WebServer:
     services: object
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     """The real app (real store, media plane, payments) on an ephemeral port inside the namespace."""
     settings = Settings(
@@ -134,7 +135,7 @@ def web_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> It
     netns.run(stop())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(
     netns: NetnsLoop,
     web_server: WebServer,
