@@ -22,11 +22,17 @@ Each round measures every target twice: closed loop (`--conns` connections, each
 request when the answer arrives) for the throughput and its latencies, then open loop at a fixed
 offered rate (by default half of what that target just sustained in closed loop, or `--rate`;
 requests are scheduled on a clock and latency counts from the scheduled time, so a stalled server
-cannot hide its queue) for the latency of a server at half its capacity. Server CPU
-per request (user+system time of the server process over the window) is reported too: it is the
-figure least disturbed by other work on the machine. Every target's closed-loop window follows a
-bare-handler window, and each ratio pairs the two (median over rounds), so a burst of other work on
-this shared machine hits both sides of a ratio alike; rounds rotate the order of the targets.
+cannot hide its queue) for the latency of a server at half its capacity. Every target's
+closed-loop window follows a bare-handler window, and each ratio pairs the two (median over rounds),
+so a burst of other work on this shared machine hits both sides of a ratio alike; rounds rotate the
+order of the targets.
+
+Server CPU per request (user+system time of the server process over the window) is the figure to
+trust when the machine is busy, and `vs bare (CPU)` -- the bare handler's CPU per request over the
+target's -- is the throughput ratio two servers with a core each would show. The wall-clock
+`vs bare` ratio is only as good as the machine is quiet: when other processes compete for CPU 0 the
+scheduler, not the code, sets each server's share (and the app, with its SQLite thread, can draw two
+shares to the bare server's one).
 
     .venv/bin/python -m bench.api_load --duration 1.5 --baseline-root /tmp/before   # before/after
 """
@@ -630,7 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\n{options.rounds} round(s), {options.duration_s:g} s per phase, medians over rounds; "
         f"servers on CPU {SERVER_CPU}, load generator on CPU {CLIENT_CPU}; "
-        f"{time.monotonic() - started:.0f} s in all"
+        f"{time.monotonic() - started:.0f} s in all. On a busy machine trust the CPU columns: "
+        f"wall-clock rates and tails then show the scheduler as much as the code."
     )
     if args.json:
         print(json.dumps(result.summary(), indent=2))
