@@ -105,7 +105,9 @@ def start_server(impl: str, codec: str, bitrate: int) -> Server:
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(os.environ["FANOUT_SERVER_LOG"], "a")  # noqa: SIM115
+        if os.environ.get("FANOUT_SERVER_LOG")
+        else subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -322,6 +324,8 @@ async def sweep(
                     "fps_p10": round(sorted(fps)[len(fps) // 10], 1) if fps else None,
                     "packets_per_s": round((sum(c.packets for c in counters) - packets0) / dt),
                     "source_fps": source_fps,
+                    "viewer_frames_per_s": round(sum(fps), 1),
+                    "load_avg_1m": round(os.getloadavg()[0], 1),
                 }
             )
             print(_row(rows[-1], rows[0], rows[-2] if len(rows) > 1 else None), flush=True)
@@ -347,25 +351,43 @@ def _marginal(row: dict[str, Any], prev: dict[str, Any] | None) -> float | None:
     return (row["server_cpu_pct"] - prev["server_cpu_pct"]) / (row["viewers"] - prev["viewers"])
 
 
+def _us_per_viewer_frame(row: dict[str, Any], idle: dict[str, Any]) -> float | None:
+    """Server CPU (above the publisher-only idle) per frame delivered to one viewer, in µs.
+
+    Robust to a busy machine: if the server or the clients are starved, fewer frames arrive and
+    less CPU is spent, but the cost of each delivered frame stays what it is.
+    """
+    frames = row.get("viewer_frames_per_s") or 0
+    if not row["viewers"] or frames <= 0:
+        return None
+    return (row["server_cpu_pct"] - idle["server_cpu_pct"]) / 100 / frames * 1e6
+
+
 def _row(row: dict[str, Any], idle: dict[str, Any], prev: dict[str, Any] | None = None) -> str:
     per = _per_viewer(row, idle)
     marg = _marginal(row, prev)
+    cost = _us_per_viewer_frame(row, idle)
     row["cpu_pct_per_viewer"] = None if per is None else round(per, 3)
     row["marginal_cpu_pct_per_viewer"] = None if marg is None else round(marg, 3)
+    row["us_per_viewer_frame"] = None if cost is None else round(cost, 1)
+    # Viewers one core could serve at the source frame rate, at this measured per-frame cost.
+    at_rate = 1e6 / (cost * row["source_fps"]) if cost and cost > 0 else None
+    row["viewers_per_core_at_source_fps"] = None if at_rate is None else round(at_rate)
     per_s = f"{per:6.2f}" if per is not None else "     -"
-    per_s += f" {marg:6.2f}" if marg is not None else "      -"
-    per_core = f"{100 / per:7.0f}" if per and per > 0 else "      -"
+    cost_s = f"{cost:7.1f}" if cost is not None else "      -"
+    core_s = f"{at_rate:7.0f}" if at_rate is not None else "      -"
     fps = "-" if row["fps_median"] is None else f"{row['fps_median']:5.1f}/{row['fps_p10']:5.1f}"
     return (
         f"| {row['scenario']:<15} | {row['impl']:<8} | {row['viewers']:>4} | "
-        f"{row['server_cpu_pct']:6.1f} | {per_s} | {per_core} | {fps:>11} | "
-        f"{row['client_cpu_pct']:6.1f} | {row['packets_per_s']:>6} |"
+        f"{row['server_cpu_pct']:6.1f} | {per_s} | {cost_s} | {core_s} | {fps:>11} | "
+        f"{row['client_cpu_pct']:6.1f} | {row['load_avg_1m']:5.1f} |"
     )
 
 
 HEADER = (
-    "| scenario        | impl     |    N | srv %  | %/view marg | view/core | fps med/p10 | "
-    "cli %  | pkt/s  |\n|---|---|---|---|---|---|---|---|---|"
+    "| scenario | impl | N | server CPU % | CPU %/viewer | µs CPU/viewer-frame | viewers/core "
+    "@source fps | fps median/p10 | client CPU % | load 1m |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

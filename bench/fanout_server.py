@@ -147,6 +147,12 @@ def main() -> int:
     parser.add_argument("--no-passthrough", action="store_true")
     parser.add_argument("--profile", help="write a cProfile of the whole run here")
     args = parser.parse_args()
+    if os.environ.get("FANOUT_SERVER_LOG"):
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("aioice").setLevel(logging.WARNING)
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
     if args.impl == "relay":
         coro = run_relay(args.port, args.bitrate)
     else:

@@ -79,6 +79,7 @@ class MediaPlane:
         self._encoders: dict[tuple[str, str], SharedEncoder] = {}
         self._composites: dict[LayoutKey, CompositeFeed] = {}
         self._scaled: dict[str, ScaledFeed] = {}
+        self._prefs_seen: dict[tuple[str, str], str] = {}
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
         self._closed = False
@@ -392,6 +393,8 @@ class MediaPlane:
 
     async def session_ended(self, session: Doc) -> None:
         session_id = session["id"]
+        for seen in [k for k in self._prefs_seen if k[0] == session_id]:
+            del self._prefs_seen[seen]
         for stream_id in [s for s, m in self._media.items() if m.session_id == session_id]:
             await self._teardown_stream(stream_id)
         for peer in [p for p in self._peers.values() if p.session_id == session_id]:
@@ -401,6 +404,13 @@ class MediaPlane:
 
     async def preferences_changed(self, prefs: Doc) -> None:
         session_id, viewer_id = prefs["session_id"], prefs["viewer_id"]
+        # Events can arrive twice or late (replayed from the store by another instance's sync):
+        # never let an older preference undo a newer one.
+        updated = str(prefs.get("updated_at") or "")
+        seen = self._prefs_seen.get((session_id, viewer_id), "")
+        if updated and updated < seen:
+            return
+        self._prefs_seen[(session_id, viewer_id)] = updated or seen
         enabled = set(prefs["enabled_streams"])
         for peer in [
             p
