@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class Grab:
     h: int
     t: float
     frames: int
-    grid: str
+    grid: str = field(repr=False)
     role: str | None
     cols: int
     rows: int
