@@ -184,6 +184,13 @@ class Page:
             user_gesture=True,
         )
 
+    async def press(self, key: str, code: str, key_code: int) -> None:
+        """A real key press (keyDown + keyUp), as keyboard-only users operate the page."""
+        base = {"key": key, "code": code, "windowsVirtualKeyCode": key_code}
+        text = {"text": key} if len(key) == 1 else {}
+        await self.send("Input.dispatchKeyEvent", {"type": "keyDown", **base, **text})
+        await self.send("Input.dispatchKeyEvent", {"type": "keyUp", **base})
+
     async def screenshot(self, path: Path) -> Path:
         result = await self.send("Page.captureScreenshot", {"format": "png"})
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -436,7 +436,10 @@ def test_viewer_pays_and_receives_screen_and_camera_separately(
 def test_price_follows_the_enabled_streams(netns: NetnsLoop, viewer: Viewer) -> None:
     async def check() -> None:
         page = viewer.page
-        await set_checked(page, "#enable-camera", False)
+        # With the keyboard: focus the camera toggle, press Space.
+        await page.evaluate("document.querySelector('#enable-camera').focus()")
+        await page.press(" ", "Space", 32)
+        assert await page.evaluate("document.querySelector('#enable-camera').checked") is False
         await wait_quote(page, SCREEN_ONLY_TOTAL)
         codes = await page.evaluate(
             "[...document.querySelectorAll('#quote tr')].map(r => r.dataset.code)"
@@ -444,7 +447,8 @@ def test_price_follows_the_enabled_streams(netns: NetnsLoop, viewer: Viewer) -> 
         assert codes == ["base", "addon:screen", "total"]
         await page.wait_for("document.querySelector('#stage').dataset.showing === 'screen'")
         await page.wait_for("!document.querySelector('#stage video[data-kind=camera]')")
-        await set_checked(page, "#enable-camera", True)
+        await page.press(" ", "Space", 32)
+        assert await page.evaluate("document.querySelector('#enable-camera').checked") is True
         await wait_quote(page, BUNDLE_TOTAL)
         await page.wait_for(
             "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
