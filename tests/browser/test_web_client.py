@@ -667,8 +667,16 @@ def test_studio_reload_resumes_the_live_session(
     cdp_run(netns, check(), timeout=90)
 
 
-def test_ending_the_session_tells_the_viewer(netns: NetnsLoop, live: Live, viewer: Viewer) -> None:
+def test_ending_the_session_tells_the_viewer_and_leaves_the_list(
+    netns: NetnsLoop, browser: Browser, web_server: WebServer, live: Live, viewer: Viewer
+) -> None:
     async def check() -> None:
+        # A stream list opened before the end drops the session by itself (no reload).
+        list_context = await browser.new_context()
+        listing = await browser.new_page(list_context)
+        await listing.goto(f"{web_server.base_url}/")
+        card = f"document.querySelector(\".session-card[data-session-id='{live.session_id}']\")"
+        await listing.wait_for(f"!!{card}")
         await live.studio.click("#end-session")
         await live.studio.wait_for("!document.querySelector('#ended-panel').hidden")
         await viewer.page.wait_for(
@@ -678,6 +686,9 @@ def test_ending_the_session_tells_the_viewer(netns: NetnsLoop, live: Live, viewe
             "document.querySelector('#stage-msg').textContent"
         )
         assert await viewer.page.evaluate("document.querySelectorAll('#stage video').length") == 0
+        await listing.wait_for(f"!{card}", timeout=10)
+        await assert_clean(listing)
+        await browser.close_context(list_context)
         await assert_clean(viewer.page)
         await assert_clean(live.studio)
 
