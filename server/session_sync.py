@@ -129,21 +129,35 @@ class SessionSync:
             # Baseline: only changes after this instance started can be news to it.
             self._prefs_newest = utc_now()
             return
-        changed = await self.store.find(
-            "viewer_preferences",
-            order_by="updated_at",
-            after=("updated_at", iso(self._prefs_newest - _PREFS_OVERLAP)),
-            limit=_MAX_DOCS,
-        )
-        for prefs in changed:
-            stamp = str(prefs.get("updated_at"))
-            with contextlib.suppress(ValueError):
-                self._prefs_newest = max(self._prefs_newest, parse_iso(stamp))
-            if self._prefs_seen.get(prefs["id"]) == stamp:
-                continue
-            self._prefs_seen[prefs["id"]] = stamp
-            if prefs["session_id"] in live:
-                await self._replay("preferences_changed", prefs)
+        since = iso(self._prefs_newest - _PREFS_OVERLAP)
+        while True:
+            changed = await self.store.find(
+                "viewer_preferences",
+                order_by="updated_at",
+                after=("updated_at", since),
+                limit=_MAX_DOCS,
+            )
+            for prefs in changed:
+                stamp = str(prefs.get("updated_at"))
+                with contextlib.suppress(ValueError):
+                    self._prefs_newest = max(self._prefs_newest, parse_iso(stamp))
+                if self._prefs_seen.get(prefs["id"]) == stamp:
+                    continue
+                self._prefs_seen[prefs["id"]] = stamp
+                if prefs["session_id"] in live:
+                    await self._replay("preferences_changed", prefs)
+            if len(changed) < _MAX_DOCS:
+                break
+            # A full page: page on from just before its last stamp (writes sharing that millisecond
+            # are read again and skipped as seen), not from the overlap, or a burst of more than a
+            # page inside the overlap window would be read again forever. A page all in one
+            # millisecond pages strictly after it instead.
+            last = str(changed[-1].get("updated_at"))
+            try:
+                step = iso(parse_iso(last) - timedelta(milliseconds=1))
+            except ValueError:
+                step = last
+            since = step if step > since else last
         horizon = iso(self._prefs_newest - 2 * _PREFS_OVERLAP)
         for key in [k for k, v in self._prefs_seen.items() if v < horizon]:
             del self._prefs_seen[key]

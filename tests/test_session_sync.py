@@ -108,3 +108,27 @@ async def test_sessions_owned_by_another_instance_are_left_alone(
     await b.sessions.end_session(claims, started["session"]["id"])
     await sync.poll()
     assert heard.events == []
+
+
+async def test_a_burst_larger_than_a_page_does_not_stall_the_cursor(
+    pair: tuple[Services, Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More preference writes inside the overlap window than one page holds: later changes still
+    arrive (the cursor pages on instead of re-reading the same window)."""
+    monkeypatch.setattr("server.session_sync._MAX_DOCS", 5)
+    a, b = pair
+    heard = Heard()
+    sync = SessionSync(a.store, a.settings, [heard])
+    await sync.poll()  # baseline
+    started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
+    sid = started["session"]["id"]
+    for _ in range(12):
+        await b.sessions.join(sid, None)
+    await sync.poll()
+    assert len(heard.events) == 12
+    late = await b.sessions.join(sid, None)
+    await b.sessions.put_preferences(
+        b.tokens.verify(late["viewer_token"]), sid, {"mode": "composite"}
+    )
+    await sync.poll()
+    assert heard.events[-1] == ("preferences_changed", "composite")
