@@ -84,27 +84,32 @@ class CompositeFeed:
             while not self.output.closed:
                 camera = self._source("camera")
                 screen = self._source("screen")
-                camera_alive = camera is not None and (
+                # A screen is reused as long as its stream lives: static content sends few frames.
+                screen_live = screen is not None and not screen.closed
+                camera_live = camera is not None and (
                     camera.fresh(STALE_S) or (camera.frame is None and not camera.closed)
                 )
                 cam_frame: av.VideoFrame | None = None
                 screen_frame: av.VideoFrame | None = None
-                if camera is not None and camera_alive:
+                if camera is not None and camera_live:
                     # Camera cadence: one output per camera frame.
                     got = await camera.next(cam_seq, timeout=POLL_S)
-                    if got is None:
-                        if camera.frame is None and screen is not None and screen.fresh(STALE_S):
-                            # Camera negotiated but silent so far: keep the screen going.
-                            got_screen = await screen.next(screen_seq, timeout=POLL_S)
-                            if got_screen is not None:
-                                screen_seq, screen_frame = got_screen
-                        if screen_frame is None:
-                            continue
-                    else:
+                    if got is not None:
                         cam_seq, cam_frame = got
-                        if screen is not None and screen.fresh(STALE_S):
-                            screen_frame = screen.frame
-                elif screen is not None:
+                        screen_frame = (
+                            screen.latest() if screen is not None and screen_live else None
+                        )
+                    elif camera.frame is None and screen is not None and screen_live:
+                        # Camera negotiated but silent so far: keep the screen going.
+                        got_screen = await screen.next(screen_seq, timeout=POLL_S)
+                        if got_screen is None:
+                            continue
+                        screen_seq, screen_frame = got_screen
+                    else:
+                        continue
+                elif screen is not None and screen_live:
+                    if camera is not None:
+                        camera.latest()  # keep it decoded, so we notice when it comes back
                     got = await screen.next(screen_seq, timeout=POLL_S)
                     if got is None:
                         continue

@@ -57,6 +57,13 @@ class _MediaClock:
     def reset(self) -> None:
         self._offset = None
 
+    def repeat(self, now: float) -> float:
+        """A stamp for re-sending the previous picture: now, and after the last stamp."""
+        stamped = max(now - self._epoch, self._last + 0.001)
+        self._last = stamped
+        self._offset = None  # the next source frame re-anchors after the pause
+        return stamped
+
     def stamp(self, frame: av.VideoFrame, now: float) -> float:
         wall = now - self._epoch
         media = frame.time
@@ -154,18 +161,29 @@ class SharedEncoder:
                     source, seq = self.source, 0
                     clock.reset()
                 got = await source.next(seq, timeout=0.5)
+                now = time.monotonic()
                 if got is None:
                     if source.closed and source is self.source:
                         await asyncio.sleep(0.05)
-                    continue
-                seq, frame = got
-                now = time.monotonic()
-                pts_s = clock.stamp(frame, now)
-                # Frame-rate cap on the frames' own timeline (arrival is bursty when the loop is
-                # busy): sources at or under the cap all pass, faster ones are thinned.
-                if pts_s < next_due - interval / 4:
-                    self.frames_skipped += 1
-                    continue
+                        continue
+                    if (
+                        not self._key_wanted
+                        or source.frame is None
+                        or now - self._last_key < KEYFRAME_MIN_GAP_S
+                    ):
+                        continue
+                    # A still source (a static screen sends nothing new): a viewer that just joined
+                    # still needs a key frame, so the last picture is encoded again as one.
+                    frame = source.frame
+                    pts_s = clock.repeat(now)
+                else:
+                    seq, frame = got
+                    pts_s = clock.stamp(frame, now)
+                    # Frame-rate cap on the frames' own timeline (arrival is bursty when the loop
+                    # is busy): sources at or under the cap all pass, faster ones are thinned.
+                    if pts_s < next_due - interval / 4:
+                        self.frames_skipped += 1
+                        continue
                 next_due = max(next_due, pts_s - interval) + interval
                 key = self._key_wanted and now - self._last_key >= KEYFRAME_MIN_GAP_S
                 if key:

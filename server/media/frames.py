@@ -52,6 +52,11 @@ class LatestFrame:
             and (time.monotonic() - self.updated_at <= max_age_s)
         )
 
+    def latest(self) -> av.VideoFrame | None:
+        """The newest frame without waiting; counts as reading (keeps the producer decoding)."""
+        self._last_read = time.monotonic()
+        return self.frame
+
     def wanted(self, within_s: float = 2.0) -> bool:
         """Whether anyone reads these frames (waiting now, or read recently): the ingest decodes
         only then."""
