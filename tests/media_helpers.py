@@ -53,7 +53,7 @@ class PatternTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, pattern: str, width: int, height: int, fps: int) -> None:
+    def __init__(self, pattern: str, width: int, height: int, fps: float) -> None:
         super().__init__()
         self.pattern, self.width, self.height, self.fps = pattern, width, height, fps
         self._n = 0
@@ -72,7 +72,7 @@ class PatternTrack(MediaStreamTrack):
         else:
             arr = camera_pattern(self.width, self.height, self._n)
         frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
-        frame.pts = self._n * (90000 // self.fps)
+        frame.pts = int(self._n * 90000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self._n += 1
         return frame

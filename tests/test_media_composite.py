@@ -154,3 +154,64 @@ async def test_ten_viewers_of_one_layout_share_one_compositor_and_encoder(server
             await v.close()
         for pub in pubs:
             await pub.pc.close()
+
+
+async def test_a_still_screen_is_reused_and_a_new_viewer_still_gets_a_picture(server, api):
+    """Screens with static content send few frames (browsers send on change): the composite keeps
+    showing the last one, and a viewer joining between screen updates is not left waiting."""
+    started = await start_session(api)
+    token = started["broadcaster_token"]
+    streams = {s["kind"]: s for s in started["session"]["streams"]}
+    pubs = [
+        await publish(api, token, streams["screen"]["id"], PatternTrack("screen", 640, 360, 0.4)),
+        await publish(api, token, streams["camera"]["id"], PatternTrack("camera", 320, 240, 20)),
+    ]
+    session_id = started["session"]["id"]
+    info = await join(
+        api,
+        session_id,
+        {
+            "enabled_streams": ["screen", "camera"],
+            "mode": "composite",
+            "pip": {"corner": "top-left", "size_pct": 30},
+        },
+    )
+    viewer, resp = await view(
+        api, info["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
+    )
+    assert resp.status == 200, resp.body
+    try:
+        both = lambda f: shows_camera_at(TOP_LEFT)(f) and shows_screen_at(BOTTOM_RIGHT)(f)  # noqa: E731
+        await settle(viewer, both)
+        # Every composite frame for the next 3 s (screen frames are 2.5 s apart) shows the screen.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3.0
+        checked = 0
+        while loop.time() < end:
+            await viewer.wait_frames(1)
+            assert both(viewer.frames[-1]), "composite lost the still screen"
+            checked += 1
+        assert checked >= 20
+        # A viewer joining now (no new screen frame for a while) gets a picture at once.
+        late = await join(
+            api,
+            session_id,
+            {
+                "enabled_streams": ["screen", "camera"],
+                "mode": "composite",
+                "pip": {"corner": "top-left", "size_pct": 30},
+            },
+        )
+        second, resp = await view(
+            api, late["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
+        )
+        assert resp.status == 200
+        try:
+            await second.wait_frames(3, timeout=3.0)
+            assert both(second.frames[-1])
+        finally:
+            await second.close()
+    finally:
+        await viewer.close()
+        for pub in pubs:
+            await pub.pc.close()
