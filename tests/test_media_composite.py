@@ -215,3 +215,48 @@ async def test_a_still_screen_is_reused_and_a_new_viewer_still_gets_a_picture(se
         await viewer.close()
         for pub in pubs:
             await pub.pc.close()
+
+
+async def test_composite_audio_follows_the_camera_across_a_restart(server, api):
+    started, pubs = await broadcast(api)
+    session_id, token = started["session"]["id"], started["broadcaster_token"]
+    camera_id = next(s["id"] for s in started["session"]["streams"] if s["kind"] == "camera")
+    info = await join(
+        api, session_id, {"enabled_streams": ["screen", "camera"], "mode": "composite"}
+    )
+    viewer, resp = await view(
+        api,
+        info["viewer_token"],
+        f"{PREFIX}/session/{session_id}/composite/signal/offer",
+        audio=True,
+    )
+    assert resp.status == 200
+    restarted = None
+
+    async def audio_flows() -> None:
+        start = viewer.audio_frames
+        for _ in range(100):
+            if viewer.audio_frames >= start + 5:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("no audio")
+
+    try:
+        await audio_flows()
+        assert (
+            await api.post(f"{PREFIX}/session/{session_id}/streams/camera/stop", token=token)
+        ).status == 200
+        await pubs[1].pc.close()
+        assert (
+            await api.post(f"{PREFIX}/session/{session_id}/streams/camera/start", token=token)
+        ).status == 200
+        restarted = await publish(
+            api, token, camera_id, PatternTrack("camera", 320, 240, 20), audio=True
+        )
+        await audio_flows()  # same connection, the new camera's microphone
+        await settle(viewer, shows_camera_at(BOTTOM_RIGHT))  # default corner
+        assert viewer.pc.connectionState == "connected"
+    finally:
+        await viewer.close()
+        for pub in [*pubs, *([restarted] if restarted else [])]:
+            await pub.pc.close()

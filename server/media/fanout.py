@@ -87,10 +87,13 @@ class ViewerTrack(MediaStreamTrack):
     `recv()` returns `av.Packet`s (pts and time_base set), which the sender only packetizes.
     """
 
-    def __init__(self, kind: str, source: PacketBroadcast) -> None:
+    def __init__(self, kind: str, source: PacketBroadcast, *, persistent: bool = False) -> None:
         super().__init__()
         self.kind = kind
         self._source = source
+        # Persistent: when the source closes, wait for `switch()` instead of ending the track.
+        self._persistent = persistent
+        self._switched = asyncio.Event()
         self._next: int | None = None
         self._attached_at = source.next_index
         self._need_key = source.keyframes
@@ -116,6 +119,7 @@ class ViewerTrack(MediaStreamTrack):
         source.request_keyframe()
         old.detach()
         old._wake()  # a recv() parked on the old source re-reads the new one
+        self._switched.set()
 
     def request_keyframe(self) -> None:
         """Wired to the sender's PLI/FIR handling."""
@@ -132,6 +136,10 @@ class ViewerTrack(MediaStreamTrack):
                 raise MediaStreamError
             source = self._source
             if source.closed:
+                if self._persistent:
+                    self._switched.clear()
+                    await self._switched.wait()
+                    continue
                 self.stop()
                 raise MediaStreamError
             packet = self._take(source)

@@ -139,9 +139,7 @@ class MediaPlane:
             stream_id=stream_id,
             kind=stream["kind"],
         )
-        media = self._media.get(stream_id)
-        if media is None:
-            media = self._media[stream_id] = StreamMedia(stream)
+        media = self._stream_media(stream)
         ingest = Ingest(pc, media, self._on_ingest_state)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
@@ -233,9 +231,7 @@ class MediaPlane:
             stream_id=stream_id,
             kind=stream["kind"],
         )
-        media = self._media.get(stream_id)
-        if media is None:
-            media = self._media[stream_id] = StreamMedia(stream)
+        media = self._stream_media(stream)
         passthrough = media.video_codec if self.settings.passthrough and height is None else None
         video_t, audio_t, codec = await self._negotiate_viewer(
             peer, offer, want_audio, prefer=passthrough
@@ -345,7 +341,10 @@ class MediaPlane:
         # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
         video_t.sender._send_keyframe = peer.video.request_keyframe  # type: ignore[method-assign]
         if audio_t is not None and audio_media is not None:
-            peer.audio = ViewerTrack("audio", audio_media.audio)
+            # A composite's audio outlives one camera stream: it waits for the next one.
+            peer.audio = ViewerTrack(
+                "audio", audio_media.audio, persistent=peer.role == "composite"
+            )
             audio_t.sender.replaceTrack(peer.audio)
         self._track(peer)
         self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
@@ -520,7 +519,23 @@ class MediaPlane:
                 None,
             )
             if stream is not None:
-                media = self._media.setdefault(stream["id"], StreamMedia(stream))
+                media = self._stream_media(stream)
+        return media
+
+    def _stream_media(self, stream: Doc) -> StreamMedia:
+        """The stream's media, created on first use. A camera that (re)starts is heard at once by
+        the composite viewers of its session: their audio tracks follow the new broadcast."""
+        media = self._media.get(stream["id"])
+        if media is None:
+            media = self._media[stream["id"]] = StreamMedia(stream)
+            if media.kind == "camera":
+                for peer in self._peers.values():
+                    if (
+                        peer.role == "composite"
+                        and peer.session_id == media.session_id
+                        and peer.audio is not None
+                    ):
+                        peer.audio.switch(media.audio)
         return media
 
     def _frames_of(self, session_id: str, kind: str) -> LatestFrame | None:
