@@ -83,7 +83,11 @@ class SignalingSocket(ApiWebSocketHandler):
         await super().get(*args, **kwargs)
 
     def open(self, stream_id: str) -> None:  # type: ignore[override]
-        self.stream_id = stream_id
+        self.target = stream_id
+
+    async def offer(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.claims_ is not None
+        return await _offer(self.services, self.claims_, self.target, body)
 
     async def on_message(self, message: str | bytes) -> None:
         assert self.claims_ is not None
@@ -91,7 +95,7 @@ class SignalingSocket(ApiWebSocketHandler):
             body = parse_object(message)
             kind = body.get("type")
             if kind == "offer":
-                answer = await _offer(self.services, self.claims_, self.stream_id, body)
+                answer = await self.offer(body)
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
                 self._send({**answer, "type": "answer"})
@@ -119,6 +123,18 @@ class SignalingSocket(ApiWebSocketHandler):
         if media is not None:
             for pc_id in getattr(self, "_pc_ids", []):
                 media.disconnect(pc_id)
+
+
+class CompositeSignalingSocket(SignalingSocket):
+    """The same socket for a viewer's composite feed (`/session/{id}/composite/signal/ws`)."""
+
+    def open(self, session_id: str) -> None:  # type: ignore[override]
+        self.target = session_id
+
+    async def offer(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.claims_ is not None
+        media = _media(self.services)
+        return dict(await media.subscribe_composite(self.claims_, self.target, body))
 
 
 _OFFER_BODY = {
@@ -186,4 +202,5 @@ routes = [
     (rf"{PREFIX}/stream/{ID}/signal/candidate", CandidateHandler),
     (rf"{PREFIX}/stream/{ID}/signal/ws", SignalingSocket),
     (rf"{PREFIX}/session/{ID}/composite/signal/offer", CompositeOfferHandler),
+    (rf"{PREFIX}/session/{ID}/composite/signal/ws", CompositeSignalingSocket),
 ]

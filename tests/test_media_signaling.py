@@ -144,3 +144,41 @@ def test_ice_configuration_never_defaults_to_public_stun():
     conf = ice.configuration(("stun:127.0.0.1:3478", "turn:user:pw@127.0.0.1:3478"))
     assert [s.urls for s in conf.iceServers] == ["stun:127.0.0.1:3478", "turn:127.0.0.1:3478"]
     assert (conf.iceServers[1].username, conf.iceServers[1].credential) == ("user", "pw")
+
+
+async def test_composite_over_the_websocket(server, api):
+    started = await start_session(api)
+    token, session_id = started["broadcaster_token"], started["session"]["id"]
+    streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+    pubs = [
+        await publish(api, token, streams["screen"], PatternTrack("screen", 320, 192, 10)),
+        await publish(api, token, streams["camera"], PatternTrack("camera", 160, 96, 20)),
+    ]
+    info = await join(api, session_id, {"mode": "composite"})
+    url = (
+        f"ws://127.0.0.1:{server.port}{PREFIX}/session/{session_id}/composite/signal/ws"
+        f"?access_token={info['viewer_token']}"
+    )
+    ws = await websocket_connect(url)
+    pc = new_pc()
+    viewer = Viewer(pc)
+    pc.on("track", viewer.on_track)
+    pc.addTransceiver("video", direction="recvonly")
+    try:
+        await ws.write_message(json.dumps(await offer_of(pc)))
+        answer = json.loads(await ws.read_message())
+        assert answer["type"] == "answer", answer
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await viewer.wait_frames(3)
+        assert viewer.frames[-1].width == 320
+        assert server.services.media.counters()["composite_layouts"] == 1
+        ws.close()
+        for _ in range(100):
+            if server.services.media.counters()["composite_layouts"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert server.services.media.counters()["composite_layouts"] == 0
+    finally:
+        await viewer.close()
+        for pub in pubs:
+            await pub.pc.close()
