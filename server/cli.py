@@ -37,6 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "camera_bitrate_bps": getattr(args, "camera_bitrate", None),
         "max_bitrate_bps": getattr(args, "max_bitrate", None),
         "record": False if getattr(args, "no_record", False) else None,
+        "passthrough": False if getattr(args, "no_passthrough", False) else None,
         "debug": True if getattr(args, "debug", False) else None,
         "log_json": True if getattr(args, "log_json", False) else None,
     }
@@ -146,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--camera-bitrate", type=int, help="camera output bitrate (bps)")
     serve_p.add_argument("--max-bitrate", type=int, help="ceiling for any video output (bps)")
     serve_p.add_argument("--no-record", action="store_true", help="do not record live streams")
+    serve_p.add_argument(
+        "--no-passthrough",
+        action="store_true",
+        help="encode every output on the server instead of forwarding the publisher's packets",
+    )
     serve_p.add_argument(
         "--debug", action="store_true", help="Tornado debug mode (never in production)"
     )
