@@ -349,6 +349,9 @@ class SessionService:
         if prefs is None:
             prefs = self.default_preferences(session_id, viewer_id, streams)
             await self.store.upsert("viewer_preferences", prefs)
+            # Announced like any change, so other instances' sync sees it as local, not remote.
+            for listener in self._listeners:
+                await listener.preferences_changed(prefs)
         log.info("session=%s viewer=%s join new=%s", session_id, viewer_id, is_new)
         answer = {
             "viewer_id": viewer_id,
