@@ -186,6 +186,18 @@ openapi = {
             "parameters": [_STREAM_ID],
         }
     },
+    f"{PREFIX}/session/{{session_id}}/composite/signal/ws": {
+        "get": {
+            "summary": "WebSocket signaling for this viewer's composite feed (same messages as the "
+            "composite offer route)",
+            "responses": {
+                "101": {"description": "switching protocols"},
+                **error_responses(400, 401, 403, 404),
+            },
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID],
+        }
+    },
     f"{PREFIX}/session/{{session_id}}/composite/signal/offer": {
         "post": {
             "summary": "Subscribe to this viewer's composite feed (layout from its preferences)",
