@@ -17,7 +17,13 @@ FUTURE_STREAM_KINDS: Final[tuple[str, ...]] = ("audio",)
 SESSION_STATUSES: Final[tuple[str, ...]] = ("live", "ended")
 STREAM_STATUSES: Final[tuple[str, ...]] = ("pending", "live", "stopped", "failed")
 VIEW_MODES: Final[tuple[str, ...]] = ("separate", "composite")
-PIP_CORNERS: Final[tuple[str, ...]] = ("top-left", "top-right", "bottom-left", "bottom-right", "auto")
+PIP_CORNERS: Final[tuple[str, ...]] = (
+    "top-left",
+    "top-right",
+    "bottom-left",
+    "bottom-right",
+    "auto",
+)
 PIP_SIZE_MIN: Final = 10
 PIP_SIZE_MAX: Final = 40
 
