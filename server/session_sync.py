@@ -131,8 +131,12 @@ class SessionSync:
             return
         since = iso(self._prefs_newest - _PREFS_OVERLAP)
         while True:
+            # Only writes other instances made to this instance's sessions (`replay_on`): local
+            # writes are never news, and re-reading them every poll cost this loop in proportion to
+            # the local write rate.
             changed = await self.store.find(
                 "viewer_preferences",
+                {"replay_on": self.instance_id},
                 order_by="updated_at",
                 after=("updated_at", since),
                 limit=_MAX_DOCS,

@@ -322,6 +322,13 @@ class SessionService:
             "updated_at": now_iso(),
         }
 
+    def _replay_on(self, session: Doc) -> str | None:
+        """The instance that must replay a preferences write (`SessionSync`): the session's owner
+        when this write happens elsewhere, else None. The owner then queries only the writes meant
+        for it, so its poll costs nothing however many preferences it writes itself."""
+        owner = session.get("instance_id")
+        return owner if owner and owner != self.settings.instance_id else None
+
     async def preferences_for(self, session_id: str, viewer_id: str) -> Doc:
         prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
         if prefs is None:
@@ -348,6 +355,7 @@ class SessionService:
         prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
         if prefs is None:
             prefs = self.default_preferences(session_id, viewer_id, streams)
+            prefs["replay_on"] = self._replay_on(session)
             await self.store.upsert("viewer_preferences", prefs)
             # Announced like any change, so other instances' sync sees it as local, not remote.
             for listener in self._listeners:
@@ -420,6 +428,7 @@ class SessionService:
             "mode": mode,
             "pip": pip,
             "updated_at": now_iso(),
+            "replay_on": self._replay_on(session),
         }
         await self.store.upsert("viewer_preferences", prefs)
         for listener in self._listeners:

@@ -29,7 +29,7 @@ Collection = Literal[
 QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "broadcast_sessions": ("status", "created_at", "legacy_id", "instance_id"),
     "broadcast_streams": ("session_id", "kind", "status"),
-    "viewer_preferences": ("session_id", "viewer_id", "updated_at"),
+    "viewer_preferences": ("session_id", "viewer_id", "updated_at", "replay_on"),
     "chat_messages": ("session_id", "created_at", "seq", "deleted"),
     "orders": ("session_id", "viewer_id", "txid", "status", "created_at"),
     "recordings": ("session_id", "stream_id", "status", "started_at"),
