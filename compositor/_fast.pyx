@@ -562,6 +562,248 @@ cdef inline uint8_t* _data(cnp.ndarray a) noexcept:
     return <uint8_t*>cnp.PyArray_DATA(a)
 
 
+cdef struct PlaneState:
+    Py_ssize_t H, W, ch, cw, rx, ry, h, w, tv, th, k, first_col, last_col
+    Py_ssize_t am_s, bm_s
+    const int32_t* vop
+    const int32_t* vwp
+    const int32_t* hop
+    const int32_t* hwp
+    const int32_t* spp
+    const uint8_t* amp
+    const uint8_t* bmp
+    int16_t* hw16
+    uint8_t* shuf
+    int16_t* wq
+    int16_t* inter
+    uint8_t* under
+    uint32_t colour
+    int masked, use_avx2, v_bytes_ok
+
+
+cdef class _PlanePlan:
+    """One plane's validated geometry and every table the row loops need, built once.
+
+    Keeps the numpy tap tables and masks alive; owns the malloc'd scratch and SIMD tables.
+    """
+
+    cdef PlaneState st
+    cdef object keep
+
+    def __cinit__(self):
+        memset(&self.st, 0, sizeof(PlaneState))
+
+    def __dealloc__(self):
+        free(self.st.hw16)
+        free(self.st.shuf)
+        free(self.st.wq)
+        free(self.st.inter)
+        free(self.st.under)
+
+
+cdef _PlanePlan _build_plane(
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t ch, Py_ssize_t cw, Py_ssize_t rx, Py_ssize_t ry,
+    v_offsets, v_weights, h_offsets, h_weights, alpha, border, spans, int colour, int use_avx2,
+):
+    """Validate one plane's rectangle, tap tables and masks against its sizes; build the tables."""
+    if not 0 <= colour <= 255:
+        raise ValueError(f"colour must be 0..255, got {colour}")
+    cdef cnp.ndarray vo = _check_table(v_offsets, "v_offsets", 1, -1, -1)
+    cdef cnp.ndarray ho = _check_table(h_offsets, "h_offsets", 1, -1, -1)
+    cdef Py_ssize_t h = vo.shape[0], w = ho.shape[0]
+    if h < 1 or w < 1:
+        raise ValueError("the overlay rectangle must not be empty")
+    cdef cnp.ndarray vw = _check_table(v_weights, "v_weights", 2, h, -1)
+    cdef cnp.ndarray hw = _check_table(h_weights, "h_weights", 2, w, -1)
+    cdef Py_ssize_t tv = vw.shape[1], th = hw.shape[1]
+    if rx < 0 or ry < 0 or rx + w > W or ry + h > H:
+        raise ValueError(f"rectangle {rx},{ry} {w}x{h} outside plane {W}x{H}")
+    # Tap tables must keep every read inside the camera plane and every sum inside 16/32 bits.
+    cdef int v_bytes_ok = _check_taps(
+        <int32_t*>_data(vo), <int32_t*>_data(vw), h, tv, ch, VERTICAL_ONE, "vertical"
+    ) < 256
+    _check_taps(<int32_t*>_data(ho), <int32_t*>_data(hw), w, th, cw, HORIZONTAL_ONE, "horizontal")
+    cdef cnp.ndarray am = None, bm = None, sp = None
+    cdef const int32_t* spp = NULL
+    cdef Py_ssize_t r
+    cdef int masked = alpha is not None
+    if masked:
+        am = _check_plane(alpha, "alpha", False)
+        if border is None or spans is None:
+            raise ValueError("alpha needs border and spans too")
+        bm = _check_plane(border, "border", False)
+        sp = _check_table(spans, "spans", 2, h, 2)
+        if am.shape[0] != h or am.shape[1] != w or bm.shape[0] != h or bm.shape[1] != w:
+            raise ValueError(f"masks must be {h}x{w}")
+        spp = <const int32_t*>_data(sp)
+        for r in range(h):
+            if not 0 <= spp[2 * r] <= spp[2 * r + 1] <= w:
+                raise ValueError(f"spans[{r}] must satisfy 0 <= l <= r <= {w}")
+    elif border is not None or spans is not None:
+        raise ValueError("border and spans need alpha")
+
+    cdef _PlanePlan plan = _PlanePlan()
+    plan.keep = (vo, ho, vw, hw, am, bm, sp)
+    cdef PlaneState* s = &plan.st
+    s.H, s.W, s.ch, s.cw, s.rx, s.ry, s.h, s.w, s.tv, s.th = H, W, ch, cw, rx, ry, h, w, tv, th
+    s.vop = <const int32_t*>_data(vo)
+    s.vwp = <const int32_t*>_data(vw)
+    s.hop = <const int32_t*>_data(ho)
+    s.hwp = <const int32_t*>_data(hw)
+    s.masked = masked
+    s.spp = spp
+    s.colour = <uint32_t>colour
+    s.use_avx2 = use_avx2
+    s.v_bytes_ok = v_bytes_ok
+    if masked:
+        s.amp = _data(am)
+        s.bmp = _data(bm)
+        s.am_s = am.strides[0]
+        s.bm_s = bm.strides[0]
+    cdef const int32_t* hop = s.hop
+    s.first_col = hop[0]
+    s.last_col = hop[w - 1] + th
+    # Scratch: one biased 16-bit intermediate row (padded so SIMD windows may over-read zeros),
+    # the horizontal weights as int16 padded to the SIMD width, and one saved background row.
+    cdef Py_ssize_t k = ms_lanes(th)
+    s.k = k
+    s.inter = <int16_t*>malloc((cw + k + 16) * sizeof(int16_t))
+    s.hw16 = <int16_t*>malloc((w * k + 8) * sizeof(int16_t))
+    s.under = <uint8_t*>malloc(w + 1)
+    if s.inter == NULL or s.under == NULL or s.hw16 == NULL:
+        raise MemoryError()
+    memset(s.inter, 0, (cw + k + 16) * sizeof(int16_t))
+    memset(s.hw16, 0, (w * k + 8) * sizeof(int16_t))
+    cdef Py_ssize_t j, t
+    for j in range(w):
+        for t in range(th):
+            s.hw16[j * k + t] = <int16_t>s.hwp[j * th + t]
+    # AVX2 shuffle masks for 4-tap windows: output pairs (j, j+1) share one 8-sample load at
+    # offsets[j]; pshufb lays out [j taps 0-3, j+1 taps 0-3] as int16. Only when every pair fits.
+    cdef Py_ssize_t nfull = w - w % 8, rel, pos, lane, half
+    cdef bint fits = use_avx2 and k == 4 and nfull > 0
+    cdef bint quad = fits
+    for j in range(0, nfull, 4):
+        if hop[j + 3] + th - 1 - hop[j] > 7:
+            quad = False
+            break
+    for j in range(0, nfull, 2):
+        if hop[j + 1] + 4 - hop[j] > 8:
+            fits = False
+            break
+    if quad:
+        # 4 outputs per 128-bit lane from one 8-sample load at offsets[j - j % 4]; per block of
+        # 8 outputs: masks [taps 0,1 of both lanes][taps 2,3 of both lanes], weights likewise.
+        s.shuf = <uint8_t*>malloc(nfull * 8)
+        s.wq = <int16_t*>malloc(nfull * 4 * sizeof(int16_t))
+        if s.shuf == NULL or s.wq == NULL:
+            raise MemoryError()
+        memset(s.wq, 0, nfull * 4 * sizeof(int16_t))
+        for j in range(nfull):
+            lane = (j % 8) // 4
+            for t in range(4):
+                half = t // 2  # which shuffle/madd: taps (0,1) or (2,3)
+                rel = hop[j] - hop[j - j % 4] + (t if t < th else 0)
+                pos = (j - j % 8) * 8 + half * 32 + lane * 16 + ((j % 4) * 2 + t % 2) * 2
+                s.shuf[pos] = <uint8_t>(2 * rel)
+                s.shuf[pos + 1] = <uint8_t>(2 * rel + 1)
+                s.wq[pos // 2] = s.hw16[j * 4 + t]
+    elif fits:
+        s.shuf = <uint8_t*>malloc(nfull * 8)
+        if s.shuf == NULL:
+            raise MemoryError()
+        for j in range(nfull):
+            for t in range(4):
+                rel = hop[j] - hop[j - j % 2] + t  # sample index inside the pair's load
+                pos = (j % 2) * 4 + t  # int16 slot in the lane
+                s.shuf[(j - j % 2) * 8 + 2 * pos] = <uint8_t>(2 * rel)
+                s.shuf[(j - j % 2) * 8 + 2 * pos + 1] = <uint8_t>(2 * rel + 1)
+    return plan
+
+
+cdef inline void _fill_rows(
+    uint8_t* out_p, Py_ssize_t out_s, const uint8_t* bg_p, Py_ssize_t bg_s, int fill,
+    Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t W,
+) noexcept nogil:
+    """Rows [y0, y1) of out from the background or fill; one memcpy when both are unpadded.
+
+    (Padded rows are copied one by one: bytes past ``W`` may belong to someone else's array.)
+    """
+    cdef Py_ssize_t y
+    if y1 <= y0:
+        return
+    if bg_p != NULL:
+        if bg_s == W and out_s == W:
+            memcpy(out_p + y0 * W, bg_p + y0 * W, (y1 - y0) * W)
+        else:
+            for y in range(y0, y1):
+                memcpy(out_p + y * out_s, bg_p + y * bg_s, W)
+    elif fill >= 0:
+        for y in range(y0, y1):
+            memset(out_p + y * out_s, <uint8_t>fill, W)
+
+
+cdef void _run_plane(
+    const PlaneState* s, uint8_t* out_p, Py_ssize_t out_s, const uint8_t* bg_p,
+    Py_ssize_t bg_s, int fill, const uint8_t* cam_p, Py_ssize_t cam_s,
+) noexcept nogil:
+    """The unchecked row loop for one validated plane (see ``pip_plane``)."""
+    cdef Py_ssize_t H = s.H, W = s.W, rx = s.rx, ry = s.ry, h = s.h, w = s.w
+    cdef Py_ssize_t y, r, left, right
+    cdef uint8_t* row
+    cdef const uint8_t* bg_row
+    cdef const uint8_t* under_row
+    cdef uint8_t fill_value = <uint8_t>(fill if fill > 0 else 0)
+    if bg_p != NULL and bg_p == out_p and bg_s == out_s:
+        bg_p = NULL  # in place: the background is already there
+        fill = -1
+    _fill_rows(out_p, out_s, bg_p, bg_s, fill, 0, ry, W)
+    _fill_rows(out_p, out_s, bg_p, bg_s, fill, ry + h, H, W)
+    for r in range(h):
+        y = ry + r
+        row = out_p + y * out_s
+        bg_row = bg_p + y * bg_s if bg_p != NULL else NULL
+        if bg_row != NULL:
+            memcpy(row, bg_row, rx)
+            memcpy(row + rx + w, bg_row + rx + w, W - rx - w)
+        elif fill >= 0:
+            memset(row, fill_value, rx)
+            memset(row + rx + w, fill_value, W - rx - w)
+        if s.masked:
+            # What lies under the overlay, saved before the camera overwrites it.
+            if bg_row != NULL:
+                under_row = bg_row + rx
+            elif fill >= 0:
+                under_row = &fill_value
+            else:
+                memcpy(s.under, row + rx, w)
+                under_row = s.under
+        ms_vrow(
+            s.inter + s.first_col, cam_p + s.vop[r] * cam_s + s.first_col, cam_s,
+            s.last_col - s.first_col, s.vwp + r * s.tv, s.tv, s.use_avx2, s.v_bytes_ok,
+        )
+        ms_hrow(row + rx, s.inter, s.hop, s.hw16, w, s.k, s.use_avx2, s.shuf, s.wq)
+        if s.masked:
+            left = s.spp[2 * r]
+            right = s.spp[2 * r + 1]
+            if left == right:
+                left = right = w
+            blend_run(
+                row + rx, under_row, 0 if under_row == &fill_value else 1,
+                s.amp + r * s.am_s, s.bmp + r * s.bm_s, s.colour, 0, left,
+            )
+            blend_run(
+                row + rx, under_row, 0 if under_row == &fill_value else 1,
+                s.amp + r * s.am_s, s.bmp + r * s.bm_s, s.colour, right, w,
+            )
+
+
+cdef inline int _use_avx2(str simd) except -1:
+    if simd not in SIMD_CHOICES:
+        raise ValueError(f"simd must be one of {SIMD_CHOICES}, got {simd!r}")
+    return simd == "auto" and HAVE_AVX2
+
+
 def pip_plane(
     out,
     background,
@@ -583,11 +825,10 @@ def pip_plane(
     """See ``compositor._reference.pip_plane``: same arguments, bit-identical result.
 
     ``simd`` selects the code path: ``"auto"`` (AVX2 when the CPU has it) or ``"baseline"``
-    (SSE2 / portable C only); the default comes from ``$MULTISTREAM_SIMD`` at import.
+    (SSE2 / portable C only); the default comes from ``$MULTISTREAM_SIMD`` at import. For a
+    stream of frames, ``PipPlan`` validates and builds the tables once instead of per call.
     """
-    if simd not in SIMD_CHOICES:
-        raise ValueError(f"simd must be one of {SIMD_CHOICES}, got {simd!r}")
-    cdef int use_avx2 = simd == "auto" and HAVE_AVX2
+    cdef int use_avx2 = _use_avx2(simd)
     cdef cnp.ndarray o = _check_plane(out, "out", True)
     cdef cnp.ndarray cam = _check_plane(camera, "camera", False)
     cdef cnp.ndarray bg = None
@@ -597,44 +838,10 @@ def pip_plane(
             raise ValueError(f"background shape {background.shape} != out shape {out.shape}")
     if not -1 <= fill <= 255:
         raise ValueError(f"fill must be -1 (keep) or 0..255, got {fill}")
-    if not 0 <= colour <= 255:
-        raise ValueError(f"colour must be 0..255, got {colour}")
-    cdef cnp.ndarray vo = _check_table(v_offsets, "v_offsets", 1, -1, -1)
-    cdef cnp.ndarray ho = _check_table(h_offsets, "h_offsets", 1, -1, -1)
-    cdef Py_ssize_t H = o.shape[0], W = o.shape[1]
-    cdef Py_ssize_t ch = cam.shape[0], cw = cam.shape[1]
-    cdef Py_ssize_t h = vo.shape[0], w = ho.shape[0]
-    if h < 1 or w < 1:
-        raise ValueError("the overlay rectangle must not be empty")
-    cdef cnp.ndarray vw = _check_table(v_weights, "v_weights", 2, h, -1)
-    cdef cnp.ndarray hw = _check_table(h_weights, "h_weights", 2, w, -1)
-    cdef Py_ssize_t tv = vw.shape[1], th = hw.shape[1]
-    if rx < 0 or ry < 0 or rx + w > W or ry + h > H:
-        raise ValueError(f"rectangle {rx},{ry} {w}x{h} outside plane {W}x{H}")
-    # Tap tables must keep every read inside the camera plane and every sum inside 16/32 bits.
-    cdef int v_bytes_ok = _check_taps(
-        <int32_t*>_data(vo), <int32_t*>_data(vw), h, tv, ch, VERTICAL_ONE, "vertical"
-    ) < 256
-    _check_taps(<int32_t*>_data(ho), <int32_t*>_data(hw), w, th, cw, HORIZONTAL_ONE, "horizontal")
-    cdef bint masked = alpha is not None
-    cdef cnp.ndarray am = None, bm = None, sp = None
-    cdef const int32_t* spp = NULL
-    cdef Py_ssize_t r
-    if masked:
-        am = _check_plane(alpha, "alpha", False)
-        if border is None or spans is None:
-            raise ValueError("alpha needs border and spans too")
-        bm = _check_plane(border, "border", False)
-        sp = _check_table(spans, "spans", 2, h, 2)
-        if am.shape[0] != h or am.shape[1] != w or bm.shape[0] != h or bm.shape[1] != w:
-            raise ValueError(f"masks must be {h}x{w}")
-        spp = <const int32_t*>_data(sp)
-        for r in range(h):
-            if not 0 <= spp[2 * r] <= spp[2 * r + 1] <= w:
-                raise ValueError(f"spans[{r}] must satisfy 0 <= l <= r <= {w}")
-    elif border is not None or spans is not None:
-        raise ValueError("border and spans need alpha")
-
+    cdef _PlanePlan plan = _build_plane(
+        o.shape[0], o.shape[1], cam.shape[0], cam.shape[1], rx, ry,
+        v_offsets, v_weights, h_offsets, h_weights, alpha, border, spans, colour, use_avx2,
+    )
     cdef uint8_t* out_p = _data(o)
     cdef Py_ssize_t out_s = o.strides[0]
     cdef const uint8_t* cam_p = _data(cam)
@@ -644,146 +851,99 @@ def pip_plane(
     if bg is not None:
         bg_p = _data(bg)
         bg_s = bg.strides[0]
-        if bg_p == out_p and bg_s == out_s:
-            bg_p = NULL  # in place: the background is already there
-            fill = -1
-    cdef const int32_t* vop = <const int32_t*>_data(vo)
-    cdef const int32_t* vwp = <const int32_t*>_data(vw)
-    cdef const int32_t* hop = <const int32_t*>_data(ho)
-    cdef const int32_t* hwp = <const int32_t*>_data(hw)
-    cdef const uint8_t* amp = NULL
-    cdef const uint8_t* bmp = NULL
-    cdef Py_ssize_t am_s = 0, bm_s = 0
-    if masked:
-        amp = _data(am)
-        bmp = _data(bm)
-        am_s = am.strides[0]
-        bm_s = bm.strides[0]
-    cdef Py_ssize_t first_col = hop[0]
-    cdef Py_ssize_t last_col = hop[w - 1] + th
-    # Scratch: one biased 16-bit intermediate row (padded so SIMD windows may over-read zeros),
-    # the horizontal weights as int16 padded to the SIMD width, and one saved background row.
-    cdef Py_ssize_t k = ms_lanes(th)
-    cdef int16_t* inter = <int16_t*>malloc((cw + k + 16) * sizeof(int16_t))
-    cdef int16_t* hw16 = <int16_t*>malloc((w * k + 8) * sizeof(int16_t))
-    cdef uint8_t* under = <uint8_t*>malloc(w + 1)
-    if inter == NULL or under == NULL or hw16 == NULL:
-        free(inter)
-        free(hw16)
-        free(under)
-        raise MemoryError()
-    memset(inter, 0, (cw + k + 16) * sizeof(int16_t))
-    memset(hw16, 0, (w * k + 8) * sizeof(int16_t))
-    cdef Py_ssize_t j, t
-    for j in range(w):
-        for t in range(th):
-            hw16[j * k + t] = <int16_t>hwp[j * th + t]
-    # AVX2 shuffle masks for 4-tap windows: output pairs (j, j+1) share one 8-sample load at
-    # offsets[j]; pshufb lays out [j taps 0-3, j+1 taps 0-3] as int16. Only when every pair fits.
-    cdef uint8_t* shuf = NULL
-    cdef int16_t* wq = NULL
-    cdef Py_ssize_t nfull = w - w % 8, rel, pos, lane, half
-    cdef bint fits = use_avx2 and k == 4 and nfull > 0
-    cdef bint quad = fits
-    for j in range(0, nfull, 4):
-        if hop[j + 3] + th - 1 - hop[j] > 7:
-            quad = False
-            break
-    for j in range(0, nfull, 2):
-        if hop[j + 1] + 4 - hop[j] > 8:
-            fits = False
-            break
-    if quad:
-        # 4 outputs per 128-bit lane from one 8-sample load at offsets[j - j % 4]; per block of
-        # 8 outputs: masks [taps 0,1 of both lanes][taps 2,3 of both lanes], weights likewise.
-        shuf = <uint8_t*>malloc(nfull * 8)
-        wq = <int16_t*>malloc(nfull * 4 * sizeof(int16_t))
-        if shuf == NULL or wq == NULL:
-            free(inter)
-            free(hw16)
-            free(under)
-            free(shuf)
-            free(wq)
-            raise MemoryError()
-        memset(wq, 0, nfull * 4 * sizeof(int16_t))
-        for j in range(nfull):
-            lane = (j % 8) // 4
-            for t in range(4):
-                half = t // 2  # which shuffle/madd: taps (0,1) or (2,3)
-                rel = hop[j] - hop[j - j % 4] + (t if t < th else 0)
-                pos = (j - j % 8) * 8 + half * 32 + lane * 16 + ((j % 4) * 2 + t % 2) * 2
-                shuf[pos] = <uint8_t>(2 * rel)
-                shuf[pos + 1] = <uint8_t>(2 * rel + 1)
-                wq[pos // 2] = hw16[j * 4 + t]
-    elif fits:
-        shuf = <uint8_t*>malloc(nfull * 8)
-        if shuf == NULL:
-            free(inter)
-            free(hw16)
-            free(under)
-            raise MemoryError()
-        for j in range(nfull):
-            for t in range(4):
-                rel = hop[j] - hop[j - j % 2] + t  # sample index inside the pair's load
-                pos = (j % 2) * 4 + t  # int16 slot in the lane
-                shuf[(j - j % 2) * 8 + 2 * pos] = <uint8_t>(2 * rel)
-                shuf[(j - j % 2) * 8 + 2 * pos + 1] = <uint8_t>(2 * rel + 1)
-    cdef Py_ssize_t y, left, right
-    cdef uint8_t* row
-    cdef const uint8_t* bg_row
-    cdef const uint8_t* under_row
-    cdef uint8_t fill_value = <uint8_t>(fill if fill > 0 else 0)
-    try:
+    with nogil:
+        _run_plane(&plan.st, out_p, out_s, bg_p, bg_s, fill, cam_p, cam_s)
+
+
+cdef cnp.ndarray _plan_plane(object array, str name, bint writable, Py_ssize_t h, Py_ssize_t w):
+    cdef cnp.ndarray a = _check_plane(array, name, writable)
+    if a.shape[0] != h or a.shape[1] != w:
+        raise ValueError(f"{name} has shape {array.shape}, the plan expects ({h}, {w})")
+    return a
+
+
+cdef enum:
+    MAX_PLANES = 4
+
+
+cdef class PipPlan:
+    """``pip_plane`` for up to four planes of fixed sizes, validated and tabled once.
+
+    ``planes`` holds one tuple per plane: ``((out_h, out_w), (camera_h, camera_w), rx, ry,
+    v_offsets, v_weights, h_offsets, h_weights, alpha, border, spans, colour)``, the same
+    arguments as ``pip_plane``. ``run`` then checks only the arrays (dtype, shape against the
+    plan, strides) and does every plane in one ``nogil`` block: the per-frame cost of a
+    composite is one call, with no table rebuilt.
+    """
+
+    cdef list _plans
+    cdef Py_ssize_t _n
+
+    def __init__(self, planes, *, str simd=DEFAULT_SIMD):
+        cdef int use_avx2 = _use_avx2(simd)
+        self._plans = []
+        for p in planes:
+            if len(p) != 12:
+                raise ValueError(f"each plane needs 12 items, got {len(p)}")
+            (H, W), (ch, cw), rx, ry, vo, vw, ho, hw, alpha, border, spans, colour = p
+            if H < 1 or W < 1 or ch < 1 or cw < 1:
+                raise ValueError(f"plane sizes must be positive, got {(H, W)} and {(ch, cw)}")
+            self._plans.append(
+                _build_plane(H, W, ch, cw, rx, ry, vo, vw, ho, hw, alpha, border, spans,
+                             colour, use_avx2)
+            )
+        self._n = len(self._plans)
+        if not 1 <= self._n <= MAX_PLANES:
+            raise ValueError(f"a plan holds 1..{MAX_PLANES} planes, got {self._n}")
+
+    def run(self, out, background, fill, camera):
+        """Resample ``camera[i]`` into ``out[i]`` over ``background[i]`` or ``fill[i]``.
+
+        ``background`` and ``fill`` may be ``None`` (no background; ``fill=None`` means -1,
+        keep ``out``). Same semantics as ``pip_plane`` per plane.
+        """
+        cdef Py_ssize_t n = self._n, i
+        if len(out) != n or len(camera) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(out)} out / {len(camera)} camera")
+        if background is not None and len(background) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(background)} background")
+        if fill is not None and len(fill) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(fill)} fill values")
+        cdef uint8_t* out_p[MAX_PLANES]
+        cdef const uint8_t* cam_p[MAX_PLANES]
+        cdef const uint8_t* bg_p[MAX_PLANES]
+        cdef Py_ssize_t out_s[MAX_PLANES]
+        cdef Py_ssize_t cam_s[MAX_PLANES]
+        cdef Py_ssize_t bg_s[MAX_PLANES]
+        cdef int fills[MAX_PLANES]
+        cdef const PlaneState* st[MAX_PLANES]
+        cdef _PlanePlan plan
+        cdef cnp.ndarray a
+        keep = []  # contiguous copies of strided inputs must outlive the loop
+        for i in range(n):
+            plan = <_PlanePlan>self._plans[i]
+            st[i] = &plan.st
+            a = _plan_plane(out[i], "out", True, plan.st.H, plan.st.W)
+            out_p[i] = _data(a)
+            out_s[i] = a.strides[0]
+            a = _plan_plane(camera[i], "camera", False, plan.st.ch, plan.st.cw)
+            keep.append(a)
+            cam_p[i] = _data(a)
+            cam_s[i] = a.strides[0]
+            bg_p[i] = NULL
+            bg_s[i] = 0
+            if background is not None:
+                a = _plan_plane(background[i], "background", False, plan.st.H, plan.st.W)
+                keep.append(a)
+                bg_p[i] = _data(a)
+                bg_s[i] = a.strides[0]
+            fills[i] = -1 if fill is None else fill[i]
+            if not -1 <= fills[i] <= 255:
+                raise ValueError(f"fill must be -1 (keep) or 0..255, got {fills[i]}")
         with nogil:
-            for y in range(H):
-                row = out_p + y * out_s
-                bg_row = bg_p + y * bg_s if bg_p != NULL else NULL
-                if y < ry or y >= ry + h:
-                    if bg_row != NULL:
-                        memcpy(row, bg_row, W)
-                    elif fill >= 0:
-                        memset(row, fill_value, W)
-                    continue
-                if bg_row != NULL:
-                    memcpy(row, bg_row, rx)
-                    memcpy(row + rx + w, bg_row + rx + w, W - rx - w)
-                elif fill >= 0:
-                    memset(row, fill_value, rx)
-                    memset(row + rx + w, fill_value, W - rx - w)
-                r = y - ry
-                if masked:
-                    # What lies under the overlay, saved before the camera overwrites it.
-                    if bg_row != NULL:
-                        under_row = bg_row + rx
-                    elif fill >= 0:
-                        under_row = &fill_value
-                    else:
-                        memcpy(under, row + rx, w)
-                        under_row = under
-                ms_vrow(
-                    inter + first_col, cam_p + vop[r] * cam_s + first_col, cam_s,
-                    last_col - first_col, vwp + r * tv, tv, use_avx2, v_bytes_ok,
-                )
-                ms_hrow(row + rx, inter, hop, hw16, w, k, use_avx2, shuf, wq)
-                if masked:
-                    left = spp[2 * r]
-                    right = spp[2 * r + 1]
-                    if left == right:
-                        left = right = w
-                    blend_run(
-                        row + rx, under_row, 0 if under_row == &fill_value else 1,
-                        amp + r * am_s, bmp + r * bm_s, <uint32_t>colour, 0, left,
-                    )
-                    blend_run(
-                        row + rx, under_row, 0 if under_row == &fill_value else 1,
-                        amp + r * am_s, bmp + r * bm_s, <uint32_t>colour, right, w,
-                    )
-    finally:
-        free(inter)
-        free(hw16)
-        free(under)
-        free(shuf)
-        free(wq)
+            for i in range(n):
+                _run_plane(st[i], out_p[i], out_s[i], bg_p[i], bg_s[i], fills[i], cam_p[i],
+                           cam_s[i])
 
 
 def corner_scores(plane, rects, Py_ssize_t step):

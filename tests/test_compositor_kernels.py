@@ -330,3 +330,98 @@ def test_corner_scores_agree_and_rank_detail(ref: ModuleType, fast: ModuleType) 
         fast.corner_scores(view, np.array([[150, 0, 60, 10]], dtype=np.int32), 4)
     with pytest.raises(ValueError, match="step"):
         fast.corner_scores(view, rects, 0)
+
+
+def _plan_planes(
+    out_shapes: list[tuple[int, int]],
+    cam_shapes: list[tuple[int, int]],
+    rects: list[tuple[int, int, int, int]],
+    masked: tuple[int, int] | None,
+) -> list[tuple[object, ...]]:
+    planes: list[tuple[object, ...]] = []
+    for out_shape, cam_shape, (rx, ry, w, h) in zip(out_shapes, cam_shapes, rects, strict=True):
+        taps = plane_taps(cam_shape[1], cam_shape[0], w, h)
+        alpha = border = spans = None
+        if masked is not None:
+            mask, _ = overlay_masks(w, h, *masked)
+            alpha, border, spans = mask.alpha, mask.border, mask.spans
+        planes.append(
+            (
+                out_shape,
+                cam_shape,
+                rx,
+                ry,
+                taps.vertical.offsets,
+                taps.vertical.weights,
+                taps.horizontal.offsets,
+                taps.horizontal.weights,
+                alpha,
+                border,
+                spans,
+                200,
+            )
+        )
+    return planes
+
+
+@pytest.mark.parametrize("masked", [None, (12, 2)], ids=["opaque", "masked"])
+@pytest.mark.parametrize("mode", ["background", "fill", "keep"])
+@pytest.mark.parametrize("simd", ["auto", "baseline"])
+@pytest.mark.parametrize("unpadded", [True, False], ids=["unpadded", "padded"])
+def test_plan_equals_reference_per_plane(
+    ref: ModuleType,
+    fast: ModuleType,
+    masked: tuple[int, int] | None,
+    mode: str,
+    simd: str,
+    unpadded: bool,
+) -> None:
+    """One ``PipPlan`` over three planes, reused for two different frames, equals pip_plane."""
+    rng = np.random.default_rng(zlib.crc32(repr((masked, mode, simd, unpadded)).encode()))
+    out_shapes = [(108, 192), (54, 96), (54, 96)]
+    cam_shapes = [(72, 128), (36, 64), (36, 64)]
+    rects = [(150, 80, 38, 22), (75, 40, 19, 11), (75, 40, 19, 11)]
+    planes = _plan_planes(out_shapes, cam_shapes, rects, masked)
+    plan = fast.PipPlan(planes, simd=simd)
+    pad = 0 if unpadded else 7
+    for _ in range(2):
+        outs = [padded(rng, *s, pad=pad) for s in out_shapes]
+        cams = [padded(rng, *s, pad=pad) for s in cam_shapes]
+        bgs = [padded(rng, *s, pad=pad) for s in out_shapes] if mode == "background" else None
+        fills = [16, 128, 128] if mode == "fill" else None
+        expected = [o.copy() for o in outs]
+        for i in range(3):
+            ref.pip_plane(
+                expected[i],
+                None if bgs is None else bgs[i],
+                -1 if fills is None else fills[i],
+                cams[i],
+                *planes[i][2:],
+            )
+        plan.run(outs, bgs, fills, cams)
+        for i in range(3):
+            assert np.array_equal(outs[i], expected[i]), i
+
+
+def test_plan_rejects_arrays_that_do_not_match_it(fast: ModuleType) -> None:
+    planes = _plan_planes([(108, 192)], [(72, 128)], [(150, 80, 38, 22)], None)
+    plan = fast.PipPlan(planes)
+    out = np.zeros((108, 192), np.uint8)
+    cam = np.zeros((72, 128), np.uint8)
+    with pytest.raises(ValueError, match="plan expects"):
+        plan.run([np.zeros((108, 191), np.uint8)], None, None, [cam])
+    with pytest.raises(ValueError, match="plan expects"):
+        plan.run([out], None, None, [np.zeros((71, 128), np.uint8)])
+    with pytest.raises(ValueError, match="plan expects"):
+        plan.run([out], [np.zeros((107, 192), np.uint8)], None, [cam])
+    with pytest.raises(ValueError, match="1 planes"):
+        plan.run([out, out], None, None, [cam, cam])
+    with pytest.raises(ValueError, match="fill"):
+        plan.run([out], None, [256], [cam])
+    with pytest.raises(ValueError, match="writable"):
+        out.flags.writeable = False
+        plan.run([out], None, None, [cam])
+    with pytest.raises(ValueError, match="outside plane"):
+        fast.PipPlan(_plan_planes([(108, 192)], [(72, 128)], [(160, 80, 38, 22)], None))
+    with pytest.raises(ValueError, match="reads outside"):
+        fast.PipPlan([((108, 192), (60, 128), *planes[0][2:])])
