@@ -175,7 +175,11 @@ class ViewerTrack(MediaStreamTrack):
             item = ring[self._next - first]
             self._next += 1
             if self._need_key and not item.key:
-                continue  # cannot be decoded without the key frame it depends on
+                # Cannot be decoded without the key frame it depends on. Keep asking while
+                # waiting: a single request can fall inside the publisher's PLI rate limit or be
+                # lost, and a browser's own key frames may be minutes apart.
+                source.request_keyframe()
+                continue
             self._need_key = False
             return item.packet
         return None

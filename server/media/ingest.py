@@ -88,6 +88,20 @@ def is_keyframe(codec: str, data: bytes) -> bool:
     return False
 
 
+def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The SSRC carrying the publisher's video, newest first, never its RTX stream.
+
+    aiortc lists every SSRC it received from, retransmission streams included, and browsers send
+    bandwidth-probe padding on RTX first: a PLI addressed to the RTX SSRC is silently ignored.
+    """
+    rtx = getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {})  # RTX SSRC -> media SSRC
+    sources = sorted(receiver.getSynchronizationSources(), key=lambda s: s.timestamp, reverse=True)
+    for source in sources:
+        if source.source not in rtx:
+            return int(source.source)
+    return int(rtx[sources[0].source]) if sources else None
+
+
 def tap_receiver(
     receiver: RTCRtpReceiver, on_encoded: Callable[[Any, Any], None], decode: bool
 ) -> _EncodedTap:
@@ -152,6 +166,8 @@ class Ingest:
         media = self.media
         name = str(codec.name).upper()
         key = is_keyframe(name, encoded.data)
+        if key:
+            log.debug("stream=%s key frame in codec=%s", self.media.stream_id, name)
         self._decide_decoding(key)
         if media.video.readers <= 0:
             return
@@ -189,13 +205,14 @@ class Ingest:
         receiver = self._video_receiver
         if receiver is None or now - self._last_pli < 0.5:
             return
-        sources = receiver.getSynchronizationSources()
-        if not sources:
+        ssrc = media_ssrc(receiver)
+        if ssrc is None:
             return
         self._last_pli = now
+        log.debug("stream=%s PLI to publisher", self.media.stream_id)
         # aiortc has no public API to ask a remote sender for a key frame; its receiver does
         # this itself on decode errors with the same call.
-        self._spawn(receiver._send_rtcp_pli(sources[0].source))
+        self._spawn(receiver._send_rtcp_pli(ssrc))
 
     async def _pull_video(self, track: MediaStreamTrack) -> None:
         try:
