@@ -12,12 +12,12 @@ itself needs a real replica set, which the test environment does not have.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Final
 
 from server.chat.bus import Sink
 from server.chat.events import Event, deleted_event, ended_event, message_event, mutes_event
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,5 @@ class ChangeStreamBus:
 
     async def close(self) -> None:
         self._sink = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -8,7 +8,6 @@ updates. If the camera dies (or is not enabled) the feed shows the screen alone,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -19,6 +18,7 @@ import av
 
 import compositor
 from server.media.frames import HISTORY, LatestFrame
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,8 @@ class CompositeFeed:
 
     async def close(self) -> None:
         self.output.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _source(self, kind: str) -> LatestFrame | None:
         return self._sources(self.key.session_id, kind) if kind in self.key.kinds else None

@@ -8,7 +8,6 @@ Key frames are forced when a viewer joins or sends PLI/FIR, at most once per `KE
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import numpy as np
 from server.media.codecs import TIME_BASE, EncodeProfile, create_context
 from server.media.fanout import PacketBroadcast
 from server.media.frames import LatestFrame
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,8 @@ class SharedEncoder:
 
     async def close(self) -> None:
         self.broadcast.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _idle(self, _broadcast: PacketBroadcast) -> None:
         if self.broadcast.readers <= 0 and self._pinned <= 0 and self._on_idle is not None:

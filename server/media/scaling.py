@@ -8,7 +8,6 @@ read it like any other source. A source already no taller than the variant passe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from concurrent.futures import Executor
 from typing import Any
@@ -18,6 +17,7 @@ import av
 import compositor
 from server.errors import Invalid
 from server.media.frames import HISTORY, LatestFrame
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,8 @@ class ScaledFeed:
 
     async def close(self) -> None:
         self.output.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
