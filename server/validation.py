@@ -61,6 +61,23 @@ def only_fields(obj: Mapping[str, Any], allowed: Collection[str], where: str = "
         raise Invalid(f"{where} has unknown fields: {', '.join(k[:40] for k in unknown)}")
 
 
+class _Default:
+    """Raised internally when a field is absent and its default applies."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _present(obj: Mapping[str, Any], key: str, where: str, default: Any) -> Any:
+    """The field's value; `_Default(default)` when absent or null; `Invalid` when also required."""
+    value = obj.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if default is _MISSING:
+            raise Invalid(f"{where}.{key} is required")
+        return _Default(default)
+    return value
+
+
 def get_object(obj: Mapping[str, Any], key: str, where: str = "body") -> dict[str, Any] | None:
     value = obj.get(key)
     if value is None:
@@ -79,11 +96,9 @@ def get_str(
     default: Any = _MISSING,
     strip: bool = True,
 ) -> Any:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is _MISSING:
-            raise Invalid(f"{where}.{key} is required")
-        return default
+    value = _present(obj, key, where, default)
+    if isinstance(value, _Default):
+        return value.value
     if not isinstance(value, str):
         raise Invalid(f"{where}.{key} must be a string")
     if strip:
@@ -104,11 +119,9 @@ def get_int(
     where: str = "body",
     default: Any = _MISSING,
 ) -> Any:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is _MISSING:
-            raise Invalid(f"{where}.{key} is required")
-        return default
+    value = _present(obj, key, where, default)
+    if isinstance(value, _Default):
+        return value.value
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid(f"{where}.{key} must be an integer")
     if not lo <= value <= hi:
@@ -124,11 +137,9 @@ def get_enum(
     where: str = "body",
     default: Any = _MISSING,
 ) -> Any:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is _MISSING:
-            raise Invalid(f"{where}.{key} is required")
-        return default
+    value = _present(obj, key, where, default)
+    if isinstance(value, _Default):
+        return value.value
     if not isinstance(value, str) or value not in choices:
         raise Invalid(f"{where}.{key} must be one of: {', '.join(choices)}")
     return value

@@ -212,3 +212,16 @@ async def join(api: Any, session_id: str, prefs: dict | None = None) -> dict:
         )
         assert put.status == 200, put.body
     return joined
+
+
+async def wait_stream_status(
+    store: Any, stream_id: str, status: str, timeout: float = 10.0
+) -> None:
+    """Wait until the media plane has written `status` for the stream (it follows the connection)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = await store.get("broadcast_streams", stream_id)
+        if doc is not None and doc["status"] == status:
+            return
+        assert time.monotonic() < deadline, f"stream stayed {doc and doc['status']}, not {status}"
+        await asyncio.sleep(0.02)

@@ -535,7 +535,7 @@ async def test_cli_mark_paid(api, server) -> None:
 
 
 async def test_unpaid_stream_cannot_be_subscribed_over_signaling(api, server) -> None:
-    from tests.media_helpers import PatternTrack, publish, view
+    from tests.media_helpers import PatternTrack, publish, view, wait_stream_status
 
     started = (await api.post(f"{PREFIX}/session/start", START_BODY)).json
     sid, btoken = started["session"]["id"], started["broadcaster_token"]
@@ -547,6 +547,9 @@ async def test_unpaid_stream_cannot_be_subscribed_over_signaling(api, server) ->
         token = joined["viewer_token"]
         order = (await set_enabled(api, sid, token, ["screen"]))["payment"]
         media = server.services.media
+        # The publisher's stream turns live asynchronously; let it, so the snapshot below compares
+        # only what the refused offer could have written.
+        await wait_stream_status(server.services.store, streams["screen"], "live")
         before = await snapshot(server.services.store)
         offer_path = f"{PREFIX}/stream/{streams['screen']}/signal/offer"
         _, denied = await view(api, token, offer_path)
