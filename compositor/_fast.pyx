@@ -247,32 +247,84 @@ cdef extern from *:
        bytes, summed in 16 bits. The -128 offset makes the sum exactly the biased value
        sum(w*s) - 32768, and it cannot saturate: every partial sum stays in [-32768, 32512]
        because the weights add up to 256. Requires every weight <= 255 (the caller checks). */
+    /* One 32-pixel step of the byte-pair vertical pass: rows s[0..2*np) at column i, weights
+       already broadcast as (w_t, w_t+1) byte pairs. */
+    #define MS_VPAIRS 8
+    MS_AVX2
+    static inline void ms_vstep_avx2(int16_t *inter, const uint8_t *const *rows, ptrdiff_t i,
+                                     const __m256i *pairs, ptrdiff_t np)
+    {
+        const __m256i flip = _mm256_set1_epi8((char)0x80);
+        __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
+        for (ptrdiff_t p = 0; p < np; p++) {
+            __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(rows[2 * p] + i)),
+                                         flip);
+            __m256i b = _mm256_xor_si256(
+                _mm256_loadu_si256((const __m256i *)(rows[2 * p + 1] + i)), flip);
+            acc_lo = _mm256_add_epi16(acc_lo,
+                                      _mm256_maddubs_epi16(pairs[p], _mm256_unpacklo_epi8(a, b)));
+            acc_hi = _mm256_add_epi16(acc_hi,
+                                      _mm256_maddubs_epi16(pairs[p], _mm256_unpackhi_epi8(a, b)));
+        }
+        /* unpack works within 128-bit lanes: put pixels back in order */
+        _mm256_storeu_si256((__m256i *)(inter + i),
+                            _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(inter + i + 16),
+                            _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31));
+    }
+
+    /* Vertical pass with vpmaddubsw: bytes (w_t, w_t+1) times pixel pairs (s - 128) as signed
+       bytes, summed in 16 bits. The -128 offset makes the sum exactly the biased value
+       sum(w*s) - 32768, and it cannot saturate: every partial sum stays in [-32768, 32512]
+       because the weights add up to 256. Requires every weight <= 255 (the caller checks).
+       The weight pairs and row pointers are set up once per row, and the common pair counts
+       get their own fully unrolled loops. */
     MS_AVX2
     static void ms_vpass_avx2(int16_t *inter, const uint8_t *src, ptrdiff_t stride, ptrdiff_t n,
                               const int32_t *w, ptrdiff_t taps)
     {
-        const __m256i flip = _mm256_set1_epi8((char)0x80);
-        ptrdiff_t i = 0, t;
-        for (; i + 32 <= n; i += 32) {
-            __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
-            for (t = 0; t < taps; t += 2) {
-                const uint8_t *s0 = src + t * stride + i;
-                int has1 = t + 1 < taps;
-                const uint8_t *s1 = has1 ? s0 + stride : s0;
-                int w1 = has1 ? w[t + 1] : 0;
-                __m256i pair = _mm256_set1_epi16((short)(w[t] | (w1 << 8)));
-                __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)s0), flip);
-                __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)s1), flip);
-                acc_lo = _mm256_add_epi16(acc_lo,
-                                          _mm256_maddubs_epi16(pair, _mm256_unpacklo_epi8(a, b)));
-                acc_hi = _mm256_add_epi16(acc_hi,
-                                          _mm256_maddubs_epi16(pair, _mm256_unpackhi_epi8(a, b)));
+        ptrdiff_t i = 0, t, np = (taps + 1) / 2;
+        if (np <= MS_VPAIRS) {
+            __m256i pairs[MS_VPAIRS];
+            const uint8_t *rows[2 * MS_VPAIRS];
+            for (t = 0; t < 2 * np; t++) {
+                /* an odd last tap pairs with a repeat of its own row at weight 0 */
+                rows[t] = src + (t < taps ? t : taps - 1) * stride;
             }
-            /* unpack works within 128-bit lanes: put pixels back in order */
-            _mm256_storeu_si256((__m256i *)(inter + i),
-                                _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20));
-            _mm256_storeu_si256((__m256i *)(inter + i + 16),
-                                _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31));
+            for (ptrdiff_t p = 0; p < np; p++) {
+                int w1 = 2 * p + 1 < taps ? w[2 * p + 1] : 0;
+                pairs[p] = _mm256_set1_epi16((short)(w[2 * p] | (w1 << 8)));
+            }
+            if (np == 1)
+                for (; i + 32 <= n; i += 32) ms_vstep_avx2(inter, rows, i, pairs, 1);
+            else if (np == 2)
+                for (; i + 32 <= n; i += 32) ms_vstep_avx2(inter, rows, i, pairs, 2);
+            else if (np == 3)
+                for (; i + 32 <= n; i += 32) ms_vstep_avx2(inter, rows, i, pairs, 3);
+            else
+                for (; i + 32 <= n; i += 32) ms_vstep_avx2(inter, rows, i, pairs, np);
+        } else {
+            const __m256i flip = _mm256_set1_epi8((char)0x80);
+            for (; i + 32 <= n; i += 32) {
+                __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
+                for (t = 0; t < taps; t += 2) {
+                    const uint8_t *s0 = src + t * stride + i;
+                    int has1 = t + 1 < taps;
+                    const uint8_t *s1 = has1 ? s0 + stride : s0;
+                    int w1 = has1 ? w[t + 1] : 0;
+                    __m256i pair = _mm256_set1_epi16((short)(w[t] | (w1 << 8)));
+                    __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)s0), flip);
+                    __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)s1), flip);
+                    acc_lo = _mm256_add_epi16(
+                        acc_lo, _mm256_maddubs_epi16(pair, _mm256_unpacklo_epi8(a, b)));
+                    acc_hi = _mm256_add_epi16(
+                        acc_hi, _mm256_maddubs_epi16(pair, _mm256_unpackhi_epi8(a, b)));
+                }
+                _mm256_storeu_si256((__m256i *)(inter + i),
+                                    _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20));
+                _mm256_storeu_si256((__m256i *)(inter + i + 16),
+                                    _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31));
+            }
         }
         for (; i < n; i++) {
             int32_t acc = 0;
