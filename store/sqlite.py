@@ -3,7 +3,8 @@
 Each collection is a table `(id TEXT PRIMARY KEY, doc TEXT)` holding the same JSON document the
 MongoDB backend stores, with an expression index on `json_extract(doc, '$.<field>')` for every
 declared query field. WAL lets two server processes share the file (readers never block the writer);
-`synchronous=NORMAL` keeps commits durable across a process crash without an fsync per write.
+`synchronous=NORMAL` keeps commits durable across a process crash without an fsync per write. WAL
+checkpoints run on their own thread and connection (`store._checkpointer`), not inside a commit.
 
 Only names from `QUERY_FIELDS` are ever written into SQL text (they are constants of this program);
 every value is a bound parameter. Equality and ranges also check the JSON type, so `true` never
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from store._checkpointer import Checkpointer
 from store._worker import SerialWorker
 from store.protocol import (
     QUERY_FIELDS,
@@ -38,6 +40,9 @@ from store.protocol import (
 log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_MS = 5000
+# Pages in the WAL after which a commit checkpoints by itself. `Checkpointer` normally keeps the WAL
+# far below this off the commit path; this is the backstop should it fall behind (say, a long read).
+_AUTOCHECKPOINT_PAGES = 10_000
 # `json_type` values each Python scalar type may compare with (MongoDB compares within a type only;
 # ints and floats are one numeric type there too).
 _JSON_TYPES = {
@@ -104,15 +109,18 @@ class SqliteStore:
         self.path = Path(path)
         self._worker = SerialWorker(f"sqlite-store:{self.path.name}")
         self._db: sqlite3.Connection | None = None
+        self._checkpointer = Checkpointer(self.path)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
         self._worker.start()
         await self._worker.call(self._open_sync)
+        self._checkpointer.start()
         log.info("store=sqlite path=%s opened", self.path)
 
     async def close(self) -> None:
+        await self._checkpointer.stop()
         if self._db is not None:
             await self._worker.call(self._close_sync)
         await self._worker.stop()
@@ -227,6 +235,7 @@ class SqliteStore:
         if mode.lower() != "wal":
             log.warning("store=sqlite path=%s journal_mode=%s (WAL unavailable)", self.path, mode)
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
         unique = set(UNIQUE_FIELDS)
         db.execute("BEGIN IMMEDIATE")
         try:
