@@ -410,6 +410,35 @@ cdef extern from *:
         const __m256i round = _mm256_set1_epi32(MS_ROUND);
         const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
         ptrdiff_t j = 0;
+        /* 16 outputs per step: the two blocks' sums stay in hadd order, and one pack pair plus
+           a 16-bit unpack of the two lanes puts all 16 bytes in order (no vpermd). */
+        for (; j + 16 <= n; j += 16) {
+            __m256i h[2];
+            for (int b = 0; b < 2; b++) {
+                ptrdiff_t q = j + 8 * b;
+                __m256i x0 = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[q]))),
+                    _mm_loadu_si128((const __m128i *)(inter + off[q + 2])), 1);
+                __m256i x1 = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[q + 4]))),
+                    _mm_loadu_si128((const __m128i *)(inter + off[q + 6])), 1);
+                x0 = _mm256_shuffle_epi8(x0, _mm256_loadu_si256((const __m256i *)(masks + 8 * q)));
+                x1 = _mm256_shuffle_epi8(x1,
+                                         _mm256_loadu_si256((const __m256i *)(masks + 8 * q + 32)));
+                __m256i m0 = _mm256_madd_epi16(x0, _mm256_loadu_si256((const __m256i *)(w + 4 * q)));
+                __m256i m1 = _mm256_madd_epi16(x1,
+                                               _mm256_loadu_si256((const __m256i *)(w + 4 * q + 16)));
+                /* [q q+1 q+4 q+5 | q+2 q+3 q+6 q+7] */
+                h[b] = _mm256_srai_epi32(_mm256_add_epi32(_mm256_hadd_epi32(m0, m1), round),
+                                         MS_SHIFT);
+            }
+            /* bytes: lane 0 [0 1 4 5 8 9 12 13], lane 1 [2 3 6 7 10 11 14 15] */
+            __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(h[0], h[1]),
+                                                _mm256_setzero_si256());
+            _mm_storeu_si128((__m128i *)(dst + j),
+                             _mm_unpacklo_epi16(_mm256_castsi256_si128(bytes),
+                                                _mm256_extracti128_si256(bytes, 1)));
+        }
         for (; j + 8 <= n; j += 8) {
             __m256i x0 = _mm256_inserti128_si256(
                 _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[j]))),
@@ -442,6 +471,30 @@ cdef extern from *:
     {
         const __m256i round = _mm256_set1_epi32(MS_ROUND);
         ptrdiff_t j = 0;
+        /* 16 outputs per step, one pack pair and one 32-bit unpack for both blocks */
+        for (; j + 16 <= n; j += 16) {
+            __m256i sums[2];
+            for (int b = 0; b < 2; b++) {
+                ptrdiff_t q = j + 8 * b;
+                __m256i x = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[q]))),
+                    _mm_loadu_si128((const __m128i *)(inter + off[q + 4])), 1);
+                const uint8_t *m = masks + 8 * q;
+                const int16_t *ww = wq + 4 * q;
+                __m256i p0 = _mm256_shuffle_epi8(x, _mm256_loadu_si256((const __m256i *)m));
+                __m256i p1 = _mm256_shuffle_epi8(x, _mm256_loadu_si256((const __m256i *)(m + 32)));
+                __m256i s = _mm256_add_epi32(
+                    _mm256_madd_epi16(p0, _mm256_loadu_si256((const __m256i *)ww)),
+                    _mm256_madd_epi16(p1, _mm256_loadu_si256((const __m256i *)(ww + 16))));
+                sums[b] = _mm256_srai_epi32(_mm256_add_epi32(s, round), MS_SHIFT);
+            }
+            /* bytes: lane 0 [0-3 8-11], lane 1 [4-7 12-15] */
+            __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(sums[0], sums[1]),
+                                                _mm256_setzero_si256());
+            _mm_storeu_si128((__m128i *)(dst + j),
+                             _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes),
+                                                _mm256_extracti128_si256(bytes, 1)));
+        }
         for (; j + 8 <= n; j += 8) {
             __m256i x = _mm256_inserti128_si256(
                 _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(inter + off[j]))),
