@@ -352,7 +352,12 @@ class SessionService:
         is_new = viewer_id is None
         viewer_id = viewer_id or new_id("vwr")
         streams = await self.streams_of(session_id)
-        prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
+        # A new viewer's id was drawn just now: it has no saved preferences to read.
+        prefs = (
+            None
+            if is_new
+            else await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
+        )
         if prefs is None:
             prefs = self.default_preferences(session_id, viewer_id, streams)
             prefs["replay_on"] = self._replay_on(session)
