@@ -20,6 +20,7 @@ compilers and CPUs get the portable C/SSE2 code.
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 
 cimport numpy as cnp
 import os
@@ -1049,6 +1050,80 @@ cdef class PipPlan:
             for i in range(n):
                 _run_plane(st[i], out_p[i], out_s[i], bg_p[i], bg_s[i], fills[i], cam_p[i],
                            cam_s[i])
+
+    def run_frames(self, out, background, fill, camera):
+        """``run`` on three-plane yuv420p ``av.VideoFrame``s instead of numpy plane views.
+
+        Reads each plane's pointer and line size through the buffer protocol (no ndarray is
+        built), after checking the format, every plane's size against the plan and that the
+        buffer holds every row. The frames stay referenced by the caller for the whole call.
+        """
+        cdef Py_ssize_t n = self._n, i
+        if n != 3:
+            raise ValueError(f"run_frames needs a three-plane plan, this one has {n}")
+        if fill is not None and len(fill) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(fill)} fill values")
+        cdef uint8_t* out_p[3]
+        cdef uint8_t* cam_p[3]
+        cdef uint8_t* bg_p[3]
+        cdef Py_ssize_t out_s[3]
+        cdef Py_ssize_t cam_s[3]
+        cdef Py_ssize_t bg_s[3]
+        cdef int fills[3]
+        cdef const PlaneState* st[3]
+        cdef _PlanePlan plan
+        for i in range(n):
+            plan = <_PlanePlan>self._plans[i]
+            st[i] = &plan.st
+            fills[i] = -1 if fill is None else fill[i]
+            if not -1 <= fills[i] <= 255:
+                raise ValueError(f"fill must be -1 (keep) or 0..255, got {fills[i]}")
+        _frame_pointers(out, "out", True, self._plans, False, out_p, out_s)
+        _frame_pointers(camera, "camera", False, self._plans, True, cam_p, cam_s)
+        if background is None:
+            for i in range(n):
+                bg_p[i] = NULL
+                bg_s[i] = 0
+        else:
+            _frame_pointers(background, "background", False, self._plans, False, bg_p, bg_s)
+        with nogil:
+            for i in range(n):
+                _run_plane(st[i], out_p[i], out_s[i], bg_p[i], bg_s[i], fills[i], cam_p[i],
+                           cam_s[i])
+
+
+cdef int _frame_pointers(
+    object frame, str name, bint writable, list plans, bint camera, uint8_t** ptrs,
+    Py_ssize_t* strides,
+) except -1:
+    """Plane pointers and line sizes of a yuv420p frame whose planes match ``plans``' sizes."""
+    if frame.format.name != "yuv420p":
+        raise ValueError(f"{name} must be a yuv420p frame, got {frame.format.name}")
+    planes = frame.planes
+    if len(planes) != 3:
+        raise ValueError(f"{name} must have 3 planes, got {len(planes)}")
+    cdef Py_buffer view
+    cdef Py_ssize_t i, H, W, line
+    cdef _PlanePlan plan
+    for i in range(3):
+        plan = <_PlanePlan>plans[i]
+        H = plan.st.ch if camera else plan.st.H
+        W = plan.st.cw if camera else plan.st.W
+        p = planes[i]
+        if p.width != W or p.height != H:
+            raise ValueError(f"{name} plane {i} is {p.width}x{p.height}, the plan expects {W}x{H}")
+        line = p.line_size
+        if line < W:
+            raise ValueError(f"{name} plane {i} line size {line} < width {W}")
+        PyObject_GetBuffer(p, &view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+        try:
+            if view.len < (H - 1) * line + W:
+                raise ValueError(f"{name} plane {i} buffer too small for {W}x{H}")
+            ptrs[i] = <uint8_t*>view.buf
+            strides[i] = line
+        finally:
+            PyBuffer_Release(&view)
+    return 0
 
 
 def corner_scores(plane, rects, Py_ssize_t step):

@@ -174,6 +174,26 @@ class _Resample:
                 *self.args[i],
             )
 
+    def run_frames(
+        self,
+        kernels: ModuleType,
+        out: av.VideoFrame,
+        source: av.VideoFrame,
+        background: av.VideoFrame | None,
+        fill: tuple[int, int, int] | None,
+    ) -> None:
+        """``run`` on whole frames: the compiled plan reads their planes without numpy views."""
+        if self.plan is not None:
+            self.plan.run_frames(out, background, fill, source)  # type: ignore[attr-defined]
+            return
+        self.run(
+            kernels,
+            plane_views(out),
+            plane_views(source),
+            None if background is None else plane_views(background),
+            fill,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
@@ -284,33 +304,27 @@ class Compositor:
         driver = screen if screen is not None else camera
         assert driver is not None
         if out is not None:
-            out_planes = plane_views(out)
             canvas = (out.width, out.height)
         else:
             canvas = self._size or (driver.width, driver.height)
-            out, out_planes = self._ring.take(*canvas)
-        screen_planes = None if screen is None else plane_views(screen)
-        camera_planes = None if camera is None else plane_views(camera)
+            out, _ = self._ring.take(*canvas)
         plan = self._current_plan(canvas, _frame_size(screen), _frame_size(camera))
-        fused = (
-            plan.screen is not None
-            and plan.camera is not None
-            and plan.screen.copy
-            and screen_planes is not None
-        )
-        if plan.screen is not None and screen_planes is not None and not fused:
-            plan.screen.run(self._kernels, out_planes, screen_planes, None, BLACK)
-        if plan.camera is not None and camera_planes is not None:
+        kernels = self._kernels
+        # Fused: the camera pass copies the screen around the overlay in the same sweep.
+        fused = plan.screen is not None and plan.camera is not None and plan.screen.copy
+        if plan.screen is not None and screen is not None and not fused:
+            plan.screen.run_frames(kernels, out, screen, None, BLACK)
+        if plan.camera is not None and camera is not None:
             if plan.candidates and self._layout.corner == "auto":
-                scored = screen_planes[0] if fused and screen_planes else out_planes[0]
+                scored = plane_views(screen if fused and screen is not None else out)[0]
                 plan = self._place(plan, scored, canvas, _frame_size(screen), _frame_size(camera))
             assert plan.camera is not None
             if fused:
-                plan.camera.run(self._kernels, out_planes, camera_planes, screen_planes, None)
+                plan.camera.run_frames(kernels, out, camera, screen, None)
             elif plan.screen is None:
-                plan.camera.run(self._kernels, out_planes, camera_planes, None, BLACK)
+                plan.camera.run_frames(kernels, out, camera, None, BLACK)
             else:
-                plan.camera.run(self._kernels, out_planes, camera_planes, None, None)
+                plan.camera.run_frames(kernels, out, camera, None, None)
         _copy_timing(out, driver)
         return out
 
@@ -375,9 +389,10 @@ class Scaler:
                 raise ValueError(
                     f"out is {out.width}x{out.height}, expected {self.width}x{self.height}"
                 )
-            out_planes = plane_views(out)
+            if out.format.name != "yuv420p":
+                raise ValueError(f"expected a yuv420p out frame, got {out.format.name}")
         else:
-            out, out_planes = self._ring.take(self.width, self.height)
+            out, _ = self._ring.take(self.width, self.height)
         source = (frame.width, frame.height)
         step = self._steps.get(source)
         if step is None:
@@ -388,7 +403,7 @@ class Scaler:
                 self._kernels, canvas, source, Rect(0, 0, self.width, self.height), None
             )
             self._steps[source] = step
-        step.run(self._kernels, out_planes, plane_views(frame), None, None)
+        step.run_frames(self._kernels, out, frame, None, None)
         _copy_timing(out, frame)
         return out
 

@@ -11,11 +11,13 @@ import importlib
 import zlib
 from types import ModuleType
 
+import av
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from compositor.coefficients import make_taps, plane_taps
+from compositor.frames import plane_views
 from compositor.masks import overlay_masks
 
 U8 = npt.NDArray[np.uint8]
@@ -425,3 +427,27 @@ def test_plan_rejects_arrays_that_do_not_match_it(fast: ModuleType) -> None:
         fast.PipPlan(_plan_planes([(108, 192)], [(72, 128)], [(160, 80, 38, 22)], None))
     with pytest.raises(ValueError, match="reads outside"):
         fast.PipPlan([((108, 192), (60, 128), *planes[0][2:])])
+
+
+def test_plan_run_frames_checks_every_frame(fast: ModuleType) -> None:
+    sizes = [((108, 192), (72, 128)), ((54, 96), (36, 64)), ((54, 96), (36, 64))]
+    rects = [(150, 80, 38, 22), (75, 40, 19, 11), (75, 40, 19, 11)]
+    planes = _plan_planes([o for o, _ in sizes], [c for _, c in sizes], rects, (12, 2))
+    plan = fast.PipPlan(planes)
+    out, screen = av.VideoFrame(192, 108, "yuv420p"), av.VideoFrame(192, 108, "yuv420p")
+    camera = av.VideoFrame(128, 72, "yuv420p")
+    rng = np.random.default_rng(7)
+    for frame in (out, screen, camera):
+        for plane in plane_views(frame):
+            plane[...] = rng.integers(0, 256, plane.shape, dtype=np.uint8)
+    expected = [p.copy() for p in plane_views(out)]
+    plan.run(expected, plane_views(screen), None, plane_views(camera))
+    plan.run_frames(out, screen, None, camera)
+    for got, want in zip(plane_views(out), expected, strict=True):
+        assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="plan expects 128x72"):
+        plan.run_frames(out, screen, None, av.VideoFrame(130, 72, "yuv420p"))
+    with pytest.raises(ValueError, match="plan expects 192x108"):
+        plan.run_frames(av.VideoFrame(192, 110, "yuv420p"), screen, None, camera)
+    with pytest.raises(ValueError, match="yuv420p"):
+        plan.run_frames(out, av.VideoFrame(192, 108, "rgb24"), None, camera)
