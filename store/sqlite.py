@@ -105,22 +105,26 @@ def _is_duplicate(exc: sqlite3.IntegrityError) -> bool:
 class SqliteStore:
     """`Store` over one SQLite file. Create, `await open()`, use from any task, `await close()`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, background_checkpoints: bool = True) -> None:
+        """`background_checkpoints=False` leaves checkpoints to SQLite's commits (its default;
+        kept for `bench.store_tail`'s side-by-side)."""
         self.path = Path(path)
         self._worker = SerialWorker(f"sqlite-store:{self.path.name}")
         self._db: sqlite3.Connection | None = None
-        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer = Checkpointer(self.path) if background_checkpoints else None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
         self._worker.start()
         await self._worker.call(self._open_sync)
-        self._checkpointer.start()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         log.info("store=sqlite path=%s opened", self.path)
 
     async def close(self) -> None:
-        await self._checkpointer.stop()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
         if self._db is not None:
             await self._worker.call(self._close_sync)
         await self._worker.stop()
@@ -235,7 +239,8 @@ class SqliteStore:
         if mode.lower() != "wal":
             log.warning("store=sqlite path=%s journal_mode=%s (WAL unavailable)", self.path, mode)
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
+        if self._checkpointer is not None:
+            db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
         unique = set(UNIQUE_FIELDS)
         db.execute("BEGIN IMMEDIATE")
         try:

@@ -24,12 +24,14 @@ def test_committed_writes_reach_the_database_file_without_a_commit_checkpointing
         assert threshold[0] > 1000  # raised: commits no longer checkpoint at SQLite's default
         for i in range(20):
             await store.upsert("viewer_preferences", {"id": f"p{i}", "session_id": "s"})
-        before = store._checkpointer.checkpoints
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        before = checkpointer.checkpoints
         for _ in range(100):  # up to 5 s on a busy machine
             await asyncio.sleep(0.05)
-            if store._checkpointer.checkpoints > before:
+            if checkpointer.checkpoints > before:
                 break
-        assert store._checkpointer.checkpoints > before, "no checkpoint ran"
+        assert checkpointer.checkpoints > before, "no checkpoint ran"
         shutil.copy(path, tmp_path / "copy.sqlite3")  # the main file only, while still open
         await store.close()
 
@@ -47,4 +49,5 @@ def test_close_stops_the_checkpointer_thread(tmp_path: Path) -> None:
         return store
 
     store = asyncio.run(main())
+    assert store._checkpointer is not None
     assert not store._checkpointer._thread.is_alive()
