@@ -9,6 +9,10 @@ background; rows inside get the vertical pass (source rows -> one biased int16 r
 horizontal pass straight into the output row; only the few masked pixels at the overlay edge
 (rounded corners, border) are blended.
 
+``PipPlan`` does that validation and builds every SIMD table (int16 weights, pshufb masks)
+once per (layout, sizes), and its ``run``/``run_frames`` do all three planes in one ``nogil``
+block: the per-frame Python cost of a composite is one call. ``pip_plane`` is the one-shot form.
+
 Portability: the module is built for the baseline ISA (``-O3``, no ``-march``; SSE2 on x86-64).
 The hot loops have AVX2 variants compiled with ``__attribute__((target("avx2")))`` and picked at
 run time from ``__builtin_cpu_supports`` (vertical pass: vpmaddubsw on pixel pairs; horizontal
