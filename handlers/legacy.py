@@ -7,25 +7,26 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler
 from handlers.openapi import error_responses, json_body, json_response
+from server import legacy
 
 PREFIX = "/api/v1/livestream"
 
 
 class LegacyStartHandler(ApiHandler):
     async def post(self) -> None:
-        self.write_json(await self.services.sessions.legacy_start(self.json_body()), 201)
+        self.write_json(await legacy.start(self.services.sessions, self.json_body()), 201)
 
 
 class LegacyGetHandler(ApiHandler):
     async def get(self, session_id: str) -> None:
-        self.write_json(await self.services.sessions.legacy_get(session_id))
+        self.write_json(await legacy.get(self.services.sessions, session_id))
 
 
 class LegacyStopHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         self.json_body(allow_empty=True)
-        self.write_json(await self.services.sessions.legacy_stop(claims, session_id))
+        self.write_json(await legacy.stop(self.services.sessions, claims, session_id))
 
 
 routes = [

@@ -156,7 +156,7 @@ class SessionService:
         if self.drain is not None and self.drain.draining:
             raise Unavailable("server is draining; try another instance", code="draining")
 
-    async def start_session(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def start_session(self, body: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
         self._refuse_if_draining()
         only_fields(body, ("title", "streams", "pricing", "quality", "pix"))
         title = get_str(body, "title", max_len=200, default="Untitled session")
@@ -184,7 +184,7 @@ class SessionService:
             "ended_at": None,
             "pricing": price,
             "pix": pix,
-            "legacy": False,
+            "legacy": legacy,
             "instance_id": self.settings.instance_id,
             "signaling_url": self.settings.public_url,
         }
@@ -499,37 +499,6 @@ class SessionService:
             await self.payments.require_entitled(session, viewer_id, prefs["enabled_streams"])
         return session, prefs
 
-    # -- legacy single-stream API ----------------------------------------------------------------
-
-    async def legacy_start(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Pre-multistream clients: one camera stream, priced by a single optional amount."""
-        only_fields(body, ("title", "price_centavos", "pix", "quality"))
-        price = body.get("price_centavos", 0)
-        started = await self.start_session(
-            {
-                "title": body.get("title", "Untitled livestream"),
-                "streams": ["camera"],
-                "pricing": {"base": price, "addons": {}, "bundle_discount_pct": 0},
-                **({"pix": body["pix"]} if "pix" in body else {}),
-                **({"quality": {"camera": body["quality"]}} if "quality" in body else {}),
-            }
-        )
-        session = started["session"]
-        await self.store.update("broadcast_sessions", session["id"], {"legacy": True})
-        session["legacy"] = True
-        return {"livestream": legacy_view(session), "token": started["broadcaster_token"]}
-
-    async def legacy_get(self, session_id: str) -> dict[str, Any]:
-        session = await self.get_session(session_id)
-        streams = await self.streams_of(session_id)
-        view = legacy_view(public_session(session, streams))
-        view["viewer_count"] = self.presence.count(session_id)
-        return {"livestream": view}
-
-    async def legacy_stop(self, claims: Claims, session_id: str) -> dict[str, Any]:
-        ended = await self.end_session(claims, session_id)
-        return {"livestream": legacy_view(ended["session"])}
-
     def verify(self, token: str | None) -> Claims:
         if not token:
             raise Unauthorized("missing bearer token", code="missing_token")
@@ -542,19 +511,4 @@ def public_preferences(prefs: Doc) -> dict[str, Any]:
         "mode": prefs["mode"],
         "pip": dict(prefs["pip"]),
         "updated_at": prefs.get("updated_at"),
-    }
-
-
-def legacy_view(session: dict[str, Any]) -> dict[str, Any]:
-    """The single-stream shape old clients read: the camera stream's id flattened in."""
-    camera = next((s for s in session.get("streams", []) if s["kind"] == "camera"), None)
-    return {
-        "id": session["id"],
-        "title": session["title"],
-        "status": session["status"],
-        "created_at": session["created_at"],
-        "ended_at": session.get("ended_at"),
-        "stream_id": camera["id"] if camera else None,
-        "stream_status": camera["status"] if camera else None,
-        "price_centavos": session["pricing"]["base"],
     }
