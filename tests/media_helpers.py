@@ -225,3 +225,26 @@ async def wait_stream_status(
             return
         assert time.monotonic() < deadline, f"stream stayed {doc and doc['status']}, not {status}"
         await asyncio.sleep(0.02)
+
+
+async def view_composite(
+    api: Any,
+    session_id: str,
+    pip: dict[str, Any] | None = None,
+    *,
+    audio: bool = False,
+) -> tuple[Viewer, dict]:
+    """Join a new viewer in composite mode (screen + camera, `pip` layout) and subscribe to its
+    composite feed; returns the viewer and its join answer (for its token)."""
+    prefs: dict[str, Any] = {"enabled_streams": ["screen", "camera"], "mode": "composite"}
+    if pip is not None:
+        prefs["pip"] = pip
+    joined = await join(api, session_id, prefs)
+    viewer, resp = await view(
+        api,
+        joined["viewer_token"],
+        f"{PREFIX}/session/{session_id}/composite/signal/offer",
+        audio=audio,
+    )
+    assert resp.status == 200, resp.body
+    return viewer, joined

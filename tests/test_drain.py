@@ -16,7 +16,15 @@ import pytest
 from store.sqlite import SqliteStore
 from tests.api_helpers import assert_error
 from tests.conftest import Client
-from tests.media_helpers import PREFIX, PatternTrack, join, publish, start_session, view
+from tests.media_helpers import (
+    PREFIX,
+    PatternTrack,
+    join,
+    publish,
+    start_session,
+    view,
+    view_composite,
+)
 from tests.ops_helpers import start_server
 
 DEADLINE_S = 3
@@ -69,20 +77,8 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path) -> None:
         )
         peers.append(viewer)
         assert resp.status == 200, resp.body
-        composite_info = await join(
-            api,
-            sid,
-            {
-                "enabled_streams": ["screen", "camera"],
-                "mode": "composite",
-                "pip": {"corner": "bottom-right", "size_pct": 25},
-            },
-        )
-        composite, resp = await view(
-            api, composite_info["viewer_token"], f"{PREFIX}/session/{sid}/composite/signal/offer"
-        )
+        composite, _ = await view_composite(api, sid, {"corner": "bottom-right", "size_pct": 25})
         peers.append(composite)
-        assert resp.status == 200, resp.body
         await viewer.wait_frames(10)
         await composite.wait_frames(5)
         await _wait_for(api, "multistream_recorders_open", 2.0)

@@ -10,11 +10,10 @@ from tests.media_helpers import (
     SCREEN_V,
     PatternTrack,
     Viewer,
-    join,
     plane_means,
     publish,
     start_session,
-    view,
+    view_composite,
 )
 
 TOP_LEFT = (0.05, 0.06, 0.25, 0.34)  # inside a 30 % PiP of a 4:3 camera on a 16:9 screen
@@ -57,22 +56,9 @@ async def broadcast(api):
 async def test_composite_top_left_then_fallback_then_live_layout_change(server, api):
     started, pubs = await broadcast(api)
     session_id, token = started["session"]["id"], started["broadcaster_token"]
-    info = await join(
-        api,
-        session_id,
-        {
-            "enabled_streams": ["screen", "camera"],
-            "mode": "composite",
-            "pip": {"corner": "top-left", "size_pct": 30},
-        },
+    viewer, info = await view_composite(
+        api, session_id, {"corner": "top-left", "size_pct": 30}, audio=True
     )
-    viewer, resp = await view(
-        api,
-        info["viewer_token"],
-        f"{PREFIX}/session/{session_id}/composite/signal/offer",
-        audio=True,
-    )
-    assert resp.status == 200, resp.body
     media = server.services.media
     try:
         await settle(
@@ -112,20 +98,12 @@ async def test_composite_top_left_then_fallback_then_live_layout_change(server, 
 async def test_ten_viewers_of_one_layout_share_one_compositor_and_encoder(server, api):
     started, pubs = await broadcast(api)
     session_id = started["session"]["id"]
-    prefs = {
-        "enabled_streams": ["screen", "camera"],
-        "mode": "composite",
-        "pip": {"corner": "top-right", "size_pct": 20},
-    }
+    pip = {"corner": "top-right", "size_pct": 20}
     viewers = []
     media = server.services.media
     try:
         for _ in range(10):
-            info = await join(api, session_id, prefs)
-            viewer, resp = await view(
-                api, info["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
-            )
-            assert resp.status == 200, resp.body
+            viewer, _ = await view_composite(api, session_id, pip)
             viewers.append(viewer)
         await asyncio.gather(*(v.wait_frames(3) for v in viewers))
         counters = media.counters()
@@ -133,13 +111,7 @@ async def test_ten_viewers_of_one_layout_share_one_compositor_and_encoder(server
         assert counters["composite_encoders"] == 1
         assert counters["viewers"] == 10
         # Another layout is another feed; when its only viewer leaves, it stops.
-        other = await join(
-            api, session_id, {**prefs, "pip": {"corner": "bottom-left", "size_pct": 20}}
-        )
-        lone, resp = await view(
-            api, other["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
-        )
-        assert resp.status == 200
+        lone, _ = await view_composite(api, session_id, {"corner": "bottom-left", "size_pct": 20})
         await lone.wait_frames(2)
         assert media.counters()["composite_layouts"] == 2
         await lone.close()
@@ -167,19 +139,7 @@ async def test_a_still_screen_is_reused_and_a_new_viewer_still_gets_a_picture(se
         await publish(api, token, streams["camera"]["id"], PatternTrack("camera", 320, 240, 20)),
     ]
     session_id = started["session"]["id"]
-    info = await join(
-        api,
-        session_id,
-        {
-            "enabled_streams": ["screen", "camera"],
-            "mode": "composite",
-            "pip": {"corner": "top-left", "size_pct": 30},
-        },
-    )
-    viewer, resp = await view(
-        api, info["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
-    )
-    assert resp.status == 200, resp.body
+    viewer, _ = await view_composite(api, session_id, {"corner": "top-left", "size_pct": 30})
     try:
         both = lambda f: shows_camera_at(TOP_LEFT)(f) and shows_screen_at(BOTTOM_RIGHT)(f)  # noqa: E731
         await settle(viewer, both)
@@ -193,19 +153,7 @@ async def test_a_still_screen_is_reused_and_a_new_viewer_still_gets_a_picture(se
             checked += 1
         assert checked >= 20
         # A viewer joining now (no new screen frame for a while) gets a picture at once.
-        late = await join(
-            api,
-            session_id,
-            {
-                "enabled_streams": ["screen", "camera"],
-                "mode": "composite",
-                "pip": {"corner": "top-left", "size_pct": 30},
-            },
-        )
-        second, resp = await view(
-            api, late["viewer_token"], f"{PREFIX}/session/{session_id}/composite/signal/offer"
-        )
-        assert resp.status == 200
+        second, _ = await view_composite(api, session_id, {"corner": "top-left", "size_pct": 30})
         try:
             await second.wait_frames(3, timeout=3.0)
             assert both(second.frames[-1])
@@ -221,16 +169,7 @@ async def test_composite_audio_follows_the_camera_across_a_restart(server, api):
     started, pubs = await broadcast(api)
     session_id, token = started["session"]["id"], started["broadcaster_token"]
     camera_id = next(s["id"] for s in started["session"]["streams"] if s["kind"] == "camera")
-    info = await join(
-        api, session_id, {"enabled_streams": ["screen", "camera"], "mode": "composite"}
-    )
-    viewer, resp = await view(
-        api,
-        info["viewer_token"],
-        f"{PREFIX}/session/{session_id}/composite/signal/offer",
-        audio=True,
-    )
-    assert resp.status == 200
+    viewer, _ = await view_composite(api, session_id, audio=True)
     restarted = None
 
     async def audio_flows() -> None:
