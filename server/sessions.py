@@ -235,6 +235,7 @@ class SessionService:
     async def start_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
         """(Re)open one stream for publishing while the others go on; idempotent."""
         self._refuse_if_draining()
+        _check_kind(kind)
         session = await self._own_live_session(claims, session_id)
         stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
         if stream is None:
@@ -260,6 +261,7 @@ class SessionService:
 
     async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
         """Stop one stream; viewers of the others are not disturbed. Idempotent."""
+        _check_kind(kind)
         await self._own_live_session(claims, session_id)
         stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
         if stream is None:
@@ -512,3 +514,8 @@ def public_preferences(prefs: Doc) -> dict[str, Any]:
         "pip": dict(prefs["pip"]),
         "updated_at": prefs.get("updated_at"),
     }
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in STREAM_KINDS:
+        raise NotFound(f"no stream kind {kind[:20]!r}", code="stream_not_found")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 
-from server.errors import Invalid
+from server.errors import Invalid, NotFound
 
 ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MISSING: Final = object()
@@ -172,7 +172,5 @@ def get_kinds(
 def check_id(value: str, what: str = "id") -> str:
     """Ids are opaque, but only from a safe alphabet; anything else cannot exist (404)."""
     if not ID_RE.fullmatch(value):
-        from server.errors import NotFound
-
         raise NotFound(f"{what} not found")
     return value
