@@ -14,6 +14,7 @@ from server import pricing
 from server.auth import Claims, TokenService
 from server.clock import now_iso
 from server.domain import PIP_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS, VIEW_MODES
+from server.entitlement import Entitlement
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from server.events import SessionEvents
 from server.ids import new_id
@@ -93,6 +94,8 @@ class SessionService:
         self.settings = settings
         self.drain = drain
         self.payments: Payments | None = None
+        # The one media authorisation rule (signaling here, recordings in the media library).
+        self.entitlement = Entitlement(self)
         self._listeners: list[SessionEvents] = []
 
     def add_listener(self, listener: SessionEvents) -> None:
@@ -477,28 +480,21 @@ class SessionService:
     async def authorize_subscribe(self, claims: Claims, stream_id: str) -> tuple[Doc, Doc, Doc]:
         """A viewer may subscribe only to a stream of its session that its preferences enable."""
         stream = await self.get_stream(stream_id)
-        viewer_id = self._viewer_of(claims, stream["session_id"])
+        self._viewer_of(claims, stream["session_id"])
         session = await self.get_session(stream["session_id"])
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
-        prefs = await self.preferences_for(session["id"], viewer_id)
-        if stream["kind"] not in prefs["enabled_streams"]:
-            raise Forbidden(
-                f"the {stream['kind']} stream is not enabled for this viewer",
-                code="stream_not_enabled",
-            )
-        if self.payments is not None:
-            await self.payments.require_entitled(session, viewer_id, [stream["kind"]])
+        prefs = await self.entitlement.require(claims, session, [stream["kind"]])
+        assert prefs is not None  # a viewer's token (checked above)
         return session, stream, prefs
 
     async def authorize_composite(self, claims: Claims, session_id: str) -> tuple[Doc, Doc]:
-        viewer_id = self._viewer_of(claims, session_id)
+        self._viewer_of(claims, session_id)
         session = await self.get_session(session_id)
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
-        prefs = await self.preferences_for(session_id, viewer_id)
-        if self.payments is not None:
-            await self.payments.require_entitled(session, viewer_id, prefs["enabled_streams"])
+        prefs = await self.entitlement.require_enabled(claims, session)
+        assert prefs is not None  # a viewer's token (checked above)
         return session, prefs
 
     def verify(self, token: str | None) -> Claims:
