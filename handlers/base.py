@@ -9,6 +9,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -150,6 +151,9 @@ class ApiHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if err is not None:
             code, message = err.code, err.message
+            retry_after = getattr(err, "retry_after", None)
+            if retry_after is not None:
+                self.set_header("Retry-After", str(max(1, math.ceil(retry_after))))
         elif isinstance(exc, tornado.web.HTTPError):
             code = _status_code_name(status_code)
             message = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from server.services import Services
 from server.settings import Secret, Settings
 
 
+_GENEROUS = (1_000_000, 1_000_000)
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Test settings: loopback-only ICE, a fixed secret, recordings under the temp dir."""
     base: dict[str, Any] = {
@@ -28,6 +32,12 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "ice_servers": (),
         "instance_id": "test-instance",
         "pix_webhook_secret": Secret("webhook-secret"),
+        # Rate limits far above what any test not about them sends (tests/test_rate_limits.py
+        # sets its own); the defaults stay on in production.
+        "rate_session_start": _GENEROUS,
+        "rate_join": _GENEROUS,
+        "rate_offer": _GENEROUS,
+        "rate_webhook": _GENEROUS,
     }
     base.update(overrides)
     return Settings(**base)
@@ -115,8 +125,9 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-async def server(services: Services) -> AsyncIterator[RunningServer]:
+@asynccontextmanager
+async def serve(services: Services) -> AsyncIterator[RunningServer]:
+    """The real app for `services` on an ephemeral loopback port."""
     app = make_app(services.settings, services)
     sock, port = tornado.testing.bind_unused_port()
     http_server = tornado.httpserver.HTTPServer(
@@ -128,6 +139,19 @@ async def server(services: Services) -> AsyncIterator[RunningServer]:
     finally:
         http_server.stop()
         await http_server.close_all_connections()
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[RunningServer]:
+    """Services and the app for settings a test chose itself."""
+    async with open_services(settings) as svc, serve(svc) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def server(services: Services) -> AsyncIterator[RunningServer]:
+    async with serve(services) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -59,6 +59,10 @@ class Peer:
     audio: ViewerTrack | None = None
     closing: bool = False
     created_at: float = field(default_factory=time.monotonic)
+    # A viewer counts (presence, metrics) only once ICE and DTLS are up; until then a timer
+    # closes the connection after `settings.peer_connect_timeout_s`.
+    connected: bool = False
+    deadline: asyncio.TimerHandle | None = None
 
 
 class MediaPlane:
@@ -82,6 +86,7 @@ class MediaPlane:
         self._prefs_seen: dict[tuple[str, str], str] = {}
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
+        self._connect_timeouts = 0
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
@@ -94,13 +99,25 @@ class MediaPlane:
             "peer_connections": len(self._peers),
             "publishers": sum(1 for p in self._peers.values() if p.role == "publisher"),
             "viewers": sum(1 for p in self._peers.values() if p.role != "publisher"),
-            # Distinct viewers by mode: a separate-mode viewer of two streams counts once.
+            # Distinct connected viewers by mode: a separate-mode viewer of two streams counts once.
             "viewers_separate": len(
-                {(p.session_id, p.viewer_id) for p in self._peers.values() if p.role == "viewer"}
+                {
+                    (p.session_id, p.viewer_id)
+                    for p in self._peers.values()
+                    if p.role == "viewer" and p.connected
+                }
             ),
             "viewers_composite": len(
-                {(p.session_id, p.viewer_id) for p in self._peers.values() if p.role == "composite"}
+                {
+                    (p.session_id, p.viewer_id)
+                    for p in self._peers.values()
+                    if p.role == "composite" and p.connected
+                }
             ),
+            "peers_pending": sum(
+                1 for p in self._peers.values() if p.role != "publisher" and not p.connected
+            ),
+            "peer_connect_timeouts": self._connect_timeouts,
             "encoders_running": sum(1 for e in self._encoders.values() if e.running),
             "composite_encoders": sum(
                 1
@@ -218,6 +235,7 @@ class MediaPlane:
         """A viewer's offer for one stream its preferences enable; the server side only sends."""
         _, stream, _prefs = await self.sessions.authorize_subscribe(claims, stream_id)
         self._check_viewer_quota(claims)
+        self._check_pending(claims.session_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         height = variant_height(body.get("max_height") if isinstance(body, dict) else None)
@@ -271,6 +289,7 @@ class MediaPlane:
         if not key.kinds:
             raise Forbidden("no stream is enabled for this viewer", code="stream_not_enabled")
         self._check_viewer_quota(claims)
+        self._check_pending(claims.session_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         want_audio = "camera" in key.kinds and bool(offer.directions("audio"))
@@ -347,7 +366,11 @@ class MediaPlane:
             )
             audio_t.sender.replaceTrack(peer.audio)
         self._track(peer)
-        self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
+        # Presence follows the connection (`_track`), so answered-but-never-connected offers are
+        # not viewers.
+        peer.deadline = asyncio.get_running_loop().call_later(
+            self.settings.peer_connect_timeout_s, self._connect_deadline, peer
+        )
 
     # -- candidates ------------------------------------------------------------------------------
 
@@ -450,6 +473,37 @@ class MediaPlane:
                 code="too_many_connections",
             )
 
+    def _check_pending(self, session_id: str) -> None:
+        """Offers answered but not yet connected hold sockets and memory: cap them per session."""
+        limit = self.settings.max_pending_peers
+        pending = sum(
+            1
+            for p in self._peers.values()
+            if p.session_id == session_id and p.role != "publisher" and not p.connected
+        )
+        if pending >= limit:
+            raise TooManyRequests(
+                f"{limit} media connections of this session are still connecting; retry shortly",
+                code="too_many_pending",
+                retry_after=float(self.settings.peer_connect_timeout_s),
+            )
+
+    def _connect_deadline(self, peer: Peer) -> None:
+        """A viewer connection that has not connected in time (an offer never followed by ICE,
+        e.g. no candidates and no end-of-candidates) is closed and counted."""
+        peer.deadline = None
+        if peer.connected or peer.closing:
+            return
+        self._connect_timeouts += 1
+        log.info(
+            "session=%s viewer=%s pc=%s not connected after %ss: closed",
+            peer.session_id,
+            peer.viewer_id,
+            peer.id,
+            self.settings.peer_connect_timeout_s,
+        )
+        self._spawn(self._close_peer(peer))
+
     def _new_pc(self) -> RTCPeerConnection:
         if self._closed:
             raise Conflict("media plane is shutting down", code="shutting_down")
@@ -477,7 +531,14 @@ class MediaPlane:
 
         @peer.pc.on("connectionstatechange")
         async def on_state() -> None:
-            if peer.pc.connectionState in ("failed", "closed") and peer.role != "publisher":
+            if peer.pc.connectionState == "connected" and not peer.connected and not peer.closing:
+                peer.connected = True
+                if peer.deadline is not None:
+                    peer.deadline.cancel()
+                    peer.deadline = None
+                if peer.role != "publisher":
+                    self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
+            elif peer.pc.connectionState in ("failed", "closed") and peer.role != "publisher":
                 await self._close_peer(peer)
             elif peer.pc.connectionState == "failed":
                 # The ingest reports the stream as failed; drop the connection record too.
@@ -487,6 +548,9 @@ class MediaPlane:
         if peer.closing:
             return
         peer.closing = True
+        if peer.deadline is not None:
+            peer.deadline.cancel()
+            peer.deadline = None
         self._peers.pop(peer.id, None)
         if peer.role != "publisher":
             self.presence.remove(peer.session_id, peer.id)
