@@ -19,7 +19,6 @@ from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings
 
-
 _GENEROUS = (1_000_000, 1_000_000)
 
 
