@@ -18,6 +18,7 @@ import tornado.websocket
 
 from server.auth import Claims
 from server.errors import DomainError, Forbidden, PayloadTooLarge, Unauthorized
+from server.ratelimit import Action, client_address
 from server.services import Services
 from server.validation import parse_object
 
@@ -126,6 +127,10 @@ class ApiHandler(tornado.web.RequestHandler):
     def optional_token(self) -> str | None:
         return bearer_token(self.request.headers.get("Authorization"))
 
+    async def rate_limit(self, action: Action) -> None:
+        """Spend one of this client's tokens for `action` (429 with Retry-After when none)."""
+        await _rate_limit(self, action)
+
     # -- errors -------------------------------------------------------------------------------------
 
     def _handle_request_exception(self, e: BaseException) -> None:
@@ -170,6 +175,15 @@ class ApiHandler(tornado.web.RequestHandler):
         )
 
 
+async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> None:
+    services: Services = handler.services  # type: ignore[attr-defined]
+    if services.limits is None:
+        return
+    request = handler.request
+    client = client_address(request.remote_ip, request.headers, services.settings)
+    await services.limits.check(action, client)
+
+
 def _status_code_name(status: int) -> str:
     try:
         return http.HTTPStatus(status).name.lower()
@@ -209,6 +223,9 @@ class ApiWebSocketHandler(tornado.websocket.WebSocketHandler):
             "access_token", None
         )
         return self.services.sessions.verify(token)
+
+    async def rate_limit(self, action: Action) -> None:
+        await _rate_limit(self, action)
 
     def reject(self, error: DomainError) -> None:
         """Refuse the upgrade with the API's JSON error before any WebSocket traffic."""

@@ -6,7 +6,7 @@ These routes come last in the app so `/api/v1/livestream/{id}` never shadows a n
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from handlers.openapi import error_responses, json_body, json_response
+from handlers.openapi import error_responses, json_body, json_response, rate_limited
 from server import legacy
 
 PREFIX = "/api/v1/livestream"
@@ -14,6 +14,7 @@ PREFIX = "/api/v1/livestream"
 
 class LegacyStartHandler(ApiHandler):
     async def post(self) -> None:
+        await self.rate_limit("session_start")
         self.write_json(await legacy.start(self.services.sessions, self.json_body()), 201)
 
 
@@ -54,6 +55,7 @@ openapi = {
             "responses": {
                 "201": json_response("livestream and token"),
                 **error_responses(400, 413),
+                **rate_limited(),
             },
         }
     },

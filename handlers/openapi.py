@@ -25,6 +25,17 @@ def json_response(description: str, schema: dict[str, Any] | None = None) -> dic
     }
 
 
+def rate_limited() -> dict[str, Any]:
+    """The 429 of a rate-limited route (issue 10.3): the error body and `Retry-After`."""
+    return {
+        "429": {
+            "description": "over this client's rate limit; retry after `Retry-After` seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    }
+
+
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 

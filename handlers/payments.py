@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import ApiHandler
-from handlers.openapi import error_responses, json_response
+from handlers.openapi import error_responses, json_response, rate_limited
 from server.errors import Unavailable
 from server.payments import PaymentService
 
@@ -30,6 +30,7 @@ class _PaymentsHandler(ApiHandler):
 
 class PixWebhookHandler(_PaymentsHandler):
     async def post(self) -> None:
+        await self.rate_limit("webhook")
         # The raw body as received: the HMAC is checked on these bytes before any JSON parsing.
         result = await self.payments.handle_webhook(
             self.body, self.request.headers.get("X-Pix-Signature")
@@ -105,6 +106,7 @@ openapi: dict[str, Any] = {
                     "unknown_txid"
                 ),
                 **error_responses(400, 401, 413, 503),
+                **rate_limited(),
             },
         }
     },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from handlers.openapi import error_responses, json_body, json_response
+from handlers.openapi import error_responses, json_body, json_response, rate_limited
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
@@ -12,6 +12,7 @@ KIND = r"(screen|camera|[^/]+)"
 
 class StartSessionHandler(ApiHandler):
     async def post(self) -> None:
+        await self.rate_limit("session_start")
         self.write_json(await self.services.sessions.start_session(self.json_body()), 201)
 
 
@@ -22,6 +23,7 @@ class SessionStatusHandler(ApiHandler):
 
 class JoinHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
+        await self.rate_limit("join")
         self.json_body(allow_empty=True)  # no fields yet; still refuse malformed bodies
         token = self.optional_token()
         self.write_json(await self.services.sessions.join(session_id, token))
@@ -58,7 +60,10 @@ class EndSessionHandler(ApiHandler):
 
 class SessionListHandler(ApiHandler):
     async def get(self) -> None:
-        self.write_json({"sessions": await self.services.sessions.live_sessions()})
+        page = await self.services.sessions.live_sessions(
+            self.get_argument("limit", None), self.get_argument("cursor", None)
+        )
+        self.write_json(page)
 
 
 routes = [
@@ -123,7 +128,7 @@ openapi = {
     f"{PREFIX}/session/start": {
         "post": _op(
             "Start a broadcast session with its streams",
-            {"201": json_response("session and broadcaster token")},
+            {"201": json_response("session and broadcaster token"), **rate_limited()},
             400,
             413,
             503,
@@ -144,7 +149,7 @@ openapi = {
         "post": {
             **_op(
                 "Join as a viewer (present an earlier viewer token to be the same viewer)",
-                {"200": json_response("viewer id, token, preferences, quote")},
+                {"200": json_response("viewer id, token, preferences, quote"), **rate_limited()},
                 400,
                 401,
                 404,
@@ -210,6 +215,24 @@ openapi = {
         }
     },
     f"{PREFIX}/sessions": {
-        "get": _op("Live sessions with their streams", {"200": json_response("sessions")})
+        "get": {
+            **_op(
+                "Live sessions with their streams, newest first, a page at a time",
+                {
+                    "200": json_response(
+                        "`{sessions, next}`: pass `next` as `cursor` for the next page"
+                    )
+                },
+                400,
+            ),
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            ],
+        }
     },
 }

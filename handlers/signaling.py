@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from handlers.base import ApiHandler, ApiWebSocketHandler
-from handlers.openapi import error_responses, json_body, json_response
+from handlers.openapi import error_responses, json_body, json_response, rate_limited
 from server.auth import Claims
 from server.errors import DomainError, Invalid, Unavailable
 from server.validation import parse_object
@@ -41,6 +42,7 @@ class OfferHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         body = self.json_body()
         self.write_json(await _offer(self.services, claims, stream_id, body))
 
@@ -60,6 +62,7 @@ class CompositeOfferHandler(ApiHandler):
 
     async def post(self, session_id: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         body = self.json_body()
         media = _media(self.services)
         self.write_json(await media.subscribe_composite(claims, session_id, body))
@@ -95,6 +98,7 @@ class SignalingSocket(ApiWebSocketHandler):
             body = parse_object(message)
             kind = body.get("type")
             if kind == "offer":
+                await self.rate_limit("offer")
                 answer = await self.offer(body)
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
@@ -107,12 +111,14 @@ class SignalingSocket(ApiWebSocketHandler):
             else:
                 raise Invalid("type must be 'offer' or 'candidate'", code="invalid_message")
         except DomainError as err:
-            self._send(
-                {
-                    "type": "error",
-                    "error": {"status": err.status, "code": err.code, "message": err.message},
-                }
-            )
+            msg: dict[str, Any] = {
+                "type": "error",
+                "error": {"status": err.status, "code": err.code, "message": err.message},
+            }
+            retry_after = getattr(err, "retry_after", None)
+            if retry_after is not None:
+                msg["retry_after"] = max(1, math.ceil(retry_after))  # Retry-After, as on HTTP
+            self._send(msg)
 
     def _send(self, obj: dict[str, Any]) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():
@@ -160,7 +166,11 @@ openapi = {
         "post": {
             "summary": "Publish (broadcaster token) or subscribe to (viewer token) one stream",
             "requestBody": json_body(_OFFER_BODY),
-            "responses": {"200": _ANSWER, **error_responses(400, 401, 403, 404, 409)},
+            "responses": {
+                "200": _ANSWER,
+                **error_responses(400, 401, 402, 403, 404, 409),
+                **rate_limited(),
+            },
             "security": [{"bearer": []}],
             "parameters": [_STREAM_ID],
         }
@@ -202,7 +212,11 @@ openapi = {
         "post": {
             "summary": "Subscribe to this viewer's composite feed (layout from its preferences)",
             "requestBody": json_body(_OFFER_BODY),
-            "responses": {"200": _ANSWER, **error_responses(400, 401, 403, 404, 409)},
+            "responses": {
+                "200": _ANSWER,
+                **error_responses(400, 401, 402, 403, 404, 409),
+                **rate_limited(),
+            },
             "security": [{"bearer": []}],
             "parameters": [_SESSION_ID],
         }

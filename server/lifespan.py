@@ -13,6 +13,7 @@ from server.media import MediaPlane
 from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
+from server.ratelimit import RateLimits
 from server.services import Services
 from server.session_sync import SessionSync
 from server.sessions import SessionService
@@ -48,6 +49,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             drain=drain,
         )
+        services.limits = RateLimits(store, settings)
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: services.media)
         media = MediaPlane(settings, store, sessions, presence)
         sessions.add_listener(media)

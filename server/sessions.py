@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from server import pricing
 from server.auth import Claims, TokenService
 from server.clock import now_iso
+from server.cursor import decode as decode_cursor
+from server.cursor import encode as encode_cursor
 from server.domain import PIP_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS, VIEW_MODES
 from server.entitlement import Entitlement
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
@@ -133,21 +135,53 @@ class SessionService:
             "signaling_url": self._signaling_url(session),
         }
 
-    async def live_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
-        sessions = await self.store.find(
-            "broadcast_sessions",
-            {"status": "live"},
-            order_by="created_at",
-            descending=True,
-            limit=limit,
-        )
+    async def live_sessions(
+        self, limit: object = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of live sessions, newest first, and the cursor of the next page (or None).
+
+        Keyset pagination on (created_at, id): every live session is reachable however many are
+        created meanwhile, which an "only the newest 100" list could not promise.
+        """
+        size = _page_size(limit)
+        page: list[Doc] = []
+        live = {"status": "live"}
+        if cursor is not None:
+            created_at, last_id = decode_cursor(cursor, 2)
+            # Same timestamp, smaller id; then strictly older (the store has no OR).
+            page = await self.store.find(
+                "broadcast_sessions",
+                {**live, "created_at": created_at},
+                order_by="id",
+                descending=True,
+                before=("id", last_id),
+                limit=size + 1,
+            )
+            before: tuple[str, str] | None = ("created_at", created_at)
+        else:
+            before = None
+        if len(page) <= size:
+            page += await self.store.find(
+                "broadcast_sessions",
+                live,
+                order_by="created_at",
+                descending=True,
+                before=before,
+                limit=size + 1 - len(page),
+            )
+        more = len(page) > size
+        page = page[:size]
         out = []
-        for session in sessions:
+        for session in page:
             item = public_session(session, await self.streams_of(session["id"]))
             item["viewer_count"] = self.presence.count(session["id"])
             item["price_list"] = pricing.price_list(session["pricing"])
             out.append(item)
-        return out
+        last = page[-1] if page else None
+        return {
+            "sessions": out,
+            "next": encode_cursor(last["created_at"], last["id"]) if more and last else None,
+        }
 
     def _signaling_url(self, session: Doc) -> str:
         # Media for a session stays on the instance that ingests it; clients signal there.
@@ -510,6 +544,22 @@ def public_preferences(prefs: Doc) -> dict[str, Any]:
         "pip": dict(prefs["pip"]),
         "updated_at": prefs.get("updated_at"),
     }
+
+
+MAX_PAGE = 100
+
+
+def _page_size(raw: object) -> int:
+    """`?limit=`: 1..100, default 100 (the size of the list before it was paginated)."""
+    if raw is None or raw == "":
+        return MAX_PAGE
+    try:
+        size = int(str(raw))
+    except ValueError:
+        raise Invalid("limit must be an integer", code="invalid_limit") from None
+    if not 1 <= size <= MAX_PAGE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+    return size
 
 
 def _check_kind(kind: str) -> None:

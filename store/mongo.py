@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -27,17 +28,20 @@ from pymongo.write_concern import WriteConcern
 
 from store.protocol import (
     QUERY_FIELDS,
+    RATE_BUCKETS,
     UNIQUE_FIELDS,
     Collection,
     Doc,
     DuplicateKey,
     Scalar,
+    check_bucket,
     check_doc,
     check_id,
     check_limit,
     check_query,
     check_range,
     check_update,
+    refill,
 )
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,7 @@ class MongoStore:
         self._collections = {
             name: self._db.get_collection(name, write_concern=majority) for name in QUERY_FIELDS
         }
+        self._buckets = self._db.get_collection(RATE_BUCKETS, write_concern=majority)
 
     def _coll(self, collection: str) -> Any:
         try:
@@ -135,6 +140,10 @@ class MongoStore:
                     )
                 else:
                     await coll.create_index([(field, ASCENDING)], name=f"ix_{field}")
+        # A bucket that has refilled completely is the same as none: the server deletes it.
+        await self._buckets.create_index(
+            [("full_at", ASCENDING)], name="ttl_full_at", expireAfterSeconds=0
+        )
         log.info("store=mongo db=%s opened", self.db_name)
 
     async def close(self) -> None:
@@ -230,3 +239,41 @@ class MongoStore:
         check_id(doc_id)
         result = await coll.delete_one({"_id": doc_id})
         return bool(result.deleted_count)
+
+    # -- rate limits -------------------------------------------------------------------------
+
+    async def take_token(self, key: str, burst: int, per_s: float, now: float) -> float:
+        """Compare-and-set on the bucket document: read it, refill, and spend with a
+        `find_one_and_update` that matches only the version read (or an insert for a new bucket);
+        a concurrent spender makes the write miss, and the loop reads again."""
+        check_bucket(key, burst, per_s, now)
+        for _attempt in range(16):
+            doc = await self._buckets.find_one({"_id": key})
+            if doc is None:
+                tokens, at, version = float(burst), now, 0
+            else:
+                at = max(now, float(doc["at"]))
+                tokens = refill(float(doc["tokens"]), float(doc["at"]), burst, per_s, now)
+                version = int(doc["v"])
+            if tokens < 1.0:
+                return (1.0 - tokens) / per_s
+            tokens -= 1.0
+            fields = {
+                "tokens": tokens,
+                "at": at,
+                "v": version + 1,
+                "full_at": datetime.fromtimestamp(at + (burst - tokens) / per_s, UTC),
+            }
+            if doc is None:
+                try:
+                    await self._buckets.insert_one({"_id": key, **fields})
+                except DuplicateKeyError:
+                    continue  # another process created it first: spend from that one
+                return 0.0
+            won = await self._buckets.find_one_and_update(
+                {"_id": key, "v": version}, {"$set": fields}
+            )
+            if won is not None:
+                return 0.0
+        # Sixteen lost races in a row: the bucket is being drained right now; refuse this one.
+        return 1.0 / per_s
