@@ -146,3 +146,28 @@ async def test_a_connected_viewer_outlives_the_connect_timeout(tmp_path: Path) -
         finally:
             await viewer.close()
             await pub.pc.close()
+
+
+async def test_caps_hold_for_concurrent_offers(tmp_path: Path) -> None:
+    """Offers racing each other are counted while they negotiate, not only once answered."""
+    settings = make_settings(
+        tmp_path / "data", peer_connect_timeout_s=30, max_pending_peers=5, record=False
+    )
+    async with running(settings) as srv:
+        api = srv.client
+        started = await start_session(api)
+        sid = started["session"]["id"]
+        screen = next(s["id"] for s in started["session"]["streams"] if s["kind"] == "screen")
+        path = f"{PREFIX}/stream/{screen}/signal/offer"
+        tokens = [(await join(api, sid))["viewer_token"] for _ in range(12)]
+        answers = await asyncio.gather(*(abandoned_offer(api, t, path) for t in tokens))
+        assert sorted(r.status for r in answers) == [200] * 5 + [429] * 7
+        assert srv.services.media.counters()["peer_connections"] == 5
+
+        other = await start_session(api)
+        other_screen = next(s["id"] for s in other["session"]["streams"] if s["kind"] == "screen")
+        token = (await join(api, other["session"]["id"]))["viewer_token"]
+        path = f"{PREFIX}/stream/{other_screen}/signal/offer"
+        answers = await asyncio.gather(*(abandoned_offer(api, token, path) for _ in range(8)))
+        statuses = sorted(r.status for r in answers)
+        assert statuses == [200] * 4 + [429] * 4, statuses  # one viewer: at most 4 connections

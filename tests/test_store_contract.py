@@ -465,9 +465,8 @@ def test_token_bucket_spends_refills_and_refuses_without_writing(backend: Backen
         assert await store.take_token("join:5.6.7.8", 3, 0.5, t) == 0.0
         assert await store.take_token("join:1.2.3.4", 3, 0.5, t - 100) > 0
         # Refill stops at the burst.
-        assert [await store.take_token("join:1.2.3.4", 3, 0.5, t + 1000) for _ in range(4)][
-            -1
-        ] > 0
+        later = [await store.take_token("join:1.2.3.4", 3, 0.5, t + 1000) for _ in range(4)]
+        assert later[:3] == [0.0] * 3 and later[3] > 0
         for bad in (("", 3, 1.0, t), ("k", 0, 1.0, t), ("k", 3, 0.0, t), ("k", 3, 1.0, "x")):
             with pytest.raises(ValueError):
                 await store.take_token(*bad)  # type: ignore[arg-type]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +80,8 @@ class MediaPlane:
         # Encoders and compositors each take ~1–10 ms per frame; a few threads keep the loop free.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="media")
         self._peers: dict[str, Peer] = {}
+        # Viewer connections between the cap checks and `_track` (see `_negotiate_viewer`).
+        self._negotiating: dict[str, Peer] = {}
         self._media: dict[str, StreamMedia] = {}
         self._ingests: dict[str, Ingest] = {}
         self._encoders: dict[tuple[str, str], SharedEncoder] = {}
@@ -318,6 +322,17 @@ class MediaPlane:
     async def _negotiate_viewer(
         self, peer: Peer, offer: offers.Offer, want_audio: bool, prefer: str | None = None
     ) -> tuple[RTCRtpTransceiver, RTCRtpTransceiver | None, str]:
+        """Negotiate with the peer counted by the caps meanwhile: offers racing each other all
+        pass the checks before any is tracked, unless the ones in flight count too."""
+        self._negotiating[peer.id] = peer
+        try:
+            return await self._negotiate(peer, offer, want_audio, prefer)
+        finally:
+            self._negotiating.pop(peer.id, None)
+
+    async def _negotiate(
+        self, peer: Peer, offer: offers.Offer, want_audio: bool, prefer: str | None
+    ) -> tuple[RTCRtpTransceiver, RTCRtpTransceiver | None, str]:
         pc = peer.pc
         order = list(self.settings.video_codecs)
         if prefer is not None:
@@ -464,7 +479,7 @@ class MediaPlane:
         """A viewer needs at most one connection per stream plus a composite; refuse floods."""
         open_ = sum(
             1
-            for p in self._peers.values()
+            for p in self._counted_peers()
             if p.session_id == claims.session_id and p.viewer_id == claims.viewer_id
         )
         if open_ >= MAX_CONNECTIONS_PER_VIEWER:
@@ -473,12 +488,15 @@ class MediaPlane:
                 code="too_many_connections",
             )
 
+    def _counted_peers(self) -> Iterator[Peer]:
+        return itertools.chain(self._peers.values(), self._negotiating.values())
+
     def _check_pending(self, session_id: str) -> None:
         """Offers answered but not yet connected hold sockets and memory: cap them per session."""
         limit = self.settings.max_pending_peers
         pending = sum(
             1
-            for p in self._peers.values()
+            for p in self._counted_peers()
             if p.session_id == session_id and p.role != "publisher" and not p.connected
         )
         if pending >= limit:
