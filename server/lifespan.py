@@ -49,7 +49,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             drain=drain,
         )
-        services.limits = RateLimits(store, settings)
+        services.limits = RateLimits(
+            store, settings, on_refused=lambda action: metrics.rate_limited.labels(action).inc()
+        )
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: services.media)
         media = MediaPlane(settings, store, sessions, presence)
         sessions.add_listener(media)

@@ -195,6 +195,12 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "multistream_rate_limited",
+            "Requests refused (429) by the per-address rate limits, by action.",
+            ["action"],
+            registry=self.registry,
+        )
         self.store: Store | None = None
         self.presence: _Counts | None = None
         self.drain: DrainState | None = None

@@ -52,10 +52,15 @@ class RateLimits:
     """Token buckets per action and client address, in the shared store."""
 
     def __init__(
-        self, store: Store, settings: Settings, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.on_refused = on_refused
         self.limits: dict[str, tuple[int, int]] = {
             "session_start": settings.rate_session_start,
             "join": settings.rate_join,
@@ -83,6 +88,8 @@ class RateLimits:
         self._refuse(action, wait)
 
     def _refuse(self, action: str, wait: float) -> None:
+        if self.on_refused is not None:
+            self.on_refused(action)
         seconds = max(1, math.ceil(wait))
         raise TooManyRequests(
             f"too many {action.replace('_', ' ')} requests from this address; retry in {seconds} s",

@@ -55,6 +55,8 @@ async def test_join_is_limited_so_anonymous_joins_cannot_pile_up_rows(tmp_path: 
         assert await snapshot(store) == before
         assert await store.count("viewer_preferences") == 5
         assert await store.count("orders") == 5
+        text = (await api.get("/metrics")).body.decode()
+        assert 'multistream_rate_limited_total{action="join"} 20.0' in text
 
 
 async def test_signaling_offers_are_limited_over_http_and_websocket(tmp_path: Path) -> None:
