@@ -60,10 +60,14 @@ def parse_offer(body: object) -> Offer:
     return Offer(sdp=sdp, media=media)
 
 
-def check_publisher(offer: Offer) -> None:
-    """A broadcaster's offer must send video; the server only receives."""
-    if not any(d in _SENDS for d in offer.directions("video")):
-        raise Invalid("a publisher's offer must send a video track", code="offer_not_sending")
+def check_publisher(offer: Offer, kind: str | None = None) -> None:
+    """A broadcaster's offer must send video, or (camera only: it carries the microphone) audio;
+    the server only receives."""
+    if any(d in _SENDS for d in offer.directions("video")):
+        return
+    if kind == "camera" and any(d in _SENDS for d in offer.directions("audio")):
+        return  # an audio-only camera publication (e.g. a WHIP client with only a microphone)
+    raise Invalid("a publisher's offer must send a video track", code="offer_not_sending")
 
 
 def check_viewer(offer: Offer) -> None:
