@@ -22,7 +22,7 @@ from server.auth import Claims
 from server.clock import now_iso
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
-from server.media import codecs, ice, offers
+from server.media import codecs, dtls, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
 from server.media.fanout import PacketBroadcast, ViewerTrack
@@ -488,6 +488,7 @@ class MediaPlane:
 
     async def _answer(self, pc: RTCPeerConnection) -> str:
         ice.restrict(pc, self.settings.ice_hosts, self.settings.udp_ports)
+        dtls.answer_as_server(pc)  # interop with RSA-certificate peers (server/media/dtls.py)
         await pc.setLocalDescription(await pc.createAnswer())
         return self._local_sdp(pc)
 
