@@ -214,9 +214,17 @@ class WhipService:
         if claims.session_id != session_id:
             await self.sessions.get_session(session_id)  # 404 for an unknown session first
             raise Forbidden("token belongs to another session")
+        plane = self._plane()
+        before = {s["kind"]: s["status"] for s in await self.sessions.streams_of(session_id)}
         # OBS reconnects after a stop: publishing reopens a stopped stream (idempotent when open).
         stream = await self.sessions.start_stream(claims, session_id, kind)
-        answer = await self._plane().publish(claims, stream["id"], body)
+        try:
+            answer = await plane.publish(claims, stream["id"], body)
+        except DomainError:
+            if before.get(kind) not in ("pending", "live"):
+                # Refused offer: the stream goes back to not publishing, as before the request.
+                await self.sessions.stop_stream(claims, session_id, kind)
+            raise
         return Created(answer["pc_id"], answer["sdp"], etag_of(answer["sdp"]))
 
     async def end_publication(self, claims: Claims, session_id: str, kind: str, pc_id: str) -> None:

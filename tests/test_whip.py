@@ -256,3 +256,25 @@ async def test_whep_enforces_preferences_payment_and_quota(server, api):
     for v in viewers:
         await v.close()
     await pub.pc.close()
+
+
+async def test_refused_offer_leaves_a_stopped_stream_stopped(server, api):
+    started = await start_session(api, ("screen",))
+    sid, token = started["session"]["id"], started["broadcaster_token"]
+    stream_id = started["session"]["streams"][0]["id"]
+    resp = await api.post(f"{PREFIX}/session/{sid}/streams/screen/stop", token=token)
+    assert resp.status == 200, resp.body
+    pub, resp = await whip_publish(api, token, sid, "screen", PatternTrack("screen", 64, 64, 5))
+    offer = pub.pc.localDescription.sdp
+    await pub.pc.close()
+    resp = await api.post(f"{PREFIX}/session/{sid}/streams/screen/stop", token=token)
+    assert resp.status == 200, resp.body
+    # No DTLS fingerprint: refused up front (aiortc itself would accept it, then fail an
+    # assertion when DTLS starts). No ICE credentials: refused by aiortc after the stream was
+    # reopened for it, which is rolled back.
+    for dropped in ("a=fingerprint", "a=ice-ufrag"):
+        bad = "".join(x + "\r\n" for x in offer.splitlines() if not x.startswith(dropped))
+        resp = await api.post(f"{WHIP}/{sid}/screen", raw=bad.encode(), token=token, headers=SDP)
+        assert_error(resp, 400, "invalid_sdp")
+        doc = await server.services.store.get("broadcast_streams", stream_id)
+        assert doc["status"] == "stopped", dropped

@@ -2,7 +2,8 @@
 
 Interop finding, measured here (captured DTLS flight, see the report): FFmpeg offers
 `a=setup:passive` (it is the DTLS server) and its GnuTLS backend generates a self-signed ECDSA
-certificate on curve **P-224** (secp224r1). aiortc's DTLS runs on the OpenSSL 4.0 bundled with
+certificate on curve **P-224** (secp224r1): libavformat/tls_gnutls.c asks for
+`gnutls_sec_param_to_pk_bits(GNUTLS_PK_ECDSA, GNUTLS_SEC_PARAM_MEDIUM)` bits, i.e. 224. aiortc's DTLS runs on the OpenSSL 4.0 bundled with
 `cryptography`, where the deprecated RFC 8422 curves (P-224 among them) are no TLS groups any more.
 In TLS 1.2 OpenSSL requires the peer certificate's curve to be one of its own supported groups, so
 after ServerKeyExchange aiortc sends a fatal `illegal_parameter` alert (FFmpeg logs "A TLS fatal

@@ -47,12 +47,16 @@ def parse_offer(body: object) -> Offer:
             for m in parsed.media
             if m.kind in ("audio", "video")
         )
+        unsigned = any(not (m.dtls and m.dtls.fingerprints) for m in parsed.media)
     except Exception as exc:  # the parser raises many types; all mean "malformed"
         raise Invalid(
             f"sdp is not a valid offer: {type(exc).__name__}", code="invalid_sdp"
         ) from None
     if not media:
         raise Invalid("offer has no audio or video section", code="invalid_sdp")
+    if unsigned:
+        # aiortc would accept it and then fail an assertion when DTLS starts (no error reply).
+        raise Invalid("offer has no DTLS fingerprint (a=fingerprint)", code="invalid_sdp")
     if len(parsed.media) > MAX_MEDIA_SECTIONS:
         raise Invalid("offer has too many media sections", code="invalid_sdp")
     if any(d not in aiortc_sdp.DIRECTIONS for _, d, _ in media):
