@@ -18,9 +18,9 @@ from .conftest import WebServer
 from .netns import NetnsLoop
 
 # The whole WHEP exchange a generic player does: offer, POST application/sdp, answer from the 201.
-WHEP_PLAY = """
+WHEP_PLAY = r"""
 (async () => {
-  const url = %(url)s, token = %(token)s;
+  const url = %(url)s, token = %(token)s, trickle = %(trickle)s;
   // Chromium only gathers a 127.0.0.1 candidate once camera permission exists.
   (await navigator.mediaDevices.getUserMedia({video: true})).getTracks().forEach(t => t.stop());
   const pc = new RTCPeerConnection({iceServers: []});
@@ -30,18 +30,46 @@ WHEP_PLAY = """
   video.muted = true; video.autoplay = true; video.id = "whep-video";
   document.body.append(video);
   pc.ontrack = (e) => { if (e.track.kind === "video") video.srcObject = new MediaStream([e.track]); };
+  const auth = {"Authorization": "Bearer " + token};
+  // Trickle (RFC 8840 fragments by PATCH, If-Match: the ETag) or wait for all candidates.
+  const pending = [];
+  let resource = null, etag = null;
+  window.whepPatches = [];
+  const patch = async (lines) => {
+    const local = pc.localDescription.sdp;
+    const ufrag = local.match(/a=ice-ufrag:(.*)/)[1], pwd = local.match(/a=ice-pwd:(.*)/)[1];
+    const body = `a=ice-ufrag:${ufrag}\r\na=ice-pwd:${pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\n` +
+      `a=mid:0\r\n` + lines.map((l) => l + "\r\n").join("");
+    const r = await fetch(resource, {method: "PATCH", body, headers: {...auth,
+      "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag}});
+    window.whepPatches.push(r.status);
+  };
+  if (trickle) {
+    pc.onicecandidate = (e) => {
+      const line = e.candidate ? "a=" + e.candidate.candidate : "a=end-of-candidates";
+      if (e.candidate && !e.candidate.candidate) return;
+      if (resource) patch([line]); else pending.push(line);
+    };
+  }
   await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((ok) => {
-    if (pc.iceGatheringState === "complete") return ok();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && ok();
-  });
-  const resp = await fetch(url, {method: "POST", body: pc.localDescription.sdp,
-    headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + token}});
+  if (!trickle) {
+    await new Promise((ok) => {
+      if (pc.iceGatheringState === "complete") return ok();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && ok();
+    });
+  }
+  const offer = trickle ? pc.localDescription.sdp.split("\r\n")
+      .filter((l) => !l.startsWith("a=candidate:") && l !== "a=end-of-candidates").join("\r\n")
+    : pc.localDescription.sdp;
+  const resp = await fetch(url, {method: "POST", body: offer,
+    headers: {...auth, "Content-Type": "application/sdp"}});
   if (resp.status !== 201) return {status: resp.status, body: await resp.text()};
-  window.whepResource = resp.headers.get("Location");
+  resource = window.whepResource = resp.headers.get("Location");
+  etag = resp.headers.get("ETag");
   await pc.setRemoteDescription({type: "answer", sdp: await resp.text()});
+  if (pending.length) await patch(pending.splice(0));
   window.whepPc = pc;
-  return {status: 201, location: window.whepResource, etag: resp.headers.get("ETag")};
+  return {status: 201, location: resource, etag, offerHadCandidates: offer.includes("a=candidate")};
 })()
 """
 
@@ -94,21 +122,28 @@ def test_chromium_plays_a_stream_and_the_composite_over_whep(
     async def check() -> None:
         token = await _viewer_token(api, published.session_id)
         media = web_server.services.media  # type: ignore[attr-defined]
-        for target in ("screen", "composite?corner=top-left&size=30"):
+        # The screen without trickle (all candidates in the offer), the composite with trickle.
+        for target, trickle in (("screen", False), ("composite?corner=top-left&size=30", True)):
             context = await browser.new_context()
             page = await browser.new_page(context)
             await page.goto(f"{web_server.base_url}/")
             url = f"/api/v1/whep/{published.session_id}/{target}"
             result = await page.evaluate(
-                WHEP_PLAY % {"url": repr(url), "token": repr(token)}, user_gesture=True
+                WHEP_PLAY
+                % {"url": repr(url), "token": repr(token), "trickle": str(trickle).lower()},
+                user_gesture=True,
             )
             assert result["status"] == 201, result
+            assert result["offerHadCandidates"] is not trickle
             pc_id = result["location"].rsplit("/", 1)[1]
             assert media.peer(pc_id) is not None
             # Frames arrive and keep arriving.
             await page.wait_for("document.querySelector('#whep-video').videoWidth > 0", 20)
             t0 = await page.evaluate("document.querySelector('#whep-video').currentTime")
             await page.wait_for(f"document.querySelector('#whep-video').currentTime > {t0}", 10)
+            if trickle:  # candidates went by PATCH, each answered 204
+                patches = await page.evaluate("window.whepPatches")
+                assert patches and set(patches) == {204}, patches
             # DELETE from the page frees the server's peer.
             status = await page.evaluate(
                 "fetch(window.whepResource, {method: 'DELETE', headers: "
