@@ -46,8 +46,8 @@ class _WhipBase(ApiHandler):
             # A browser WHIP/WHEP client must read these from the 201 answer.
             self.set_header("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch")
 
-    def _links(self) -> None:
-        for link in link_headers(self.services.settings.ice_servers):
+    def _links(self, *, credentials: bool) -> None:
+        for link in link_headers(self.services.settings.ice_servers, credentials=credentials):
             self.add_header("Link", link)
 
     def options(self, *args: Any, **kwargs: Any) -> None:
@@ -55,7 +55,7 @@ class _WhipBase(ApiHandler):
         self.set_header("Access-Control-Allow-Headers", f"{ALLOWED_HEADERS}, If-Match")
         self.set_header("Access-Control-Max-Age", "600")
         self.set_header("Accept-Post", SDP)
-        self._links()
+        self._links(credentials=False)
         self.set_status(204)
         self.finish()
 
@@ -65,7 +65,7 @@ class _WhipBase(ApiHandler):
         self.set_header("Location", f"{self.request.path.rstrip('/')}/{created.resource_id}")
         self.set_header("ETag", created.etag)
         self.set_header("Accept-Patch", SDPFRAG)
-        self._links()
+        self._links(credentials=True)
         self.finish(created.sdp)
 
     def offer_text(self) -> str:

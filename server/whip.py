@@ -147,18 +147,19 @@ def etag_of(answer_sdp: str) -> str:
     return f'"{ufrag or "none"}"'
 
 
-def link_headers(ice_servers: tuple[str, ...] | list[str]) -> list[str]:
-    """RFC 9725 §4.6 `Link: <stun:…>; rel="ice-server"` values, credentials as attributes."""
+def link_headers(ice_servers: tuple[str, ...] | list[str], *, credentials: bool) -> list[str]:
+    """RFC 9725 §4.6 `Link: <stun:…>; rel="ice-server"` values. TURN credentials only go to an
+    authenticated client (the 201 answer), never to an anonymous `OPTIONS`."""
     links = []
     for url in ice_servers:
         scheme, _, rest = url.partition(":")
         if "@" in rest:
             creds, _, host = rest.rpartition("@")
             user, _, password = creds.partition(":")
-            links.append(
-                f'<{scheme}:{host}>; rel="ice-server"; username="{user}"; '
-                f'credential="{password}"; credential-type="password"'
-            )
+            link = f'<{scheme}:{host}>; rel="ice-server"'
+            if credentials:
+                link += f'; username="{user}"; credential="{password}"; credential-type="password"'
+            links.append(link)
         else:
             links.append(f'<{url}>; rel="ice-server"')
     return links
