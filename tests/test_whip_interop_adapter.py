@@ -13,7 +13,7 @@ from server.media import dtls, ice
 from tests.media_helpers import PatternTrack, new_pc, offer_of
 
 
-def test_aiortc_still_has_the_dtls_role_shape_the_adapter_uses() -> None:
+async def test_aiortc_still_has_the_dtls_role_shape_the_adapter_uses() -> None:
     assert hasattr(RTCDtlsTransport, "_set_role"), "aiortc renamed RTCDtlsTransport._set_role"
     pc = new_pc()
     transceiver = pc.addTransceiver("video", direction="recvonly")
@@ -22,6 +22,7 @@ def test_aiortc_still_has_the_dtls_role_shape_the_adapter_uses() -> None:
     assert transport._role == "auto", "aiortc no longer starts with an undecided DTLS role"
     transport._set_role("server")
     assert transport._role == "server"
+    await pc.close()
 
 
 async def _answer(offer_sdp: str) -> tuple[object, str]:
