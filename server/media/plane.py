@@ -646,7 +646,13 @@ class MediaPlane:
         if media is None or stream_id in self._recorders:
             return
         profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        if self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
+        ingest = self._ingests.get(stream_id)
+        if ingest is not None and not any(t.kind == "video" for t in ingest.pc.getTransceivers()):
+            # An audio-only camera publication (WHIP): the microphone alone is recorded.
+            recorder = Recorder(
+                stream, None, "", profile.fps, media, self.settings.recordings_dir, self.store
+            )
+        elif self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
             # Mux the publisher's own packets: no decode, no encode for the recording.
             assert media.video_codec is not None
             recorder = Recorder(
