@@ -10,12 +10,14 @@ install: system-deps
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
 
-# Debian's Chromium drives the browser tests; installed only when missing (needs root or sudo).
+# Debian's Chromium drives the browser tests; Meetecho's simple-whip-client is the GStreamer WHIP
+# client tried against the WHIP endpoint. Installed only when missing (needs root or sudo).
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v whip-client >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver iproute2; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+			iproute2 simple-whip-client; \
 	fi
 
 serve:

@@ -24,7 +24,7 @@ from server.auth import Claims
 from server.clock import now_iso
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
-from server.media import codecs, ice, offers
+from server.media import codecs, dtls, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
 from server.media.fanout import PacketBroadcast, ViewerTrack
@@ -60,6 +60,7 @@ class Peer:
     video: ViewerTrack | None = None
     audio: ViewerTrack | None = None
     closing: bool = False
+    whep: bool = False  # a WHEP composite: its URL, not the saved mode, asked for it
     created_at: float = field(default_factory=time.monotonic)
     # A viewer counts (presence, metrics) only once ICE and DTLS are up; until then a timer
     # closes the connection after `settings.peer_connect_timeout_s`.
@@ -150,7 +151,7 @@ class MediaPlane:
         """A broadcaster's offer for one of its streams; the server side only receives."""
         _, stream = await self.sessions.authorize_publish(claims, stream_id)
         offer = offers.parse_offer(body)
-        offers.check_publisher(offer)
+        offers.check_publisher(offer, stream["kind"])
         pc = self._new_pc()
         peer = Peer(
             new_id("pc"),
@@ -180,8 +181,8 @@ class MediaPlane:
         previous = self._ingests.get(stream_id)
         self._ingests[stream_id] = ingest
         media.ingest = ingest
-        video_t = next(t for t in pc.getTransceivers() if t.kind == "video")
-        media.video_codec = self._negotiated_codec(pc, video_t) or None
+        video_t = next((t for t in pc.getTransceivers() if t.kind == "video"), None)
+        media.video_codec = (self._negotiated_codec(pc, video_t) or None) if video_t else None
         self._track(peer)
         if previous is not None:
             # A publisher reconnecting replaces its earlier connection; viewers stay.
@@ -280,11 +281,20 @@ class MediaPlane:
         return {"sdp": self._local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
 
     async def subscribe_composite(
-        self, claims: Claims, session_id: str, body: object
+        self,
+        claims: Claims,
+        session_id: str,
+        body: object,
+        layout: dict[str, Any] | None = None,
+        whep: bool = False,
     ) -> dict[str, str]:
-        """A viewer's composite feed: one video track laid out per its saved preferences."""
+        """A viewer's composite feed: one video track laid out per its saved preferences.
+        A WHEP player asks for the composite by URL (`whep`): no composite mode needed, and
+        `layout` (`corner`/`size_pct`) may override the saved picture-in-picture."""
         _, prefs = await self.sessions.authorize_composite(claims, session_id)
-        if prefs["mode"] != "composite":
+        if layout:
+            prefs = {**prefs, "pip": {**(prefs.get("pip") or {}), **layout}}
+        if prefs["mode"] != "composite" and not whep:
             raise Conflict(
                 "preferences are in separate mode; set mode to composite first",
                 code="not_composite_mode",
@@ -304,6 +314,7 @@ class MediaPlane:
             "composite",
             viewer_id=claims.viewer_id,
             layout=key,
+            whep=whep,
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
         encoder = self._composite_encoder(key, codec)
@@ -414,6 +425,23 @@ class MediaPlane:
                 "candidate does not match the connection", code="invalid_candidate"
             ) from None
 
+    # -- WHIP/WHEP resources (server/whip.py) ------------------------------------------------
+
+    def peer(self, pc_id: str) -> Peer | None:
+        return self._peers.get(pc_id)
+
+    def current_publisher(self, stream_id: str | None) -> str | None:
+        """The pc_id of the stream's current ingest connection, if any."""
+        ingest = self._ingests.get(stream_id or "")
+        peer = next((p for p in self._peers.values() if ingest and p.pc is ingest.pc), None)
+        return peer.id if peer is not None else None
+
+    async def close_peer(self, pc_id: str) -> None:
+        """Close one connection now (a WHEP `DELETE`, or a replaced WHIP publication)."""
+        peer = self._peers.get(pc_id)
+        if peer is not None:
+            await self._close_peer(peer)
+
     def disconnect(self, pc_id: str) -> None:
         """The viewer's signaling socket closed: its connections go with it."""
         peer = self._peers.get(pc_id)
@@ -458,7 +486,10 @@ class MediaPlane:
                 await self._close_peer(peer)
             elif peer.role == "composite":
                 key = self._layout_key(prefs)
-                if prefs["mode"] != "composite" or not key.kinds:
+                if peer.whep and peer.layout is not None:
+                    # Its URL chose the layout; only the enabled streams follow the preferences.
+                    key = LayoutKey(session_id, peer.layout.corner, peer.layout.size_pct, key.kinds)
+                if (prefs["mode"] != "composite" and not peer.whep) or not key.kinds:
                     await self._close_peer(peer)
                 elif key != peer.layout and peer.video is not None and peer.codec is not None:
                     # Layout follows the preference live: same connection, another shared feed.
@@ -529,6 +560,7 @@ class MediaPlane:
 
     async def _answer(self, pc: RTCPeerConnection) -> str:
         ice.restrict(pc, self.settings.ice_hosts, self.settings.udp_ports)
+        dtls.answer_as_server(pc)  # interop with RSA-certificate peers (server/media/dtls.py)
         await pc.setLocalDescription(await pc.createAnswer())
         return self._local_sdp(pc)
 
@@ -696,7 +728,13 @@ class MediaPlane:
         if media is None or stream_id in self._recorders:
             return
         profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        if self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
+        ingest = self._ingests.get(stream_id)
+        if ingest is not None and not any(t.kind == "video" for t in ingest.pc.getTransceivers()):
+            # An audio-only camera publication (WHIP): the microphone alone is recorded.
+            recorder = Recorder(
+                stream, None, "", profile.fps, media, self.settings.recordings_dir, self.store
+            )
+        elif self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
             # Mux the publisher's own packets: no decode, no encode for the recording.
             assert media.video_codec is not None
             recorder = Recorder(
