@@ -82,6 +82,7 @@ class WhipEndpoint(_WhipBase):
 
     async def post(self, session_id: str, kind: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         sdp = self.offer_text()
         self.created(await self.service().publish(claims, session_id, kind, sdp))
 
@@ -116,6 +117,7 @@ class WhepEndpoint(_WhipBase):
 
     async def post(self, session_id: str, kind: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         sdp = self.offer_text()
         self.created(await self.service().play(claims, session_id, kind, sdp))
 
@@ -125,6 +127,7 @@ class WhepCompositeEndpoint(_WhipBase):
 
     async def post(self, session_id: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         pip = pip_from_query(self.get_argument("corner", None), self.get_argument("size", None))
         sdp = self.offer_text()
         self.created(await self.service().play_composite(claims, session_id, sdp, pip))

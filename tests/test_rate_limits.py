@@ -223,3 +223,29 @@ async def test_session_list_pages_reach_every_live_session(tmp_path: Path) -> No
             assert_error(await api.get(f"{PREFIX}/sessions{bad}"), 400, "invalid_limit")
         for bad in ("nope", "e30", "W10", "WyJhIl0", "%00"):
             assert_error(await api.get(f"{PREFIX}/sessions?cursor={bad}"), 400, "invalid_cursor")
+
+
+async def test_whip_and_whep_offers_spend_the_offer_bucket(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", rate_offer=(2, ONE_PER_MINUTE))
+    sdp = {"Content-Type": "application/sdp"}
+    async with running(settings) as srv:
+        api = srv.client
+        started = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json
+        sid, token = started["session"]["id"], started["broadcaster_token"]
+        viewer = (await api.post(f"{PREFIX}/session/{sid}/join")).json["viewer_token"]
+        # Malformed offers are cheap to refuse but spend a token all the same.
+        assert_error(
+            await api.post(f"/api/v1/whip/{sid}/screen", raw=b"x", token=token, headers=sdp), 400
+        )
+        assert_error(
+            await api.post(f"/api/v1/whep/{sid}/screen", raw=b"x", token=viewer, headers=sdp), 400
+        )
+        before = await snapshot(srv.services.store)
+        for path, who in (
+            (f"/api/v1/whip/{sid}/screen", token),
+            (f"/api/v1/whep/{sid}/camera", viewer),
+            (f"/api/v1/whep/{sid}/composite", viewer),
+        ):
+            assert_limited(await api.post(path, raw=b"x", token=who, headers=sdp))
+        assert await snapshot(srv.services.store) == before
+        assert srv.services.media.counters()["peer_connections"] == 0
