@@ -590,7 +590,9 @@ async def run(quick: bool, only: str | None) -> list[dict[str, Any]]:
     print(HEADER)
     rows: list[dict[str, Any]] = []
     for key, (name, impl, codec, fps) in PLAN.items():
-        if only and only not in (key, impl, name.split()[0], f"{impl}:{name.split()[0]}"):
+        if only and (
+            key != only if only in PLAN else only not in (impl, f"{impl}:{name.split()[0]}")
+        ):
             continue
         rows += await sweep(
             name,

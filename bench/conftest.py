@@ -17,6 +17,7 @@ import pytest
 from bench import machine
 
 _STARTED = time.time()
+_LOAD_AT_START = machine.load_average()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
@@ -34,11 +35,16 @@ def pytest_benchmark_update_machine_info(
     config: pytest.Config, machine_info: dict[str, Any]
 ) -> None:
     machine_info.update(machine.describe())
+    machine_info["load_avg_start"] = [round(x, 2) for x in _LOAD_AT_START]
 
 
 def pytest_benchmark_update_json(
     config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
 ) -> None:
+    # Keep the file small enough to commit: the per-round samples go, the statistics stay (all
+    # that `pytest-benchmark compare` and bench.report read).
+    for bench in output_json["benchmarks"]:
+        bench["stats"].pop("data", None)
     output_json["suite"] = {
         "wall_s": round(time.time() - _STARTED, 1),
         "load_avg_end": [round(x, 2) for x in machine.load_average()],

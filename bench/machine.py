@@ -26,6 +26,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags(wanted: tuple[str, ...] = ("sse4_2", "avx2", "avx512f", "avx512bw")) -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def load_average() -> tuple[float, float, float]:
     try:
         return os.getloadavg()
@@ -67,6 +78,7 @@ def describe() -> dict[str, Any]:
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "kernel": platform.release(),
@@ -84,6 +96,5 @@ def describe() -> dict[str, Any]:
         },
         "libavcodec": ".".join(map(str, ffmpeg)) if ffmpeg else None,
         "compositor": _compositor_simd(),
-        "load_avg_start": [round(x, 2) for x in load_average()],
         "commit": None if commit is None else commit + ("-dirty" if dirty else ""),
     }
