@@ -88,6 +88,45 @@ def text_page(width: int, height: int, seed: int = 1, scale: float = 0.55) -> U8
     return page
 
 
+def document_page(width: int, height: int, seed: int = 11, scale: float = 0.6) -> U8:
+    """A page as a document or web article shows it: a centred column of ~15 px text in
+    paragraphs (ragged right edges, blank lines between), on a white page; luma only."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    page = np.full((height, width), 245, np.uint8)
+    left, right = width // 6, width - width // 6
+    line_h = int(40 * scale)
+    y = 60
+    while y < height - 40:
+        for _ in range(int(rng.integers(3, 8))):
+            if y >= height - 40:
+                break
+            words: list[str] = []
+            limit = right - int(rng.integers(0, (right - left) // 4))
+            while True:
+                word = str(rng.choice(WORDS))
+                (w, _), _ = cv2.getTextSize(
+                    " ".join([*words, word]), cv2.FONT_HERSHEY_SIMPLEX, scale, 1
+                )
+                if left + w > limit:
+                    break
+                words.append(word)
+            cv2.putText(
+                page,
+                " ".join(words),
+                (left, y),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                25,
+                1,
+                cv2.LINE_AA,
+            )
+            y += line_h
+        y += line_h  # paragraph gap
+    return page
+
+
 class ScreenSource:
     """1080p-style screen: a text page scrolling ``speed`` px per frame, grey chroma, plus a
     small noisy 'video' box in a corner (what a shared browser tab with an embed looks like)."""
