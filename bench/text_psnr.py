@@ -91,6 +91,14 @@ SETTINGS = [
     Setting("x264-faster-15-stillimage", fps=15, preset="faster", tune="stillimage,zerolatency"),
     Setting("x264-veryfast-15-crf18", fps=15, preset="veryfast", crf=18),
     Setting("x264-veryfast-10", fps=10, preset="veryfast"),
+    # Adaptive quantisation and psy-rd move bits from flat areas into texture and are off in
+    # ultrafast: on a page of text they cost PSNR. tune=psnr turns both off at any preset.
+    Setting("x264-veryfast-15-psnr", fps=15, preset="veryfast", tune="psnr,zerolatency"),
+    Setting("x264-superfast-15-psnr", fps=15, preset="superfast", tune="psnr,zerolatency"),
+    Setting("x264-ultrafast-15-crf20", fps=15, crf=20),
+    Setting(
+        "x264-veryfast-15-psnr-crf20", fps=15, preset="veryfast", tune="psnr,zerolatency", crf=20
+    ),
 ]
 
 
