@@ -29,7 +29,7 @@ lint:
 	$(BIN)/ruff format --check server handlers store compositor tests bench
 	$(BIN)/mypy server handlers store compositor
 
-# The whole benchmark suite (about 7 minutes on the 2-vCPU dev machine): one pytest-benchmark JSON
+# The whole benchmark suite (about 3-4 minutes on the 2-vCPU dev machine): one pytest-benchmark JSON
 # (compare runs with `pytest-benchmark compare A.json B.json`), then bench/RESULTS.md generated
 # from it. One BLAS thread: numpy's OpenBLAS workers would steal the second core from the kernels.
 BENCH_JSON ?= bench/results.json

@@ -180,6 +180,14 @@ def composite_psnr(
     }
 
 
+def passthrough_psnr(
+    originals: list[U8], published: list[av.VideoFrame], mask: npt.NDArray[np.bool_]
+) -> float:
+    """What a passthrough viewer sees: the publisher's decoded frames, after the first second."""
+    pairs = list(zip(published, originals, strict=False))[30:]
+    return statistics.mean(psnr(plane_views(f)[0][mask], o[mask]) for f, o in pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -195,11 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     originals, published = publisher_frames(
         args.seconds, args.scroll, args.publisher_bps, args.dense
     )
-    skip = 30
-    passthrough = statistics.mean(
-        psnr(plane_views(f)[0][mask], o[mask])
-        for f, o in list(zip(published, originals, strict=False))[skip:]
-    )
+    passthrough = passthrough_psnr(originals, published, mask)
     print(
         f"1080p {'dense text' if args.dense else 'document'} page "
         f"({'static' if not args.scroll else f'scrolling {args.scroll} px/frame'}), "
