@@ -31,5 +31,13 @@ lint:
 	$(BIN)/ruff format --check server handlers store compositor tests bench
 	$(BIN)/mypy server handlers store compositor
 
+# The whole benchmark suite (about 3-4 minutes on the 2-vCPU dev machine): one pytest-benchmark JSON
+# (compare runs with `pytest-benchmark compare A.json B.json`), then bench/RESULTS.md generated
+# from it. One BLAS thread: numpy's OpenBLAS workers would steal the second core from the kernels.
+BENCH_JSON ?= bench/results.json
 bench:
-	$(BIN)/python -m pytest bench --benchmark-only
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest bench --benchmark-only \
+		--timeout=1800 --benchmark-max-time=0.15 --benchmark-min-rounds=5 \
+		--benchmark-warmup=on --benchmark-warmup-iterations=3 --benchmark-disable-gc \
+		--benchmark-json=$(BENCH_JSON)
+	$(BIN)/python -m bench.report $(BENCH_JSON) --out bench/RESULTS.md
