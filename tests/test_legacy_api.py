@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api_helpers import PREFIX, assert_error
+
+# The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
+pytestmark = pytest.mark.store_backends
 
 
 async def test_legacy_start_status_stop(api) -> None:
