@@ -65,6 +65,8 @@ class SessionSync:
         # Set once the feed is open and caught up: changes from then on are delivered.
         self.following = asyncio.Event()
         self.interruptions = 0
+        # The last change applied from the feed (changes arrive in commit order).
+        self.last_change: Change | None = None
         self._sessions: set[str] = set()
         self._ended: set[str] = set()
         self._streams: dict[str, str] = {}
@@ -124,6 +126,7 @@ class SessionSync:
                     async for change in changes:
                         await self.apply(change)
                         token = change.token
+                        self.last_change = change
             except asyncio.CancelledError:
                 raise
             except ChangeFeedError as exc:

@@ -21,11 +21,14 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +123,7 @@ def start(
     storage: str = ":memory:",
     port: int | None = None,
     test_commands: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> WireServer:
     """Start `secantusd-py` on loopback and wait until it answers `ping`.
 
@@ -142,13 +146,41 @@ def start(
     ]
     if test_commands:
         args.append("--enable-test-commands")
+    args.extend(extra_args)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
-    server = WireServer(f"mongodb://127.0.0.1:{port}/?replicaSet={REPLICA_SET}", proc, log_path)
+    options = "" if "--standalone" in extra_args else f"?replicaSet={REPLICA_SET}"
+    server = WireServer(f"mongodb://127.0.0.1:{port}/{options}", proc, log_path)
     try:
         wait_ping(server.base_uri, proc=proc)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+@asynccontextmanager
+async def feeds_cut(server: WireServer, app_name: str) -> AsyncIterator[None]:
+    """While inside, the server closes the change-stream connections of clients named `app_name`
+    (`?appName=` in their URI) and refuses to reopen them; other clients and commands carry on.
+    Needs test commands (`--enable-test-commands`, or `enableTestCommands=1` on a mongod)."""
+    admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(server.base_uri)
+    try:
+        await admin.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": "alwaysOn",
+                "data": {
+                    "failCommands": ["getMore", "aggregate"],
+                    "closeConnection": True,
+                    "appName": app_name,
+                },
+            }
+        )
+        try:
+            yield
+        finally:
+            await admin.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    finally:
+        await admin.close()
