@@ -30,12 +30,13 @@ system-deps:
 serve:
 	$(BIN)/multistream serve
 
-# Try the MongoDB backend without a MongoDB: a throwaway in-memory wire server on MONGO_PORT,
-# stopped when the server exits (Ctrl-C). The server waits for it (driver server selection).
+# Try the MongoDB backend without a MongoDB: a throwaway in-memory wire server on MONGO_PORT, stopped
+# after the server exits. Ctrl-C reaches the server only (the database runs in its own session, so it
+# outlives the server's drain, which still writes); the server waits for it (driver server selection).
 serve-mongo:
-	@$(MONGO_VENV)/bin/secantusd-py --host 127.0.0.1 --port $(MONGO_PORT) --storage-path :memory: \
-		--cache-size 256M --log-level WARNING & db=$$!; \
-	trap 'kill $$db 2>/dev/null; wait $$db 2>/dev/null' EXIT; \
+	@setsid $(MONGO_VENV)/bin/secantusd-py --host 127.0.0.1 --port $(MONGO_PORT) \
+		--storage-path :memory: --cache-size 256M --log-level WARNING & db=$$!; \
+	trap 'kill $$db 2>/dev/null; wait $$db 2>/dev/null' EXIT; trap true INT; \
 	echo "secantusdb (throwaway, in memory) pid $$db on 127.0.0.1:$(MONGO_PORT)"; \
 	$(BIN)/multistream serve --store 'mongodb://127.0.0.1:$(MONGO_PORT)/multistream?replicaSet=secantus'
 
