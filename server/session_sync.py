@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from server.clock import iso, parse_iso, utc_now
 from server.events import SessionEvents
 from server.settings import Settings
+from server.tasks import stop_and_wait
 from store.changes import Change, ChangeFeed, ChangeFeedError, ResumeToken
 from store.protocol import Collection, Doc, Store
 
@@ -64,6 +65,7 @@ class SessionSync:
         self.retry_s = retry_s
         # Set once the feed is open and caught up: changes from then on are delivered.
         self.following = asyncio.Event()
+        self._stop = asyncio.Event()
         self.interruptions = 0
         # The last change applied from the feed (changes arrive in commit order).
         self.last_change: Change | None = None
@@ -96,30 +98,33 @@ class SessionSync:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if not await stop_and_wait(self._task, self._stop):
+            log.warning("session sync did not stop; abandoned instance=%s", self.instance_id)
+        self._task = None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless asked to stop meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _run(self) -> None:
         if self.feed is not None:
             await self._follow(self.feed)
             return
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.poll()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("session sync poll failed instance=%s", self.instance_id, exc_info=True)
-            await asyncio.sleep(self.interval_s)
+            await self._pause(self.interval_s)
 
     async def _follow(self, feed: ChangeFeed) -> None:
         token: ResumeToken | None = None
-        while True:
+        while not self._stop.is_set():
             try:
-                async with feed.watch(_WATCHED, resume_after=token) as changes:
+                async with feed.watch(_WATCHED, resume_after=token, stop=self._stop) as changes:
                     if token is None:
                         await self.poll()  # what changed before the feed opened
                     self.following.set()
@@ -139,7 +144,7 @@ class SessionSync:
                 self.interruptions += 1
                 self.following.clear()
                 log.warning("session sync failed instance=%s", self.instance_id, exc_info=True)
-            await asyncio.sleep(self.retry_s)
+            await self._pause(self.retry_s)
 
     async def apply(self, change: Change) -> None:
         """One change from the feed, diffed and replayed like a poll would."""

@@ -8,6 +8,7 @@ protocol instead of reaching into a backend: `isinstance(store, ChangeFeed)` and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -54,10 +55,16 @@ class ChangeFeed(Protocol):
         """Whether `watch` works here (MongoDB: a replica set or a sharded cluster)."""
 
     def watch(
-        self, collections: Sequence[Collection], *, resume_after: ResumeToken | None = None
+        self,
+        collections: Sequence[Collection],
+        *,
+        resume_after: ResumeToken | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AbstractAsyncContextManager[AsyncIterator[Change]]:
         """Changes to `collections` committed after `resume_after` (or after the feed opens), in
-        commit order. The iterator raises `ChangeFeedError` when the feed breaks."""
+        commit order. The iterator raises `ChangeFeedError` when the feed breaks, and ends soon
+        (about a second) after `stop` is set: stop feeds that way, not by cancelling the task
+        iterating them (see `server.tasks.stop_and_wait`)."""
 
 
 async def feed_of(store: object) -> ChangeFeed | None:

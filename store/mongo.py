@@ -14,6 +14,7 @@ and cursor objects refuse truth testing (`if db:` raises `NotImplementedError`):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -240,12 +241,17 @@ class MongoStore:
 
     @asynccontextmanager
     async def watch(
-        self, collections: Sequence[Collection], *, resume_after: ResumeToken | None = None
+        self,
+        collections: Sequence[Collection],
+        *,
+        resume_after: ResumeToken | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AsyncIterator[AsyncIterator[Change]]:
         """One database-level change stream over `collections` (see `store.changes.ChangeFeed`).
 
         PyMongo itself resumes once after a resumable error; what it cannot recover from is raised
-        as `ChangeFeedError` so the caller decides how long to wait before reopening.
+        as `ChangeFeedError` so the caller decides how long to wait before reopening. Iteration
+        ends within about `_AWAIT_MS` of `stop` being set.
         """
         for name in collections:
             self._coll(name)
@@ -259,15 +265,21 @@ class MongoStore:
         ]
         try:
             stream = await self._db.watch(
-                pipeline, full_document="updateLookup", resume_after=resume_after
+                pipeline,
+                full_document="updateLookup",
+                resume_after=resume_after,
+                max_await_time_ms=_AWAIT_MS,
             )
         except PyMongoError as exc:
             raise _feed_error(exc) from exc
         async with stream:
-            yield _changes(stream)
+            yield _changes(stream, stop)
 
 
 _OPERATIONS: Final = ("insert", "update", "replace", "delete")
+# How long one getMore of a change stream waits on the server for news: also the longest a feed takes
+# to notice its `stop` event.
+_AWAIT_MS: Final = 1000
 # Server codes after which a resume token is useless: the oplog moved past it, or it is invalid.
 _POSITION_LOST: Final = frozenset({260, 280, 286})
 
@@ -277,12 +289,21 @@ def _feed_error(exc: PyMongoError) -> ChangeFeedError:
     return ChangeFeedError(f"{type(exc).__name__}: {exc}", resumable=not lost)
 
 
-async def _changes(stream: AsyncChangeStream[Doc]) -> AsyncIterator[Change]:
-    while True:
+async def _changes(
+    stream: AsyncChangeStream[Doc], stop: asyncio.Event | None
+) -> AsyncIterator[Change]:
+    # `try_next` returns None after one empty getMore (at most `_AWAIT_MS`), so `stop` is checked
+    # at least that often: the owner stops the feed with it rather than by cancelling this task
+    # mid-getMore, which PyMongo 4.20 can swallow (the cursor then runs on).
+    while stop is None or not stop.is_set():
         try:
-            raw = await stream.next()
+            raw = await stream.try_next()
         except PyMongoError as exc:
             raise _feed_error(exc) from exc
+        if raw is None:
+            if not stream.alive:
+                raise ChangeFeedError("the change stream was closed")
+            continue
         key = (raw.get("documentKey") or {}).get("_id")
         update = raw.get("updateDescription") or {}
         yield Change(

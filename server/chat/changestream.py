@@ -12,11 +12,12 @@ on a MongoDB wire server, with the feed cut mid-conversation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from server.chat.bus import Sink
 from server.chat.events import Event, deleted_event, ended_event, message_event, mutes_event
-from server.tasks import cancel_and_wait
+from server.tasks import stop_and_wait
 from store.changes import Change, ChangeFeed, ChangeFeedError, ResumeToken
 from store.protocol import Collection
 
@@ -55,6 +56,7 @@ class ChangeStreamBus:
         self._sink: Sink | None = None
         self._task: asyncio.Task[None] | None = None
         self._resume_token: ResumeToken | None = None
+        self._stop = asyncio.Event()
         self.interruptions = 0
 
     def start(self, sink: Sink) -> None:
@@ -65,9 +67,11 @@ class ChangeStreamBus:
         """Nothing to do: the change stream delivers the store write to every instance."""
 
     async def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
-                async with self._feed.watch(COLLECTIONS, resume_after=self._resume_token) as feed:
+                async with self._feed.watch(
+                    COLLECTIONS, resume_after=self._resume_token, stop=self._stop
+                ) as feed:
                     async for change in feed:
                         self._resume_token = change.token
                         self._deliver(change)
@@ -82,7 +86,8 @@ class ChangeStreamBus:
                     # sockets (history still has the messages).
                     log.error("chat change stream lost its position (%s); reopening", exc)
                     self._resume_token = None
-                await asyncio.sleep(self._retry_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self._retry_s)
 
     def _deliver(self, change: Change) -> None:
         if self._sink is None:
@@ -95,5 +100,6 @@ class ChangeStreamBus:
 
     async def close(self) -> None:
         self._sink = None
-        await cancel_and_wait(self._task)
+        if not await stop_and_wait(self._task, self._stop):
+            log.warning("chat change stream did not stop; abandoned")
         self._task = None
