@@ -54,10 +54,11 @@ class Heard:
 class Driver:
     """Runs one `SessionSync` the way a mode says: `poll()` by hand, or following the feed."""
 
-    def __init__(self, services: Services, heard: Heard, mode: str) -> None:
+    def __init__(self, services: Services, mode: str) -> None:
         self.services = services
         self.mode = mode
-        self.sync = SessionSync(services.store, services.settings, [heard])
+        self.heard = Heard()
+        self.sync = SessionSync(services.store, services.settings, [self.heard])
 
     async def begin(self) -> SessionSync:
         self.services.sessions.add_listener(self.sync)
@@ -123,9 +124,7 @@ async def pair(tmp_path: Path, store_url: str | None) -> AsyncIterator[tuple[Ser
 
 @pytest.fixture
 async def driver(pair: tuple[Services, Services], mode: str) -> AsyncIterator[Driver]:
-    heard = Heard()
-    d = Driver(pair[0], heard, mode)
-    d.heard = heard  # type: ignore[attr-defined]
+    d = Driver(pair[0], mode)
     yield d
     await d.sync.close()
 
@@ -134,7 +133,7 @@ async def test_remote_changes_replay_once_and_local_ones_never(
     pair: tuple[Services, Services], driver: Driver
 ) -> None:
     a, b = pair
-    heard: Heard = driver.heard  # type: ignore[attr-defined]
+    heard = driver.heard
     sync = await driver.begin()
 
     started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
@@ -175,7 +174,7 @@ async def test_sessions_owned_by_another_instance_are_left_alone(
     pair: tuple[Services, Services], driver: Driver
 ) -> None:
     _a, b = pair
-    heard: Heard = driver.heard  # type: ignore[attr-defined]
+    heard = driver.heard
     await driver.begin()
     started = await b.sessions.start_session({"title": "b's", "streams": ["screen"]})
     claims = b.tokens.verify(started["broadcaster_token"])
@@ -193,7 +192,7 @@ async def test_a_burst_larger_than_a_page_does_not_stall_the_cursor(
     arrive (the cursor pages on instead of re-reading the same window)."""
     monkeypatch.setattr("server.session_sync._MAX_DOCS", 5)
     a, b = pair
-    heard: Heard = driver.heard  # type: ignore[attr-defined]
+    heard = driver.heard
     await driver.begin()
     started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
     sid = started["session"]["id"]
@@ -216,7 +215,7 @@ async def test_local_changes_are_not_replayed_even_when_heard_before_announced(
     local SessionService has told the sync about it. Here it never tells it at all: the write's
     `replay_on: null` alone keeps it from being replayed."""
     a, b = pair
-    heard: Heard = driver.heard  # type: ignore[attr-defined]
+    heard = driver.heard
     await driver.begin()
     a.sessions._listeners.remove(driver.sync)  # the local announcement never comes
     started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
@@ -251,7 +250,7 @@ async def test_the_feed_resumes_after_an_interruption_without_losing_a_change(
     changes to A's session; once the server lets it back, the sync resumes from its last change
     and replays every one of them, once, in order."""
     a, b = pair
-    heard: Heard = driver.heard  # type: ignore[attr-defined]
+    heard = driver.heard
     driver.sync.retry_s = 0.1
     sync = await driver.begin()
     started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
