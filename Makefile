@@ -2,13 +2,22 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# A MongoDB-compatible wire server for the tests and `make serve-mongo`, in a venv of its own (it
+# pulls shapely, s2sphere and dateutil, which the project does not need). Not MongoDB: see DEPLOYMENT.md.
+MONGO_VENV ?= .venv-mongo
+SECANTUSDB ?= secantusdb==0.7.0b3
+MONGO_PORT ?= 27117
 
-.PHONY: install system-deps serve test lint bench
+.PHONY: install system-deps mongo-deps serve serve-mongo test lint bench
 
-install: system-deps
+install: system-deps mongo-deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
+
+mongo-deps:
+	$(PY) -m venv $(MONGO_VENV)
+	$(MONGO_VENV)/bin/pip install -q '$(SECANTUSDB)'
 
 # Debian's Chromium drives the browser tests; Meetecho's simple-whip-client is the GStreamer WHIP
 # client tried against the WHIP endpoint. Installed only when missing (needs root or sudo).
@@ -22,6 +31,16 @@ system-deps:
 
 serve:
 	$(BIN)/multistream serve
+
+# Try the MongoDB backend without a MongoDB: a throwaway in-memory wire server on MONGO_PORT, stopped
+# after the server exits. Ctrl-C reaches the server only (the database runs in its own session, so it
+# outlives the server's drain, which still writes); the server waits for it (driver server selection).
+serve-mongo:
+	@setsid $(MONGO_VENV)/bin/secantusd-py --host 127.0.0.1 --port $(MONGO_PORT) \
+		--storage-path :memory: --cache-size 256M --log-level WARNING & db=$$!; \
+	trap 'kill $$db 2>/dev/null; wait $$db 2>/dev/null' EXIT; trap true INT; \
+	echo "secantusdb (throwaway, in memory) pid $$db on 127.0.0.1:$(MONGO_PORT)"; \
+	$(BIN)/multistream serve --store 'mongodb://127.0.0.1:$(MONGO_PORT)/multistream?replicaSet=secantus'
 
 test:
 	$(BIN)/python -m pytest

@@ -63,7 +63,7 @@ class Draining(Protocol):
 
 def public_session(session: Doc, streams: Iterable[Doc]) -> dict[str, Any]:
     """The session as clients see it: its own fields plus its streams."""
-    out = {k: v for k, v in session.items() if k not in ("pix",)}
+    out = {k: v for k, v in session.items() if k not in ("pix", "replay_on")}
     if session.get("pix"):
         pix = session["pix"]
         # The receiver's key is public on every PIX code anyway; name and city identify the payee.
@@ -283,7 +283,7 @@ class SessionService:
             updated = await self.store.update(
                 "broadcast_streams",
                 stream["id"],
-                {"status": "pending", "stopped_at": None},
+                {"status": "pending", "stopped_at": None, "replay_on": self._replay_on(session)},
                 expect={"status": stream["status"]},
             )
             if updated is None:
@@ -299,7 +299,7 @@ class SessionService:
     async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
         """Stop one stream; viewers of the others are not disturbed. Idempotent."""
         _check_kind(kind)
-        await self._own_live_session(claims, session_id)
+        session = await self._own_live_session(claims, session_id)
         stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
         if stream is None:
             raise NotFound(f"session has no {kind} stream", code="stream_not_found")
@@ -307,7 +307,11 @@ class SessionService:
             updated = await self.store.update(
                 "broadcast_streams",
                 stream["id"],
-                {"status": "stopped", "stopped_at": now_iso()},
+                {
+                    "status": "stopped",
+                    "stopped_at": now_iso(),
+                    "replay_on": self._replay_on(session),
+                },
                 expect={"status": stream["status"]},
             )
             stream = updated or await self.get_stream(stream["id"])
@@ -326,11 +330,12 @@ class SessionService:
     async def end(self, session: Doc) -> dict[str, Any]:
         """End without an authorisation check: used by `end_session`, drain and the CLI."""
         now = now_iso()
+        replay_on = self._replay_on(session)
         if session["status"] == "live":
             updated = await self.store.update(
                 "broadcast_sessions",
                 session["id"],
-                {"status": "ended", "ended_at": now},
+                {"status": "ended", "ended_at": now, "replay_on": replay_on},
                 expect={"status": "live"},
             )
             session = updated or await self.get_session(session["id"])
@@ -339,7 +344,9 @@ class SessionService:
             if stream["status"] in _ACTIVE:
                 streams[i] = (
                     await self.store.update(
-                        "broadcast_streams", stream["id"], {"status": "stopped", "stopped_at": now}
+                        "broadcast_streams",
+                        stream["id"],
+                        {"status": "stopped", "stopped_at": now, "replay_on": replay_on},
                     )
                     or stream
                 )

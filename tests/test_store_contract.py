@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _store_backends import BACKENDS, Backend
+from _store_backends import BACKENDS, Backend, backend_fixture
 
 from store import DuplicateKey, Store
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    b = Backend(request.param, tmp_path)
-    yield b
-    b.cleanup()
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from backend_fixture(request, tmp_path)
 
 
 def chat(i: int, session: str = "s1", **extra: Any) -> dict[str, Any]:
