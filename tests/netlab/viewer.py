@@ -144,7 +144,7 @@ def summarise(
             kind = kinds[0] if row["kind"] == "video" and len(kinds) == 1 else row["kind"]
             per_kind.setdefault(kind, []).append((row, previous.get(key)))
             previous[key] = row
-        if prev_t is not None and start <= prev_t and t <= end + 0.5:
+        if prev_t is not None and start - 0.5 <= prev_t and t <= end + 0.5:
             dt = max(t - prev_t, 1e-3)
             for kind, summary in out.items():
                 pairs = per_kind.get(kind, [])
