@@ -113,6 +113,11 @@ class ContentTrack(PatternTrack):
     def picture(self, n: int) -> np.ndarray:
         return self._draw(n)
 
+    @property
+    def frames_sent(self) -> int:
+        """Frames handed to the encoder so far (the source rate a viewer is compared with)."""
+        return self._n
+
 
 def write_y4m(path: Path, kind: str, frames: int = 60, fps: int = 30) -> Path:
     """The same pictures as a Y4M clip for Chromium's `--use-file-for-fake-video-capture` (loops)."""

@@ -47,6 +47,7 @@ class LabSession:
     id: str
     streams: dict[str, str]  # kind -> stream id
     publishers: list[Any]
+    tracks: dict[str, ContentTrack]  # kind -> the publisher's source
 
 
 @dataclass
@@ -54,6 +55,7 @@ class LabViewer:
     """One Chromium page watching a session over link `link`."""
 
     link: int
+    session: LabSession | None  # None for the Chromium -> Chromium anchor
     kinds: tuple[str, ...]  # the videos it shows: ("screen",), ("screen", "camera"), ("composite",)
     page: Page
     context: str
@@ -70,6 +72,7 @@ class Mark:
 
     at: float
     sent: tuple[Counter, ...]
+    published: dict[tuple[str, str], int]  # (session id, kind) -> frames its publisher made
 
 
 @dataclass
@@ -79,19 +82,31 @@ class Result:
     views: dict[str, ViewSummary]
     send_mbps: float
     window_s: float
-    lost_packets: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    source_fps: dict[str, float] = field(default_factory=dict)  # per kind shown: what was published
 
     def brief(self) -> str:
         views = "; ".join(v.brief() for v in self.views.values())
-        return f"{views}; server sent {self.send_mbps:.2f} Mb/s over {self.window_s:.0f} s"
+        source = ", ".join(f"{k} {fps:.1f}" for k, fps in self.source_fps.items())
+        return (
+            f"{views}; server sent {self.send_mbps:.2f} Mb/s over {self.window_s:.0f} s"
+            f"; publisher fps: {source or 'n/a'}"
+        )
 
 
 class LabRun:
     """Server, publisher loop and one Chromium per viewer link; `close()` stops all of it."""
 
-    def __init__(self, lab: Lab, workdir: Path, chromium: str, *, rtcp_log: bool = False) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        workdir: Path,
+        chromium: str,
+        *,
+        rtcp_log: bool = False,
+        server_env: dict[str, str] | None = None,
+    ) -> None:
         self.lab = lab
+        self.server_env = dict(server_env or {})
         self.workdir = workdir
         self.chromium = chromium
         self.rtcp_log_path = workdir / "rtcp.jsonl" if rtcp_log else None
@@ -132,6 +147,7 @@ class LabRun:
             "MULTISTREAM_TOKEN_SECRET": "netlab-secret-" + "x" * 32,
             "MULTISTREAM_INSTANCE_ID": "netlab",
             "PYTHONPATH": str(REPO),
+            **self.server_env,
         }
         program = [str(BIN)]
         if self.rtcp_log_path is not None:
@@ -185,29 +201,46 @@ class LabRun:
     def _api(self) -> Client:
         return Client(self.url(0))
 
+    def get(self, path: str) -> Any:
+        """GET `path` from the server (from its own namespace) and return the JSON body, or the
+        text for non-JSON answers such as `/metrics`."""
+
+        async def fetch() -> Any:
+            resp = await self._api().get(path)
+            assert resp.status == 200, f"GET {path}: {resp.status} {resp.body[:300]!r}"
+            try:
+                return resp.json
+            except ValueError:
+                return resp.body.decode()
+
+        return self._srv().run(fetch(), timeout=20)
+
     def _srv(self) -> NetnsLoop:
         assert self.server_loop is not None, "LabRun not started"
         return self.server_loop
 
     # -- publisher and viewers ------------------------------------------------------------------
 
-    def publish(self, timeout: float = 20) -> LabSession:
-        """Start a session and publish screen and camera (aiortc, VP8) from the server namespace."""
-        session = self._srv().run(self._publish(timeout), timeout=timeout + 10)
+    def publish(
+        self, kinds: tuple[str, ...] = ("screen", "camera"), timeout: float = 20
+    ) -> LabSession:
+        """Start a session with `kinds` and publish them (aiortc, VP8) from the server namespace."""
+        session = self._srv().run(self._publish(kinds, timeout), timeout=timeout + 10)
         self._sessions.append(session)
         return session
 
-    async def _publish(self, timeout: float) -> LabSession:
+    async def _publish(self, kinds: tuple[str, ...], timeout: float) -> LabSession:
         api = self._api()
-        started = await start_session(api)
+        started = await start_session(api, kinds)
         token = started["broadcaster_token"]
         streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
         hosts = (self.lab.links[0].server_ip,)
+        tracks = {kind: ContentTrack(kind) for kind in kinds}
         publishers = [
-            await publish(api, token, streams[kind], ContentTrack(kind), codec="VP8", hosts=hosts)
-            for kind in ("screen", "camera")
+            await publish(api, token, streams[kind], tracks[kind], codec="VP8", hosts=hosts)
+            for kind in kinds
         ]
-        session = LabSession(started["session"]["id"], streams, publishers)
+        session = LabSession(started["session"]["id"], streams, publishers, tracks)
         deadline = time.monotonic() + timeout
         while True:
             status = (await api.get(f"{PREFIX}/session/{session.id}/status")).json
@@ -250,7 +283,7 @@ class LabRun:
                 await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": script})
             opened = time.monotonic()
             await page.goto(f"{self.url(link)}/watch/{session.id}", timeout=30)
-            return LabViewer(link, kinds, page, context, opened)
+            return LabViewer(link, session, kinds, page, context, opened)
 
         viewer = loop.run(open_page(), timeout=40)
         self._viewers.append(viewer)
@@ -265,10 +298,14 @@ class LabRun:
 
     # -- Chromium -> Chromium (the anchor: what a browser sender achieves on the same link) ------
 
-    def open_browser_pair(self, link: int, y4m_frames: int = 60) -> LabViewer:
-        """A Chromium publisher in the server namespace sends the lab's screen pictures (VP8,
-        content hint `detail`, up to 1.5 Mb/s like the aiortc publisher) straight to a Chromium
-        viewer on `link`; the test process relays offer and answer through DevTools."""
+    def open_browser_pair(
+        self, link: int, content_hint: str = "detail", y4m_frames: int = 60
+    ) -> LabViewer:
+        """A Chromium publisher in the server namespace sends the lab's screen pictures (VP8, up to
+        1.5 Mb/s like the aiortc publisher) straight to a Chromium viewer on `link`; the test
+        process relays offer and answer through DevTools. `content_hint` is the track's hint:
+        `detail` (Chromium's screen-share mode: keeps resolution, drops frames) or `motion`
+        (keeps frame rate, lowers resolution)."""
         srv = self._srv()
         if self.publisher_browser is None:
             clip = write_y4m(self.workdir / "screen.y4m", "screen", frames=y4m_frames)
@@ -288,7 +325,9 @@ class LabRun:
             page = await pub_browser.new_page(context)
             # 127.0.0.1 is a secure context, which getUserMedia requires.
             await page.goto(f"http://127.0.0.1:{self.port}/")
-            sdp = await page.evaluate(PAIR_PUBLISHER_OFFER, user_gesture=True)
+            sdp = await page.evaluate(
+                PAIR_PUBLISHER_OFFER % json.dumps(content_hint), user_gesture=True
+            )
             return page, context, sdp
 
         pub_page, pub_context, offer = srv.run(publisher_offer(), timeout=40)
@@ -300,7 +339,7 @@ class LabRun:
             opened = time.monotonic()
             await page.goto(f"{self.url(link)}/")
             sdp = await page.evaluate(PAIR_VIEWER_ANSWER % json.dumps(offer))
-            return LabViewer(link, ("c2c",), page, context, opened), sdp
+            return LabViewer(link, None, ("c2c",), page, context, opened), sdp
 
         viewer, answer = loop.run(viewer_answer(), timeout=40)
         srv.run(pub_page.evaluate(PAIR_PUBLISHER_ANSWER % json.dumps(answer)), timeout=20)
@@ -320,7 +359,13 @@ class LabRun:
     # -- measuring ------------------------------------------------------------------------------
 
     def mark(self) -> Mark:
-        return Mark(time.monotonic(), tuple(self.lab.sent(i) for i in range(len(self.lab.links))))
+        published = {
+            (session.id, kind): track.frames_sent
+            for session in self._sessions
+            for kind, track in session.tracks.items()
+        }
+        sent = tuple(self.lab.sent(i) for i in range(len(self.lab.links)))
+        return Mark(time.monotonic(), sent, published)
 
     def mark_after(self, viewer: LabViewer, seconds: float) -> Mark:
         """Wait until `viewer`'s page has been open `seconds`, then mark."""
@@ -339,7 +384,14 @@ class LabRun:
         )
         window = max(end.at - start.at, 1e-3)
         sent = end.sent[viewer.link].bytes - start.sent[viewer.link].bytes
-        return Result(views, sent * 8 / window / 1e6, window)
+        source: dict[str, float] = {}
+        if viewer.session is not None:
+            for kind in viewer.kinds:
+                # A composite runs at the camera's rate (the screen may be slower).
+                key = (viewer.session.id, "camera" if kind == "composite" else kind)
+                if key in start.published and key in end.published:
+                    source[kind] = (end.published[key] - start.published[key]) / window
+        return Result(views, sent * 8 / window / 1e6, window, source)
 
     def watch(self, viewer: LabViewer, warmup: float, seconds: float) -> Result:
         """Wait `warmup` seconds after the page opened, then measure for `seconds`."""
@@ -396,7 +448,7 @@ PAIR_PUBLISHER_OFFER = (
   const stream = await navigator.mediaDevices.getUserMedia(
     { video: { width: 1280, height: 720, frameRate: 30 } });
   const track = stream.getVideoTracks()[0];
-  track.contentHint = "detail";
+  track.contentHint = %s;
   const pc = new RTCPeerConnection({ iceServers: [] });
   window.__pub = pc;
   pc.addTransceiver(track, { direction: "sendonly", sendEncodings: [{ maxBitrate: 1500000 }] });
