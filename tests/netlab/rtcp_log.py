@@ -99,6 +99,49 @@ def parse(data: bytes) -> list[dict[str, Any]]:
     return packets
 
 
+def summarise(records: list[dict[str, Any]], source_ip: str, t0: float, t1: float) -> str:
+    """One line on the feedback `source_ip` sent between wall times t0 and t1: packets per second
+    by kind, the REMB range, and loss and jitter on the media SSRC from the receiver reports
+    (loss over the window from cumulative lost / extended highest sequence deltas, since one RR's
+    fraction_lost covers only the tens of ms since the previous RR when NACKs are flowing)."""
+    recs = [r for r in records if t0 <= r["t"] <= t1 and r["from"].startswith(source_ip + ":")]
+    seconds = max(t1 - t0, 1e-3)
+
+    def rate(pred: Any) -> float:
+        return sum(1 for r in recs if pred(r)) / seconds
+
+    remb = sorted(r["remb_bps"] / 1e6 for r in recs if "remb_bps" in r)
+    media = [r["media_ssrc"] for r in recs if r.get("fb") in ("PLI", "NACK")]
+    media += [r["remb_ssrcs"][0] for r in recs if r.get("remb_ssrcs")]
+    parts = [
+        f"RR {rate(lambda r: r['pt'] == 'RR'):.1f}/s",
+        f"REMB {rate(lambda r: r.get('fb') == 'REMB'):.1f}/s"
+        + (
+            f" ({remb[0]:.2f}–{remb[-1]:.2f}, median {remb[len(remb) // 2]:.2f} Mb/s)"
+            if remb
+            else ""
+        ),
+        f"NACK {rate(lambda r: r.get('fb') == 'NACK'):.1f}/s naming "
+        f"{sum(r.get('nacked', 0) for r in recs) / seconds:.0f} seqs/s",
+        f"PLI {rate(lambda r: r.get('fb') == 'PLI'):.2f}/s",
+        f"FIR {rate(lambda r: r.get('fb') == 'FIR'):.1f}/s",
+        f"transport-cc {rate(lambda r: r.get('fb') == 'TWCC'):.1f}/s",
+        f"XR {rate(lambda r: r['pt'] == 'XR'):.1f}/s",
+    ]
+    if media:
+        ssrc = max(set(media), key=media.count)
+        blocks = [
+            b for r in recs if r["pt"] in ("RR", "SR") for b in r["reports"] if b["ssrc"] == ssrc
+        ]
+        if len(blocks) >= 2:
+            expected = blocks[-1]["highest_seq"] - blocks[0]["highest_seq"]
+            lost = blocks[-1]["cumulative_lost"] - blocks[0]["cumulative_lost"]
+            jitter = sorted(b["jitter"] / 90 for b in blocks)
+            loss = f"{100 * lost / expected:.1f} %" if expected > 0 else "n/a"
+            parts.append(f"media SSRC loss {loss}, jitter median {jitter[len(jitter) // 2]:.0f} ms")
+    return ", ".join(parts)
+
+
 def _remote(transport: Any) -> str:
     try:
         pair = next(iter(transport.transport._connection._nominated.values()))

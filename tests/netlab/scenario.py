@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -116,7 +114,6 @@ class LabRun:
         self.viewer_loops: list[NetnsLoop] = []
         self.browsers: list[Browser] = []
         self.publisher_browser: Browser | None = None
-        self._viewers: list[LabViewer] = []
         self._sessions: list[LabSession] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -146,6 +143,7 @@ class LabRun:
             "MULTISTREAM_RECORD": "0",
             "MULTISTREAM_TOKEN_SECRET": "netlab-secret-" + "x" * 32,
             "MULTISTREAM_INSTANCE_ID": "netlab",
+            "MULTISTREAM_DRAIN_DEADLINE": "0",  # the lab's sessions need no grace on shutdown
             "PYTHONPATH": str(REPO),
             **self.server_env,
         }
@@ -189,6 +187,7 @@ class LabRun:
                 self.server.stop(timeout=20)
         self.browsers.clear()
         self.viewer_loops.clear()
+        self.publisher_browser = None
         self.server_loop = None
         self.server = None
 
@@ -285,16 +284,30 @@ class LabRun:
             await page.goto(f"{self.url(link)}/watch/{session.id}", timeout=30)
             return LabViewer(link, session, kinds, page, context, opened)
 
-        viewer = loop.run(open_page(), timeout=40)
-        self._viewers.append(viewer)
-        return viewer
+        return loop.run(open_page(), timeout=40)
 
-    def close_viewer(self, viewer: LabViewer) -> None:
+    def close_viewer(self, viewer: LabViewer, quiet_timeout: float = 15) -> None:
+        """Close the viewer's connections (as leaving the page does), its browser context, and
+        wait until the server has stopped sending toward that link, so the next measurement on
+        it starts on an idle link (a peer that vanished would get media until ICE gives up)."""
         loop, browser = self.viewer_loops[viewer.link], self.browsers[viewer.link]
-        if viewer in self._viewers:
-            self._viewers.remove(viewer)
+        with contextlib.suppress(Exception):
+            loop.run(viewer.page.evaluate(CLOSE_CONNECTIONS), timeout=10)
         with contextlib.suppress(Exception):
             loop.run(browser.close_context(viewer.context), timeout=20)
+        self.wait_link_idle(viewer.link, quiet_timeout)
+
+    def wait_link_idle(self, link: int, timeout: float = 15, max_bps: float = 20_000) -> bool:
+        """Wait until less than `max_bps` of UDP goes toward viewer `link` over half a second."""
+        deadline = time.monotonic() + timeout
+        before = self.lab.sent(link)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.lab.sent(link)
+            if (now.bytes - before.bytes) * 8 / 0.5 < max_bps:
+                return True
+            before = now
+        return False
 
     # -- Chromium -> Chromium (the anchor: what a browser sender achieves on the same link) ------
 
@@ -344,17 +357,18 @@ class LabRun:
         viewer, answer = loop.run(viewer_answer(), timeout=40)
         srv.run(pub_page.evaluate(PAIR_PUBLISHER_ANSWER % json.dumps(answer)), timeout=20)
         viewer.extra = {"publisher_page": pub_page, "publisher_context": pub_context}
-        self._viewers.append(viewer)
         return viewer
 
     def close_browser_pair(self, viewer: LabViewer) -> None:
-        self.close_viewer(viewer)
         extra = viewer.extra
         if self.publisher_browser is not None and extra:
+            with contextlib.suppress(Exception):
+                self._srv().run(extra["publisher_page"].evaluate("window.__pub.close(), true"))
             with contextlib.suppress(Exception):
                 self._srv().run(
                     self.publisher_browser.close_context(extra["publisher_context"]), timeout=20
                 )
+        self.close_viewer(viewer)
 
     # -- measuring ------------------------------------------------------------------------------
 
@@ -421,18 +435,6 @@ async def _close_publishers(session: LabSession) -> None:
     session.publishers.clear()
 
 
-def chromium_or_none() -> str | None:
-    from tests.browser.chromium import find_chromium
-
-    return find_chromium()
-
-
-def clean_workdir(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
-
-
 _GATHERED = """
   await new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") return resolve();
@@ -480,11 +482,12 @@ PAIR_VIEWER_ANSWER = (
 })()"""
 )
 
+CLOSE_CONNECTIONS = """(() => {
+  for (const pc of (window.__netlab || { pcs: [] }).pcs) pc.close();
+  return true;
+})()"""
+
 PAIR_PUBLISHER_ANSWER = """(async () => {
   await window.__pub.setRemoteDescription({ type: "answer", sdp: %s });
   return true;
 })()"""
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name) == "1"

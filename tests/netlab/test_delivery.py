@@ -39,10 +39,10 @@ def test_clean_link_gets_the_full_picture(lab: Lab, lab_run: LabRun, mode: str) 
     result = _watch(lab_run, 0, mode, warmup=8, seconds=10)
     (view,) = result.views.values()
     assert view.resolution == "1280x720", result.brief()
-    # Every frame the publisher made (30 fps on a quiet machine) reaches the viewer. Compared with
+    # The frames the publisher made (30 fps on a quiet machine) reach the viewer. Compared with
     # the source, not with 30, so a machine too busy to publish 30 fps does not fail the link.
     (source_fps,) = result.source_fps.values()
-    assert view.median_fps >= 0.8 * source_fps, result.brief()
+    assert view.mean_fps >= 0.85 * source_fps, result.brief()
     assert view.stalled_seconds <= 1, result.brief()
 
 
@@ -84,7 +84,7 @@ def test_congested_viewer_costs_a_clean_viewer_no_key_frames(lab: Lab, lab_run: 
         clean, congested_window = (w.views["screen"] for w in windows)
         detail = f"with a clean second viewer: {windows[0].brief()}\nwith a congested one: {windows[1].brief()}"
         # The baseline itself is a full picture (every published frame arrives).
-        assert clean.median_fps >= 0.8 * windows[0].source_fps["screen"], detail
+        assert clean.mean_fps >= 0.85 * windows[0].source_fps["screen"], detail
         assert congested_window.key_frames <= clean.key_frames, detail
     finally:
         run.close_viewer(a)

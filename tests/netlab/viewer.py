@@ -78,10 +78,14 @@ class Second:
     """One sampling interval of one kind of video: frames decoded and what was on screen."""
 
     t: float
+    dt: float
     frames: int
-    fps: float
     width: int
     height: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.dt
 
 
 @dataclass
@@ -104,6 +108,12 @@ class ViewSummary:
         return statistics.median(s.fps for s in self.seconds) if self.seconds else 0.0
 
     @property
+    def mean_fps(self) -> float:
+        """All frames decoded over the whole window (catches a loss of frames a median hides)."""
+        seconds = sum(s.dt for s in self.seconds)
+        return sum(s.frames for s in self.seconds) / seconds if seconds else 0.0
+
+    @property
     def stalled_seconds(self) -> int:
         """Seconds in which not a single new frame was decoded (a frozen picture, or none)."""
         return sum(1 for s in self.seconds if s.frames == 0)
@@ -116,7 +126,8 @@ class ViewSummary:
 
     def brief(self) -> str:
         return (
-            f"{self.kind}: median {self.median_fps:.1f} fps, {self.stalled_seconds} stalled of "
+            f"{self.kind}: median {self.median_fps:.1f} fps (mean {self.mean_fps:.1f}), "
+            f"{self.stalled_seconds} stalled of "
             f"{len(self.seconds)} s, {self.resolution}, {self.key_frames} key frames, "
             f"lost {self.packets_lost}, nacks {self.nacks}, plis {self.plis}, "
             f"pcs {self.connections}, avail {self.available_incoming_bps}"
@@ -150,14 +161,14 @@ def summarise(
                 pairs = per_kind.get(kind, [])
                 frames = sum(_delta(r, p, "framesDecoded") for r, p in pairs)
                 if not pairs:
-                    summary.seconds.append(Second(t, 0, 0.0, 0, 0))
+                    summary.seconds.append(Second(t, dt, 0, 0, 0))
                     continue
                 latest = max(pairs, key=lambda rp: rp[0].get("framesDecoded") or 0)[0]
                 summary.seconds.append(
                     Second(
                         t,
+                        dt,
                         frames,
-                        frames / dt,
                         latest["frameWidth"] or 0,
                         latest["frameHeight"] or 0,
                     )
