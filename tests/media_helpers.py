@@ -52,17 +52,23 @@ class PatternTrack(MediaStreamTrack):
     """A synthetic video source at a fixed rate (like aiortc's `VideoStreamTrack`)."""
 
     kind = "video"
+    # A camera does not queue the frames its consumer was too slow to take: when set, a late
+    # `recv()` skips to the current frame instead of catching up with a burst.
+    realtime = False
 
     def __init__(self, pattern: str, width: int, height: int, fps: float) -> None:
         super().__init__()
         self.pattern, self.width, self.height, self.fps = pattern, width, height, fps
         self._n = 0
+        self.delivered = 0
         self._start: float | None = None
         self._static = screen_pattern(width, height) if pattern == "screen" else None
 
     async def recv(self) -> av.VideoFrame:
         if self._start is None:
             self._start = time.monotonic()
+        if self.realtime:
+            self._n = max(self._n, int((time.monotonic() - self._start) * self.fps))
         target = self._start + self._n / self.fps
         delay = target - time.monotonic()
         if delay > 0:
@@ -71,6 +77,7 @@ class PatternTrack(MediaStreamTrack):
         frame.pts = int(self._n * 90000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self._n += 1
+        self.delivered += 1
         return frame
 
     def picture(self, n: int) -> np.ndarray:

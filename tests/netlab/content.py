@@ -104,7 +104,10 @@ PICTURES = {"screen": screen_picture, "camera": camera_picture}
 
 
 class ContentTrack(PatternTrack):
-    """An aiortc video source of the lab's screen or camera pictures at `fps`."""
+    """An aiortc video source of the lab's screen or camera pictures at `fps`, in real time (a late
+    reader gets the current picture, as from a capture device, not a catch-up burst)."""
+
+    realtime = True
 
     def __init__(self, kind: str, fps: float = 30) -> None:
         super().__init__(f"lab-{kind}", WIDTH, HEIGHT, fps)
@@ -116,7 +119,7 @@ class ContentTrack(PatternTrack):
     @property
     def frames_sent(self) -> int:
         """Frames handed to the encoder so far (the source rate a viewer is compared with)."""
-        return self._n
+        return self.delivered
 
 
 def write_y4m(path: Path, kind: str, frames: int = 60, fps: int = 30) -> Path:
