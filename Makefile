@@ -19,14 +19,19 @@ mongo-deps:
 	$(PY) -m venv $(MONGO_VENV)
 	$(MONGO_VENV)/bin/pip install -q '$(SECANTUSDB)'
 
-# Debian's Chromium drives the browser tests; Meetecho's simple-whip-client is the GStreamer WHIP
-# client tried against the WHIP endpoint. Installed only when missing (needs root or sudo).
+# Debian's Chromium drives the browser tests; iproute2 (ip, tc) and nftables build the network lab
+# (tests/netlab); Meetecho's simple-whip-client is the GStreamer WHIP client tried against the WHIP
+# endpoint. Installed only when missing (needs root or sudo).
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v whip-client >/dev/null 2>&1; then \
+	@export PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	{ command -v ip && command -v tc; } >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	command -v whip-client >/dev/null 2>&1 || missing="$$missing simple-whip-client"; \
+	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
-			iproute2 simple-whip-client; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 serve:
