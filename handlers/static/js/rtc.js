@@ -73,25 +73,51 @@ export function watchConnection(pc, onChange, graceMs = 4000) {
 
 // Encoder limits on a live sender: bitrate, frame rate and what to sacrifice under pressure.
 // Returns the list of settings the browser refused (older browsers lack degradationPreference).
-export async function applySenderLimits(sender, { maxBitrate, maxFramerate, degradationPreference }) {
+// Calls for one sender run one after another: overlapping getParameters/setParameters pairs (a
+// quality change while the publication is still being limited) made Chromium refuse one of them.
+const senderQueues = new WeakMap();
+
+export function applySenderLimits(sender, limits) {
+  const previous = senderQueues.get(sender) || Promise.resolve();
+  const next = previous.catch(() => {}).then(() => limitNow(sender, limits));
+  senderQueues.set(sender, next);
+  return next;
+}
+
+async function limitNow(sender, { maxBitrate, maxFramerate, degradationPreference }) {
   const refused = [];
-  const params = sender.getParameters();
-  if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
-  for (const encoding of params.encodings) {
-    if (maxBitrate) encoding.maxBitrate = maxBitrate;
-    if (maxFramerate) encoding.maxFramerate = maxFramerate;
-  }
-  await sender.setParameters(params);
+  await setParameters(sender, (params) => {
+    if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
+    for (const encoding of params.encodings) {
+      if (maxBitrate) encoding.maxBitrate = maxBitrate;
+      if (maxFramerate) encoding.maxFramerate = maxFramerate;
+    }
+  });
   if (degradationPreference) {
-    const again = sender.getParameters();
-    again.degradationPreference = degradationPreference;
     try {
-      await sender.setParameters(again);
+      await setParameters(sender, (params) => {
+        params.degradationPreference = degradationPreference;
+      });
     } catch {
       refused.push("degradationPreference");
     }
   }
   return refused;
+}
+
+// getParameters and setParameters in one synchronous step; Chromium answers InvalidStateError when
+// its copy of the parameters went stale in between (renegotiation), so read them afresh and retry.
+async function setParameters(sender, edit) {
+  for (let attempt = 1; ; attempt += 1) {
+    const params = sender.getParameters();
+    edit(params);
+    try {
+      await sender.setParameters(params);
+      return;
+    } catch (err) {
+      if (err.name !== "InvalidStateError" || attempt >= 3) throw err;
+    }
+  }
 }
 
 // Resolves once the video element shows a decoded frame (for switching layouts without a black flash).
