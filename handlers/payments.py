@@ -31,6 +31,8 @@ class _PaymentsHandler(ApiHandler):
 class PixWebhookHandler(_PaymentsHandler):
     async def post(self) -> None:
         # The raw body as received: the HMAC is checked on these bytes before any JSON parsing.
+        if self.body.strip():
+            self.require_json()
         result = await self.payments.handle_webhook(
             self.body, self.request.headers.get("X-Pix-Signature")
         )

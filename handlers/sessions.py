@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler
 from handlers.openapi import error_responses, json_body, json_response
+from server.validation import only_fields
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
@@ -22,7 +23,7 @@ class SessionStatusHandler(ApiHandler):
 
 class JoinHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
-        self.json_body(allow_empty=True)  # no fields yet; still refuse malformed bodies
+        only_fields(self.json_body(allow_empty=True), ())  # no fields yet: refuse any
         token = self.optional_token()
         self.write_json(await self.services.sessions.join(session_id, token))
 
@@ -40,7 +41,7 @@ class PreferencesHandler(ApiHandler):
 class StreamControlHandler(ApiHandler):
     async def post(self, session_id: str, kind: str, action: str) -> None:
         claims = self.claims()
-        self.json_body(allow_empty=True)
+        only_fields(self.json_body(allow_empty=True), ())
         sessions = self.services.sessions
         if action == "start":
             stream = await sessions.start_stream(claims, session_id, kind)
@@ -52,7 +53,7 @@ class StreamControlHandler(ApiHandler):
 class EndSessionHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
-        self.json_body(allow_empty=True)
+        only_fields(self.json_body(allow_empty=True), ())  # `{"admin": true}` is not a request
         self.write_json(await self.services.sessions.end_session(claims, session_id))
 
 

@@ -15,12 +15,14 @@ from handlers.base import ApiHandler, ApiWebSocketHandler
 from handlers.openapi import error_responses, json_body, json_response
 from server.auth import Claims
 from server.errors import DomainError, Invalid, Unavailable
-from server.validation import parse_object
+from server.validation import only_fields, parse_object
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
+OFFER_FIELDS = ("type", "sdp", "max_height")
+CANDIDATE_FIELDS = ("pc_id", "candidate")
 
 
 def _media(services: Any) -> Any:
@@ -42,6 +44,7 @@ class OfferHandler(ApiHandler):
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
         body = self.json_body()
+        only_fields(body, OFFER_FIELDS)
         self.write_json(await _offer(self.services, claims, stream_id, body))
 
 
@@ -51,6 +54,7 @@ class CandidateHandler(ApiHandler):
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
         body = self.json_body()
+        only_fields(body, CANDIDATE_FIELDS)
         await _media(self.services).add_candidate(claims, body.get("pc_id"), body.get("candidate"))
         self.write_json({"ok": True})
 
@@ -61,6 +65,7 @@ class CompositeOfferHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         body = self.json_body()
+        only_fields(body, OFFER_FIELDS)
         media = _media(self.services)
         self.write_json(await media.subscribe_composite(claims, session_id, body))
 
@@ -74,6 +79,7 @@ class SignalingSocket(ApiWebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
+            self.check_upgrade()
             self.claims_ = self.ws_claims()
             _media(self.services)
         except DomainError as err:
@@ -92,14 +98,18 @@ class SignalingSocket(ApiWebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         assert self.claims_ is not None
         try:
+            if isinstance(message, bytes):
+                raise Invalid("send JSON text frames", code="invalid_frame")
             body = parse_object(message)
             kind = body.get("type")
             if kind == "offer":
+                only_fields(body, OFFER_FIELDS, "message")
                 answer = await self.offer(body)
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
                 self._send({**answer, "type": "answer"})
             elif kind == "candidate":
+                only_fields(body, ("type", *CANDIDATE_FIELDS), "message")
                 await _media(self.services).add_candidate(
                     self.claims_, body.get("pc_id"), body.get("candidate")
                 )
@@ -107,12 +117,7 @@ class SignalingSocket(ApiWebSocketHandler):
             else:
                 raise Invalid("type must be 'offer' or 'candidate'", code="invalid_message")
         except DomainError as err:
-            self._send(
-                {
-                    "type": "error",
-                    "error": {"status": err.status, "code": err.code, "message": err.message},
-                }
-            )
+            self._send(self.error_frame(err))
 
     def _send(self, obj: dict[str, Any]) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():

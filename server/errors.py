@@ -68,6 +68,20 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(DomainError):
+    """A JSON route given a body of another Content-Type (415)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UpgradeRequired(DomainError):
+    """A plain HTTP request to a WebSocket-only endpoint (426)."""
+
+    status = 426
+    code = "upgrade_required"
+
+
 class TooManyRequests(DomainError):
     """A client over its rate limit (429)."""
 
@@ -80,3 +94,12 @@ class Unavailable(DomainError):
 
     status = 503
     code = "unavailable"
+
+
+def envelope(status: int, code: str, message: str) -> dict[str, dict[str, object]]:
+    """The one error shape every edge writes, HTTP bodies and WebSocket frames alike."""
+    return {"error": {"status": status, "code": code, "message": message}}
+
+
+def error_envelope(err: DomainError) -> dict[str, dict[str, object]]:
+    return envelope(err.status, err.code, err.message)

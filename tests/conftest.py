@@ -83,6 +83,8 @@ class Client:
             hdrs.setdefault("Content-Type", "application/json")
         if payload is None and method in ("POST", "PUT"):
             payload = b""
+        if payload:
+            hdrs.setdefault("Content-Type", "application/json")
         resp = await self._http.fetch(
             self.base_url + path,
             method=method,

@@ -215,7 +215,7 @@ async def test_delete_is_seen_by_everyone(server, connect) -> None:
 
     # A viewer cannot delete.
     await bob.write_message(json.dumps({"type": "delete", "id": mid}))
-    assert (await recv_type(bob, "error"))["code"] == "not_broadcaster"
+    assert (await recv_type(bob, "error"))["error"]["code"] == "not_broadcaster"
     assert (await server.services.store.get("chat_messages", mid))["deleted"] is False
 
     await studio.write_message(json.dumps({"type": "delete", "id": mid}))
@@ -227,7 +227,7 @@ async def test_delete_is_seen_by_everyone(server, connect) -> None:
     # Unknown ids are refused without effect.
     before = await snapshot(server.services.store)
     await studio.write_message(json.dumps({"type": "delete", "id": "msg_nope"}))
-    assert (await recv_type(studio, "error"))["code"] == "message_not_found"
+    assert (await recv_type(studio, "error"))["error"]["code"] == "message_not_found"
     assert await snapshot(server.services.store) == before
 
 
@@ -239,14 +239,14 @@ async def test_muted_viewer_is_refused(server, connect) -> None:
     alice, bob = await connect(s.id, ta), await connect(s.id, tb)
 
     await alice.write_message(json.dumps({"type": "mute", "viewer_id": va}))
-    assert (await recv_type(alice, "error"))["code"] == "not_broadcaster"
+    assert (await recv_type(alice, "error"))["error"]["code"] == "not_broadcaster"
 
     await studio.write_message(json.dumps({"type": "mute", "viewer_id": va, "muted": True}))
     for conn in (studio, alice, bob):
         assert await recv_type(conn, "mutes") == {"type": "mutes", "muted": [va]}
     before = await snapshot(server.services.store)
     await say(alice, "let me speak")
-    err = await recv_type(alice, "error")
+    err = (await recv_type(alice, "error"))["error"]
     assert err["code"] == "muted" and err["status"] == 403
     assert await snapshot(server.services.store) == before
     await say(bob, "I can")
@@ -255,7 +255,7 @@ async def test_muted_viewer_is_refused(server, connect) -> None:
     again = await connect(s.id, ta)
     assert again.hello["muted"] == [va]
     await say(again, "still me")
-    assert (await recv_type(again, "error"))["code"] == "muted"
+    assert (await recv_type(again, "error"))["error"]["code"] == "muted"
 
     await studio.write_message(json.dumps({"type": "mute", "viewer_id": va, "muted": False}))
     assert await recv_type(alice, "mutes") == {"type": "mutes", "muted": []}
@@ -284,7 +284,9 @@ async def test_flood_is_throttled_then_closed(server, connect) -> None:
     assert flooder.close_reason == "rate limit exceeded: too many messages"
     kinds = [e["type"] for e in events]
     throttled = [e for e in events if e["type"] == "error"]
-    assert throttled and all(e["code"] == "rate_limited" and e["status"] == 429 for e in throttled)
+    assert throttled and all(
+        e["error"]["code"] == "rate_limited" and e["error"]["status"] == 429 for e in throttled
+    )
     assert kinds.index("error") >= limits.burst  # the burst went through first
     stored = await server.services.store.count("chat_messages", {"session_id": s.id})
     # Only the burst (plus at most what refilled during the test) was stored.
@@ -298,7 +300,7 @@ async def test_oversized_frame_closes_and_long_text_is_refused(server, connect) 
     conn = await connect(s.id, ta)
     before = await snapshot(server.services.store)
     await say(conn, "x" * (limits.max_text_chars + 1))
-    err = await recv_type(conn, "error")
+    err = (await recv_type(conn, "error"))["error"]
     assert err["code"] == "message_too_long" and err["status"] == 413
     await conn.write_message(json.dumps({"type": "message", "text": "x" * limits.max_frame_bytes}))
     assert await closed(conn) == (1009, "message too big")
@@ -313,7 +315,11 @@ async def test_oversized_frame_closes_and_long_text_is_refused(server, connect) 
         ('{"type": "shout", "text": "hi"}', "invalid_frame"),
         ('{"type": "message", "text": "   "}', "invalid_message"),
         ('{"type": "message", "text": 5}', "invalid_message"),
-        ('{"type": "message", "text": "a\\u0000b"}', "invalid_message"),
+        ('{"type": "message", "text": "a\\u0000b"}', "invalid_text"),
+        ('{"type": "message", "text": "oi \\ud800"}', "invalid_text"),
+        ('{"type": "message", "text": "a\\u202eb"}', "invalid_message"),
+        ('{"type": "message", "text": "\\u200bhi"}', "invalid_message"),
+        ('{"type": "message", "text": "a\\u0085b"}', "invalid_message"),
         ('{"type": "message", "text": "hi", "$where": 1}', "forbidden_key"),
     ],
 )
@@ -325,7 +331,7 @@ async def test_bad_frames_answer_errors_and_keep_the_socket(
     conn = await connect(s.id, ta)
     before = await snapshot(server.services.store)
     await conn.write_message(frame)
-    err = await recv_type(conn, "error")
+    err = (await recv_type(conn, "error"))["error"]
     assert err["code"] == code and err["status"] in (400, 413)
     await conn.write_message(json.dumps({"type": "ping"}))
     assert await recv_type(conn, "pong") == {"type": "pong"}

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 from typing import Final
 
 from server import pix
 from server.errors import Invalid, Unauthorized
-from server.validation import parse_object
+from server.validation import check_text, check_values, parse_json
 
 SCHEME: Final = "sha256="
 MAX_ITEMS: Final = 100
@@ -60,9 +61,26 @@ def _str(item: dict[str, object], key: str, index: int, *, required: bool = True
     return value
 
 
-def parse_callbacks(body: bytes) -> list[PixCallback]:
-    """Parse an (already authenticated) callback body; Invalid for any malformed item."""
-    doc = parse_object(body)
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """One callback item that could not be read; the batch's other items still apply."""
+
+    index: int
+    reason: str
+    txid: str | None
+    raw: str  # the item as ASCII-escaped JSON (storable even when it holds lone surrogates)
+
+
+def parse_callbacks(body: bytes) -> list[PixCallback | RejectedItem]:
+    """Parse an (already authenticated) callback body item by item.
+
+    A malformed envelope (not `{"pix": [...]}`, too many items) is `Invalid` as a whole; a malformed
+    item becomes a `RejectedItem` in its place, so one bad item (a lone surrogate in
+    `infoPagador`, a missing `valor`) can never keep the others from being credited.
+    """
+    doc = parse_json(body, check=False)
+    if not isinstance(doc, dict):
+        raise Invalid("body must be a JSON object", code="invalid_callback")
     items = doc.get("pix")
     if not isinstance(items, list) or not items:
         raise Invalid(
@@ -70,32 +88,45 @@ def parse_callbacks(body: bytes) -> list[PixCallback]:
         )
     if len(items) > MAX_ITEMS:
         raise Invalid(f"at most {MAX_ITEMS} items per callback", code="invalid_callback")
-    out = []
+    out: list[PixCallback | RejectedItem] = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise Invalid(f"pix[{i}] must be an object", code="invalid_callback")
-        e2e = _str(item, "endToEndId", i) or ""
-        txid = _str(item, "txid", i) or ""
-        valor = _str(item, "valor", i) or ""
-        if not _E2E_RE.fullmatch(e2e):
-            raise Invalid(
-                f"pix[{i}].endToEndId must be 1-64 letters or digits", code="invalid_callback"
-            )
-        if not _TXID_RE.fullmatch(txid):
-            raise Invalid(f"pix[{i}].txid must be 1-35 letters or digits", code="invalid_callback")
-        if not _VALOR_RE.fullmatch(valor):
-            raise Invalid(
-                f'pix[{i}].valor must be a decimal string like "17.20"', code="invalid_callback"
-            )
-        horario = _str(item, "horario", i, required=False)
-        info = _str(item, "infoPagador", i, required=False)
-        out.append(
-            PixCallback(
-                end_to_end_id=e2e,
-                txid=txid,
-                amount_centavos=pix.parse_amount(valor),
-                horario=horario[:64] if horario else None,
-                info_pagador=info[:140] if info else None,
-            )
-        )
+        try:
+            out.append(_parse_item(item, i))
+        except Invalid as exc:
+            txid = item.get("txid") if isinstance(item, dict) else None
+            safe_txid = txid if isinstance(txid, str) and _TXID_RE.fullmatch(txid) else None
+            raw = json.dumps(item, ensure_ascii=True, sort_keys=True)[:2000]
+            out.append(RejectedItem(i, exc.message, safe_txid, raw))
     return out
+
+
+def _parse_item(item: object, i: int) -> PixCallback:
+    if not isinstance(item, dict):
+        raise Invalid(f"pix[{i}] must be an object", code="invalid_callback")
+    check_values(item, f"pix[{i}]")
+    e2e = _str(item, "endToEndId", i) or ""
+    txid = _str(item, "txid", i) or ""
+    valor = _str(item, "valor", i) or ""
+    if not _E2E_RE.fullmatch(e2e):
+        raise Invalid(
+            f"pix[{i}].endToEndId must be 1-64 letters or digits", code="invalid_callback"
+        )
+    if not _TXID_RE.fullmatch(txid):
+        raise Invalid(f"pix[{i}].txid must be 1-35 letters or digits", code="invalid_callback")
+    if not _VALOR_RE.fullmatch(valor):
+        raise Invalid(
+            f'pix[{i}].valor must be a decimal string like "17.20"', code="invalid_callback"
+        )
+    horario = _str(item, "horario", i, required=False)
+    info = _str(item, "infoPagador", i, required=False)
+    if horario:
+        check_text(horario, f"pix[{i}].horario", code="invalid_callback")
+    if info:
+        check_text(info, f"pix[{i}].infoPagador", multiline=True, code="invalid_callback")
+    return PixCallback(
+        end_to_end_id=e2e,
+        txid=txid,
+        amount_centavos=pix.parse_amount(valor),
+        horario=horario[:64] if horario else None,
+        info_pagador=info[:140] if info else None,
+    )
