@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 import tornado.web
+from tornado.httpserver import HTTPServer
 
 from handlers.base import NotFoundHandler
 from handlers.openapi import OpenApiHandler, build_document
@@ -42,6 +43,19 @@ def collect_routes(services: Services) -> list[tuple[Any, ...]]:
             else:
                 routes.append(tuple(route))
     return routes
+
+
+def make_http_server(app: tornado.web.Application, settings: Settings) -> HTTPServer:
+    """The HTTP server every entry point uses: bodies stream into the handlers, which refuse
+    oversized ones with a JSON 413 (the cap here only stops a client streaming forever), and slow
+    clients are closed: headers (and keep-alive idle) within `header_timeout_s`, a body within
+    `body_timeout_s`."""
+    return HTTPServer(
+        app,
+        max_body_size=64 * settings.max_body_bytes,
+        idle_connection_timeout=settings.header_timeout_s,
+        body_timeout=settings.body_timeout_s,
+    )
 
 
 def make_app(settings: Settings, services: Services, **extra: Any) -> tornado.web.Application:

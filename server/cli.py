@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import tornado.httpserver
-
-from server.app import make_app
+from server.app import make_app, make_http_server
 from server.lifespan import open_services
 from server.settings import Settings
 
@@ -81,11 +79,7 @@ async def serve(settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
         app = make_app(services.settings, services)
-        # Bodies stream into the handlers, which refuse oversized ones with a JSON 413; this cap only
-        # stops a client from streaming forever.
-        server = tornado.httpserver.HTTPServer(
-            app, max_body_size=64 * services.settings.max_body_bytes
-        )
+        server = make_http_server(app, services.settings)
         server.listen(settings.port, settings.host)
         port = next(iter(server._sockets.values())).getsockname()[1]
         log.info(

@@ -93,6 +93,12 @@ class Settings:
     token_secret: Secret = field(default_factory=lambda: Secret(""))
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 1024 * 1024
+    # Slow clients: seconds to send a request's headers (also the keep-alive idle limit), and to
+    # send its body once the headers are in. A client dribbling bytes is closed at the limit.
+    header_timeout_s: int = 30
+    body_timeout_s: int = 60
+    # `/metrics`: when set, a scrape must send `Authorization: Bearer <token>`.
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))
     # WebRTC. Empty ICE servers on purpose: aiortc would otherwise contact a public STUN server.
     ice_servers: tuple[str, ...] = ()
     # Host addresses offered as ICE candidates; empty means every interface (aioice's behaviour).
@@ -141,6 +147,9 @@ class Settings:
             token_secret=Secret(env.get("MULTISTREAM_TOKEN_SECRET", "")),
             token_ttl_s=_int(env, "MULTISTREAM_TOKEN_TTL", cls.token_ttl_s, 60, 30 * 86400),
             max_body_bytes=_int(env, "MULTISTREAM_MAX_BODY", cls.max_body_bytes, 1024, 64 << 20),
+            header_timeout_s=_int(env, "MULTISTREAM_HEADER_TIMEOUT", cls.header_timeout_s, 1, 3600),
+            body_timeout_s=_int(env, "MULTISTREAM_BODY_TIMEOUT", cls.body_timeout_s, 1, 3600),
+            metrics_token=Secret(env.get("MULTISTREAM_METRICS_TOKEN", "")),
             ice_servers=_split(env.get("MULTISTREAM_ICE_SERVERS", "")),
             ice_hosts=_split(env.get("MULTISTREAM_ICE_HOSTS", "")),
             udp_ports=_port_range(env.get("MULTISTREAM_UDP_PORTS", "")),

@@ -13,7 +13,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
-from server.app import make_app
+from server.app import make_app, make_http_server
 from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings
@@ -121,9 +121,7 @@ class RunningServer:
 async def server(services: Services) -> AsyncIterator[RunningServer]:
     app = make_app(services.settings, services)
     sock, port = tornado.testing.bind_unused_port()
-    http_server = tornado.httpserver.HTTPServer(
-        app, max_body_size=64 * services.settings.max_body_bytes
-    )
+    http_server = make_http_server(app, services.settings)
     http_server.add_sockets([sock])
     try:
         yield RunningServer(services, port, Client(f"http://127.0.0.1:{port}"))
