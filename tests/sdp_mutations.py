@@ -102,7 +102,7 @@ def _rtpmap(lines: list[str], rng: random.Random) -> list[str]:
     out = []
     for ln in lines:
         if ln.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")) and rng.random() < 0.5:
-            head, _, rest = ln.partition(" ")
+            head = ln.partition(" ")[0]
             ln = rng.choice([head, f"{head} {rng.choice(_GARBAGE)}", ln.replace(":", ":x", 1)])
         out.append(ln)
     return out
