@@ -187,7 +187,6 @@ class ApiWebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         headers = self.request.headers
         connection = {p.strip().lower() for p in headers.get("Connection", "").split(",")}
         if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
-            self.set_header("Upgrade", "websocket")
             raise UpgradeRequired(
                 "this is a WebSocket endpoint: connect with Upgrade: websocket",
                 code="upgrade_required",

@@ -72,6 +72,8 @@ class JsonErrors(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if err is not None:
             code, message = err.code, err.message
+            for name, value in err.headers.items():
+                self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError):
             code = status_code_name(status_code)
             message = (

@@ -11,6 +11,8 @@ class DomainError(Exception):
 
     status = 500
     code = "internal"
+    # Response headers the error implies (e.g. `Upgrade` on 426); the edge writes them.
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -80,6 +82,7 @@ class UpgradeRequired(DomainError):
 
     status = 426
     code = "upgrade_required"
+    headers = {"Upgrade": "websocket"}
 
 
 class TooManyRequests(DomainError):
