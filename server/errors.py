@@ -5,6 +5,9 @@ Services never import Tornado: they raise these, and the edge decides how they l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 
 class DomainError(Exception):
     """Base class: `status` is the HTTP status the edge answers, `code` a stable machine string."""
@@ -12,7 +15,7 @@ class DomainError(Exception):
     status = 500
     code = "internal"
     # Response headers the error implies (e.g. `Upgrade` on 426); the edge writes them.
-    headers: dict[str, str] = {}
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -82,7 +85,7 @@ class UpgradeRequired(DomainError):
 
     status = 426
     code = "upgrade_required"
-    headers = {"Upgrade": "websocket"}
+    headers: ClassVar[Mapping[str, str]] = {"Upgrade": "websocket"}
 
 
 class TooManyRequests(DomainError):
