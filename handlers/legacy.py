@@ -8,13 +8,15 @@ from __future__ import annotations
 from handlers.base import ApiHandler
 from handlers.openapi import error_responses, json_body, json_response
 from server import legacy
+from server.schemas import validate
 
 PREFIX = "/api/v1/livestream"
 
 
 class LegacyStartHandler(ApiHandler):
     async def post(self) -> None:
-        self.write_json(await legacy.start(self.services.sessions, self.json_body()), 201)
+        body = validate(self.json_body(), "LegacyStart")
+        self.write_json(await legacy.start(self.services.sessions, body), 201)
 
 
 class LegacyGetHandler(ApiHandler):
@@ -25,7 +27,7 @@ class LegacyGetHandler(ApiHandler):
 class LegacyStopHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
-        self.json_body(allow_empty=True)
+        validate(self.json_body(allow_empty=True), "NoFields")
         self.write_json(await legacy.stop(self.services.sessions, claims, session_id))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler
 from handlers.openapi import error_responses, json_body, json_response
-from server.validation import only_fields
+from server.schemas import validate
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
@@ -13,7 +13,8 @@ KIND = r"(screen|camera|[^/]+)"
 
 class StartSessionHandler(ApiHandler):
     async def post(self) -> None:
-        self.write_json(await self.services.sessions.start_session(self.json_body()), 201)
+        body = validate(self.json_body(), "StartSession")
+        self.write_json(await self.services.sessions.start_session(body), 201)
 
 
 class SessionStatusHandler(ApiHandler):
@@ -23,7 +24,7 @@ class SessionStatusHandler(ApiHandler):
 
 class JoinHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
-        only_fields(self.json_body(allow_empty=True), ())  # no fields yet: refuse any
+        validate(self.json_body(allow_empty=True), "NoFields")  # no fields yet: refuse any
         token = self.optional_token()
         self.write_json(await self.services.sessions.join(session_id, token))
 
@@ -34,14 +35,14 @@ class PreferencesHandler(ApiHandler):
 
     async def put(self, session_id: str) -> None:
         claims = self.claims()
-        body = self.json_body()
+        body = validate(self.json_body(), "Preferences")
         self.write_json(await self.services.sessions.put_preferences(claims, session_id, body))
 
 
 class StreamControlHandler(ApiHandler):
     async def post(self, session_id: str, kind: str, action: str) -> None:
         claims = self.claims()
-        only_fields(self.json_body(allow_empty=True), ())
+        validate(self.json_body(allow_empty=True), "NoFields")
         sessions = self.services.sessions
         if action == "start":
             stream = await sessions.start_stream(claims, session_id, kind)
@@ -53,7 +54,7 @@ class StreamControlHandler(ApiHandler):
 class EndSessionHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
-        only_fields(self.json_body(allow_empty=True), ())  # `{"admin": true}` is not a request
+        validate(self.json_body(allow_empty=True), "NoFields")  # `{"admin": true}` is refused
         self.write_json(await self.services.sessions.end_session(claims, session_id))
 
 

@@ -15,14 +15,13 @@ from handlers.base import ApiHandler, ApiWebSocketHandler
 from handlers.openapi import error_responses, json_body, json_response
 from server.auth import Claims
 from server.errors import DomainError, Invalid, Unavailable
-from server.validation import only_fields, parse_object
+from server.schemas import validate
+from server.validation import parse_object
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
-OFFER_FIELDS = ("type", "sdp", "max_height")
-CANDIDATE_FIELDS = ("pc_id", "candidate")
 
 
 def _media(services: Any) -> Any:
@@ -43,8 +42,7 @@ class OfferHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
-        body = self.json_body()
-        only_fields(body, OFFER_FIELDS)
+        body = validate(self.json_body(), "Offer")
         self.write_json(await _offer(self.services, claims, stream_id, body))
 
 
@@ -53,8 +51,7 @@ class CandidateHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
-        body = self.json_body()
-        only_fields(body, CANDIDATE_FIELDS)
+        body = validate(self.json_body(), "Candidate")
         await _media(self.services).add_candidate(claims, body.get("pc_id"), body.get("candidate"))
         self.write_json({"ok": True})
 
@@ -64,8 +61,7 @@ class CompositeOfferHandler(ApiHandler):
 
     async def post(self, session_id: str) -> None:
         claims = self.claims()
-        body = self.json_body()
-        only_fields(body, OFFER_FIELDS)
+        body = validate(self.json_body(), "Offer")
         media = _media(self.services)
         self.write_json(await media.subscribe_composite(claims, session_id, body))
 
@@ -103,13 +99,13 @@ class SignalingSocket(ApiWebSocketHandler):
             body = parse_object(message)
             kind = body.get("type")
             if kind == "offer":
-                only_fields(body, OFFER_FIELDS, "message")
+                validate(body, "Offer", "message")
                 answer = await self.offer(body)
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
                 self._send({**answer, "type": "answer"})
             elif kind == "candidate":
-                only_fields(body, ("type", *CANDIDATE_FIELDS), "message")
+                validate({k: v for k, v in body.items() if k != "type"}, "Candidate", "message")
                 await _media(self.services).add_candidate(
                     self.claims_, body.get("pc_id"), body.get("candidate")
                 )

@@ -37,9 +37,11 @@ _FORBIDDEN_MULTILINE_RE: Final = re.compile(f"[{_FORBIDDEN.replace(r'x0a', r'x0b
 _EDGE_RE: Final = re.compile(f"^[{_ZERO_WIDTH}]|[{_ZERO_WIDTH}]$")
 # Lone surrogates and NUL are refused in every string of every body, text field or not.
 _NEVER_RE: Final = re.compile(rf"[\x00{_SURROGATES}]")
-# The same rule as a JSON Schema pattern (the escapes mean the same in Python and ECMA-262 regex) (a trimmed, non-empty single line of plain text).
+# The same rule as a JSON Schema pattern (the escapes mean the same in Python and ECMA-262 regex):
+# plain text with something visible, optionally padded with the whitespace `str.strip()` removes.
 TEXT_PATTERN: Final = (
-    f"^[^{_FORBIDDEN}{_SPACE}{_ZERO_WIDTH}]([^{_FORBIDDEN}]*[^{_FORBIDDEN}{_SPACE}{_ZERO_WIDTH}])?$"
+    f"^[{_SPACE}]*[^{_FORBIDDEN}{_SPACE}{_ZERO_WIDTH}]"
+    f"([^{_FORBIDDEN}]*[^{_FORBIDDEN}{_SPACE}{_ZERO_WIDTH}])?[{_SPACE}]*$"
 )
 
 
@@ -65,6 +67,17 @@ def check_text(
     if problem is not None:
         raise Invalid(f"{where} {problem}", code=code)
     return value
+
+
+def as_int(value: object) -> int | None:
+    """`value` as an integer when JSON means one (`35` or `35.0`, never `true`), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _no_constants(name: str) -> Any:
@@ -210,9 +223,9 @@ def get_int(
     value = _present(obj, key, where, default)
     if isinstance(value, _Default):
         return value.value
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON has one number type: 35.0 is the integer 35 (as JSON Schema says)
-    if isinstance(value, bool) or not isinstance(value, int):
+    # JSON has one number type: 35.0 is the integer 35 (as JSON Schema says).
+    value = as_int(value)
+    if value is None:
         raise Invalid(f"{where}.{key} must be an integer")
     if not lo <= value <= hi:
         raise Invalid(f"{where}.{key} must be between {lo} and {hi}")

@@ -20,9 +20,13 @@ from server.validation import check_text, check_values, parse_json
 
 SCHEME: Final = "sha256="
 MAX_ITEMS: Final = 100
-_TXID_RE: Final = re.compile(r"[A-Za-z0-9]{1,35}")
-_E2E_RE: Final = re.compile(r"[A-Za-z0-9]{1,64}")
-_VALOR_RE: Final = re.compile(r"(0|[1-9][0-9]{0,9})\.[0-9]{2}")
+# Also the OpenAPI schema's patterns (`server.schemas`), anchored there.
+TXID_PATTERN: Final = r"[A-Za-z0-9]{1,35}"
+E2E_PATTERN: Final = r"[A-Za-z0-9]{1,64}"
+VALOR_PATTERN: Final = r"(0|[1-9][0-9]{0,9})\.[0-9]{2}"
+_TXID_RE: Final = re.compile(TXID_PATTERN)
+_E2E_RE: Final = re.compile(E2E_PATTERN)
+_VALOR_RE: Final = re.compile(VALOR_PATTERN)
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -1,0 +1,662 @@
+"""Every request and response shape, defined once as JSON Schema data.
+
+The handlers check each request body against these (`validate`) before a service sees it, and the
+OpenAPI document (`handlers.openapi`) publishes the very same dicts as its components: what the
+document promises and what the server enforces cannot drift apart. Enumerations come from
+`server.domain`, limits from the modules that enforce them (pricing, pix, media), the text rule
+from `server.validation`. The services still apply the rules a schema cannot express (an SDP is
+negotiable, a token may act on this session) and answer those with their own 4xx.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from server import pix
+from server.domain import (
+    KIND_RULES,
+    PIP_CORNERS,
+    PIP_SIZE_MAX,
+    PIP_SIZE_MIN,
+    SESSION_STATUSES,
+    STREAM_KINDS,
+    STREAM_STATUSES,
+    VIEW_MODES,
+)
+from server.errors import Invalid
+from server.media.offers import MAX_SDP_CHARS
+from server.media.scaling import MAX_HEIGHT_MAX, MAX_HEIGHT_MIN
+from server.payments.webhook import E2E_PATTERN, MAX_ITEMS, TXID_PATTERN, VALOR_PATTERN
+from server.pricing import CURRENCY, MAX_AMOUNT_CENTAVOS
+from server.validation import TEXT_PATTERN, as_int, text_problem
+
+Schema = dict[str, Any]
+REF_PREFIX: Final = "#/components/schemas/"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": REF_PREFIX + name}
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+TITLE_MAX: Final = 200
+KIND: Final[Schema] = {"type": "string", "enum": list(STREAM_KINDS)}
+KINDS: Final[Schema] = {"type": "array", "items": KIND, "uniqueItems": True}
+AMOUNT: Final[Schema] = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_AMOUNT_CENTAVOS,
+    "x-error-code": "invalid_amount",
+}
+NULLABLE_TIME: Final[Schema] = {"type": ["string", "null"]}
+# Letters a BR Code can carry once accents are stripped (`pix.strip_accents`): printable ASCII and
+# the accented Latin letters that decompose to one ASCII letter.
+_BR_CODE_CHARS: Final = r" -~\u00c0-\u00c5\u00c7-\u00cf\u00d1-\u00d6\u00d9-\u00dd\u00e0-\u00e5\u00e7-\u00ef\u00f1-\u00f6\u00f9-\u00fd\u00ff"
+_BR_CODE_TEXT: Final = (
+    f"^[{_BR_CODE_CHARS}]*[{_BR_CODE_CHARS.replace(' -~', '!-~', 1)}][{_BR_CODE_CHARS}]*$"
+)
+# The receiver key shapes of `server.pix`, ASCII-only for e-mail (the BR Code is ASCII).
+_PIX_KEY_PATTERNS: Final = (
+    r"^[0-9]{11}$",
+    r"^[0-9]{14}$",
+    r"^\+[1-9][0-9]{7,14}$",
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    r"^[!-?A-~]{1,64}@[!-?A-~]+\.[!-?A-~]+$",
+)
+
+
+def _br_code_text(field: str, max_len: int) -> Schema:
+    return {
+        "type": "string",
+        "maxLength": max_len,
+        "allOf": [
+            {
+                "pattern": _BR_CODE_TEXT,
+                "x-error": {
+                    "code": "invalid",
+                    "message": f"pix.{field} must be visible text a BR Code can carry "
+                    "(letters, digits, punctuation; accents are removed)",
+                },
+            }
+        ],
+    }
+
+
+def _quality(kind: str) -> Schema:
+    rules = KIND_RULES[kind]
+    return {
+        "type": "object",
+        "properties": {
+            "preset": {"type": "string", "enum": list(rules.presets)},
+            "fps": {"type": "integer", "minimum": rules.fps_min, "maximum": rules.fps_max},
+            "content_hint": {"type": "string", "enum": list(rules.content_hints)},
+        },
+        "additionalProperties": False,
+    }
+
+
+def _quality_needs_stream(kind: str) -> Schema:
+    """`quality.<kind>` only for a stream the session starts with (when `streams` is given)."""
+    return {
+        "x-error": {"code": "invalid", "message": f"quality given for streams not started: {kind}"},
+        "if": {
+            "type": "object",
+            "required": ["streams"],
+            "properties": {"streams": {"type": "array", "not": {"contains": {"const": kind}}}},
+        },
+        "then": {"properties": {"quality": {"not": {"type": "object", "required": [kind]}}}},
+    }
+
+
+# A priced session (any non-zero amount) needs a PIX receiver.
+_PRICED: Final[Schema] = {
+    "type": "object",
+    "required": ["pricing"],
+    "properties": {
+        "pricing": {
+            "type": "object",
+            "anyOf": [
+                {"required": ["base"], "properties": {"base": {"exclusiveMinimum": 0}}},
+                {
+                    "required": ["addons"],
+                    "properties": {
+                        "addons": {
+                            "type": "object",
+                            "anyOf": [
+                                {"required": [k], "properties": {k: {"exclusiveMinimum": 0}}}
+                                for k in STREAM_KINDS
+                            ],
+                        }
+                    },
+                },
+            ],
+        }
+    },
+}
+
+_PIX_REQUIRED: Final = {
+    "code": "pix_required",
+    "message": "a priced session needs a pix receiver (key, merchant_name, merchant_city)",
+}
+
+# -- requests ----------------------------------------------------------------------------------
+
+REQUESTS: Final[dict[str, Schema]] = {
+    "StartSession": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": TITLE_MAX, "pattern": TEXT_PATTERN},
+            "streams": {**KINDS, "minItems": 1},
+            "pricing": ref("Pricing"),
+            "quality": {
+                "type": "object",
+                "properties": {kind: ref(f"Quality_{kind}") for kind in STREAM_KINDS},
+                "additionalProperties": False,
+            },
+            "pix": ref("PixReceiver"),
+        },
+        "additionalProperties": False,
+        "allOf": [
+            *(_quality_needs_stream(kind) for kind in STREAM_KINDS),
+            {
+                "if": _PRICED,
+                "then": {"required": ["pix"]},
+                "x-error": _PIX_REQUIRED,
+            },
+        ],
+    },
+    "Preferences": {
+        "type": "object",
+        "properties": {
+            "enabled_streams": KINDS,
+            "mode": {"type": "string", "enum": list(VIEW_MODES)},
+            "pip": {
+                "type": "object",
+                "properties": {
+                    "corner": {"type": "string", "enum": list(PIP_CORNERS)},
+                    "size_pct": {
+                        "type": "integer",
+                        "minimum": PIP_SIZE_MIN,
+                        "maximum": PIP_SIZE_MAX,
+                    },
+                },
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    },
+    "NoFields": {
+        "type": "object",
+        "description": "an empty object (or no body at all)",
+        "additionalProperties": False,
+    },
+    "Offer": {
+        "type": "object",
+        "required": ["sdp"],
+        "properties": {
+            "sdp": {"type": "string", "minLength": 1, "maxLength": MAX_SDP_CHARS},
+            "type": {"type": "string", "enum": ["offer"]},
+            "max_height": {
+                "type": "integer",
+                "minimum": MAX_HEIGHT_MIN,
+                "maximum": MAX_HEIGHT_MAX,
+                "description": "viewers only: a scaled-down variant (180/360/540/720/1080 lines)",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "Candidate": {
+        "type": "object",
+        "required": ["pc_id"],
+        "properties": {
+            "pc_id": {"type": "string", "minLength": 1, "maxLength": 64},
+            "candidate": {
+                "description": "an RTCIceCandidateInit, its `candidate` string, or null/empty for "
+                "end-of-candidates",
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "string", "maxLength": 1024},
+                    {"type": "object"},
+                ],
+            },
+        },
+        "additionalProperties": False,
+    },
+    "LegacyStart": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": TITLE_MAX, "pattern": TEXT_PATTERN},
+            "price_centavos": AMOUNT,
+            "pix": ref("PixReceiver"),
+            "quality": ref("Quality_camera"),
+        },
+        "additionalProperties": False,
+        "if": {
+            "type": "object",
+            "required": ["price_centavos"],
+            "properties": {"price_centavos": {"exclusiveMinimum": 0}},
+        },
+        "then": {"required": ["pix"]},
+        "x-error": _PIX_REQUIRED,
+    },
+    "PixCallback": {
+        "type": "object",
+        "required": ["pix"],
+        "properties": {
+            "pix": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_ITEMS,
+                "description": "each item is applied on its own; a malformed one is answered "
+                "`rejected` (and recorded) without blocking the others",
+                "items": {
+                    "type": "object",
+                    "required": ["endToEndId", "txid", "valor"],
+                    "properties": {
+                        "endToEndId": {"type": "string", "pattern": f"^{E2E_PATTERN}$"},
+                        "txid": {"type": "string", "pattern": f"^{TXID_PATTERN}$"},
+                        "valor": {"type": "string", "pattern": f"^{VALOR_PATTERN}$"},
+                        "horario": {"type": "string", "format": "date-time"},
+                        "infoPagador": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+}
+
+# -- shared components -------------------------------------------------------------------------
+
+COMPONENTS: Final[dict[str, Schema]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "code", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    },
+    **{f"Quality_{kind}": _quality(kind) for kind in STREAM_KINDS},
+    "Pricing": {
+        "type": "object",
+        "properties": {
+            "base": AMOUNT,
+            "addons": {
+                "type": "object",
+                "properties": {kind: AMOUNT for kind in STREAM_KINDS},
+                "additionalProperties": False,
+            },
+            "bundle_discount_pct": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "additionalProperties": False,
+    },
+    "PixReceiver": {
+        "type": "object",
+        "required": ["key", "merchant_name", "merchant_city"],
+        "properties": {
+            "key": {
+                "type": "string",
+                "maxLength": 77,
+                "anyOf": [{"pattern": p} for p in _PIX_KEY_PATTERNS],
+            },
+            "merchant_name": _br_code_text("merchant_name", pix.NAME_MAX),
+            "merchant_city": _br_code_text("merchant_city", pix.CITY_MAX),
+        },
+        "additionalProperties": False,
+    },
+    "Stream": {
+        "type": "object",
+        "required": ["id", "session_id", "kind", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "session_id": {"type": "string"},
+            "kind": KIND,
+            "status": {"type": "string", "enum": list(STREAM_STATUSES)},
+            "quality": {"type": "object"},
+            "started_at": NULLABLE_TIME,
+            "stopped_at": NULLABLE_TIME,
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["id", "title", "status", "created_at", "pricing", "streams"],
+        "properties": {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "string", "enum": list(SESSION_STATUSES)},
+            "created_at": {"type": "string"},
+            "ended_at": NULLABLE_TIME,
+            "pricing": ref("Pricing"),
+            "streams": {"type": "array", "items": ref("Stream")},
+            "viewer_count": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Quote": {
+        "type": "object",
+        "required": ["amount_centavos", "currency", "items"],
+        "properties": {
+            "amount_centavos": {"type": "integer"},
+            "currency": {"type": "string", "enum": [CURRENCY]},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["code", "label", "amount_centavos"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "label": {"type": "string"},
+                        "amount_centavos": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+    "ViewerPreferences": {
+        "type": "object",
+        "required": ["enabled_streams", "mode", "pip"],
+        "properties": {
+            "enabled_streams": KINDS,
+            "mode": {"type": "string", "enum": list(VIEW_MODES)},
+            "pip": {
+                "type": "object",
+                "properties": {
+                    "corner": {"type": "string", "enum": list(PIP_CORNERS)},
+                    "size_pct": {"type": "integer"},
+                },
+            },
+            "updated_at": NULLABLE_TIME,
+        },
+    },
+    "Order": {
+        "type": "object",
+        "required": ["order_id", "txid", "status", "amount_centavos", "currency", "streams"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "txid": {"type": "string"},
+            "status": {"type": "string"},
+            "amount_centavos": {"type": "integer"},
+            "currency": {"type": "string", "enum": [CURRENCY]},
+            "streams": KINDS,
+            "pix_copia_e_cola": {"type": "string"},
+            "qr_url": {"type": ["string", "null"]},
+        },
+    },
+    "LegacyLivestream": {
+        "type": "object",
+        "required": ["id", "title", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "string", "enum": list(SESSION_STATUSES)},
+            "stream_id": {"type": ["string", "null"]},
+            "price_centavos": {"type": "integer"},
+        },
+    },
+}
+
+_PAYMENT: Final[Schema] = {"anyOf": [{"type": "null"}, ref("Order")]}
+
+RESPONSES: Final[dict[str, Schema]] = {
+    "SessionStarted": {
+        "type": "object",
+        "required": ["session", "broadcaster_token"],
+        "properties": {"session": ref("Session"), "broadcaster_token": {"type": "string"}},
+    },
+    "SessionStatus": {
+        "type": "object",
+        "required": ["session", "streams", "viewer_count", "price_list"],
+        "properties": {
+            "session": ref("Session"),
+            "streams": {"type": "array", "items": ref("Stream")},
+            "viewer_count": {"type": "integer", "minimum": 0},
+            "price_list": {"type": "object"},
+            "signaling_url": {"type": "string"},
+        },
+    },
+    "Joined": {
+        "type": "object",
+        "required": ["viewer_id", "viewer_token", "preferences", "quote"],
+        "properties": {
+            "viewer_id": {"type": "string"},
+            "viewer_token": {"type": "string"},
+            "preferences": ref("ViewerPreferences"),
+            "quote": ref("Quote"),
+            "signaling_url": {"type": "string"},
+            "payment": _PAYMENT,
+        },
+    },
+    "PreferencesSaved": {
+        "type": "object",
+        "required": ["preferences"],
+        "properties": {
+            "preferences": ref("ViewerPreferences"),
+            "quote": ref("Quote"),
+            "payment": _PAYMENT,
+        },
+    },
+    "StreamChanged": {
+        "type": "object",
+        "required": ["stream"],
+        "properties": {"stream": ref("Stream")},
+    },
+    "SessionEnded": {
+        "type": "object",
+        "required": ["session"],
+        "properties": {"session": ref("Session")},
+    },
+    "SessionList": {
+        "type": "object",
+        "required": ["sessions"],
+        "properties": {"sessions": {"type": "array", "items": ref("Session")}},
+    },
+    "Answer": {
+        "type": "object",
+        "required": ["sdp", "type", "pc_id"],
+        "properties": {
+            "sdp": {"type": "string"},
+            "type": {"type": "string", "enum": ["answer"]},
+            "pc_id": {"type": "string"},
+        },
+    },
+    "Ack": {
+        "type": "object",
+        "required": ["ok"],
+        "properties": {"ok": {"type": "boolean", "enum": [True]}},
+    },
+    "OrderStatus": {
+        "type": "object",
+        "required": ["order"],
+        "properties": {"order": ref("Order")},
+    },
+    "WebhookResults": {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "outcome"],
+                    "properties": {
+                        "index": {"type": "integer", "minimum": 0},
+                        "outcome": {
+                            "type": "string",
+                            "enum": [
+                                "paid",
+                                "replayed",
+                                "already_paid",
+                                "mismatch",
+                                "expired",
+                                "unknown_txid",
+                                "rejected",
+                            ],
+                        },
+                        "txid": {"type": ["string", "null"]},
+                        "reason": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+    "ChatHistory": {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {"type": "array", "items": {"type": "object"}},
+            "next_before": {"type": ["string", "null"]},
+        },
+    },
+    "RecordingList": {
+        "type": "object",
+        "required": ["recordings"],
+        "properties": {"recordings": {"type": "array", "items": {"type": "object"}}},
+    },
+    "LegacyStarted": {
+        "type": "object",
+        "required": ["livestream", "token"],
+        "properties": {"livestream": ref("LegacyLivestream"), "token": {"type": "string"}},
+    },
+    "LegacyLivestreamAnswer": {
+        "type": "object",
+        "required": ["livestream"],
+        "properties": {"livestream": ref("LegacyLivestream")},
+    },
+    "OpenApiDocument": {
+        "type": "object",
+        "required": ["openapi", "info", "paths"],
+        "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}},
+    },
+}
+
+ALL: Final[dict[str, Schema]] = {**COMPONENTS, **REQUESTS, **RESPONSES}
+
+
+# -- the validator -----------------------------------------------------------------------------
+
+
+def validate(value: Any, name: str, where: str = "body") -> Any:
+    """Check `value` against the named schema; `Invalid` naming the first field that breaks it."""
+    _check(value, ALL[name], where)
+    return value
+
+
+_TYPES: Final = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: as_int(v) is not None,
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _ok(value: Any, schema: Mapping[str, Any], where: str) -> bool:
+    try:
+        _check(value, schema, where)
+    except Invalid:
+        return False
+    return True
+
+
+def _fail(schema: Mapping[str, Any], message: str) -> Invalid:
+    """A subschema may name its own error: `x-error` (code and message) for a rule that spans
+    fields, e.g. a priced session needing a receiver; `x-error-code` for the code alone."""
+    custom = schema.get("x-error")
+    if custom:
+        return Invalid(custom["message"], code=custom["code"])
+    return Invalid(message, code=schema.get("x-error-code"))
+
+
+def _check(value: Any, schema: Mapping[str, Any], where: str) -> None:
+    """The JSON Schema subset these shapes use; raises `Invalid` unless `value` conforms."""
+    if "$ref" in schema:
+        _check(value, ALL[schema["$ref"].removeprefix(REF_PREFIX)], where)
+        return
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        if not any(_TYPES[t](value) for t in names):
+            raise _fail(schema, f"{where} must be {' or '.join(_article(t) for t in names)}")
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        raise _fail(schema, f"{where} must be one of: {', '.join(map(str, schema['enum']))}")
+    if "const" in schema and not _same(value, schema["const"]):
+        raise _fail(schema, f"{where} must be {schema['const']!r}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise _fail(schema, f"{where} must not be empty")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise _fail(schema, f"{where} must be at most {schema['maxLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            if schema["pattern"] == TEXT_PATTERN:
+                stripped = value.strip()
+                problem = text_problem(stripped) or (text_problem(value) if stripped else None)
+                if problem is not None:
+                    raise Invalid(f"{where} {problem}", code="invalid_text")
+                raise _fail(schema, f"{where} must not be blank")
+            raise _fail(schema, f"{where} is not in the expected form (see the OpenAPI pattern)")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise _fail(schema, f"{where} must be at least {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise _fail(schema, f"{where} must be at most {schema['maximum']}")
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            raise _fail(schema, f"{where} must be more than {schema['exclusiveMinimum']}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise _fail(schema, f"{where} must have at least {schema['minItems']} item(s)")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise _fail(schema, f"{where} must have at most {schema['maxItems']} items")
+        if schema.get("uniqueItems") and len({repr(v) for v in value}) != len(value):
+            raise _fail(schema, f"{where} must not repeat an item")
+        for i, item in enumerate(value if "items" in schema else ()):
+            _check(item, schema["items"], f"{where}[{i}]")
+        if "contains" in schema and not any(_ok(v, schema["contains"], where) for v in value):
+            raise _fail(schema, f"{where} lacks a required item")
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                raise _fail(schema, f"{where}.{key} is required")
+        props = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            unknown = sorted(set(value) - set(props))
+            if unknown:
+                names = ", ".join(k[:40] for k in unknown)
+                raise _fail(schema, f"{where} has unknown fields: {names}")
+        for key, sub in props.items():
+            if key in value:
+                _check(value[key], sub, f"{where}.{key}")
+    for sub in schema.get("allOf", ()):
+        _check(value, sub, where)
+    if "anyOf" in schema and not any(_ok(value, sub, where) for sub in schema["anyOf"]):
+        _check(value, schema["anyOf"][0], where)  # raise the first alternative's reason
+        raise _fail(schema, f"{where} is not in the expected form")
+    if "not" in schema and _ok(value, schema["not"], where):
+        raise _fail(schema, f"{where} is not allowed here")
+    if "if" in schema and "then" in schema and _ok(value, schema["if"], where):
+        try:
+            _check(value, schema["then"], where)
+        except Invalid as exc:
+            raise _fail(schema, exc.message) from None
+
+
+def _same(value: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return value is expected
+    return bool(value == expected)
+
+
+def _article(type_name: str) -> str:
+    return {"integer": "an integer", "array": "a list", "object": "an object"}.get(
+        type_name, f"a {type_name}"
+    )
