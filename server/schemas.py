@@ -631,8 +631,8 @@ def _check(value: Any, schema: Mapping[str, Any], where: str) -> None:
         if schema.get("additionalProperties") is False:
             unknown = sorted(set(value) - set(props))
             if unknown:
-                names = ", ".join(k[:40] for k in unknown)
-                raise _fail(schema, f"{where} has unknown fields: {names}")
+                listed = ", ".join(k[:40] for k in unknown)
+                raise _fail(schema, f"{where} has unknown fields: {listed}")
         for key, sub in props.items():
             if key in value:
                 _check(value[key], sub, f"{where}.{key}")
