@@ -21,11 +21,11 @@ import tornado.websocket
 from tornado.concurrent import Future
 
 from handlers.base import ApiWebSocketHandler, origin_allowed
-from handlers.openapi import error_responses, json_response
+from handlers.openapi import operation, path_param
 from server.auth import Claims
 from server.chat import CLOSE_RATE_LIMITED, ChatService
 from server.chat.ratelimit import TokenBucket
-from server.chat.service import check_name
+from server.chat.service import SEQ_PATTERN, ChatLimits, check_name
 from server.errors import DomainError, Forbidden, Invalid, TooManyRequests, Unavailable
 from server.validation import parse_json
 
@@ -200,25 +200,38 @@ routes = [(rf"{PREFIX}/session/{ID}/chat", ChatHandler)]
 openapi: dict[str, Any] = {
     f"{PREFIX}/session/{{session_id}}/chat": {
         "get": {
-            "summary": "Chat history (plain GET, newest page first, messages oldest first); with "
-            "`Upgrade: websocket` the live chat (token in Authorization or access_token)",
-            "parameters": [
-                {
-                    "name": "session_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
-                {"name": "before", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                {"name": "access_token", "in": "query", "schema": {"type": "string"}},
-            ],
-            "security": [{"bearer": []}],
-            "responses": {
-                "200": json_response("messages and the next `before` cursor"),
-                "101": {"description": "WebSocket upgrade"},
-                **error_responses(400, 401, 403, 404, 409),
-            },
+            **operation(
+                "Chat history (plain GET: newest page first, messages oldest first); with "
+                "`Upgrade: websocket` the live chat (`x-websocket`)",
+                (200, "messages and the next `before` cursor", "ChatHistory"),
+                400,
+                403,
+                404,
+                409,
+                503,
+                auth=True,
+                params=[
+                    path_param("session_id"),
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": f"^{SEQ_PATTERN}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": ChatLimits().history_max,
+                        },
+                    },
+                    {"name": "access_token", "in": "query", "schema": {"type": "string"}},
+                    {"name": "name", "in": "query", "schema": {"type": "string"}},
+                ],
+            ),
+            "x-websocket": True,
+            "description": __doc__,
         }
     }
 }

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from handlers.base import ApiHandler, ApiWebSocketHandler
-from handlers.openapi import error_responses, json_body, json_response
+from handlers.openapi import operation, path_param, websocket_operation
 from server.auth import Claims
 from server.errors import DomainError, Invalid, Unavailable
 from server.schemas import validate
@@ -75,8 +75,8 @@ class SignalingSocket(ApiWebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
-            self.check_upgrade()
             self.claims_ = self.ws_claims()
+            self.check_upgrade()
             _media(self.services)
         except DomainError as err:
             self.reject(err)
@@ -138,75 +138,76 @@ class CompositeSignalingSocket(SignalingSocket):
         return dict(await media.subscribe_composite(self.claims_, self.target, body))
 
 
-_OFFER_BODY = {
-    "type": "object",
-    "required": ["sdp"],
-    "properties": {
-        "sdp": {"type": "string", "maxLength": 65536},
-        "type": {"const": "offer"},
-        "max_height": {
-            "type": "integer",
-            "minimum": 90,
-            "maximum": 4320,
-            "description": "viewers only: a scaled-down variant (180/360/540/720/1080 lines)",
-        },
-    },
-}
-_ANSWER = json_response("SDP answer `{sdp, type: answer, pc_id}`")
-_STREAM_ID = {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_STREAM_ID = path_param("stream_id")
+_SESSION_ID = path_param("session_id")
+_WS_PROTOCOL = (
+    'JSON text frames: `{"type": "offer", "sdp", "max_height"?}` (schema Offer) → `{"type": '
+    '"answer", "sdp", "pc_id"}`; `{"type": "candidate", "pc_id", "candidate"}` (schema Candidate) '
+    '→ `{"type": "ack"}`; a refused message → `{"type": "error", "error": {"status", "code", '
+    '"message"}}` and the socket stays open. Binary frames are refused the same way.'
+)
 
 openapi = {
     f"{PREFIX}/stream/{{stream_id}}/signal/offer": {
-        "post": {
-            "summary": "Publish (broadcaster token) or subscribe to (viewer token) one stream",
-            "requestBody": json_body(_OFFER_BODY),
-            "responses": {"200": _ANSWER, **error_responses(400, 401, 403, 404, 409)},
-            "security": [{"bearer": []}],
-            "parameters": [_STREAM_ID],
-        }
+        "post": operation(
+            "Publish (broadcaster token) or subscribe to (viewer token) one stream",
+            (200, "the SDP answer", "Answer"),
+            402,
+            403,
+            404,
+            409,
+            429,
+            503,
+            body="Offer",
+            auth=True,
+            params=[_STREAM_ID],
+        )
     },
     f"{PREFIX}/stream/{{stream_id}}/signal/candidate": {
-        "post": {
-            "summary": "Trickle one ICE candidate `{pc_id, candidate}`",
-            "requestBody": json_body({"type": "object", "required": ["pc_id", "candidate"]}),
-            "responses": {"200": json_response("accepted"), **error_responses(400, 401, 404)},
-            "security": [{"bearer": []}],
-            "parameters": [_STREAM_ID],
-        }
+        "post": operation(
+            "Trickle one ICE candidate for a connection this token opened",
+            (200, "accepted", "Ack"),
+            404,
+            503,
+            body="Candidate",
+            auth=True,
+            params=[_STREAM_ID],
+        )
     },
     f"{PREFIX}/stream/{{stream_id}}/signal/ws": {
-        "get": {
-            "summary": "WebSocket carrying the same JSON messages as the offer and candidate routes "
-            "(token as Bearer header or `access_token`; origin-checked; size-limited)",
-            "responses": {
-                "101": {"description": "switching protocols"},
-                **error_responses(400, 401, 403, 404),
-            },
-            "security": [{"bearer": []}],
-            "parameters": [_STREAM_ID],
-        }
+        "get": websocket_operation(
+            "WebSocket signaling for one stream (the offer and candidate routes' messages)",
+            [_STREAM_ID],
+            403,
+            404,
+            503,
+            protocol=_WS_PROTOCOL,
+        )
     },
     f"{PREFIX}/session/{{session_id}}/composite/signal/ws": {
-        "get": {
-            "summary": "WebSocket signaling for this viewer's composite feed (same messages as the "
-            "composite offer route)",
-            "responses": {
-                "101": {"description": "switching protocols"},
-                **error_responses(400, 401, 403, 404),
-            },
-            "security": [{"bearer": []}],
-            "parameters": [_SESSION_ID],
-        }
+        "get": websocket_operation(
+            "WebSocket signaling for this viewer's composite feed",
+            [_SESSION_ID],
+            403,
+            404,
+            503,
+            protocol=_WS_PROTOCOL,
+        )
     },
     f"{PREFIX}/session/{{session_id}}/composite/signal/offer": {
-        "post": {
-            "summary": "Subscribe to this viewer's composite feed (layout from its preferences)",
-            "requestBody": json_body(_OFFER_BODY),
-            "responses": {"200": _ANSWER, **error_responses(400, 401, 403, 404, 409)},
-            "security": [{"bearer": []}],
-            "parameters": [_SESSION_ID],
-        }
+        "post": operation(
+            "Subscribe to this viewer's composite feed (layout from its preferences)",
+            (200, "the SDP answer", "Answer"),
+            402,
+            403,
+            404,
+            409,
+            429,
+            503,
+            body="Offer",
+            auth=True,
+            params=[_SESSION_ID],
+        )
     },
 }
 

@@ -26,6 +26,7 @@ from server.domain import (
     VIEW_MODES,
 )
 from server.errors import Invalid
+from server.media.ice import MAX_CANDIDATE_CHARS
 from server.media.offers import MAX_SDP_CHARS
 from server.media.scaling import MAX_HEIGHT_MAX, MAX_HEIGHT_MIN
 from server.payments.webhook import E2E_PATTERN, MAX_ITEMS, TXID_PATTERN, VALOR_PATTERN
@@ -210,17 +211,20 @@ REQUESTS: Final[dict[str, Schema]] = {
     },
     "Candidate": {
         "type": "object",
-        "required": ["pc_id"],
+        "required": ["pc_id", "candidate"],
         "properties": {
             "pc_id": {"type": "string", "minLength": 1, "maxLength": 64},
             "candidate": {
-                "description": "an RTCIceCandidateInit, its `candidate` string, or null/empty for "
-                "end-of-candidates",
-                "anyOf": [
-                    {"type": "null"},
-                    {"type": "string", "maxLength": 1024},
-                    {"type": "object"},
-                ],
+                "description": 'an RTCIceCandidateInit; `candidate: ""` is end-of-candidates',
+                "type": "object",
+                "required": ["candidate"],
+                "properties": {
+                    "candidate": {"type": "string", "maxLength": MAX_CANDIDATE_CHARS},
+                    "sdpMid": {"type": ["string", "null"], "maxLength": 32},
+                    "sdpMLineIndex": {"type": ["integer", "null"], "minimum": 0, "maximum": 63},
+                    "usernameFragment": {"type": ["string", "null"], "maxLength": 256},
+                },
+                "additionalProperties": False,
             },
         },
         "additionalProperties": False,

@@ -31,9 +31,13 @@ _ZERO_WIDTH: Final = r"\u200b-\u200d\u2060\ufeff"
 # What `str.strip()` removes (and is not already forbidden): a stripped field cannot start or end
 # with these, which lets the OpenAPI pattern promise exactly what the validator accepts.
 _SPACE: Final = r"\t \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_FORBIDDEN: Final = _C0 + _C1 + _BIDI + _SURROGATES
-_FORBIDDEN_RE: Final = re.compile(f"[{_FORBIDDEN}]")
-_FORBIDDEN_MULTILINE_RE: Final = re.compile(f"[{_FORBIDDEN.replace(r'x0a', r'x0b', 1)}]")
+# (Surrogates stay out of the pattern below: JSON Schema tools cannot compile a class holding them,
+# and `check_values` refuses them in every string before any text rule runs.)
+_FORBIDDEN: Final = _C0 + _C1 + _BIDI
+_FORBIDDEN_RE: Final = re.compile(f"[{_FORBIDDEN}{_SURROGATES}]")
+_FORBIDDEN_MULTILINE_RE: Final = re.compile(
+    f"[{_FORBIDDEN.replace(r'x0a', r'x0b', 1)}{_SURROGATES}]"
+)
 _EDGE_RE: Final = re.compile(f"^[{_ZERO_WIDTH}]|[{_ZERO_WIDTH}]$")
 # Lone surrogates and NUL are refused in every string of every body, text field or not.
 _NEVER_RE: Final = re.compile(rf"[\x00{_SURROGATES}]")

@@ -243,7 +243,9 @@ async def test_refused_preflight_says_connection_close_or_keeps_alive(server) ->
     "path", [f"{PREFIX}/stream/x/signal/ws", f"{PREFIX}/session/x/composite/signal/ws"]
 )
 async def test_plain_get_to_websocket_route_is_json_426(api, path: str) -> None:
-    resp = await api.get(path)
+    _, token = await free_session(api)
+    assert_error(await api.get(path), 401)  # no token: refused first, in JSON
+    resp = await api.get(path, token=token)
     assert_error(resp, 426, "upgrade_required")
     assert resp.headers["Upgrade"] == "websocket"
 

@@ -40,7 +40,8 @@ CLOSE_SESSION_ENDED: Final = 4010
 CLOSE_GOING_AWAY: Final = 1001
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_SEQ_RE: Final = re.compile(r"[0-9]{16}[0-9a-f]{8}")
+SEQ_PATTERN: Final = r"[0-9]{16}[0-9a-f]{8}"  # also the `before` parameter's OpenAPI pattern
+_SEQ_RE: Final = re.compile(SEQ_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
