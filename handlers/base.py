@@ -163,6 +163,20 @@ class NotFoundHandler(ApiHandler):
         raise tornado.web.HTTPError(404, "no such route")
 
 
+class StrictTextProtocol(tornado.websocket.WebSocketProtocol13):
+    """A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455 §7.4.1), where Tornado
+    would drop the connection without a close frame."""
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode == 0x1 and not self.client_terminated and not self._frame_compressed:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.close(1007, "text frame is not valid UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
+
+
 class ApiWebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
     """WebSocket with the API's origin allowlist, token auth and a message size limit."""
 
@@ -180,6 +194,12 @@ class ApiWebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         return origin_allowed(
             origin, self.request.host, self.request.protocol, self.services.settings.allowed_origins
         )
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, tornado.websocket.WebSocketProtocol13):
+            return StrictTextProtocol(self, False, protocol.params)
+        return protocol
 
     def check_upgrade(self) -> None:
         """What Tornado would refuse with a text/html page, refused with the API's JSON instead:

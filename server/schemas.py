@@ -238,13 +238,17 @@ REQUESTS: Final[dict[str, Schema]] = {
             "quality": ref("Quality_camera"),
         },
         "additionalProperties": False,
-        "if": {
-            "type": "object",
-            "required": ["price_centavos"],
-            "properties": {"price_centavos": {"exclusiveMinimum": 0}},
-        },
-        "then": {"required": ["pix"]},
-        "x-error": _PIX_REQUIRED,
+        "allOf": [
+            {
+                "if": {
+                    "type": "object",
+                    "required": ["price_centavos"],
+                    "properties": {"price_centavos": {"exclusiveMinimum": 0}},
+                },
+                "then": {"required": ["pix"]},
+                "x-error": _PIX_REQUIRED,
+            }
+        ],
     },
     "PixCallback": {
         "type": "object",
