@@ -41,6 +41,8 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
 def _call(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
     req = urllib.request.Request(url, data=data, method=method)
+    if data:
+        req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=10) as resp:
