@@ -66,6 +66,7 @@ async def _run(base_url: str, config: Path, token: str | None, report: Path) -> 
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=report.parent,  # its `.schemathesis/` cache goes to the test's temp dir
         env={**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"},
     )
     out, _ = await proc.communicate()
