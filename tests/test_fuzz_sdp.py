@@ -22,6 +22,7 @@ from tests.sdp_mutations import mutate_sdp
 
 pytestmark = pytest.mark.timeout(240)
 PER_ROUTE = 125  # 4 routes (publish/subscribe x HTTP/WebSocket): 500 offers in all
+PER_COMPOSITE_ROUTE = 50  # and the composite feed's HTTP and WebSocket routes
 
 
 def fd_count() -> int:
@@ -64,6 +65,7 @@ async def test_malformed_offers_never_5xx_and_leave_nothing_behind(server, api) 
     stream_id = session["session"]["streams"][0]["id"]
     viewer = await join(api, sid)
     v_token = viewer["viewer_token"]
+    c_token = (await join(api, sid, {"mode": "composite"}))["viewer_token"]
     publish_sdp = await real_offer("sendonly")
     view_sdp = await real_offer("recvonly")
     await asyncio.sleep(0.5)
@@ -86,10 +88,12 @@ async def test_malformed_offers_never_5xx_and_leave_nothing_behind(server, api) 
     routes = [
         ("publish-http", b_token, publish_sdp, f"{PREFIX}/stream/{stream_id}/signal/offer"),
         ("subscribe-http", v_token, view_sdp, f"{PREFIX}/stream/{stream_id}/signal/offer"),
+        ("composite-http", c_token, view_sdp, f"{PREFIX}/session/{sid}/composite/signal/offer"),
     ]
     store_before = await snapshot(server.services.store)
     for n, (label, token, sdp, path) in enumerate(routes):
-        for i, bad in enumerate(mutate_sdp(sdp, PER_ROUTE, seed=100 + n)):
+        count = PER_COMPOSITE_ROUTE if label.startswith("composite") else PER_ROUTE
+        for i, bad in enumerate(mutate_sdp(sdp, count, seed=100 + n)):
             peers = media.counters()["peer_connections"]
             resp = await api.post(path, {"sdp": bad, "type": "offer"}, token=token)
             body = resp.json
@@ -99,10 +103,12 @@ async def test_malformed_offers_never_5xx_and_leave_nothing_behind(server, api) 
     ws_routes = [
         ("publish-ws", b_token, publish_sdp, f"{PREFIX}/stream/{stream_id}/signal/ws"),
         ("subscribe-ws", v_token, view_sdp, f"{PREFIX}/stream/{stream_id}/signal/ws"),
+        ("composite-ws", c_token, view_sdp, f"{PREFIX}/session/{sid}/composite/signal/ws"),
     ]
     for n, (label, token, sdp, path) in enumerate(ws_routes):
         conn = await ws_connect(server, path, token)
-        for i, bad in enumerate(mutate_sdp(sdp, PER_ROUTE, seed=200 + n)):
+        count = PER_COMPOSITE_ROUTE if label.startswith("composite") else PER_ROUTE
+        for i, bad in enumerate(mutate_sdp(sdp, count, seed=200 + n)):
             peers = media.counters()["peer_connections"]
             await conn.write_message(json.dumps({"type": "offer", "sdp": bad}))
             reply = await asyncio.wait_for(conn.read_message(), 30)
@@ -112,7 +118,7 @@ async def test_malformed_offers_never_5xx_and_leave_nothing_behind(server, api) 
             await check(label, i, status, msg.get("pc_id"), peers)
         conn.close()
 
-    assert sum(statuses.values()) == 4 * PER_ROUTE
+    assert sum(statuses.values()) == 4 * PER_ROUTE + 2 * PER_COMPOSITE_ROUTE
     # Offers write nothing to the store whether refused or not (stream status changes only once
     # media flows, which these never do).
     assert await snapshot(server.services.store) == store_before
