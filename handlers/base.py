@@ -1,7 +1,7 @@
 """Base handlers: JSON in and out, one error shape, CORS, body limits, and token checks.
 
 Every API handler derives from `ApiHandler`; every WebSocket from `ApiWebSocketHandler`. Services raise
-`server.errors.DomainError`s and this module is the only place that turns them into HTTP.
+`server.errors.DomainError`s; `handlers.errors` is the only place that turns them into HTTP.
 """
 
 from __future__ import annotations
