@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import tornado.websocket
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from server.media.plane import close_refused
 from tests.api_helpers import PREFIX, snapshot
 from tests.media_helpers import join, new_pc, offer_of, start_session
 from tests.sdp_mutations import mutate_sdp
@@ -128,3 +129,28 @@ async def test_malformed_offers_never_5xx_and_leave_nothing_behind(server, api) 
     assert media.counters()["peer_connections"] == 0
     assert await settle(server, fds_before) <= fds_before, statuses
     print(f"statuses={statuses} accepted={accepted}")
+
+
+async def test_half_built_connection_of_a_refused_offer_closes_cleanly() -> None:
+    """Behind issue 10's "cleanup raises again": an offer whose video section lost its `a=mid`
+    leaves aiortc with a transceiver that has no transport, and aiortc's own `close` raises on it
+    (so the refusal became a 500 and the other transports stayed open). `close_refused` stops
+    what exists instead. (`parse_offer` now refuses such offers first; this keeps the cleanup
+    safe for whatever shape gets past it.)"""
+    lines = (await real_offer("recvonly")).splitlines(True)
+    del lines[next(i for i, line in enumerate(lines) if line.startswith("a=mid:"))]
+    offer = "".join(lines)
+
+    async def half_built() -> RTCPeerConnection:
+        pc = new_pc()
+        pc.addTransceiver("video", direction="sendonly")
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        assert any(t.receiver.transport is None for t in pc.getTransceivers())
+        return pc
+
+    with pytest.raises(AttributeError):
+        await (await half_built()).close()  # aiortc's close cannot cope with it
+    pc = await half_built()
+    await close_refused(pc)
+    transports = [t.receiver.transport for t in pc.getTransceivers() if t.receiver.transport]
+    assert transports and all(t.transport.state == "closed" for t in transports)
