@@ -334,6 +334,10 @@ async def test_webhook_signature_refused(api, server, headers: Any, code: str) -
         (b'{"pix": []}', "invalid_callback"),
         (b'{"pix": {"txid": "x"}}', "invalid_callback"),
         (b'{"pix": [{"endToEndId": "E1", "txid": {"$ne": 1}, "valor": "1.00"}]}', "forbidden_key"),
+        (
+            b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": "1.00"}], "x": "\\ud800"}',
+            "invalid_text",
+        ),
         (b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": NaN}]}', "invalid_json"),
     ],
 )

@@ -85,6 +85,8 @@ def parse_callbacks(body: bytes) -> list[PixCallback | RejectedItem]:
     doc = parse_json(body, check=False)
     if not isinstance(doc, dict):
         raise Invalid("body must be a JSON object", code="invalid_callback")
+    # The envelope around the items follows the strict rules as a whole; the items one by one.
+    check_values({key: value for key, value in doc.items() if key != "pix"})
     items = doc.get("pix")
     if not isinstance(items, list) or not items:
         raise Invalid(
