@@ -273,6 +273,26 @@ REQUESTS: Final[dict[str, Schema]] = {
     },
 }
 
+# No string of any body may hold NUL (`server.validation.check_values`): say so on every request
+# string that has no stricter pattern of its own, so the document promises what the server takes.
+NO_NUL: Final = r"^[^\x00]*$"
+
+
+def _forbid_nul(node: Any) -> None:
+    if isinstance(node, dict):
+        types = node.get("type")
+        is_string = types == "string" or (isinstance(types, list) and "string" in types)
+        if is_string and "pattern" not in node and "enum" not in node:
+            node["pattern"] = NO_NUL
+        for child in node.values():
+            _forbid_nul(child)
+    elif isinstance(node, list):
+        for child in node:
+            _forbid_nul(child)
+
+
+_forbid_nul(REQUESTS)
+
 # -- shared components -------------------------------------------------------------------------
 
 COMPONENTS: Final[dict[str, Schema]] = {

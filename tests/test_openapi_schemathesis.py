@@ -23,8 +23,8 @@ from tests.api_helpers import FREE_BODY, PREFIX
 
 pytestmark = pytest.mark.timeout(600)
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = int(os.environ.get("MULTISTREAM_SCHEMATHESIS_EXAMPLES", "10"))
-SEED = 1
+MAX_EXAMPLES = int(os.environ.get("MULTISTREAM_SCHEMATHESIS_EXAMPLES", "25"))
+SEED = int(os.environ.get("MULTISTREAM_SCHEMATHESIS_SEED", "1"))
 
 
 def _cli() -> list[str]:

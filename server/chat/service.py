@@ -227,7 +227,7 @@ class ChatService:
         }
 
     def _limit(self, raw: object) -> int:
-        if raw is None or raw == "":
+        if raw is None:  # absent; `limit=` (empty) is not an integer and is refused below
             return self.limits.history_default
         value: int | None = None
         if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 6:
