@@ -18,7 +18,10 @@ extensions = [
     Extension(
         "compositor._fast",
         ["compositor/_fast.pyx"],
-        include_dirs=[numpy.get_include()],
+        # The C row kernels are a header included into _fast.c (one translation unit, so they
+        # inline and keep their ifunc dispatch); `depends` rebuilds the module when it changes.
+        depends=["compositor/_kernels.h"],
+        include_dirs=["compositor", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
     )

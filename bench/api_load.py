@@ -142,7 +142,15 @@ def app_server(workdir: Path, app_root: Path | None = None) -> Iterator[Server]:
     """
     workdir.mkdir(parents=True, exist_ok=True)
     multistream = Path(sys.executable).parent / "multistream"
-    env = {"MULTISTREAM_ICE_HOSTS": HOST, "MULTISTREAM_RECORD": "0"}
+    # Every request comes from loopback: rate limits off the table (a throughput run, not a test
+    # of the limits; older snapshots ignore the variables).
+    unlimited = "1000000/1000000"
+    env = {
+        "MULTISTREAM_ICE_HOSTS": HOST,
+        "MULTISTREAM_RECORD": "0",
+        "MULTISTREAM_RATE_SESSION_START": unlimited,
+        "MULTISTREAM_RATE_JOIN": unlimited,
+    }
     if app_root is not None:
         argv = [sys.executable, "-m", "server.cli"]
         env["PYTHONPATH"] = str(app_root)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 LIBRARIES = ("swscale-area", "ffmpeg-graph", "opencv-area", "opencv-linear")
 AREA_QUALITY_DB = 45.0
@@ -53,11 +54,17 @@ def run_once(json_path: Path, max_time: float) -> None:
 
 def collect(paths: list[Path]) -> dict[str, dict[str, dict[str, object]]]:
     """group -> impl -> {median_ms (median over runs), psnr, match}."""
+    return collect_runs([json.loads(path.read_text())["benchmarks"] for path in paths])
+
+
+def collect_runs(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, object]]]:
+    """``collect`` over already-loaded runs; benchmarks of other modules are skipped."""
     medians: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     info: dict[str, dict[str, dict[str, object]]] = defaultdict(dict)
-    for path in paths:
-        data = json.loads(path.read_text())
-        for bench in data["benchmarks"]:
+    for benchmarks in runs:
+        for bench in benchmarks:
+            if "bench_compositor.py::" not in bench["fullname"]:
+                continue
             group, extra = bench["group"], bench["extra_info"]
             impl = extra["impl"]
             medians[group][impl].append(bench["stats"]["median"] * 1e3)

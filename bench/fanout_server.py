@@ -43,6 +43,10 @@ def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) 
         camera_bitrate_bps=bitrate,
         screen_bitrate_bps=max(bitrate, 2_500_000),
         instance_id="bench",
+        # All viewers come from loopback at once: a capacity run, not a test of the limits.
+        rate_offer=(1_000_000, 1_000_000),
+        rate_join=(1_000_000, 1_000_000),
+        max_pending_peers=100_000,
     )
 
 

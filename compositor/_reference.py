@@ -1,7 +1,8 @@
 """The readable numpy implementation of the kernels: the source of truth for ``_fast``.
 
-Both modules expose the same two functions with the same integer semantics, so the test suite
-asserts bit-exact equality between them.
+Both modules expose the same API (``pip_plane``, ``PipPlan``, ``corner_scores``; see
+``compositor.kernel_api``) with the same integer semantics, so the test suite asserts bit-exact
+equality between them.
 
 ``pip_plane`` resamples ``camera`` into the rectangle at (``rx``, ``ry``) of ``out`` whose size is
 given by the tap tables (vertical pass first, kept exact in integers, then the horizontal pass with
@@ -18,14 +19,19 @@ would hide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import av
 import numpy as np
 import numpy.typing as npt
 
 from compositor.coefficients import TOTAL_BITS
+from compositor.kernel_api import I32, U8, PlaneSpec
+from compositor.planes import plane_views
 
-U8 = npt.NDArray[np.uint8]
-I32 = npt.NDArray[np.int32]
 NAME = "reference"
+SIMD_CHOICES = ("auto", "baseline")
+MAX_PLANES = 4
 
 
 def _blend(
@@ -100,3 +106,117 @@ def corner_scores(plane: U8, rects: I32, step: int) -> npt.NDArray[np.int64]:
             )
         scores[i] = total
     return scores
+
+
+class PipPlan:
+    """``pip_plane`` for up to four planes of fixed sizes: the same contract as ``_fast.PipPlan``.
+
+    The reference has no tables to build, so a plan only checks its planes' geometry once and
+    then, per frame, that the arrays match it before calling ``pip_plane`` per plane. ``simd`` is
+    accepted (and checked) so callers need not know which implementation they hold.
+    """
+
+    def __init__(self, planes: Sequence[PlaneSpec], *, simd: str = "auto") -> None:
+        if simd not in SIMD_CHOICES:
+            raise ValueError(f"simd must be one of {SIMD_CHOICES}, got {simd!r}")
+        checked: list[PlaneSpec] = []
+        for p in planes:
+            if len(p) != 12:
+                raise ValueError(f"each plane needs 12 items, got {len(p)}")
+            (big_h, big_w), (ch, cw), rx, ry, vo, vw, ho, hw = p[:8]
+            if big_h < 1 or big_w < 1 or ch < 1 or cw < 1:
+                raise ValueError(
+                    f"plane sizes must be positive, got {(big_h, big_w)} and {(ch, cw)}"
+                )
+            h, w = len(vo), len(ho)
+            if rx < 0 or ry < 0 or rx + w > big_w or ry + h > big_h:
+                raise ValueError(f"rectangle {rx},{ry} {w}x{h} outside plane {big_w}x{big_h}")
+            for name, offsets, weights, source in (
+                ("vertical", vo, vw, ch),
+                ("horizontal", ho, hw, cw),
+            ):
+                if len(offsets) and (
+                    offsets.min() < 0 or offsets.max() + weights.shape[1] > source
+                ):
+                    raise ValueError(f"{name}: a tap window reads outside the source plane")
+            checked.append(p)
+        if not 1 <= len(checked) <= MAX_PLANES:
+            raise ValueError(f"a plan holds 1..{MAX_PLANES} planes, got {len(checked)}")
+        self._planes = checked
+
+    def run(
+        self,
+        out: Sequence[U8],
+        background: Sequence[U8] | None,
+        fill: Sequence[int] | None,
+        camera: Sequence[U8],
+    ) -> None:
+        """Resample ``camera[i]`` into ``out[i]`` over ``background[i]`` or ``fill[i]``."""
+        n = len(self._planes)
+        if len(out) != n or len(camera) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(out)} out / {len(camera)} camera")
+        if background is not None and len(background) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(background)} background")
+        if fill is not None and len(fill) != n:
+            raise ValueError(f"the plan has {n} planes, got {len(fill)} fill values")
+        for i, p in enumerate(self._planes):
+            _expect(out[i], "out", p[0])
+            if not out[i].flags.writeable:
+                raise ValueError("out must be writable")
+            _expect(camera[i], "camera", p[1])
+            if background is not None:
+                _expect(background[i], "background", p[0])
+            value = -1 if fill is None else fill[i]
+            if not -1 <= value <= 255:
+                raise ValueError(f"fill must be -1 (keep) or 0..255, got {value}")
+        for i, p in enumerate(self._planes):
+            pip_plane(
+                out[i],
+                None if background is None else background[i],
+                -1 if fill is None else fill[i],
+                camera[i],
+                *p[2:],
+            )
+
+    def run_frames(
+        self,
+        out: av.VideoFrame,
+        background: av.VideoFrame | None,
+        fill: Sequence[int] | None,
+        camera: av.VideoFrame,
+    ) -> None:
+        """``run`` on three-plane yuv420p ``av.VideoFrame``s instead of numpy plane views."""
+        if len(self._planes) != 3:
+            raise ValueError(
+                f"run_frames needs a three-plane plan, this one has {len(self._planes)}"
+            )
+        self.run(
+            _frame_planes(out, "out", self._planes, camera=False),
+            None
+            if background is None
+            else _frame_planes(background, "background", self._planes, camera=False),
+            fill,
+            _frame_planes(camera, "camera", self._planes, camera=True),
+        )
+
+
+def _expect(array: U8, name: str, shape: tuple[int, int]) -> None:
+    if array.dtype != np.uint8 or array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D uint8 array")
+    if array.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {array.shape}, the plan expects {tuple(shape)}")
+
+
+def _frame_planes(
+    frame: av.VideoFrame, name: str, planes: Sequence[PlaneSpec], *, camera: bool
+) -> tuple[U8, U8, U8]:
+    if frame.format.name != "yuv420p":
+        raise ValueError(f"{name} must be a yuv420p frame, got {frame.format.name}")
+    views = plane_views(frame)
+    for i, (view, p) in enumerate(zip(views, planes, strict=True)):
+        h, w = p[1] if camera else p[0]
+        if view.shape != (h, w):
+            raise ValueError(
+                f"{name} plane {i} is {view.shape[1]}x{view.shape[0]}, the plan expects {w}x{h}"
+            )
+    return views

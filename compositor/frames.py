@@ -10,35 +10,22 @@ calls, which is enough for an encoder that finishes one frame before asking for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 import av
 import numpy as np
-import numpy.typing as npt
 
 from compositor.backend import load_kernels
 from compositor.coefficients import PlaneTaps, plane_taps
+from compositor.kernel_api import U8, Kernels, PipPlanLike, PlaneSpec
 from compositor.layout import CORNERS, Corner, Layout, Rect, fit_rect, overlay_rect
 from compositor.masks import OverlayMask, overlay_masks
 from compositor.placement import Placement
+from compositor.planes import Planes, plane_views
 
-U8 = npt.NDArray[np.uint8]
-Planes = tuple[U8, U8, U8]
+__all__ = ["BLACK", "Compositor", "Scaler", "compose", "plane_views", "scale"]
+
 BLACK = (16, 128, 128)
-_U8 = np.dtype(np.uint8)
 SCORE_STEP = 4
-
-
-def plane_views(frame: av.VideoFrame) -> Planes:
-    """Writable (height, width) views of a yuv420p frame's planes, strides as PyAV pads them."""
-    if frame.format.name != "yuv420p":
-        raise ValueError(f"expected a yuv420p frame, got {frame.format.name}")
-    # One ndarray constructor per plane (buffer protocol, no copy): the cheapest view numpy offers.
-    y, u, v = (
-        np.ndarray((p.height, p.width), _U8, p, 0, (p.line_size, 1))  # type: ignore[arg-type]
-        for p in frame.planes
-    )
-    return y, u, v
 
 
 def _as_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
@@ -89,69 +76,40 @@ def _chroma_size(width: int, height: int) -> tuple[int, int]:
 class _Resample:
     """Draw one source frame into ``rect`` of the canvas, with an optional overlay mask.
 
-    ``args`` holds, per plane, every kernel argument that does not change between frames. When
-    the kernels offer a ``PipPlan`` (``_fast`` does), ``plan`` has those arguments validated and
-    turned into SIMD tables once, and a frame costs one call for all three planes; otherwise
-    (the reference) it is three ``pip_plane`` calls.
+    ``plan`` holds, for all three planes, every kernel argument that does not change between
+    frames, validated (and, in ``_fast``, turned into SIMD tables) once: a frame then costs one
+    call. Both kernel modules offer the same ``PipPlan``. ``copy`` marks the one case that needs
+    no kernel at all (source, rect and canvas the same size, no mask): a plain plane copy.
     """
 
     rect: Rect
     luma: PlaneTaps
     chroma: PlaneTaps
     masks: tuple[OverlayMask, OverlayMask] | None
-    copy: bool  # source, rect and canvas all the same size, no mask: a plain plane copy
-    args: tuple[tuple[object, ...], ...]
-    plan: object | None
+    copy: bool
+    plan: PipPlanLike
 
     @staticmethod
     def build(
-        kernels: ModuleType,
+        kernels: Kernels,
         canvas: tuple[int, int],
         source: tuple[int, int],
         rect: Rect,
         layout: Layout | None,
     ) -> _Resample:
-        cw, ch = _chroma_size(*source)
-        crect = rect.halved()
         masks = None
         if layout is not None and not layout.opaque:
             masks = overlay_masks(rect.w, rect.h, layout.radius_pct, layout.border_px)
         copy = masks is None and source == canvas == (rect.w, rect.h)
         colour = layout.border_yuv if layout is not None else BLACK
         luma = plane_taps(source[0], source[1], rect.w, rect.h)
-        chroma = plane_taps(cw, ch, crect.w, crect.h)
-        args = []
-        for i in range(3):
-            r, taps = (rect, luma) if i == 0 else (crect, chroma)
-            mask = None if masks is None else masks[0 if i == 0 else 1]
-            args.append(
-                (
-                    r.x,
-                    r.y,
-                    taps.vertical.offsets,
-                    taps.vertical.weights,
-                    taps.horizontal.offsets,
-                    taps.horizontal.weights,
-                    None if mask is None else mask.alpha,
-                    None if mask is None else mask.border,
-                    None if mask is None else mask.spans,
-                    colour[i],
-                )
-            )
-        plan = None
-        if hasattr(kernels, "PipPlan") and not copy:
-            canvas_c = _chroma_size(*canvas)
-            shapes = [
-                ((canvas[1], canvas[0]), (source[1], source[0])),
-                ((canvas_c[1], canvas_c[0]), (ch, cw)),
-                ((canvas_c[1], canvas_c[0]), (ch, cw)),
-            ]
-            plan = kernels.PipPlan([(*shapes[i], *args[i]) for i in range(3)])
-        return _Resample(rect, luma, chroma, masks, copy, tuple(args), plan)
+        crect = rect.halved()
+        chroma = plane_taps(*_chroma_size(*source), crect.w, crect.h)
+        plan = kernels.PipPlan(_plane_specs(canvas, source, rect, luma, chroma, masks, colour))
+        return _Resample(rect, luma, chroma, masks, copy, plan)
 
     def run(
         self,
-        kernels: ModuleType,
         out: Planes,
         source: Planes,
         background: Planes | None,
@@ -161,38 +119,56 @@ class _Resample:
             for dst, src in zip(out, source, strict=True):
                 np.copyto(dst, src)
             return
-        if self.plan is not None:
-            self.plan.run(out, background, fill, source)  # type: ignore[attr-defined]
-            return
-        pip_plane = kernels.pip_plane
-        for i in range(3):
-            pip_plane(
-                out[i],
-                None if background is None else background[i],
-                -1 if fill is None else fill[i],
-                source[i],
-                *self.args[i],
-            )
+        self.plan.run(out, background, fill, source)
 
     def run_frames(
         self,
-        kernels: ModuleType,
         out: av.VideoFrame,
         source: av.VideoFrame,
         background: av.VideoFrame | None,
         fill: tuple[int, int, int] | None,
     ) -> None:
         """``run`` on whole frames: the compiled plan reads their planes without numpy views."""
-        if self.plan is not None:
-            self.plan.run_frames(out, background, fill, source)  # type: ignore[attr-defined]
+        if self.copy and background is None:
+            self.run(plane_views(out), plane_views(source), None, fill)
             return
-        self.run(
-            kernels,
-            plane_views(out),
-            plane_views(source),
-            None if background is None else plane_views(background),
-            fill,
+        self.plan.run_frames(out, background, fill, source)
+
+
+def _plane_specs(
+    canvas: tuple[int, int],
+    source: tuple[int, int],
+    rect: Rect,
+    luma: PlaneTaps,
+    chroma: PlaneTaps,
+    masks: tuple[OverlayMask, OverlayMask] | None,
+    colour: tuple[int, int, int],
+) -> list[PlaneSpec]:
+    """The ``PipPlan`` arguments for Y, U and V: sizes as (height, width), rect, taps, mask."""
+    canvas_c, source_c, crect = _chroma_size(*canvas), _chroma_size(*source), rect.halved()
+    specs: list[PlaneSpec] = []
+    for i in range(3):
+        (cw, ch), (sw, sh), r, taps = (
+            (canvas, source, rect, luma) if i == 0 else (canvas_c, source_c, crect, chroma)
         )
+        mask = None if masks is None else masks[0 if i == 0 else 1]
+        specs.append(
+            (
+                (ch, cw),
+                (sh, sw),
+                r.x,
+                r.y,
+                taps.vertical.offsets,
+                taps.vertical.weights,
+                taps.horizontal.offsets,
+                taps.horizontal.weights,
+                None if mask is None else mask.alpha,
+                None if mask is None else mask.border,
+                None if mask is None else mask.spans,
+                colour[i],
+            )
+        )
+    return specs
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +182,7 @@ class _Plan:
 
 
 def _make_plan(
-    kernels: ModuleType,
+    kernels: Kernels,
     canvas: tuple[int, int],
     screen: tuple[int, int] | None,
     camera: tuple[int, int] | None,
@@ -309,22 +285,21 @@ class Compositor:
             canvas = self._size or (driver.width, driver.height)
             out, _ = self._ring.take(*canvas)
         plan = self._current_plan(canvas, _frame_size(screen), _frame_size(camera))
-        kernels = self._kernels
         # Fused: the camera pass copies the screen around the overlay in the same sweep.
         fused = plan.screen is not None and plan.camera is not None and plan.screen.copy
         if plan.screen is not None and screen is not None and not fused:
-            plan.screen.run_frames(kernels, out, screen, None, BLACK)
+            plan.screen.run_frames(out, screen, None, BLACK)
         if plan.camera is not None and camera is not None:
             if plan.candidates and self._layout.corner == "auto":
                 scored = plane_views(screen if fused and screen is not None else out)[0]
                 plan = self._place(plan, scored, canvas, _frame_size(screen), _frame_size(camera))
             assert plan.camera is not None
             if fused:
-                plan.camera.run_frames(kernels, out, camera, screen, None)
+                plan.camera.run_frames(out, camera, screen, None)
             elif plan.screen is None:
-                plan.camera.run_frames(kernels, out, camera, None, BLACK)
+                plan.camera.run_frames(out, camera, None, BLACK)
             else:
-                plan.camera.run_frames(kernels, out, camera, None, None)
+                plan.camera.run_frames(out, camera, None, None)
         _copy_timing(out, driver)
         return out
 
@@ -403,7 +378,7 @@ class Scaler:
                 self._kernels, canvas, source, Rect(0, 0, self.width, self.height), None
             )
             self._steps[source] = step
-        step.run_frames(self._kernels, out, frame, None, None)
+        step.run_frames(out, frame, None, None)
         _copy_timing(out, frame)
         return out
 

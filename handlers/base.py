@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from server.errors import (
     UpgradeRequired,
     error_envelope,
 )
+from server.ratelimit import Action, client_address
 from server.services import Services
 from server.validation import parse_object
 
@@ -154,6 +156,19 @@ class ApiHandler(JsonErrors):
     def optional_token(self) -> str | None:
         return bearer_token(self.request.headers.get("Authorization"))
 
+    async def rate_limit(self, action: Action) -> None:
+        """Spend one of this client's tokens for `action` (429 with Retry-After when none)."""
+        await _rate_limit(self, action)
+
+
+async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> None:
+    services: Services = handler.services  # type: ignore[attr-defined]
+    if services.limits is None:
+        return
+    request = handler.request
+    client = client_address(request.remote_ip, request.headers, services.settings)
+    await services.limits.check(action, client)
+
 
 class NotFoundHandler(ApiHandler):
     """Unmatched routes answer JSON 404, like every other error."""
@@ -222,10 +237,18 @@ class ApiWebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
         )
         return self.services.sessions.verify(token)
 
+    async def rate_limit(self, action: Action) -> None:
+        await _rate_limit(self, action)
+
     def reject(self, error: DomainError) -> None:
         """Refuse the upgrade with the API's JSON error before any WebSocket traffic."""
         self.fail(error)
 
     def error_frame(self, error: DomainError) -> dict[str, Any]:
-        """The error frame every socket sends: the HTTP envelope plus `type: error`."""
-        return {"type": "error", **error_envelope(error)}
+        """The error frame every socket sends: the HTTP envelope plus `type: error` (and, for a
+        rate limit, `retry_after` in seconds, as `Retry-After` is on HTTP)."""
+        frame: dict[str, Any] = {"type": "error", **error_envelope(error)}
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            frame["retry_after"] = max(1, math.ceil(retry_after))
+        return frame

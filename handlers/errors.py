@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http
 import json
+import math
 from typing import Any
 
 import tornado.web
@@ -74,6 +75,9 @@ class JsonErrors(tornado.web.RequestHandler):
             code, message = err.code, err.message
             for name, value in err.headers.items():
                 self.set_header(name, value)
+            retry_after = getattr(err, "retry_after", None)  # TooManyRequests
+            if retry_after is not None:
+                self.set_header("Retry-After", str(max(1, math.ceil(retry_after))))
         elif isinstance(exc, tornado.web.HTTPError):
             code = status_code_name(status_code)
             message = (

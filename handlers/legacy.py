@@ -15,6 +15,7 @@ PREFIX = "/api/v1/livestream"
 
 class LegacyStartHandler(ApiHandler):
     async def post(self) -> None:
+        await self.rate_limit("session_start")
         body = validate(self.json_body(), "LegacyStart")
         self.write_json(await legacy.start(self.services.sessions, body), 201)
 
@@ -47,6 +48,7 @@ openapi = {
                 (201, "livestream and token", "LegacyStarted"),
                 503,
                 body="LegacyStart",
+                limited=True,
             ),
             "deprecated": True,
         }

@@ -46,10 +46,12 @@ def operation(
     body_required: bool = True,
     auth: bool | None = False,
     params: list[dict[str, Any]] | None = None,
+    limited: bool = False,
 ) -> dict[str, Any]:
     """One operation whose request and responses reference `server.schemas` by name.
 
-    `ok` is (status, description, response schema name); `auth=None` means a token is optional."""
+    `ok` is (status, description, response schema name); `auth=None` means a token is optional;
+    `limited` routes may answer 429 with `Retry-After`."""
     status, description, schema = ok
     statuses = set(errors)
     op: dict[str, Any] = {"summary": summary}
@@ -66,6 +68,7 @@ def operation(
     op["responses"] = {
         str(status): json_response(description, ref(schema)),
         **error_responses(*statuses),
+        **(rate_limited() if limited else {}),
     }
     return op
 
@@ -98,6 +101,17 @@ def websocket_operation(
 
 def path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def rate_limited() -> dict[str, Any]:
+    """The 429 of a rate-limited route (issue 10.3): the error body and `Retry-After`."""
+    return {
+        "429": {
+            "description": "over this client's rate limit; retry after `Retry-After` seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    }
 
 
 COMPONENTS: dict[str, Any] = {

@@ -30,6 +30,7 @@ class _PaymentsHandler(ApiHandler):
 
 class PixWebhookHandler(_PaymentsHandler):
     async def post(self) -> None:
+        await self.rate_limit("webhook")
         # The raw body as received: the HMAC is checked on these bytes before any JSON parsing.
         if self.body.strip():
             self.require_json()
@@ -69,6 +70,7 @@ _WEBHOOK = operation(
     401,
     503,
     body="PixCallback",
+    limited=True,
     params=[
         {
             "name": "X-Pix-Signature",

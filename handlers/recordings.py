@@ -68,10 +68,11 @@ _REC_ID = {"name": "recording_id", "in": "path", "required": True, "schema": {"t
 openapi = {
     f"{PREFIX}/session/{{session_id}}/recordings": {
         "get": {
-            "summary": "Recordings of this session (broadcaster: all; viewer: enabled streams)",
+            "summary": "Recordings of this session (broadcaster: all; viewer: enabled and, on a "
+            "priced session, paid streams -- 402 otherwise)",
             "responses": {
                 "200": json_response("recordings", ref("RecordingList")),
-                **error_responses(401, 403, 404, 503),
+                **error_responses(401, 402, 403, 404, 503),
             },
             "security": [{"bearer": []}],
             "parameters": [_SESSION_ID],
@@ -83,7 +84,7 @@ openapi = {
             "responses": {
                 "200": {"description": "the file"},
                 "206": {"description": "a range"},
-                **error_responses(401, 403, 404),
+                **error_responses(401, 402, 403, 404),
             },
             "security": [{"bearer": []}],
             "parameters": [_SESSION_ID, _REC_ID],

@@ -6,6 +6,7 @@ from handlers.base import ApiHandler
 from handlers.openapi import operation, path_param
 from server import schemas
 from server.schemas import validate
+from server.sessions import MAX_PAGE
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
@@ -14,6 +15,7 @@ KIND = r"(screen|camera|[^/]+)"
 
 class StartSessionHandler(ApiHandler):
     async def post(self) -> None:
+        await self.rate_limit("session_start")
         body = validate(self.json_body(), "StartSession")
         self.write_json(await self.services.sessions.start_session(body), 201)
 
@@ -25,6 +27,7 @@ class SessionStatusHandler(ApiHandler):
 
 class JoinHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
+        await self.rate_limit("join")
         validate(self.json_body(allow_empty=True), "NoFields")  # no fields yet: refuse any
         token = self.optional_token()
         self.write_json(await self.services.sessions.join(session_id, token))
@@ -61,7 +64,10 @@ class EndSessionHandler(ApiHandler):
 
 class SessionListHandler(ApiHandler):
     async def get(self) -> None:
-        self.write_json({"sessions": await self.services.sessions.live_sessions()})
+        page = await self.services.sessions.live_sessions(
+            self.get_argument("limit", None), self.get_argument("cursor", None)
+        )
+        self.write_json(page)
 
 
 routes = [
@@ -86,6 +92,7 @@ openapi = {
             (201, "the session and the broadcaster token", "SessionStarted"),
             503,
             body="StartSession",
+            limited=True,
         )
     },
     f"{PREFIX}/session/{{session_id}}/status": {
@@ -108,6 +115,7 @@ openapi = {
             body_required=False,
             auth=None,
             params=[_SESSION_ID],
+            limited=True,
         )
     },
     f"{PREFIX}/session/{{session_id}}/preferences": {
@@ -157,6 +165,23 @@ openapi = {
         )
     },
     f"{PREFIX}/sessions": {
-        "get": operation("Live sessions with their streams", (200, "sessions", "SessionList"))
+        "get": operation(
+            "Live sessions with their streams, newest first, a page at a time",
+            (200, "`{sessions, next}`: pass `next` as `cursor` for the next page", "SessionList"),
+            400,
+            params=[
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "opaque: a `next` value this server returned",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,512}$"},
+                },
+            ],
+        )
     },
 }

@@ -42,6 +42,7 @@ class OfferHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         body = validate(self.json_body(), "Offer")
         self.write_json(await _offer(self.services, claims, stream_id, body))
 
@@ -61,6 +62,7 @@ class CompositeOfferHandler(ApiHandler):
 
     async def post(self, session_id: str) -> None:
         claims = self.claims()
+        await self.rate_limit("offer")
         body = validate(self.json_body(), "Offer")
         media = _media(self.services)
         self.write_json(await media.subscribe_composite(claims, session_id, body))
@@ -99,6 +101,7 @@ class SignalingSocket(ApiWebSocketHandler):
             body = parse_object(message)
             kind = body.get("type")
             if kind == "offer":
+                await self.rate_limit("offer")
                 validate(body, "Offer", "message")
                 answer = await self.offer(body)
                 if self.claims_.role == "viewer":
@@ -156,10 +159,10 @@ openapi = {
             403,
             404,
             409,
-            429,
             503,
             body="Offer",
             auth=True,
+            limited=True,
             params=[_STREAM_ID],
         )
     },
@@ -202,10 +205,10 @@ openapi = {
             403,
             404,
             409,
-            429,
             503,
             body="Offer",
             auth=True,
+            limited=True,
             params=[_SESSION_ID],
         )
     },

@@ -22,6 +22,7 @@ ROUTE_MODULES: list[str] = [
     "handlers.payments",
     "handlers.chat",
     "handlers.signaling",
+    "handlers.whip",  # WHIP ingest / WHEP playback (RFC 9725) over the same media plane
     "handlers.recordings",
     "handlers.ops",
     "handlers.legacy",

@@ -89,10 +89,16 @@ class UpgradeRequired(DomainError):
 
 
 class TooManyRequests(DomainError):
-    """A client over its rate limit (429)."""
+    """A client over its rate limit (429); `retry_after` (seconds) becomes a `Retry-After` header."""
 
     status = 429
     code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class Unavailable(DomainError):

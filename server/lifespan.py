@@ -13,11 +13,13 @@ from server.media import MediaPlane
 from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
+from server.ratelimit import RateLimits
 from server.services import Services
 from server.session_sync import SessionSync
 from server.sessions import SessionService
 from server.settings import Settings
 from store import open_store
+from store.changes import feed_of
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with AsyncExitStack() as stack:
         metrics = Metrics(settings.instance_id)
         drain = Drain(settings.drain_deadline_s)
-        store = metrics.instrument(open_store(settings.store_location))
+        backend = open_store(settings.store_location)
+        store = metrics.instrument(backend)
         await store.open()
         stack.push_async_callback(store.close)
+        # MongoDB on a replica set pushes other instances' writes (chat, SessionSync); else None.
+        feed = await feed_of(backend)
         tokens = TokenService(settings.token_secret, settings.token_ttl_s)
         presence = Presence()
         sessions = SessionService(store, tokens, presence, settings, drain=drain)
@@ -48,18 +53,21 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             drain=drain,
         )
+        services.limits = RateLimits(
+            store, settings, on_refused=lambda action: metrics.rate_limited.labels(action).inc()
+        )
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: services.media)
         media = MediaPlane(settings, store, sessions, presence)
         sessions.add_listener(media)
         services.media = media
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
-        chat = await open_chat(store, sessions)
+        chat = open_chat(store, sessions, feed)
         sessions.add_listener(chat)
         services.chat = chat
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
         # Changes made through other instances (shared store) reach this one's media and chat.
-        sync = SessionSync(store, settings, targets=[media, chat])
+        sync = SessionSync(store, settings, targets=[media, chat], feed=feed)
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)

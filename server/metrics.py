@@ -123,6 +123,11 @@ class _LiveCollector(Collector):
             ),
             ("composite_layouts", "multistream_composite_layouts", "Composite layouts running."),
             ("recorders", "multistream_recorders_open", "Recordings being written."),
+            (
+                "peers_pending",
+                "multistream_peers_pending",
+                "Viewer connections answered but not yet connected (ICE/DTLS).",
+            ),
         ):
             gauge = GaugeMetricFamily(name, doc)
             gauge.add_metric([], snap[key])
@@ -130,6 +135,11 @@ class _LiveCollector(Collector):
         for key, name, doc in (
             ("frames_dropped", "multistream_frames_dropped", "Frames dropped for slow consumers."),
             ("frames_encoded", "multistream_frames_encoded", "Frames encoded by shared encoders."),
+            (
+                "peer_connect_timeouts",
+                "multistream_peer_connect_timeouts",
+                "Viewer connections closed for not connecting within the connect timeout.",
+            ),
         ):
             counter = CounterMetricFamily(name, doc)
             counter.add_metric([], snap[key])
@@ -162,6 +172,8 @@ def media_snapshot(media: MediaStats) -> dict[str, Any]:
         "recorders": raw.get("recorders", 0),
         "frames_dropped": raw.get("frames_dropped", 0),
         "frames_encoded": raw.get("frames_encoded", 0),
+        "peers_pending": raw.get("peers_pending", 0),
+        "peer_connect_timeouts": raw.get("peer_connect_timeouts", 0),
     }
 
 
@@ -181,6 +193,12 @@ class Metrics:
             "multistream_store_errors",
             "Store operations that raised (duplicate keys are answers, not errors).",
             ["operation"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "multistream_rate_limited",
+            "Requests refused (429) by the per-address rate limits, by action.",
+            ["action"],
             registry=self.registry,
         )
         self.store: Store | None = None

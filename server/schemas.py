@@ -481,8 +481,11 @@ RESPONSES: Final[dict[str, Schema]] = {
     },
     "SessionList": {
         "type": "object",
-        "required": ["sessions"],
-        "properties": {"sessions": {"type": "array", "items": ref("Session")}},
+        "required": ["sessions", "next"],
+        "properties": {
+            "sessions": {"type": "array", "items": ref("Session")},
+            "next": {"type": ["string", "null"], "description": "the next page's `cursor`"},
+        },
     },
     "Answer": {
         "type": "object",

@@ -26,4 +26,5 @@ class Services:
     payments: Any = None
     metrics: Any = None
     drain: Any = None
+    limits: Any = None
     extras: dict[str, Any] = field(default_factory=dict)

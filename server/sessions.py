@@ -13,7 +13,10 @@ from typing import Any, Protocol
 from server import pricing
 from server.auth import Claims, TokenService
 from server.clock import now_iso
+from server.cursor import decode as decode_cursor
+from server.cursor import encode as encode_cursor
 from server.domain import PIP_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS, VIEW_MODES
+from server.entitlement import Entitlement
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from server.events import SessionEvents
 from server.ids import new_id
@@ -60,7 +63,7 @@ class Draining(Protocol):
 
 def public_session(session: Doc, streams: Iterable[Doc]) -> dict[str, Any]:
     """The session as clients see it: its own fields plus its streams."""
-    out = {k: v for k, v in session.items() if k not in ("pix",)}
+    out = {k: v for k, v in session.items() if k not in ("pix", "replay_on")}
     if session.get("pix"):
         pix = session["pix"]
         # The receiver's key is public on every PIX code anyway; name and city identify the payee.
@@ -93,6 +96,8 @@ class SessionService:
         self.settings = settings
         self.drain = drain
         self.payments: Payments | None = None
+        # The one media authorisation rule (signaling here, recordings in the media library).
+        self.entitlement = Entitlement(self)
         self._listeners: list[SessionEvents] = []
 
     def add_listener(self, listener: SessionEvents) -> None:
@@ -130,21 +135,53 @@ class SessionService:
             "signaling_url": self._signaling_url(session),
         }
 
-    async def live_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
-        sessions = await self.store.find(
-            "broadcast_sessions",
-            {"status": "live"},
-            order_by="created_at",
-            descending=True,
-            limit=limit,
-        )
+    async def live_sessions(
+        self, limit: object = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of live sessions, newest first, and the cursor of the next page (or None).
+
+        Keyset pagination on (created_at, id): every live session is reachable however many are
+        created meanwhile, which an "only the newest 100" list could not promise.
+        """
+        size = _page_size(limit)
+        page: list[Doc] = []
+        live = {"status": "live"}
+        if cursor is not None:
+            created_at, last_id = decode_cursor(cursor, 2)
+            # Same timestamp, smaller id; then strictly older (the store has no OR).
+            page = await self.store.find(
+                "broadcast_sessions",
+                {**live, "created_at": created_at},
+                order_by="id",
+                descending=True,
+                before=("id", last_id),
+                limit=size + 1,
+            )
+            before: tuple[str, str] | None = ("created_at", created_at)
+        else:
+            before = None
+        if len(page) <= size:
+            page += await self.store.find(
+                "broadcast_sessions",
+                live,
+                order_by="created_at",
+                descending=True,
+                before=before,
+                limit=size + 1 - len(page),
+            )
+        more = len(page) > size
+        page = page[:size]
         out = []
-        for session in sessions:
+        for session in page:
             item = public_session(session, await self.streams_of(session["id"]))
             item["viewer_count"] = self.presence.count(session["id"])
             item["price_list"] = pricing.price_list(session["pricing"])
             out.append(item)
-        return out
+        last = page[-1] if page else None
+        return {
+            "sessions": out,
+            "next": encode_cursor(last["created_at"], last["id"]) if more and last else None,
+        }
 
     def _signaling_url(self, session: Doc) -> str:
         # Media for a session stays on the instance that ingests it; clients signal there.
@@ -246,7 +283,7 @@ class SessionService:
             updated = await self.store.update(
                 "broadcast_streams",
                 stream["id"],
-                {"status": "pending", "stopped_at": None},
+                {"status": "pending", "stopped_at": None, "replay_on": self._replay_on(session)},
                 expect={"status": stream["status"]},
             )
             if updated is None:
@@ -262,7 +299,7 @@ class SessionService:
     async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
         """Stop one stream; viewers of the others are not disturbed. Idempotent."""
         _check_kind(kind)
-        await self._own_live_session(claims, session_id)
+        session = await self._own_live_session(claims, session_id)
         stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
         if stream is None:
             raise NotFound(f"session has no {kind} stream", code="stream_not_found")
@@ -270,7 +307,11 @@ class SessionService:
             updated = await self.store.update(
                 "broadcast_streams",
                 stream["id"],
-                {"status": "stopped", "stopped_at": now_iso()},
+                {
+                    "status": "stopped",
+                    "stopped_at": now_iso(),
+                    "replay_on": self._replay_on(session),
+                },
                 expect={"status": stream["status"]},
             )
             stream = updated or await self.get_stream(stream["id"])
@@ -289,11 +330,12 @@ class SessionService:
     async def end(self, session: Doc) -> dict[str, Any]:
         """End without an authorisation check: used by `end_session`, drain and the CLI."""
         now = now_iso()
+        replay_on = self._replay_on(session)
         if session["status"] == "live":
             updated = await self.store.update(
                 "broadcast_sessions",
                 session["id"],
-                {"status": "ended", "ended_at": now},
+                {"status": "ended", "ended_at": now, "replay_on": replay_on},
                 expect={"status": "live"},
             )
             session = updated or await self.get_session(session["id"])
@@ -302,7 +344,9 @@ class SessionService:
             if stream["status"] in _ACTIVE:
                 streams[i] = (
                     await self.store.update(
-                        "broadcast_streams", stream["id"], {"status": "stopped", "stopped_at": now}
+                        "broadcast_streams",
+                        stream["id"],
+                        {"status": "stopped", "stopped_at": now, "replay_on": replay_on},
                     )
                     or stream
                 )
@@ -477,28 +521,21 @@ class SessionService:
     async def authorize_subscribe(self, claims: Claims, stream_id: str) -> tuple[Doc, Doc, Doc]:
         """A viewer may subscribe only to a stream of its session that its preferences enable."""
         stream = await self.get_stream(stream_id)
-        viewer_id = self._viewer_of(claims, stream["session_id"])
+        self._viewer_of(claims, stream["session_id"])
         session = await self.get_session(stream["session_id"])
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
-        prefs = await self.preferences_for(session["id"], viewer_id)
-        if stream["kind"] not in prefs["enabled_streams"]:
-            raise Forbidden(
-                f"the {stream['kind']} stream is not enabled for this viewer",
-                code="stream_not_enabled",
-            )
-        if self.payments is not None:
-            await self.payments.require_entitled(session, viewer_id, [stream["kind"]])
+        prefs = await self.entitlement.require(claims, session, [stream["kind"]])
+        assert prefs is not None  # a viewer's token (checked above)
         return session, stream, prefs
 
     async def authorize_composite(self, claims: Claims, session_id: str) -> tuple[Doc, Doc]:
-        viewer_id = self._viewer_of(claims, session_id)
+        self._viewer_of(claims, session_id)
         session = await self.get_session(session_id)
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
-        prefs = await self.preferences_for(session_id, viewer_id)
-        if self.payments is not None:
-            await self.payments.require_entitled(session, viewer_id, prefs["enabled_streams"])
+        prefs = await self.entitlement.require_enabled(claims, session)
+        assert prefs is not None  # a viewer's token (checked above)
         return session, prefs
 
     def verify(self, token: str | None) -> Claims:
@@ -514,6 +551,22 @@ def public_preferences(prefs: Doc) -> dict[str, Any]:
         "pip": dict(prefs["pip"]),
         "updated_at": prefs.get("updated_at"),
     }
+
+
+MAX_PAGE = 100
+
+
+def _page_size(raw: object) -> int:
+    """`?limit=`: 1..100, default 100 (the size of the list before it was paginated)."""
+    if raw is None:
+        return MAX_PAGE
+    # ASCII digits only: `int()` would also take " 5", "+5", "5_0" and other scripts' digits.
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 6):
+        raise Invalid("limit must be an integer", code="invalid_limit")
+    size = int(raw)
+    if not 1 <= size <= MAX_PAGE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+    return size
 
 
 def _check_kind(kind: str) -> None:

@@ -65,6 +65,23 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _rate(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """`BURST/PER_MINUTE`, e.g. `30/60`: 30 at once, then one a second."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        burst_s, per_min_s = raw.split("/", 1)
+        burst, per_min = int(burst_s), int(per_min_s)
+    except ValueError:
+        raise ValueError(
+            f"{name} must look like BURST/PER_MINUTE (e.g. 30/60), got {raw!r}"
+        ) from None
+    if not (1 <= burst <= 1_000_000 and 1 <= per_min <= 1_000_000):
+        raise ValueError(f"{name} values must be between 1 and 1000000, got {raw!r}")
+    return burst, per_min
+
+
 def _port_range(raw: str) -> tuple[int, int] | None:
     if not raw:
         return None
@@ -130,6 +147,20 @@ class Settings:
     # Forward the publisher's own packets to viewers of the same codec (no decode/encode per
     # output); off means every output goes through the server's shared encoders.
     passthrough: bool = True
+    # Seconds a viewer's peer connection may take to connect (ICE + DTLS) before it is closed, and
+    # how many not-yet-connected viewer connections one session may hold at once (429 above).
+    peer_connect_timeout_s: int = 20
+    max_pending_peers: int = 64
+    # Per-client token buckets on anonymous and expensive writes ("burst/per-minute"); the state
+    # is in the store, so every instance sharing it enforces one limit. 429 + Retry-After above.
+    rate_session_start: tuple[int, int] = (10, 10)
+    rate_join: tuple[int, int] = (30, 60)
+    rate_offer: tuple[int, int] = (30, 120)
+    rate_webhook: tuple[int, int] = (120, 1200)
+    # The client address for rate limits is the TCP peer unless this names a header set by a
+    # trusted reverse proxy (e.g. X-Forwarded-For; its last hop is used). Off by default: a
+    # client could otherwise pick its own address.
+    trusted_proxy_header: str = ""
     # Payments.
     pix_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     order_ttl_s: int = 30 * 60
@@ -184,6 +215,17 @@ class Settings:
             ),
             record=_bool(env, "MULTISTREAM_RECORD", True),
             passthrough=_bool(env, "MULTISTREAM_PASSTHROUGH", True),
+            peer_connect_timeout_s=_int(
+                env, "MULTISTREAM_PEER_CONNECT_TIMEOUT", cls.peer_connect_timeout_s, 1, 600
+            ),
+            max_pending_peers=_int(
+                env, "MULTISTREAM_MAX_PENDING_PEERS", cls.max_pending_peers, 1, 100_000
+            ),
+            rate_session_start=_rate(env, "MULTISTREAM_RATE_SESSION_START", cls.rate_session_start),
+            rate_join=_rate(env, "MULTISTREAM_RATE_JOIN", cls.rate_join),
+            rate_offer=_rate(env, "MULTISTREAM_RATE_OFFER", cls.rate_offer),
+            rate_webhook=_rate(env, "MULTISTREAM_RATE_WEBHOOK", cls.rate_webhook),
+            trusted_proxy_header=env.get("MULTISTREAM_TRUSTED_PROXY_HEADER", "").strip(),
             pix_webhook_secret=Secret(env.get("MULTISTREAM_PIX_WEBHOOK_SECRET", "")),
             order_ttl_s=_int(env, "MULTISTREAM_ORDER_TTL", cls.order_ttl_s, 60, 7 * 86400),
             drain_deadline_s=_int(env, "MULTISTREAM_DRAIN_DEADLINE", cls.drain_deadline_s, 0, 3600),

@@ -6,45 +6,52 @@ concern: an acknowledged write survives a primary failover. Indexes for the decl
 are created by `open()`. Filters are assembled only from values `check_query` has accepted
 (str/int/bool/None), so no client value can become an operator such as `{"$ne": ...}`.
 
-The same code runs over mongomock-motor's in-memory emulation in CI. Every call used here exists
-in both (`find_one`, `find().sort().limit().to_list()`, `count_documents`, `insert_one`,
-`replace_one(upsert=True)`, `find_one_and_update(return_document=AFTER)`, `delete_one`,
-`create_index`, `command("ping")`). Differences handled: the emulated client's `close()` is a
-plain method while PyMongo's is a coroutine, and the emulation's `find_one_and_update` loses the
-document when `_id` is projected away, so `_id` is dropped after every read instead.
+On a replica set the store is also a `ChangeFeed` (database-level change streams), which the chat
+bus and `SessionSync` use to hear other instances' writes. PyMongo's database, collection, client
+and cursor objects refuse truth testing (`if db:` raises `NotImplementedError`): compare them with
+`is None`, never `or`.
 """
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from store.changes import Change, ChangeFeedError, ResumeToken
 from store.protocol import (
     QUERY_FIELDS,
+    RATE_BUCKETS,
     UNIQUE_FIELDS,
     Collection,
     Doc,
     DuplicateKey,
     Scalar,
+    check_bucket,
     check_doc,
     check_id,
     check_limit,
     check_query,
     check_range,
     check_update,
+    refill,
 )
 
 log = logging.getLogger(__name__)
 
-# BSON types each Python scalar type may match. A server never equates `true` with `1`, but the
-# emulation follows Python (`True == 1`); the explicit `$type` makes both answer like a server and
-# costs a server nothing (the index still serves the `$eq`/range part).
+# BSON types each Python scalar type may match. A server already tells `true` from `1`; the explicit
+# `$type` also keeps a range bound (`$lt: "x"`) on one type, and costs nothing (the index still
+# serves the `$eq`/range part).
 _BSON_TYPES: dict[type, str] = {bool: "bool", int: "number", str: "string"}
 
 
@@ -99,16 +106,21 @@ def _filter(
 class MongoStore:
     """`Store` over one MongoDB database. The store owns `client` and closes it in `close()`."""
 
-    def __init__(self, client: Any, db_name: str) -> None:
+    def __init__(self, client: AsyncMongoClient[Doc], db_name: str) -> None:
         self._client = client
-        self._db = client.get_database(db_name)
+        self._db: AsyncDatabase[Doc] = client.get_database(db_name)
         self.db_name = db_name
-        # Public for features that need MongoDB itself (the chat bus opens change streams on it).
-        self.database = self._db
         majority = WriteConcern("majority")
         self._collections = {
             name: self._db.get_collection(name, write_concern=majority) for name in QUERY_FIELDS
         }
+        self._buckets = self._db.get_collection(RATE_BUCKETS, write_concern=majority)
+
+    @property
+    def database(self) -> AsyncDatabase[Doc]:
+        """The driver's database, for tools and tests that must write foreign documents (e.g. a
+        legacy `livestreams` document keyed only by `_id`). Services use the `Store` methods."""
+        return self._db
 
     def _coll(self, collection: str) -> Any:
         try:
@@ -135,14 +147,14 @@ class MongoStore:
                     )
                 else:
                     await coll.create_index([(field, ASCENDING)], name=f"ix_{field}")
+        # A bucket that has refilled completely is the same as none: the server deletes it.
+        await self._buckets.create_index(
+            [("full_at", ASCENDING)], name="ttl_full_at", expireAfterSeconds=0
+        )
         log.info("store=mongo db=%s opened", self.db_name)
 
     async def close(self) -> None:
-        result = self._client.close()
-        if inspect.isawaitable(
-            result
-        ):  # PyMongo's async client; the emulation closes synchronously
-            await result
+        await self._client.close()
 
     async def ping(self) -> None:
         await self._client.admin.command("ping")
@@ -216,8 +228,6 @@ class MongoStore:
         if not fields:  # `$set: {}` is an error on a server; this is a read that honours `expect`
             return _out(await coll.find_one(query))
         try:
-            # No `_id`-hiding projection: the emulation re-reads the updated document through the
-            # projected result and would lose it. `_out` drops `_id` the same way on both.
             doc = await coll.find_one_and_update(
                 query, {"$set": dict(fields)}, return_document=ReturnDocument.AFTER
             )
@@ -230,3 +240,124 @@ class MongoStore:
         check_id(doc_id)
         result = await coll.delete_one({"_id": doc_id})
         return bool(result.deleted_count)
+
+    # -- rate limits -------------------------------------------------------------------------
+
+    async def take_token(self, key: str, burst: int, per_s: float, now: float) -> float:
+        """Compare-and-set on the bucket document: read it, refill, and spend with a
+        `find_one_and_update` that matches only the version read (or an insert for a new bucket);
+        a concurrent spender makes the write miss, and the loop reads again."""
+        check_bucket(key, burst, per_s, now)
+        for _attempt in range(16):
+            doc = await self._buckets.find_one({"_id": key})
+            if doc is None:
+                tokens, at, version = float(burst), now, 0
+            else:
+                at = max(now, float(doc["at"]))
+                tokens = refill(float(doc["tokens"]), float(doc["at"]), burst, per_s, now)
+                version = int(doc["v"])
+            if tokens < 1.0:
+                return (1.0 - tokens) / per_s
+            tokens -= 1.0
+            fields = {
+                "tokens": tokens,
+                "at": at,
+                "v": version + 1,
+                "full_at": datetime.fromtimestamp(at + (burst - tokens) / per_s, UTC),
+            }
+            if doc is None:
+                try:
+                    await self._buckets.insert_one({"_id": key, **fields})
+                except DuplicateKeyError:
+                    continue  # another process created it first: spend from that one
+                return 0.0
+            won = await self._buckets.find_one_and_update(
+                {"_id": key, "v": version}, {"$set": fields}
+            )
+            if won is not None:
+                return 0.0
+        # Sixteen lost races in a row: the bucket is being drained right now; refuse this one.
+        return 1.0 / per_s
+
+    # -- change feed -------------------------------------------------------------------------
+
+    async def change_feed_available(self) -> bool:
+        """Change streams need a replica set (`setName`) or a sharded cluster (`isdbgrid`)."""
+        hello = await self._db.command("hello")
+        return bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+
+    @asynccontextmanager
+    async def watch(
+        self,
+        collections: Sequence[Collection],
+        *,
+        resume_after: ResumeToken | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[AsyncIterator[Change]]:
+        """One database-level change stream over `collections` (see `store.changes.ChangeFeed`).
+
+        PyMongo itself resumes once after a resumable error; what it cannot recover from is raised
+        as `ChangeFeedError` so the caller decides how long to wait before reopening. Iteration
+        ends within about `_AWAIT_MS` of `stop` being set.
+        """
+        for name in collections:
+            self._coll(name)
+        pipeline = [
+            {
+                "$match": {
+                    "ns.coll": {"$in": list(collections)},
+                    "operationType": {"$in": list(_OPERATIONS)},
+                }
+            }
+        ]
+        try:
+            stream = await self._db.watch(
+                pipeline,
+                full_document="updateLookup",
+                resume_after=resume_after,
+                max_await_time_ms=_AWAIT_MS,
+            )
+        except PyMongoError as exc:
+            raise _feed_error(exc) from exc
+        async with stream:
+            yield _changes(stream, stop)
+
+
+_OPERATIONS: Final = ("insert", "update", "replace", "delete")
+# How long one getMore of a change stream waits on the server for news: also the longest a feed takes
+# to notice its `stop` event.
+_AWAIT_MS: Final = 1000
+# Server codes after which a resume token is useless: the oplog moved past it, or it is invalid.
+_POSITION_LOST: Final = frozenset({260, 280, 286})
+
+
+def _feed_error(exc: PyMongoError) -> ChangeFeedError:
+    lost = isinstance(exc, OperationFailure) and exc.code in _POSITION_LOST
+    return ChangeFeedError(f"{type(exc).__name__}: {exc}", resumable=not lost)
+
+
+async def _changes(
+    stream: AsyncChangeStream[Doc], stop: asyncio.Event | None
+) -> AsyncIterator[Change]:
+    # `try_next` returns None after one empty getMore (at most `_AWAIT_MS`), so `stop` is checked
+    # at least that often: the owner stops the feed with it rather than by cancelling this task
+    # mid-getMore, which PyMongo 4.20 can swallow (the cursor then runs on).
+    while stop is None or not stop.is_set():
+        try:
+            raw = await stream.try_next()
+        except PyMongoError as exc:
+            raise _feed_error(exc) from exc
+        if raw is None:
+            if not stream.alive:
+                raise ChangeFeedError("the change stream was closed")
+            continue
+        key = (raw.get("documentKey") or {}).get("_id")
+        update = raw.get("updateDescription") or {}
+        yield Change(
+            collection=str(raw["ns"]["coll"]),
+            operation=str(raw["operationType"]),
+            doc_id=key if isinstance(key, str) else str(key),
+            document=_out(raw.get("fullDocument")),
+            token=raw["_id"],
+            updated_fields=dict(update.get("updatedFields") or {}),
+        )

@@ -38,6 +38,8 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "recordings": ("session_id", "stream_id", "status", "started_at"),
     "livestreams": ("status", "created_at"),
 }
+# Rate-limit buckets live beside the collections (`take_token`): not documents, never queried.
+RATE_BUCKETS: Final = "rate_buckets"
 # (collection, field) pairs that must be unique across documents.
 UNIQUE_FIELDS: Final[tuple[tuple[str, str], ...]] = (("orders", "txid"),)
 
@@ -165,3 +167,28 @@ class Store(Protocol):
 
     async def delete(self, collection: Collection, doc_id: str) -> bool:
         """Remove the document; True if it existed."""
+
+    async def take_token(self, key: str, burst: int, per_s: float, now: float) -> float:
+        """Spend one token of the rate-limit bucket `key` (a new bucket starts full: `burst`
+        tokens, refilled at `per_s` a second), atomically across every process sharing the store.
+
+        `now` is the caller's wall clock in seconds. Returns 0.0 when a token was spent, else the
+        seconds until one will be available; a refused call writes nothing."""
+
+
+def check_bucket(key: object, burst: object, per_s: object, now: object) -> None:
+    """`take_token` arguments: a short key, a positive burst and rate, a finite clock."""
+    if not isinstance(key, str) or not key or len(key) > 200:
+        raise ValueError("bucket keys are non-empty strings of at most 200 characters")
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ValueError("burst must be a positive int")
+    for name, value in (("per_s", per_s), ("now", now)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ValueError(f"{name} must be a number")
+    if per_s <= 0:  # type: ignore[operator]
+        raise ValueError("per_s must be positive")
+
+
+def refill(tokens: float, at: float, burst: int, per_s: float, now: float) -> float:
+    """A bucket's tokens at `now` (never more than `burst`; a clock behind `at` adds nothing)."""
+    return min(float(burst), tokens + max(0.0, now - at) * per_s)

@@ -24,17 +24,20 @@ from store._checkpointer import Checkpointer
 from store._worker import SerialWorker
 from store.protocol import (
     QUERY_FIELDS,
+    RATE_BUCKETS,
     UNIQUE_FIELDS,
     Collection,
     Doc,
     DuplicateKey,
     Scalar,
+    check_bucket,
     check_doc,
     check_id,
     check_limit,
     check_query,
     check_range,
     check_update,
+    refill,
 )
 
 log = logging.getLogger(__name__)
@@ -221,7 +224,46 @@ class SqliteStore:
         sql = f'DELETE FROM "{collection}" WHERE id = ?'
         return bool(await self._worker.call(self._write, sql, (doc_id,)))
 
+    async def take_token(self, key: str, burst: int, per_s: float, now: float) -> float:
+        check_bucket(key, burst, per_s, now)
+        return float(await self._worker.call(self._take_token_sync, key, burst, per_s, now))
+
     # -- on the worker thread ----------------------------------------------------------------
+
+    def _take_token_sync(self, key: str, burst: int, per_s: float, now: float) -> float:
+        """Read, refill and spend in one IMMEDIATE transaction: processes sharing the file take
+        turns on the write lock, so no two spend the same token."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                f"SELECT tokens, at FROM {RATE_BUCKETS} WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                tokens, at = float(burst), now
+                # A new client: drop some buckets that have refilled completely (same as absent).
+                db.execute(
+                    f"DELETE FROM {RATE_BUCKETS} WHERE rowid IN "
+                    f"(SELECT rowid FROM {RATE_BUCKETS} WHERE full_at < ? LIMIT 64)",
+                    (now,),
+                )
+            else:
+                tokens, at = refill(row[0], row[1], burst, per_s, now), max(now, row[1])
+            if tokens < 1.0:
+                db.execute("COMMIT")
+                return (1.0 - tokens) / per_s
+            tokens -= 1.0
+            db.execute(
+                f"INSERT INTO {RATE_BUCKETS} (key, tokens, at, full_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at, "
+                "full_at = excluded.full_at",
+                (key, tokens, at, at + (burst - tokens) / per_s),
+            )
+            db.execute("COMMIT")
+            return 0.0
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -262,6 +304,13 @@ class SqliteStore:
                             f'ON "{collection}" ({_expr(field)}) '
                             f"WHERE json_type(doc, '$.{field}') = 'text'"
                         )
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {RATE_BUCKETS} (key TEXT PRIMARY KEY NOT NULL, "
+                "tokens REAL NOT NULL, at REAL NOT NULL, full_at REAL NOT NULL) STRICT"
+            )
+            db.execute(
+                f"CREATE INDEX IF NOT EXISTS ix_{RATE_BUCKETS}_full_at ON {RATE_BUCKETS} (full_at)"
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

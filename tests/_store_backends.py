@@ -1,18 +1,15 @@
 """The store backends every store test runs against, as a pytest parameter list.
 
 - `sqlite`: the real embedded backend on a file under `tmp_path`.
-- `mongo-emulated-mongomock`: the MongoDB backend over mongomock-motor's in-memory emulation of the
-  driver. It checks our use of the driver API and query shapes, not a MongoDB server.
-- `mongo-live`: the MongoDB backend against a real server, only when `MULTISTREAM_TEST_MONGODB_URI`
-  is set; each test uses a throwaway database and drops it afterwards.
+- `mongodb`: the MongoDB backend through the real driver (PyMongo's `AsyncMongoClient`) against the
+  session's MongoDB wire server (`mongodb_server` in conftest.py); each test uses a database of its
+  own and drops it afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,36 +17,29 @@ from typing import Any
 import pytest
 
 from store.protocol import Store
-
-LIVE_URI_ENV = "MULTISTREAM_TEST_MONGODB_URI"
+from tests.mongodb import WireServer, unique_db
 
 
 class Backend:
-    """Opens fresh store objects over one persistent place (a file, an emulated or real database)."""
+    """Opens fresh store objects over one persistent place (a file, or a database on a server)."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
+    def __init__(self, kind: str, tmp_path: Path, server: WireServer | None = None) -> None:
         self.kind = kind
         self.path = tmp_path / "store.sqlite3"
-        self.db_name = f"multistream_test_{uuid.uuid4().hex[:12]}"
-        self._mock_client: Any = None
+        self.db_name = unique_db("store")
+        self.server = server
 
     def _new_store(self) -> Store:
         if self.kind == "sqlite":
             from store.sqlite import SqliteStore
 
             return SqliteStore(self.path)
-        from store.mongo import MongoStore
-
-        if self.kind == "mongo-emulated-mongomock":
-            from mongomock_motor import AsyncMongoMockClient
-
-            # One emulated server per test, shared by reopened stores (like a server would be).
-            if self._mock_client is None:
-                self._mock_client = AsyncMongoMockClient()
-            return MongoStore(self._mock_client, self.db_name)
         from pymongo import AsyncMongoClient
 
-        client: Any = AsyncMongoClient(os.environ[LIVE_URI_ENV], serverSelectionTimeoutMS=5000)
+        from store.mongo import MongoStore
+
+        assert self.server is not None
+        client: Any = AsyncMongoClient(self.server.base_uri, serverSelectionTimeoutMS=5000)
         return MongoStore(client, self.db_name)
 
     @asynccontextmanager
@@ -71,32 +61,19 @@ class Backend:
         asyncio.run(main())
 
     def cleanup(self) -> None:
-        if self.kind != "mongo-live":
-            return
-        from pymongo import AsyncMongoClient
-
-        async def drop() -> None:
-            client: Any = AsyncMongoClient(os.environ[LIVE_URI_ENV], serverSelectionTimeoutMS=5000)
-            try:
-                await client.drop_database(self.db_name)
-            finally:
-                await client.close()
-
-        asyncio.run(drop())
+        if self.server is not None:
+            self.server.drop(self.db_name)
 
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
-    pytest.param("mongo-emulated-mongomock", id="mongo-emulated-mongomock"),
-    pytest.param(
-        "mongo-live",
-        id="mongo-live",
-        marks=[
-            pytest.mark.mongodb_live,
-            pytest.mark.skipif(
-                not os.environ.get(LIVE_URI_ENV),
-                reason=f"no MongoDB server: set {LIVE_URI_ENV}=mongodb://host:27017 to run",
-            ),
-        ],
-    ),
+    pytest.param("mongodb", id="mongodb", marks=[pytest.mark.mongodb_live]),
 ]
+
+
+def backend_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The body of a `backend` fixture parametrised over `BACKENDS`."""
+    server = request.getfixturevalue("mongodb_server") if request.param == "mongodb" else None
+    backend = Backend(request.param, tmp_path, server)
+    yield backend
+    backend.cleanup()

@@ -1,9 +1,16 @@
-"""Shared fixtures: real settings in a temp dir, real services, the real app on an ephemeral port."""
+"""Shared fixtures: real settings in a temp dir, real services, the real app on an ephemeral port.
+
+Tests (or modules, with `pytestmark`) marked `store_backends` run once per store backend: the
+embedded SQLite file, and MongoDB through the real driver against a MongoDB wire server started
+once per test session (`mongodb_server`, see tests/mongodb.py), one fresh database per test.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,66 @@ from server.app import make_app, make_http_server
 from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings
+from tests import mongodb
+
+STORE_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("mongodb", id="mongodb", marks=pytest.mark.mongodb_live),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "store_backends"
+    ):
+        metafunc.parametrize("store_backend", STORE_BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def mongodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mongodb.WireServer]:
+    """One MongoDB wire server for the whole run (or `MULTISTREAM_TEST_MONGODB_URI`'s server)."""
+    external = os.environ.get(mongodb.URI_ENV)
+    if external:
+        server = mongodb.WireServer(external)
+        mongodb.wait_ping(external, timeout=10)
+        yield server
+        return
+    binary = mongodb.secantusd()
+    if binary is None:
+        reason = (
+            "no MongoDB wire server: run `make install` (secantusdb in .venv-mongo) "
+            f"or set {mongodb.URI_ENV}"
+        )
+        if mongodb.required():
+            pytest.fail(f"{mongodb.REQUIRE_ENV}=1 but {reason}")
+        pytest.skip(reason)
+    server = mongodb.start(binary, tmp_path_factory.mktemp("mongodb") / "secantusd.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """`sqlite` unless the test is marked `store_backends` (then each backend in turn)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_url(store_backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The store URL for `store_backend`: None (the default SQLite file under `data_dir`) or a
+    fresh database on the MongoDB wire server, dropped afterwards."""
+    if store_backend == "sqlite":
+        yield None
+        return
+    server: mongodb.WireServer = request.getfixturevalue("mongodb_server")
+    db = mongodb.unique_db()
+    yield server.uri(db)
+    server.drop(db)
+
+
+_GENEROUS = (1_000_000, 1_000_000)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -28,14 +95,20 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "ice_servers": (),
         "instance_id": "test-instance",
         "pix_webhook_secret": Secret("webhook-secret"),
+        # Rate limits far above what any test not about them sends (tests/test_rate_limits.py
+        # sets its own); the defaults stay on in production.
+        "rate_session_start": _GENEROUS,
+        "rate_join": _GENEROUS,
+        "rate_offer": _GENEROUS,
+        "rate_webhook": _GENEROUS,
     }
     base.update(overrides)
     return Settings(**base)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def settings(tmp_path: Path, store_url: str | None) -> Settings:
+    return make_settings(tmp_path / "data", store_url=store_url)
 
 
 @pytest.fixture
@@ -117,8 +190,9 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-async def server(services: Services) -> AsyncIterator[RunningServer]:
+@asynccontextmanager
+async def serve(services: Services) -> AsyncIterator[RunningServer]:
+    """The real app for `services` on an ephemeral loopback port."""
     app = make_app(services.settings, services)
     sock, port = tornado.testing.bind_unused_port()
     http_server = make_http_server(app, services.settings)
@@ -128,6 +202,19 @@ async def server(services: Services) -> AsyncIterator[RunningServer]:
     finally:
         http_server.stop()
         await http_server.close_all_connections()
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[RunningServer]:
+    """Services and the app for settings a test chose itself."""
+    async with open_services(settings) as svc, serve(svc) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def server(services: Services) -> AsyncIterator[RunningServer]:
+    async with serve(services) as srv:
+        yield srv
 
 
 @pytest.fixture

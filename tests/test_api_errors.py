@@ -12,6 +12,9 @@ import pytest
 
 from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error, snapshot
 
+# The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
+pytestmark = pytest.mark.store_backends
+
 
 @pytest.fixture
 async def world(server, api) -> dict[str, Any]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error
+
+# The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
+pytestmark = pytest.mark.store_backends
 
 
 async def test_walkthrough(api) -> None:

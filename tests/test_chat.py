@@ -1,23 +1,27 @@
-"""Session chat over real WebSockets on the real app (ephemeral port, SQLite store)."""
+"""Session chat over real WebSockets on the real app (ephemeral port; SQLite and MongoDB stores)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
-from pymongo.errors import PyMongoError
 
 from server.chat import CLOSE_RATE_LIMITED, CLOSE_SESSION_ENDED
-from server.chat.changestream import ChangeStreamBus, events_from_change
+from server.chat.changestream import events_from_change
 from server.chat.ratelimit import TokenBucket
+from store.changes import Change
 from tests.api_helpers import FREE_BODY, PREFIX, assert_error, snapshot
 from tests.conftest import RunningServer
+
+# The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
+pytestmark = pytest.mark.store_backends
 
 Conn = tornado.websocket.WebSocketClientConnection
 TIMEOUT = 5.0
@@ -426,7 +430,6 @@ def test_token_bucket() -> None:
 
 
 MESSAGE_DOC = {
-    "_id": "msg_1",
     "id": "msg_1",
     "session_id": "ses_1",
     "seq": "0001763900000000000abcdef01",
@@ -435,123 +438,39 @@ MESSAGE_DOC = {
     "created_at": "2026-11-24T07:00:00.000+00:00",
     "deleted": False,
 }
+TOKEN = {"_data": "x"}
 
 
 def test_change_stream_translation() -> None:
-    """Change documents in MongoDB's documented shape (what `watch()` yields) become chat events."""
-    insert = {
-        "operationType": "insert",
-        "ns": {"db": "multistream", "coll": "chat_messages"},
-        "documentKey": {"_id": "msg_1"},
-        "fullDocument": MESSAGE_DOC,
-    }
+    """Committed writes (as the store's change feed hands them over) become chat events; the feed
+    itself runs against a real server in tests/test_store_changes.py and test_chat_instances.py."""
+    insert = Change("chat_messages", "insert", "msg_1", MESSAGE_DOC, TOKEN)
     [(sid, event)] = events_from_change(insert)
     assert sid == "ses_1" and event["type"] == "message"
     assert event["message"]["id"] == "msg_1" and "_id" not in event["message"]
 
-    deleted = {
-        "operationType": "update",
-        "ns": {"db": "multistream", "coll": "chat_messages"},
-        "documentKey": {"_id": "msg_1"},
-        "updateDescription": {"updatedFields": {"deleted": True, "deleted_at": "x"}},
-        "fullDocument": {**MESSAGE_DOC, "deleted": True},
-    }
+    deleted = Change(
+        "chat_messages",
+        "update",
+        "msg_1",
+        {**MESSAGE_DOC, "deleted": True},
+        TOKEN,
+        {"deleted": True, "deleted_at": "x"},
+    )
     assert events_from_change(deleted) == [("ses_1", {"type": "deleted", "id": "msg_1"})]
 
-    muted = {
-        "operationType": "update",
-        "ns": {"db": "multistream", "coll": "broadcast_sessions"},
-        "documentKey": {"_id": "ses_1"},
-        "updateDescription": {"updatedFields": {"chat_muted": ["vwr_2", "vwr_1"]}},
-    }
+    muted = Change(
+        "broadcast_sessions", "update", "ses_1", None, TOKEN, {"chat_muted": ["vwr_2", "vwr_1"]}
+    )
     assert events_from_change(muted) == [("ses_1", {"type": "mutes", "muted": ["vwr_1", "vwr_2"]})]
-    ended = {**muted, "updateDescription": {"updatedFields": {"status": "ended", "ended_at": "x"}}}
+    ended = replace(muted, updated_fields={"status": "ended", "ended_at": "x"})
     assert events_from_change(ended) == [("ses_1", {"type": "ended"})]
-    other = {**muted, "updateDescription": {"updatedFields": {"title": "new"}}}
+    other = replace(muted, updated_fields={"title": "new"})
     assert events_from_change(other) == []
-    assert events_from_change({"operationType": "drop", "ns": {"coll": "chat_messages"}}) == []
-
-
-class ScriptedChangeStream:
-    """Stand-in for PyMongo's `AsyncChangeStream` (no MongoDB server can run here): yields the
-    given changes, each with a resume token, then fails like a dropped connection."""
-
-    def __init__(self, changes: list[dict[str, Any]]) -> None:
-        self.changes = changes
-        self.resume_token: Any = None
-
-    async def __aenter__(self) -> ScriptedChangeStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def __aiter__(self) -> ScriptedChangeStream:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        if not self.changes:
-            raise PyMongoError("connection closed")
-        change = self.changes.pop(0)
-        self.resume_token = change["_id"]
-        return change
-
-
-class ScriptedDatabase:
-    def __init__(self, batches: list[list[dict[str, Any]]]) -> None:
-        self.batches = batches
-        self.resume_afters: list[Any] = []
-
-    async def watch(self, pipeline: Any, *, full_document: str, resume_after: Any) -> Any:
-        assert full_document == "updateLookup"
-        self.resume_afters.append(resume_after)
-        if not self.batches:
-            await asyncio.Event().wait()  # a quiet stream
-        return ScriptedChangeStream(self.batches.pop(0))
-
-
-async def test_change_stream_bus_delivers_and_resumes_after_errors() -> None:
-    def change(n: int) -> dict[str, Any]:
-        doc = {**MESSAGE_DOC, "_id": f"msg_{n}", "id": f"msg_{n}"}
-        return {
-            "_id": {"_data": f"token{n}"},
-            "operationType": "insert",
-            "ns": {"coll": "chat_messages"},
-            "fullDocument": doc,
-        }
-
-    db = ScriptedDatabase([[change(1), change(2)], [change(3)]])
-    bus = ChangeStreamBus(db, retry_s=0.01)
-    got: list[tuple[str, str]] = []
-    bus.start(lambda sid, ev: got.append((sid, ev["message"]["id"])))
-    await bus.publish("ses_1", {"type": "message"})  # a no-op: the store write is the publication
-    for _ in range(200):
-        if len(got) == 3 and len(db.resume_afters) == 3:
-            break
-        await asyncio.sleep(0.01)
-    await bus.close()
-    assert got == [("ses_1", "msg_1"), ("ses_1", "msg_2"), ("ses_1", "msg_3")]
-    # Each reconnect resumes after the last change delivered.
-    assert db.resume_afters == [None, {"_data": "token2"}, {"_data": "token3"}]
-
-
-async def test_bus_choice_follows_the_store(tmp_path) -> None:
-    from mongomock_motor import AsyncMongoMockClient
-
-    from server.chat.bus import InProcessBus
-    from server.chat.wiring import choose_bus
-    from store.mongo import MongoStore
-    from store.sqlite import SqliteStore
-
-    assert isinstance(await choose_bus(SqliteStore(tmp_path / "s.sqlite3")), InProcessBus)
-    # The emulated driver cannot say it is a replica set, so it must not get change streams.
-    emulated = MongoStore(AsyncMongoMockClient(), "chat_choice")
-    assert isinstance(await choose_bus(emulated), InProcessBus)
+    assert events_from_change(Change("chat_messages", "delete", "msg_1", None, TOKEN)) == []
 
 
 async def test_configured_cross_origin_can_read_history_and_connect(server, connect) -> None:
-    from dataclasses import replace
-
     server.services.settings = replace(
         server.services.settings, allowed_origins=("https://studio.example",)
     )

@@ -18,10 +18,11 @@ import pytest
 BIN = Path(sys.executable).parent / "multistream"
 
 
-def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def _start(data_dir: Path, store: str | None = None) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "MULTISTREAM_ICE_HOSTS": "127.0.0.1"}
+    store_args = ["--store", store] if store else []
     proc = subprocess.Popen(
-        [str(BIN), "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [str(BIN), "serve", "--port", "0", "--data-dir", str(data_dir), *store_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -60,8 +61,13 @@ def _stop(proc: subprocess.Popen[str]) -> int:
 
 
 @pytest.mark.timeout(120)
-def test_serve_restart_keeps_sessions_and_preferences(tmp_path: Path) -> None:
-    proc, base = _start(tmp_path / "data")
+@pytest.mark.store_backends
+def test_serve_restart_keeps_sessions_and_preferences(
+    tmp_path: Path, store_url: str | None
+) -> None:
+    """On MongoDB this is also the start-up check: `serve --store mongodb://…` once crashed in
+    `open_services` (a driver object tested for truth)."""
+    proc, base = _start(tmp_path / "data", store_url)
     try:
         api = base + "/api/v1/livestream"
         started = _call(
@@ -77,10 +83,10 @@ def test_serve_restart_keeps_sessions_and_preferences(tmp_path: Path) -> None:
         )
     finally:
         assert _stop(proc) == 0
-    assert (tmp_path / "data" / "multistream.sqlite3").exists()
+    assert (tmp_path / "data" / "multistream.sqlite3").exists() == (store_url is None)
     assert (tmp_path / "data" / "token.secret").stat().st_mode & 0o077 == 0
 
-    proc, base = _start(tmp_path / "data")
+    proc, base = _start(tmp_path / "data", store_url)
     try:
         api = base + "/api/v1/livestream"
         status = _call("GET", f"{api}/session/{sid}/status")

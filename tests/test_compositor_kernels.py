@@ -372,19 +372,22 @@ def _plan_planes(
 @pytest.mark.parametrize("unpadded", [True, False], ids=["unpadded", "padded"])
 def test_plan_equals_reference_per_plane(
     ref: ModuleType,
-    fast: ModuleType,
+    impl: ModuleType,
     masked: tuple[int, int] | None,
     mode: str,
     simd: str,
     unpadded: bool,
 ) -> None:
-    """One ``PipPlan`` over three planes, reused for two different frames, equals pip_plane."""
+    """One ``PipPlan`` over three planes, reused for two different frames, equals pip_plane.
+
+    Both modules offer the plan (the frames API uses nothing else), so both are held to it.
+    """
     rng = np.random.default_rng(zlib.crc32(repr((masked, mode, simd, unpadded)).encode()))
     out_shapes = [(108, 192), (54, 96), (54, 96)]
     cam_shapes = [(72, 128), (36, 64), (36, 64)]
     rects = [(150, 80, 38, 22), (75, 40, 19, 11), (75, 40, 19, 11)]
     planes = _plan_planes(out_shapes, cam_shapes, rects, masked)
-    plan = fast.PipPlan(planes, simd=simd)
+    plan = impl.PipPlan(planes, simd=simd)
     pad = 0 if unpadded else 7
     for _ in range(2):
         outs = [padded(rng, *s, pad=pad) for s in out_shapes]
@@ -405,9 +408,9 @@ def test_plan_equals_reference_per_plane(
             assert np.array_equal(outs[i], expected[i]), i
 
 
-def test_plan_rejects_arrays_that_do_not_match_it(fast: ModuleType) -> None:
+def test_plan_rejects_arrays_that_do_not_match_it(impl: ModuleType) -> None:
     planes = _plan_planes([(108, 192)], [(72, 128)], [(150, 80, 38, 22)], None)
-    plan = fast.PipPlan(planes)
+    plan = impl.PipPlan(planes)
     out = np.zeros((108, 192), np.uint8)
     cam = np.zeros((72, 128), np.uint8)
     with pytest.raises(ValueError, match="plan expects"):
@@ -424,16 +427,18 @@ def test_plan_rejects_arrays_that_do_not_match_it(fast: ModuleType) -> None:
         out.flags.writeable = False
         plan.run([out], None, None, [cam])
     with pytest.raises(ValueError, match="outside plane"):
-        fast.PipPlan(_plan_planes([(108, 192)], [(72, 128)], [(160, 80, 38, 22)], None))
+        impl.PipPlan(_plan_planes([(108, 192)], [(72, 128)], [(160, 80, 38, 22)], None))
     with pytest.raises(ValueError, match="reads outside"):
-        fast.PipPlan([((108, 192), (60, 128), *planes[0][2:])])
+        impl.PipPlan([((108, 192), (60, 128), *planes[0][2:])])
+    with pytest.raises(ValueError, match="simd"):
+        impl.PipPlan(planes, simd="avx512")
 
 
-def test_plan_run_frames_checks_every_frame(fast: ModuleType) -> None:
+def test_plan_run_frames_checks_every_frame(impl: ModuleType) -> None:
     sizes = [((108, 192), (72, 128)), ((54, 96), (36, 64)), ((54, 96), (36, 64))]
     rects = [(150, 80, 38, 22), (75, 40, 19, 11), (75, 40, 19, 11)]
     planes = _plan_planes([o for o, _ in sizes], [c for _, c in sizes], rects, (12, 2))
-    plan = fast.PipPlan(planes)
+    plan = impl.PipPlan(planes)
     out, screen = av.VideoFrame(192, 108, "yuv420p"), av.VideoFrame(192, 108, "yuv420p")
     camera = av.VideoFrame(128, 72, "yuv420p")
     rng = np.random.default_rng(7)

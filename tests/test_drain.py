@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
-from store.sqlite import SqliteStore
+from store import open_store
 from tests.api_helpers import assert_error
 from tests.conftest import Client
 from tests.media_helpers import (
@@ -48,17 +48,17 @@ async def _wait_for(api: Client, name: str, value: float, timeout: float = 15) -
 
 
 @pytest.mark.timeout(120)
-async def test_sigterm_drains_a_live_session(tmp_path: Path) -> None:
+@pytest.mark.store_backends
+async def test_sigterm_drains_a_live_session(tmp_path: Path, store_url: str | None) -> None:
     data = tmp_path / "data"
-    server = start_server(
-        data,
-        tmp_path / "server.log",
-        {
-            "MULTISTREAM_DRAIN_DEADLINE": str(DEADLINE_S),
-            "MULTISTREAM_LOG_JSON": "1",
-            "MULTISTREAM_INSTANCE_ID": "drain-test",
-        },
-    )
+    env = {
+        "MULTISTREAM_DRAIN_DEADLINE": str(DEADLINE_S),
+        "MULTISTREAM_LOG_JSON": "1",
+        "MULTISTREAM_INSTANCE_ID": "drain-test",
+    }
+    if store_url is not None:
+        env["MULTISTREAM_STORE"] = store_url
+    server = start_server(data, tmp_path / "server.log", env)
     api = Client(server.base_url)
     peers: list = []
     try:
@@ -152,7 +152,7 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path) -> None:
         with av.open(str(path)) as container:
             frames = sum(1 for _ in container.decode(video=0))
         assert frames >= 15, path
-    store = SqliteStore(data / "multistream.sqlite3")
+    store = open_store(store_url or f"sqlite:///{data / 'multistream.sqlite3'}")
     await store.open()
     try:
         recordings = await store.find("recordings", {"session_id": sid})

@@ -3,7 +3,8 @@
 `kubernetes-validate` ships the schemas inside the package (no cluster, no network), so strict
 validation — unknown fields rejected — runs in the normal test suite. Beyond the schema, the tests
 check what the schema cannot: the settings names exist, the grace period covers the drain, the probes
-hit the health routes, and the store URI is a majority-write replica set.
+hit the health routes, the store URI is a majority-write replica set, and it names exactly the
+MongoDB replica set that mongo.yaml runs and mongo-init.yaml initiates (members, set name, user).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def kubernetes_resources(docs: dict[str, Doc]) -> list[Doc]:
 def test_every_kind_is_present(docs: dict[str, Doc]) -> None:
     kinds = {d["kind"] for d in docs.values()}
     assert {"Deployment", "Service", "ConfigMap", "Secret", "Namespace"} <= kinds
+    assert {"StatefulSet", "Job", "PodDisruptionBudget"} <= kinds
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -205,3 +207,124 @@ def test_host_network_layout_is_consistent(deployment: Doc, docs: dict[str, Doc]
     selector = docs["Service/multistream"]["spec"]["selector"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
+
+
+# -- the MongoDB replica set (mongo.yaml, mongo-init.yaml) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mongo_sts(docs: dict[str, Doc]) -> Doc:
+    return docs["StatefulSet/mongo"]
+
+
+@pytest.fixture(scope="module")
+def init_js(docs: dict[str, Doc]) -> str:
+    return str(docs["ConfigMap/mongo-init"]["data"]["init-replica-set.js"])
+
+
+def _arg(container: Doc, name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in container["args"] if a.startswith(f"--{name}=")]
+    return value
+
+
+def test_validator_catches_a_broken_statefulset(mongo_sts: Doc) -> None:
+    broken = copy.deepcopy(mongo_sts)
+    broken["spec"]["volumeClaimTemplate"] = broken["spec"].pop("volumeClaimTemplates")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
+
+
+def test_mongo_is_the_official_image_at_least_7_as_a_replica_set(mongo_sts: Doc) -> None:
+    (mongod,) = mongo_sts["spec"]["template"]["spec"]["containers"]
+    image, tag = mongod["image"].split(":")
+    assert image == "mongo" and int(tag.split(".")[0]) >= 7
+    assert _arg(mongod, "replSet") == "rs0"
+    assert "--bind_ip_all" in mongod["args"]
+    # Internal auth between members turns on client auth too.
+    assert _arg(mongod, "keyFile").startswith("/keyfile/")
+    assert mongo_sts["spec"]["replicas"] == 3  # a majority survives one member's loss
+
+
+def test_the_headless_service_gives_each_member_a_stable_name(
+    docs: dict[str, Doc], mongo_sts: Doc
+) -> None:
+    service = docs["Service/mongo"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert mongo_sts["spec"]["serviceName"] == service["metadata"]["name"]
+    labels = mongo_sts["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert mongo_sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (mongod,) = mongo_sts["spec"]["template"]["spec"]["containers"]
+    assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in mongod["ports"]}
+
+
+def _member_names(mongo_sts: Doc, docs: dict[str, Doc]) -> set[str]:
+    """The DNS names Kubernetes gives the StatefulSet's pods through its headless Service."""
+    name, service = mongo_sts["metadata"]["name"], mongo_sts["spec"]["serviceName"]
+    namespace = docs["Namespace/multistream"]["metadata"]["name"]
+    return {
+        f"{name}-{i}.{service}.{namespace}.svc.cluster.local:27017"
+        for i in range(mongo_sts["spec"]["replicas"])
+    }
+
+
+def test_the_store_uri_names_the_replica_set_that_runs(
+    docs: dict[str, Doc], mongo_sts: Doc, init_js: str
+) -> None:
+    uri = docs["Secret/multistream-secrets"]["stringData"]["MULTISTREAM_STORE"]
+    parsed = uri_parser.parse_uri(uri)
+    members = _member_names(mongo_sts, docs)
+    assert {f"{h}:{p}" for h, p in parsed["nodelist"]} == members
+    (mongod,) = mongo_sts["spec"]["template"]["spec"]["containers"]
+    assert parsed["options"]["replicaSet"] == _arg(mongod, "replSet")
+    # The init script initiates the same set with the same members ...
+    assert f'const replSet = "{_arg(mongod, "replSet")}";' in init_js
+    template = re.search(r"host: `(.+)`", init_js)
+    assert template is not None
+    replicas = range(mongo_sts["spec"]["replicas"])
+    assert {template.group(1).replace("${i}", str(i)) for i in replicas} == members
+    assert re.search(r"\[([\d, ]+)\]\.map", init_js).group(1) == ", ".join(map(str, replicas))  # type: ignore[union-attr]
+    # ... and creates the user the server connects as, where the URI authenticates, with rights
+    # on the URI's database.
+    assert parsed["username"] == "multistream"
+    assert parsed["options"]["authSource"] == "admin"
+    assert 'getSiblingDB("admin")' in init_js and 'user: "multistream"' in init_js
+    assert f'role: "readWrite", db: "{parsed["database"]}"' in init_js
+
+
+def test_mongo_secrets_are_the_keys_the_template_provides(docs: dict[str, Doc]) -> None:
+    provided = set(docs["Secret/mongo-credentials"]["stringData"])
+    refs: list[tuple[str, str]] = []
+    for kind_name in ("StatefulSet/mongo", "Job/mongo-init"):
+        pod = docs[kind_name]["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            for item in c.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.append((ref["name"], ref["key"]))
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                refs += [
+                    (volume["secret"]["secretName"], i["key"]) for i in volume["secret"]["items"]
+                ]
+    assert refs and {name for name, _ in refs} == {"mongo-credentials"}
+    assert {key for _, key in refs} <= provided
+    # The Job hands the application password to the script under the name it reads.
+    assert (
+        "process.env.MULTISTREAM_DB_PASSWORD"
+        in docs["ConfigMap/mongo-init"]["data"]["init-replica-set.js"]
+    )
+    job = docs["Job/mongo-init"]["spec"]["template"]["spec"]["containers"][0]
+    assert "MULTISTREAM_DB_PASSWORD" in {e["name"] for e in job["env"]}
+    assert job["volumeMounts"][0]["mountPath"] + "/init-replica-set.js" in job["command"][-1]
+
+
+def test_the_server_deployment_reads_the_store_from_the_secret(container: Doc) -> None:
+    refs = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
+    assert refs == ["multistream-secrets"]
+    assert "MULTISTREAM_STORE" not in {e["name"] for e in container["env"]}
+
+
+def test_kustomization_applies_the_replica_set() -> None:
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert "mongo.yaml" in listed and "mongo-init.yaml" in listed

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _store_backends import BACKENDS, Backend
+from _store_backends import BACKENDS, Backend, backend_fixture
 
 from server.clock import parse_iso
 from store import Store
@@ -15,10 +16,8 @@ from store.migrate import MigrationResult, migrate_legacy, session_id_for, strea
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    b = Backend(request.param, tmp_path)
-    yield b
-    b.cleanup()
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from backend_fixture(request, tmp_path)
 
 
 LEGACY: list[dict[str, Any]] = [

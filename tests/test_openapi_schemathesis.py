@@ -23,7 +23,8 @@ from tests.api_helpers import FREE_BODY, PREFIX
 
 pytestmark = pytest.mark.timeout(600)
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = int(os.environ.get("MULTISTREAM_SCHEMATHESIS_EXAMPLES", "25"))
+ROOT = Path(__file__).resolve().parent.parent
+MAX_EXAMPLES = int(os.environ.get("MULTISTREAM_SCHEMATHESIS_EXAMPLES", "15"))
 SEED = int(os.environ.get("MULTISTREAM_SCHEMATHESIS_SEED", "1"))
 
 
@@ -67,7 +68,12 @@ async def _run(base_url: str, config: Path, token: str | None, report: Path) -> 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=report.parent,  # its `.schemathesis/` cache goes to the test's temp dir
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"},
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+            "PYTHONPATH": str(ROOT),
+            "NO_COLOR": "1",
+        },
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode(errors="replace")

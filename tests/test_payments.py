@@ -29,6 +29,9 @@ from server.settings import Secret
 from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error, snapshot
 from tests.conftest import Client
 
+# The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
+pytestmark = pytest.mark.store_backends
+
 WEBHOOK = "/api/v1/payments/pix/webhook"
 SECRET = "webhook-secret"  # what tests/conftest.py configures
 PRICING = START_BODY["pricing"]  # base 500, screen 1000, camera 700, bundle -15 % of add-ons
@@ -540,8 +543,10 @@ async def test_subscribe_authorisation_requires_payment(api, server) -> None:
 # -- operator CLI --------------------------------------------------------------------------------
 
 
-def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(data_dir: Path, *args: str, store: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTISTREAM_")}
+    if store is not None:
+        args = (*args, "--store", store)
     return subprocess.run(
         [
             sys.executable,
@@ -566,7 +571,8 @@ async def test_cli_mark_paid(api, server) -> None:
     joined = await join(api, sid)
     payment = joined["payment"]
     data_dir = server.services.settings.data_dir
-    done = _cli(data_dir, payment["txid"])
+    store = server.services.settings.store_url
+    done = _cli(data_dir, payment["txid"], store=store)
     assert done.returncode == 0, done.stderr
     assert f"txid={payment['txid']} status=paid" in done.stdout
     order = await server.services.store.get("orders", payment["order_id"])
@@ -578,7 +584,7 @@ async def test_cli_mark_paid(api, server) -> None:
     }
 
     before = await snapshot(server.services.store)
-    missing = _cli(data_dir, "NoSuchTxid")
+    missing = _cli(data_dir, "NoSuchTxid", store=store)
     assert missing.returncode == 1
     assert "no order with txid 'NoSuchTxid'" in missing.stderr
     assert await snapshot(server.services.store) == before

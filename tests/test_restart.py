@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from server.app import make_app
 from server.lifespan import open_services
 from tests.api_helpers import PREFIX, START_BODY
+
+# The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
+pytestmark = pytest.mark.store_backends
 
 
 async def test_state_survives_restart(settings) -> None:

@@ -1,5 +1,6 @@
-"""Two real server processes on loopback sharing one SQLite file (WAL): one API, media on the
-instance that ingests it, and control through either instance reaching that media."""
+"""Two real server processes on loopback sharing one store (an SQLite file in WAL mode, or a MongoDB
+database, where SessionSync follows change streams): one API, media on the instance that ingests
+it, and control through either instance reaching that media."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tests.media_helpers import PREFIX, PatternTrack, join, publish, start_sessi
 from tests.ops_helpers import ServerProcess, free_port, start_server
 
 SECRET = "scale-out-shared-token-secret-" + "s" * 24
+
+pytestmark = pytest.mark.store_backends
 
 
 def _metric(text: str, name: str) -> float:
@@ -45,8 +48,10 @@ async def _wait_peers(api: Client, role: str, value: float, timeout: float = 10)
 
 
 @pytest.fixture
-def instances(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    shared = tmp_path / "shared.sqlite3"
+def instances(
+    tmp_path: Path, store_url: str | None
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    shared = store_url or f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     started: list[ServerProcess] = []
     try:
         for name in ("a", "b"):
@@ -56,7 +61,7 @@ def instances(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
                     tmp_path / name,
                     tmp_path / f"{name}.log",
                     {
-                        "MULTISTREAM_STORE": f"sqlite:///{shared}",
+                        "MULTISTREAM_STORE": shared,
                         "MULTISTREAM_TOKEN_SECRET": SECRET,
                         "MULTISTREAM_INSTANCE_ID": f"inst-{name}",
                         "MULTISTREAM_PUBLIC_URL": f"http://127.0.0.1:{port}",

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _store_backends import BACKENDS, Backend
+from _store_backends import BACKENDS, Backend, backend_fixture
 
 from store import DuplicateKey, Store
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    b = Backend(request.param, tmp_path)
-    yield b
-    b.cleanup()
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from backend_fixture(request, tmp_path)
 
 
 def chat(i: int, session: str = "s1", **extra: Any) -> dict[str, Any]:
@@ -444,5 +444,39 @@ def test_unicode_text_round_trips_and_matches(backend: Backend) -> None:
         found = await store.find("chat_messages", {"session_id": "sessão-ç"})
         assert ids(found) == ["ü-1"]
         assert await store.count("chat_messages", {"session_id": "sessao-c"}) == 0
+
+    backend.run(body)
+
+
+def test_token_bucket_spends_refills_and_refuses_without_writing(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        # Wall-clock based: MongoDB (and its emulation) expire fully refilled buckets by TTL.
+        t = time.time()
+        # burst 3, one token every 2 s
+        assert [await store.take_token("join:1.2.3.4", 3, 0.5, t) for _ in range(3)] == [0.0] * 3
+        wait = await store.take_token("join:1.2.3.4", 3, 0.5, t)
+        assert wait == pytest.approx(2.0)
+        # Refusals spend nothing: still 2 s later exactly one token is there.
+        assert await store.take_token("join:1.2.3.4", 3, 0.5, t + 1.0) == pytest.approx(1.0)
+        assert await store.take_token("join:1.2.3.4", 3, 0.5, t + 2.0) == 0.0
+        assert await store.take_token("join:1.2.3.4", 3, 0.5, t + 2.0) > 0
+        # Buckets are independent; a clock behind the bucket's adds nothing.
+        assert await store.take_token("join:5.6.7.8", 3, 0.5, t) == 0.0
+        assert await store.take_token("join:1.2.3.4", 3, 0.5, t - 100) > 0
+        # Refill stops at the burst.
+        later = [await store.take_token("join:1.2.3.4", 3, 0.5, t + 1000) for _ in range(4)]
+        assert later[:3] == [0.0] * 3 and later[3] > 0
+        for bad in (("", 3, 1.0, t), ("k", 0, 1.0, t), ("k", 3, 0.0, t), ("k", 3, 1.0, "x")):
+            with pytest.raises(ValueError):
+                await store.take_token(*bad)  # type: ignore[arg-type]
+
+    backend.run(body)
+
+
+def test_concurrent_token_takers_never_overspend(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        t = time.time()
+        got = await asyncio.gather(*(store.take_token("offer:x", 10, 0.001, t) for _ in range(40)))
+        assert sum(1 for g in got if g == 0.0) == 10
 
     backend.run(body)

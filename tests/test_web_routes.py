@@ -75,7 +75,7 @@ async def test_api_routes_still_answer_json(api) -> None:
     resp = await api.get("/api/v1/livestream/sessions")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("application/json")
-    assert resp.json == {"sessions": []}
+    assert resp.json == {"sessions": [], "next": None}
 
 
 def _references() -> list[tuple[Path, str]]:

@@ -47,12 +47,16 @@ def parse_offer(body: object) -> Offer:
             for m in parsed.media
             if m.kind in ("audio", "video")
         )
+        unsigned = any(not (m.dtls and m.dtls.fingerprints) for m in parsed.media)
     except Exception as exc:  # the parser raises many types; all mean "malformed"
         raise Invalid(
             f"sdp is not a valid offer: {type(exc).__name__}", code="invalid_sdp"
         ) from None
     if not media:
         raise Invalid("offer has no audio or video section", code="invalid_sdp")
+    if unsigned:
+        # aiortc would accept it and then fail an assertion when DTLS starts (no error reply).
+        raise Invalid("offer has no DTLS fingerprint (a=fingerprint)", code="invalid_sdp")
     if len(parsed.media) > MAX_MEDIA_SECTIONS:
         raise Invalid("offer has too many media sections", code="invalid_sdp")
     if any(d not in aiortc_sdp.DIRECTIONS for _, d, _ in media):
@@ -73,10 +77,14 @@ def parse_offer(body: object) -> Offer:
     return Offer(sdp=sdp, media=media)
 
 
-def check_publisher(offer: Offer) -> None:
-    """A broadcaster's offer must send video; the server only receives."""
-    if not any(d in _SENDS for d in offer.directions("video")):
-        raise Invalid("a publisher's offer must send a video track", code="offer_not_sending")
+def check_publisher(offer: Offer, kind: str | None = None) -> None:
+    """A broadcaster's offer must send video, or (camera only: it carries the microphone) audio;
+    the server only receives."""
+    if any(d in _SENDS for d in offer.directions("video")):
+        return
+    if kind == "camera" and any(d in _SENDS for d in offer.directions("audio")):
+        return  # an audio-only camera publication (e.g. a WHIP client with only a microphone)
+    raise Invalid("a publisher's offer must send a video track", code="offer_not_sending")
 
 
 def check_viewer(offer: Offer) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from server.auth import Claims
 from server.clock import now_iso
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
-from server.media import codecs, ice, offers
+from server.media import codecs, dtls, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
 from server.media.fanout import PacketBroadcast, ViewerTrack
@@ -60,7 +61,12 @@ class Peer:
     video: ViewerTrack | None = None
     audio: ViewerTrack | None = None
     closing: bool = False
+    whep: bool = False  # a WHEP composite: its URL, not the saved mode, asked for it
     created_at: float = field(default_factory=time.monotonic)
+    # A viewer counts (presence, metrics) only once ICE and DTLS are up; until then a timer
+    # closes the connection after `settings.peer_connect_timeout_s`.
+    connected: bool = False
+    deadline: asyncio.TimerHandle | None = None
 
 
 class MediaPlane:
@@ -76,6 +82,8 @@ class MediaPlane:
         # Encoders and compositors each take ~1–10 ms per frame; a few threads keep the loop free.
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="media")
         self._peers: dict[str, Peer] = {}
+        # Viewer connections between the cap checks and `_track` (see `_negotiate_viewer`).
+        self._negotiating: dict[str, Peer] = {}
         self._media: dict[str, StreamMedia] = {}
         self._ingests: dict[str, Ingest] = {}
         self._encoders: dict[tuple[str, str], SharedEncoder] = {}
@@ -84,6 +92,7 @@ class MediaPlane:
         self._prefs_seen: dict[tuple[str, str], str] = {}
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
+        self._connect_timeouts = 0
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
@@ -96,13 +105,25 @@ class MediaPlane:
             "peer_connections": len(self._peers),
             "publishers": sum(1 for p in self._peers.values() if p.role == "publisher"),
             "viewers": sum(1 for p in self._peers.values() if p.role != "publisher"),
-            # Distinct viewers by mode: a separate-mode viewer of two streams counts once.
+            # Distinct connected viewers by mode: a separate-mode viewer of two streams counts once.
             "viewers_separate": len(
-                {(p.session_id, p.viewer_id) for p in self._peers.values() if p.role == "viewer"}
+                {
+                    (p.session_id, p.viewer_id)
+                    for p in self._peers.values()
+                    if p.role == "viewer" and p.connected
+                }
             ),
             "viewers_composite": len(
-                {(p.session_id, p.viewer_id) for p in self._peers.values() if p.role == "composite"}
+                {
+                    (p.session_id, p.viewer_id)
+                    for p in self._peers.values()
+                    if p.role == "composite" and p.connected
+                }
             ),
+            "peers_pending": sum(
+                1 for p in self._peers.values() if p.role != "publisher" and not p.connected
+            ),
+            "peer_connect_timeouts": self._connect_timeouts,
             "encoders_running": sum(1 for e in self._encoders.values() if e.running),
             "composite_encoders": sum(
                 1
@@ -131,7 +152,7 @@ class MediaPlane:
         """A broadcaster's offer for one of its streams; the server side only receives."""
         _, stream = await self.sessions.authorize_publish(claims, stream_id)
         offer = offers.parse_offer(body)
-        offers.check_publisher(offer)
+        offers.check_publisher(offer, stream["kind"])
         pc = self._new_pc()
         peer = Peer(
             new_id("pc"),
@@ -161,8 +182,8 @@ class MediaPlane:
         previous = self._ingests.get(stream_id)
         self._ingests[stream_id] = ingest
         media.ingest = ingest
-        video_t = next(t for t in pc.getTransceivers() if t.kind == "video")
-        media.video_codec = self._negotiated_codec(pc, video_t) or None
+        video_t = next((t for t in pc.getTransceivers() if t.kind == "video"), None)
+        media.video_codec = (self._negotiated_codec(pc, video_t) or None) if video_t else None
         self._track(peer)
         if previous is not None:
             # A publisher reconnecting replaces its earlier connection; viewers stay.
@@ -220,6 +241,7 @@ class MediaPlane:
         """A viewer's offer for one stream its preferences enable; the server side only sends."""
         _, stream, _prefs = await self.sessions.authorize_subscribe(claims, stream_id)
         self._check_viewer_quota(claims)
+        self._check_pending(claims.session_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         height = variant_height(body.get("max_height") if isinstance(body, dict) else None)
@@ -260,11 +282,20 @@ class MediaPlane:
         return {"sdp": self._local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
 
     async def subscribe_composite(
-        self, claims: Claims, session_id: str, body: object
+        self,
+        claims: Claims,
+        session_id: str,
+        body: object,
+        layout: dict[str, Any] | None = None,
+        whep: bool = False,
     ) -> dict[str, str]:
-        """A viewer's composite feed: one video track laid out per its saved preferences."""
+        """A viewer's composite feed: one video track laid out per its saved preferences.
+        A WHEP player asks for the composite by URL (`whep`): no composite mode needed, and
+        `layout` (`corner`/`size_pct`) may override the saved picture-in-picture."""
         _, prefs = await self.sessions.authorize_composite(claims, session_id)
-        if prefs["mode"] != "composite":
+        if layout:
+            prefs = {**prefs, "pip": {**(prefs.get("pip") or {}), **layout}}
+        if prefs["mode"] != "composite" and not whep:
             raise Conflict(
                 "preferences are in separate mode; set mode to composite first",
                 code="not_composite_mode",
@@ -273,6 +304,7 @@ class MediaPlane:
         if not key.kinds:
             raise Forbidden("no stream is enabled for this viewer", code="stream_not_enabled")
         self._check_viewer_quota(claims)
+        self._check_pending(claims.session_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
         want_audio = "camera" in key.kinds and bool(offer.directions("audio"))
@@ -283,6 +315,7 @@ class MediaPlane:
             "composite",
             viewer_id=claims.viewer_id,
             layout=key,
+            whep=whep,
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
         encoder = self._composite_encoder(key, codec)
@@ -300,6 +333,17 @@ class MediaPlane:
 
     async def _negotiate_viewer(
         self, peer: Peer, offer: offers.Offer, want_audio: bool, prefer: str | None = None
+    ) -> tuple[RTCRtpTransceiver, RTCRtpTransceiver | None, str]:
+        """Negotiate with the peer counted by the caps meanwhile: offers racing each other all
+        pass the checks before any is tracked, unless the ones in flight count too."""
+        self._negotiating[peer.id] = peer
+        try:
+            return await self._negotiate(peer, offer, want_audio, prefer)
+        finally:
+            self._negotiating.pop(peer.id, None)
+
+    async def _negotiate(
+        self, peer: Peer, offer: offers.Offer, want_audio: bool, prefer: str | None
     ) -> tuple[RTCRtpTransceiver, RTCRtpTransceiver | None, str]:
         pc = peer.pc
         order = list(self.settings.video_codecs)
@@ -349,7 +393,11 @@ class MediaPlane:
             )
             audio_t.sender.replaceTrack(peer.audio)
         self._track(peer)
-        self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
+        # Presence follows the connection (`_track`), so answered-but-never-connected offers are
+        # not viewers.
+        peer.deadline = asyncio.get_running_loop().call_later(
+            self.settings.peer_connect_timeout_s, self._connect_deadline, peer
+        )
 
     # -- candidates ------------------------------------------------------------------------------
 
@@ -377,6 +425,23 @@ class MediaPlane:
             raise Invalid(
                 "candidate does not match the connection", code="invalid_candidate"
             ) from None
+
+    # -- WHIP/WHEP resources (server/whip.py) ------------------------------------------------
+
+    def peer(self, pc_id: str) -> Peer | None:
+        return self._peers.get(pc_id)
+
+    def current_publisher(self, stream_id: str | None) -> str | None:
+        """The pc_id of the stream's current ingest connection, if any."""
+        ingest = self._ingests.get(stream_id or "")
+        peer = next((p for p in self._peers.values() if ingest and p.pc is ingest.pc), None)
+        return peer.id if peer is not None else None
+
+    async def close_peer(self, pc_id: str) -> None:
+        """Close one connection now (a WHEP `DELETE`, or a replaced WHIP publication)."""
+        peer = self._peers.get(pc_id)
+        if peer is not None:
+            await self._close_peer(peer)
 
     def disconnect(self, pc_id: str) -> None:
         """The viewer's signaling socket closed: its connections go with it."""
@@ -422,7 +487,10 @@ class MediaPlane:
                 await self._close_peer(peer)
             elif peer.role == "composite":
                 key = self._layout_key(prefs)
-                if prefs["mode"] != "composite" or not key.kinds:
+                if peer.whep and peer.layout is not None:
+                    # Its URL chose the layout; only the enabled streams follow the preferences.
+                    key = LayoutKey(session_id, peer.layout.corner, peer.layout.size_pct, key.kinds)
+                if (prefs["mode"] != "composite" and not peer.whep) or not key.kinds:
                     await self._close_peer(peer)
                 elif key != peer.layout and peer.video is not None and peer.codec is not None:
                     # Layout follows the preference live: same connection, another shared feed.
@@ -443,7 +511,7 @@ class MediaPlane:
         """A viewer needs at most one connection per stream plus a composite; refuse floods."""
         open_ = sum(
             1
-            for p in self._peers.values()
+            for p in self._counted_peers()
             if p.session_id == claims.session_id and p.viewer_id == claims.viewer_id
         )
         if open_ >= MAX_CONNECTIONS_PER_VIEWER:
@@ -452,6 +520,40 @@ class MediaPlane:
                 code="too_many_connections",
             )
 
+    def _counted_peers(self) -> Iterator[Peer]:
+        return itertools.chain(self._peers.values(), self._negotiating.values())
+
+    def _check_pending(self, session_id: str) -> None:
+        """Offers answered but not yet connected hold sockets and memory: cap them per session."""
+        limit = self.settings.max_pending_peers
+        pending = sum(
+            1
+            for p in self._counted_peers()
+            if p.session_id == session_id and p.role != "publisher" and not p.connected
+        )
+        if pending >= limit:
+            raise TooManyRequests(
+                f"{limit} media connections of this session are still connecting; retry shortly",
+                code="too_many_pending",
+                retry_after=float(self.settings.peer_connect_timeout_s),
+            )
+
+    def _connect_deadline(self, peer: Peer) -> None:
+        """A viewer connection that has not connected in time (an offer never followed by ICE,
+        e.g. no candidates and no end-of-candidates) is closed and counted."""
+        peer.deadline = None
+        if peer.connected or peer.closing:
+            return
+        self._connect_timeouts += 1
+        log.info(
+            "session=%s viewer=%s pc=%s not connected after %ss: closed",
+            peer.session_id,
+            peer.viewer_id,
+            peer.id,
+            self.settings.peer_connect_timeout_s,
+        )
+        self._spawn(self._close_peer(peer))
+
     def _new_pc(self) -> RTCPeerConnection:
         if self._closed:
             raise Conflict("media plane is shutting down", code="shutting_down")
@@ -459,6 +561,7 @@ class MediaPlane:
 
     async def _answer(self, pc: RTCPeerConnection) -> str:
         ice.restrict(pc, self.settings.ice_hosts, self.settings.udp_ports)
+        dtls.answer_as_server(pc)  # interop with RSA-certificate peers (server/media/dtls.py)
         await pc.setLocalDescription(await pc.createAnswer())
         return self._local_sdp(pc)
 
@@ -479,7 +582,14 @@ class MediaPlane:
 
         @peer.pc.on("connectionstatechange")
         async def on_state() -> None:
-            if peer.pc.connectionState in ("failed", "closed") and peer.role != "publisher":
+            if peer.pc.connectionState == "connected" and not peer.connected and not peer.closing:
+                peer.connected = True
+                if peer.deadline is not None:
+                    peer.deadline.cancel()
+                    peer.deadline = None
+                if peer.role != "publisher":
+                    self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
+            elif peer.pc.connectionState in ("failed", "closed") and peer.role != "publisher":
                 await self._close_peer(peer)
             elif peer.pc.connectionState == "failed":
                 # The ingest reports the stream as failed; drop the connection record too.
@@ -489,6 +599,9 @@ class MediaPlane:
         if peer.closing:
             return
         peer.closing = True
+        if peer.deadline is not None:
+            peer.deadline.cancel()
+            peer.deadline = None
         self._peers.pop(peer.id, None)
         if peer.role != "publisher":
             self.presence.remove(peer.session_id, peer.id)
@@ -616,7 +729,13 @@ class MediaPlane:
         if media is None or stream_id in self._recorders:
             return
         profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        if self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
+        ingest = self._ingests.get(stream_id)
+        if ingest is not None and not any(t.kind == "video" for t in ingest.pc.getTransceivers()):
+            # An audio-only camera publication (WHIP): the microphone alone is recorded.
+            recorder = Recorder(
+                stream, None, "", profile.fps, media, self.settings.recordings_dir, self.store
+            )
+        elif self.settings.passthrough and media.video_codec in codecs.SUPPORTED_VIDEO:
             # Mux the publisher's own packets: no decode, no encode for the recording.
             assert media.video_codec is not None
             recorder = Recorder(

@@ -44,7 +44,7 @@ class Recorder:
     def __init__(
         self,
         stream: Doc,
-        video: PacketBroadcast,
+        video: PacketBroadcast | None,
         codec: str,
         fps: int,
         media: StreamMedia,
@@ -71,25 +71,28 @@ class Recorder:
         self._started = time.monotonic()
         self._audio_offset: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._video = ViewerTrack("video", video)
+        # None: an audio-only publication (a camera WHIP client with just a microphone).
+        self._video = ViewerTrack("video", video) if video is not None else None
+        self._last_audio_pts = 0
         self._audio = ViewerTrack("audio", media.audio) if media.kind == "camera" else None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._run_video(), name=f"record {self.id} video"))
+        if self._video is not None:
+            self._tasks.append(loop.create_task(self._run_video(), name=f"record {self.id} video"))
         if self._audio is not None:
             self._tasks.append(loop.create_task(self._run_audio(), name=f"record {self.id} audio"))
 
     def _open(self, first: av.Packet) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.path), "w", format="matroska")
-        codec_name = _CODEC_NAMES[self.codec]
-        self._vstream = self._container.add_stream(codec_name, rate=self.fps)
-        frame = self.media.frames.frame
-        if frame is not None:
-            self._vstream.width = frame.width - frame.width % 2
-            self._vstream.height = frame.height - frame.height % 2
-        self._vstream.time_base = fractions.Fraction(1, 1000)
+        if self._video is not None:
+            self._vstream = self._container.add_stream(_CODEC_NAMES[self.codec], rate=self.fps)
+            frame = self.media.frames.frame
+            if frame is not None:
+                self._vstream.width = frame.width - frame.width % 2
+                self._vstream.height = frame.height - frame.height % 2
+            self._vstream.time_base = fractions.Fraction(1, 1000)
         if self._audio is not None:
             self._astream = self._container.add_stream("libopus", rate=OPUS_RATE)
             self._astream.codec_context.extradata = opus_head()
@@ -107,7 +110,7 @@ class Recorder:
                 "kind": self.stream["kind"],
                 "status": "recording",
                 "format": "matroska",
-                "video_codec": self.codec,
+                "video_codec": self.codec if self._video is not None else None,
                 "audio_codec": "opus" if self._audio is not None else None,
                 "file": self.relpath,
                 "started_at": now_iso(),
@@ -118,6 +121,7 @@ class Recorder:
         )
 
     async def _run_video(self) -> None:
+        assert self._video is not None
         try:
             while True:
                 packet = await self._video.recv()
@@ -153,6 +157,9 @@ class Recorder:
         try:
             while True:
                 packet = await self._audio.recv()
+                if self._container is None and self._video is None:
+                    self._open(packet)  # audio-only: the first Opus packet opens the file
+                    await self._insert_doc()
                 if self._container is None or self._astream is None:
                     continue  # audio starts with the first video key frame
                 if self._audio_offset is None:
@@ -164,6 +171,7 @@ class Recorder:
                     continue
                 copy.time_base = fractions.Fraction(1, OPUS_RATE)
                 copy.stream = self._astream
+                self._last_audio_pts = int(copy.pts)
                 self._container.mux(copy)
                 self.audio_packets += 1
         except MediaStreamError:
@@ -183,7 +191,8 @@ class Recorder:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._video.stop()
+        if self._video is not None:
+            self._video.stop()
         if self._audio is not None:
             self._audio.stop()
         if self._on_close is not None:
@@ -194,7 +203,10 @@ class Recorder:
             self._container.close()
         except Exception:
             log.exception("recording=%s close failed", self.id)
-        duration = self._last_pts / TIME_BASE.denominator + 1 / self.fps
+        if self._video is not None:
+            duration = self._last_pts / TIME_BASE.denominator + 1 / self.fps
+        else:
+            duration = self._last_audio_pts / OPUS_RATE + 0.02  # one 20 ms Opus frame
         size = self.path.stat().st_size if self.path.exists() else 0
         await self.store.update(
             "recordings",
