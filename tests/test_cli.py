@@ -138,6 +138,6 @@ def test_metrics_on_a_separate_address(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{public}/metrics", timeout=10)
         assert refused.value.code == 404
-        assert _call("GET", f"{public}/api/v1/livestream/sessions") == {"sessions": []}
+        assert _call("GET", f"{public}/api/v1/livestream/sessions")["sessions"] == []
     finally:
         assert _stop(proc) == 0
