@@ -1,12 +1,11 @@
 """Base handlers: JSON in and out, one error shape, CORS, body limits, and token checks.
 
 Every API handler derives from `ApiHandler`; every WebSocket from `ApiWebSocketHandler`. Services raise
-`server.errors.DomainError`s and this module is the only place that turns them into HTTP.
+`server.errors.DomainError`s; `handlers.errors` is the only place that turns them into HTTP.
 """
 
 from __future__ import annotations
 
-import http
 import json
 import logging
 import math
@@ -16,8 +15,17 @@ from urllib.parse import urlsplit
 import tornado.web
 import tornado.websocket
 
+from handlers.errors import JsonErrors
 from server.auth import Claims
-from server.errors import DomainError, Forbidden, PayloadTooLarge, Unauthorized
+from server.errors import (
+    DomainError,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    UpgradeRequired,
+    error_envelope,
+)
 from server.ratelimit import Action, client_address
 from server.services import Services
 from server.validation import parse_object
@@ -48,7 +56,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 @tornado.web.stream_request_body
-class ApiHandler(tornado.web.RequestHandler):
+class ApiHandler(JsonErrors):
     """JSON API handler. Bodies stream in so an oversized one is refused (413) before it is read."""
 
     services: Services
@@ -77,20 +85,41 @@ class ApiHandler(tornado.web.RequestHandler):
                 raise PayloadTooLarge(f"request body over the {limit} byte limit")
 
     def data_received(self, chunk: bytes) -> None:
+        # A chunked body has no Content-Length to refuse up front: answer 413 as soon as it passes
+        # the limit (raising here would make Tornado reset the connection with no answer at all).
+        if self._finished:
+            return
         self._body.extend(chunk)
-        if len(self._body) > self.services.settings.max_body_bytes:
-            raise PayloadTooLarge(
-                f"request body over the {self.services.settings.max_body_bytes} byte limit"
-            )
+        limit = self.services.settings.max_body_bytes
+        if len(self._body) > limit:
+            self._body.clear()
+            self.fail(PayloadTooLarge(f"request body over the {limit} byte limit"))
 
     @property
     def body(self) -> bytes:
         return bytes(self._body)
 
+    def require_json(self) -> None:
+        """415 unless a body is declared `application/json` (or `+json`), in UTF-8 if a charset."""
+        ctype = self.request.headers.get("Content-Type", "")
+        media, _, params = ctype.partition(";")
+        media = media.strip().lower()
+        charset = params.strip().lower().replace(" ", "")
+        if not (media == "application/json" or media.endswith("+json")) or (
+            charset.startswith("charset=") and charset not in ("charset=utf-8", 'charset="utf-8"')
+        ):
+            raise UnsupportedMediaType(
+                f"send the body as application/json (UTF-8), not {ctype[:60]!r}"
+            )
+
     def json_body(self, *, allow_empty: bool = False) -> dict[str, Any]:
+        if self._body.strip():
+            self.require_json()
         return parse_object(self.body, allow_empty=allow_empty)
 
     def write_json(self, obj: Any, status: int = 200) -> None:
+        if self._finished:
+            return  # already answered (a body over the limit)
         self.set_status(status)
         self.finish(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
 
@@ -131,49 +160,6 @@ class ApiHandler(tornado.web.RequestHandler):
         """Spend one of this client's tokens for `action` (429 with Retry-After when none)."""
         await _rate_limit(self, action)
 
-    # -- errors -------------------------------------------------------------------------------------
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        # Domain errors carry their own status; Tornado would otherwise answer every non-HTTPError 500.
-        if isinstance(e, DomainError) and not self._finished:
-            self._domain_error = e
-            self.send_error(e.status)
-            return
-        super()._handle_request_exception(e)
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if (
-            isinstance(value, DomainError | tornado.web.HTTPError)
-            and getattr(value, "status", 500) < 500
-        ):
-            return
-        super().log_exception(typ, value, tb)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.clear_header("Content-Disposition")
-        err: DomainError | None = getattr(self, "_domain_error", None)
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if err is not None:
-            code, message = err.code, err.message
-            retry_after = getattr(err, "retry_after", None)
-            if retry_after is not None:
-                self.set_header("Retry-After", str(max(1, math.ceil(retry_after))))
-        elif isinstance(exc, tornado.web.HTTPError):
-            code = _status_code_name(status_code)
-            message = (
-                exc.log_message % exc.args
-                if exc.log_message and exc.args
-                else (exc.log_message or exc.reason or http.HTTPStatus(status_code).phrase)
-            )
-        elif status_code >= 500:
-            code, message = "internal", "internal server error"
-        else:
-            code, message = _status_code_name(status_code), self._reason
-        self.finish(
-            json.dumps({"error": {"status": status_code, "code": code, "message": message}})
-        )
-
 
 async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> None:
     services: Services = handler.services  # type: ignore[attr-defined]
@@ -184,13 +170,6 @@ async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> No
     await services.limits.check(action, client)
 
 
-def _status_code_name(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).name.lower()
-    except ValueError:
-        return "error"
-
-
 class NotFoundHandler(ApiHandler):
     """Unmatched routes answer JSON 404, like every other error."""
 
@@ -199,7 +178,21 @@ class NotFoundHandler(ApiHandler):
         raise tornado.web.HTTPError(404, "no such route")
 
 
-class ApiWebSocketHandler(tornado.websocket.WebSocketHandler):
+class StrictTextProtocol(tornado.websocket.WebSocketProtocol13):
+    """A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455 §7.4.1), where Tornado
+    would drop the connection without a close frame."""
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode == 0x1 and not self.client_terminated and not self._frame_compressed:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.close(1007, "text frame is not valid UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
+
+
+class ApiWebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):
     """WebSocket with the API's origin allowlist, token auth and a message size limit."""
 
     services: Services
@@ -217,6 +210,26 @@ class ApiWebSocketHandler(tornado.websocket.WebSocketHandler):
             origin, self.request.host, self.request.protocol, self.services.settings.allowed_origins
         )
 
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, tornado.websocket.WebSocketProtocol13):
+            return StrictTextProtocol(self, False, protocol.params)
+        return protocol
+
+    def check_upgrade(self) -> None:
+        """What Tornado would refuse with a text/html page, refused with the API's JSON instead:
+        a plain request (426, `Upgrade: websocket`) and a cross-origin one (403)."""
+        headers = self.request.headers
+        connection = {p.strip().lower() for p in headers.get("Connection", "").split(",")}
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            raise UpgradeRequired(
+                "this is a WebSocket endpoint: connect with Upgrade: websocket",
+                code="upgrade_required",
+            )
+        origin = headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise Forbidden("origin not allowed", code="origin_not_allowed")
+
     def ws_claims(self) -> Claims:
         """Token from the Authorization header, or `access_token` (browsers cannot set headers)."""
         token = bearer_token(self.request.headers.get("Authorization")) or self.get_argument(
@@ -229,10 +242,13 @@ class ApiWebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def reject(self, error: DomainError) -> None:
         """Refuse the upgrade with the API's JSON error before any WebSocket traffic."""
-        self.set_status(error.status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(
-            json.dumps(
-                {"error": {"status": error.status, "code": error.code, "message": error.message}}
-            )
-        )
+        self.fail(error)
+
+    def error_frame(self, error: DomainError) -> dict[str, Any]:
+        """The error frame every socket sends: the HTTP envelope plus `type: error` (and, for a
+        rate limit, `retry_after` in seconds, as `Retry-After` is on HTTP)."""
+        frame: dict[str, Any] = {"type": "error", **error_envelope(error)}
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            frame["retry_after"] = max(1, math.ceil(retry_after))
+        return frame

@@ -2,8 +2,8 @@
 
 WebSocket protocol (JSON text frames):
 - server → client: `{"type": "hello", "you", "history", "next_before", "muted"}` once, then
-  `message`, `deleted`, `mutes`, `ended`, and `error` `{"code", "message", "status"}` for a refused
-  action (the socket stays open).
+  `message`, `deleted`, `mutes`, `ended`, and `{"type": "error", "error": {"status", "code",
+  "message"}}` (the API's error envelope) for a refused action (the socket stays open).
 - client → server: `{"type": "message", "text"}`, `{"type": "delete", "id"}` and
   `{"type": "mute", "viewer_id", "muted"}` (broadcaster only), `{"type": "ping"}`.
 - Close codes: 4008 rate limit exceeded (after repeated throttling), 4010 session ended,
@@ -21,12 +21,12 @@ import tornado.websocket
 from tornado.concurrent import Future
 
 from handlers.base import ApiWebSocketHandler, origin_allowed
-from handlers.openapi import error_responses, json_response
+from handlers.openapi import operation, path_param
 from server.auth import Claims
 from server.chat import CLOSE_RATE_LIMITED, ChatService
 from server.chat.ratelimit import TokenBucket
-from server.chat.service import check_name
-from server.errors import DomainError, Forbidden, Invalid, Unavailable
+from server.chat.service import SEQ_PATTERN, ChatLimits, check_name
+from server.errors import DomainError, Forbidden, Invalid, TooManyRequests, Unavailable
 from server.validation import parse_json
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ class ChatHandler(ApiWebSocketHandler):
             await self._history(session_id)
             return
         try:
-            origin = self.request.headers.get("Origin")
-            if origin is not None and not self.check_origin(origin):
-                raise Forbidden("origin not allowed", code="origin_not_allowed")
+            self.check_upgrade()
             claims = self.ws_claims()
             await self.chat.authorize(claims, session_id, live=True)
             self.name = check_name(self.get_argument("name", None), self.chat.limits)
@@ -156,13 +154,13 @@ class ChatHandler(ApiWebSocketHandler):
                 )
                 self.close(CLOSE_RATE_LIMITED, "rate limit exceeded: too many messages")
                 return
-            self._error("rate_limited", 429, "too many messages; slow down")
+            self.deliver(self.error_frame(TooManyRequests("too many messages; slow down")))
             return
         self.strikes = 0
         try:
             await self._act(message)
         except DomainError as exc:
-            self._error(exc.code, exc.status, exc.message)
+            self.deliver(self.error_frame(exc))
 
     async def _act(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
@@ -183,9 +181,6 @@ class ChatHandler(ApiWebSocketHandler):
         else:
             raise Invalid("type must be message, delete, mute or ping", code="invalid_frame")
 
-    def _error(self, code: str, status: int, message: str) -> None:
-        self.deliver({"type": "error", "code": code, "status": status, "message": message})
-
     def on_close(self) -> None:
         if getattr(self, "session_id", None) is not None and self.services.chat is not None:
             self.chat.detach(self.session_id, self)
@@ -205,25 +200,38 @@ routes = [(rf"{PREFIX}/session/{ID}/chat", ChatHandler)]
 openapi: dict[str, Any] = {
     f"{PREFIX}/session/{{session_id}}/chat": {
         "get": {
-            "summary": "Chat history (plain GET, newest page first, messages oldest first); with "
-            "`Upgrade: websocket` the live chat (token in Authorization or access_token)",
-            "parameters": [
-                {
-                    "name": "session_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
-                {"name": "before", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                {"name": "access_token", "in": "query", "schema": {"type": "string"}},
-            ],
-            "security": [{"bearer": []}],
-            "responses": {
-                "200": json_response("messages and the next `before` cursor"),
-                "101": {"description": "WebSocket upgrade"},
-                **error_responses(400, 401, 403, 404, 409),
-            },
+            **operation(
+                "Chat history (plain GET: newest page first, messages oldest first); with "
+                "`Upgrade: websocket` the live chat (`x-websocket`)",
+                (200, "messages and the next `before` cursor", "ChatHistory"),
+                400,
+                403,
+                404,
+                409,
+                503,
+                auth=True,
+                params=[
+                    path_param("session_id"),
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": f"^{SEQ_PATTERN}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": ChatLimits().history_max,
+                        },
+                    },
+                    {"name": "access_token", "in": "query", "schema": {"type": "string"}},
+                    {"name": "name", "in": "query", "schema": {"type": "string"}},
+                ],
+            ),
+            "x-websocket": True,
+            "description": __doc__,
         }
     }
 }

@@ -6,8 +6,9 @@ These routes come last in the app so `/api/v1/livestream/{id}` never shadows a n
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from handlers.openapi import error_responses, json_body, json_response, rate_limited
+from handlers.openapi import operation, path_param
 from server import legacy
+from server.schemas import validate
 
 PREFIX = "/api/v1/livestream"
 
@@ -15,7 +16,8 @@ PREFIX = "/api/v1/livestream"
 class LegacyStartHandler(ApiHandler):
     async def post(self) -> None:
         await self.rate_limit("session_start")
-        self.write_json(await legacy.start(self.services.sessions, self.json_body()), 201)
+        body = validate(self.json_body(), "LegacyStart")
+        self.write_json(await legacy.start(self.services.sessions, body), 201)
 
 
 class LegacyGetHandler(ApiHandler):
@@ -26,7 +28,7 @@ class LegacyGetHandler(ApiHandler):
 class LegacyStopHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
-        self.json_body(allow_empty=True)
+        validate(self.json_body(allow_empty=True), "NoFields")
         self.write_json(await legacy.stop(self.services.sessions, claims, session_id))
 
 
@@ -37,46 +39,44 @@ routes = [
 ]
 
 
-_ID = {"name": "livestream_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ID = path_param("livestream_id")
 openapi = {
     f"{PREFIX}/start": {
         "post": {
-            "summary": "Legacy: start a single-stream (camera) livestream",
-            "deprecated": True,
-            "requestBody": json_body(
-                {
-                    "type": "object",
-                    "properties": {
-                        "title": {"type": "string"},
-                        "price_centavos": {"type": "integer", "minimum": 0},
-                    },
-                }
+            **operation(
+                "Legacy: start a single-stream (camera) livestream",
+                (201, "livestream and token", "LegacyStarted"),
+                503,
+                body="LegacyStart",
+                limited=True,
             ),
-            "responses": {
-                "201": json_response("livestream and token"),
-                **error_responses(400, 413),
-                **rate_limited(),
-            },
+            "deprecated": True,
         }
     },
     f"{PREFIX}/{{livestream_id}}": {
         "get": {
-            "summary": "Legacy: livestream status",
+            **operation(
+                "Legacy: livestream status",
+                (200, "livestream", "LegacyLivestreamAnswer"),
+                404,
+                params=[_ID],
+            ),
             "deprecated": True,
-            "parameters": [_ID],
-            "responses": {"200": json_response("livestream"), **error_responses(404)},
         }
     },
     f"{PREFIX}/{{livestream_id}}/stop": {
         "post": {
-            "summary": "Legacy: stop the livestream",
+            **operation(
+                "Legacy: stop the livestream",
+                (200, "ended livestream", "LegacyLivestreamAnswer"),
+                403,
+                404,
+                body="NoFields",
+                body_required=False,
+                auth=True,
+                params=[_ID],
+            ),
             "deprecated": True,
-            "parameters": [_ID],
-            "security": [{"bearer": []}],
-            "responses": {
-                "200": json_response("ended livestream"),
-                **error_responses(401, 403, 404),
-            },
         }
     },
 }

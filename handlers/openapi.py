@@ -1,28 +1,106 @@
-"""The OpenAPI 3 document, assembled from the `openapi` dict each handlers module keeps beside its
-`routes`, so a route and its description change together (a test keeps them in sync)."""
+"""The OpenAPI 3.1 document, assembled from the `openapi` dict each handlers module keeps beside its
+`routes`, so a route and its description change together (a test keeps them in sync). Every body
+and response references a schema of `server.schemas`, the same data the request validator reads.
+WebSocket routes are documented as GET operations marked `x-websocket: true`: a plain GET answers
+426 (JSON), an upgrade 101."""
 
 from __future__ import annotations
 
+import http
 import importlib
 from typing import Any
 
 from handlers.base import ApiHandler
+from server import schemas
+from server.schemas import ref
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR = ref("Error")
+# A JSON body may always be refused as malformed (400), too big (413) or not JSON (415).
+BODY_ERRORS = (400, 413, 415)
 
 
 def error_responses(*statuses: int) -> dict[str, Any]:
     return {
-        str(s): {"description": "error", "content": {"application/json": {"schema": ERROR}}}
-        for s in statuses
+        str(s): {"description": _phrase(s), "content": {"application/json": {"schema": ERROR}}}
+        for s in sorted(set(statuses))
     }
 
 
-def json_response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def _phrase(status: int) -> str:
+    return http.HTTPStatus(status).phrase
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def json_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def operation(
+    summary: str,
+    ok: tuple[int, str, str],
+    *errors: int,
+    body: str | None = None,
+    body_required: bool = True,
+    auth: bool | None = False,
+    params: list[dict[str, Any]] | None = None,
+    limited: bool = False,
+) -> dict[str, Any]:
+    """One operation whose request and responses reference `server.schemas` by name.
+
+    `ok` is (status, description, response schema name); `auth=None` means a token is optional;
+    `limited` routes may answer 429 with `Retry-After`."""
+    status, description, schema = ok
+    statuses = set(errors)
+    op: dict[str, Any] = {"summary": summary}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = json_body(ref(body), required=body_required)
+        statuses.update(BODY_ERRORS)
+    if auth is None:
+        op["security"] = [{}, {"bearer": []}]
+    elif auth:
+        op["security"] = [{"bearer": []}]
+        statuses.add(401)
+    op["responses"] = {
+        str(status): json_response(description, ref(schema)),
+        **error_responses(*statuses),
+        **(rate_limited() if limited else {}),
+    }
+    return op
+
+
+def websocket_operation(
+    summary: str, params: list[dict[str, Any]], *errors: int, protocol: str
+) -> dict[str, Any]:
+    """A WebSocket route, as OpenAPI can say it: a GET that upgrades (101), or 426 without
+    `Upgrade: websocket`; refusals before the upgrade are JSON errors."""
     return {
-        "description": description,
-        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+        "summary": summary,
+        "description": protocol,
+        "x-websocket": True,
+        "parameters": [
+            *params,
+            {
+                "name": "access_token",
+                "in": "query",
+                "description": "the bearer token, for browsers (they cannot set headers)",
+                "schema": {"type": "string"},
+            },
+        ],
+        "security": [{"bearer": []}],
+        "responses": {
+            "101": {"description": "switching protocols"},
+            **error_responses(401, 426, *errors),
+        },
     }
+
+
+def path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def rate_limited() -> dict[str, Any]:
@@ -36,116 +114,10 @@ def rate_limited() -> dict[str, Any]:
     }
 
 
-def json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-    "schemas": {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["status", "code", "message"],
-                    "properties": {
-                        "status": {"type": "integer"},
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                    },
-                }
-            },
-        },
-        "Quality": {
-            "type": "object",
-            "properties": {
-                "preset": {
-                    "type": "string",
-                    "enum": ["360p", "480p", "720p", "1080p", "1440p", "2160p"],
-                },
-                "fps": {"type": "integer", "minimum": 5, "maximum": 30},
-                "content_hint": {"type": "string", "enum": ["detail", "text", "motion"]},
-            },
-            "additionalProperties": False,
-        },
-        "Pricing": {
-            "type": "object",
-            "properties": {
-                "base": {"type": "integer", "minimum": 0},
-                "addons": {
-                    "type": "object",
-                    "properties": {
-                        "screen": {"type": "integer", "minimum": 0},
-                        "camera": {"type": "integer", "minimum": 0},
-                    },
-                    "additionalProperties": False,
-                },
-                "bundle_discount_pct": {"type": "integer", "minimum": 0, "maximum": 100},
-            },
-            "additionalProperties": False,
-        },
-        "Stream": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "session_id": {"type": "string"},
-                "kind": {"type": "string", "enum": ["screen", "camera"]},
-                "status": {"type": "string", "enum": ["pending", "live", "stopped", "failed"]},
-                "quality": {"type": "object"},
-            },
-        },
-        "Session": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "string", "enum": ["live", "ended"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "ended_at": {"type": ["string", "null"], "format": "date-time"},
-                "pricing": {"$ref": "#/components/schemas/Pricing"},
-                "streams": {"type": "array", "items": {"$ref": "#/components/schemas/Stream"}},
-            },
-        },
-        "Preferences": {
-            "type": "object",
-            "properties": {
-                "enabled_streams": {
-                    "type": "array",
-                    "items": {"type": "string", "enum": ["screen", "camera"]},
-                    "uniqueItems": True,
-                },
-                "mode": {"type": "string", "enum": ["separate", "composite"]},
-                "pip": {
-                    "type": "object",
-                    "properties": {
-                        "corner": {
-                            "type": "string",
-                            "enum": [
-                                "top-left",
-                                "top-right",
-                                "bottom-left",
-                                "bottom-right",
-                                "auto",
-                            ],
-                        },
-                        "size_pct": {"type": "integer", "minimum": 10, "maximum": 40},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "additionalProperties": False,
-        },
-        "Quote": {
-            "type": "object",
-            "properties": {
-                "amount_centavos": {"type": "integer"},
-                "currency": {"type": "string", "enum": ["BRL"]},
-                "items": {"type": "array", "items": {"type": "object"}},
-            },
-        },
-    },
+    # The very dicts the request validator reads: one definition, no copies.
+    "schemas": schemas.ALL,
 }
 
 
@@ -162,7 +134,9 @@ def build_document(module_names: list[str]) -> dict[str, Any]:
             "version": "1",
             "description": "Multi-stream livestreaming: screen and camera as independent WebRTC "
             "streams, per-viewer composites, PIX payments. Errors are always "
-            '`{"error": {"status", "code", "message"}}`.',
+            '`{"error": {"status", "code", "message"}}`; a method a route does not serve is a '
+            "405 carrying `Allow`. WebSocket routes (`x-websocket: true`) send error frames "
+            '`{"type": "error", "error": {...}}` of the same shape.',
         },
         "paths": dict(sorted(paths.items())),
         "components": COMPONENTS,
@@ -181,9 +155,6 @@ class OpenApiHandler(ApiHandler):
 routes: list[tuple[Any, ...]] = []  # registered by make_app, which owns the module list
 openapi = {
     "/api/v1/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "responses": {"200": json_response("OpenAPI 3 document")},
-        }
+        "get": operation("This document", (200, "OpenAPI 3.1 document", "OpenApiDocument"))
     }
 }

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
-from handlers.base import ApiHandler
-from server.errors import Unavailable
+from handlers.base import ApiHandler, bearer_token
+from server.errors import Unauthorized, Unavailable
 from server.metrics import CONTENT_TYPE
 
 # A readiness probe must answer before the orchestrator's own timeout (3 s in deploy/k8s).
@@ -34,9 +35,15 @@ class ReadyzHandler(ApiHandler):
 
 
 class MetricsHandler(ApiHandler):
-    """Prometheus text exposition of this instance's own registry."""
+    """Prometheus text exposition of this instance's own registry; with `metrics_token` set, only
+    for a scraper presenting it (viewer counts, peers and routes are not for the public)."""
 
     async def get(self) -> None:
+        token = self.services.settings.metrics_token
+        if token:
+            given = bearer_token(self.request.headers.get("Authorization")) or ""
+            if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+                raise Unauthorized("metrics need the metrics bearer token", code="invalid_token")
         metrics = self.services.metrics
         if metrics is None:
             raise Unavailable("metrics are not enabled", code="metrics_disabled")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import ApiHandler
-from handlers.openapi import error_responses, json_response, rate_limited
+from handlers.openapi import error_responses, operation, path_param
 from server.errors import Unavailable
 from server.payments import PaymentService
 
@@ -32,6 +32,8 @@ class PixWebhookHandler(_PaymentsHandler):
     async def post(self) -> None:
         await self.rate_limit("webhook")
         # The raw body as received: the HMAC is checked on these bytes before any JSON parsing.
+        if self.body.strip():
+            self.require_json()
         result = await self.payments.handle_webhook(
             self.body, self.request.headers.get("X-Pix-Signature")
         )
@@ -59,67 +61,38 @@ routes = [
     (rf"{PREFIX}/orders/{ID}/qr.svg", OrderQrHandler),
 ]
 
-_ORDER_ID = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_CALLBACK = {
-    "type": "object",
-    "required": ["pix"],
-    "properties": {
-        "pix": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 100,
-            "items": {
-                "type": "object",
-                "required": ["endToEndId", "txid", "valor"],
-                "properties": {
-                    "endToEndId": {"type": "string"},
-                    "txid": {"type": "string"},
-                    "valor": {"type": "string", "pattern": r"^\d{1,10}\.\d{2}$"},
-                    "horario": {"type": "string", "format": "date-time"},
-                    "infoPagador": {"type": "string"},
-                },
-            },
+_ORDER_ID = path_param("order_id")
+_WEBHOOK = operation(
+    "Banco Central API Pix payment callback; header X-Pix-Signature: "
+    "sha256=<hex HMAC-SHA256 of the raw body>. Items apply one by one: a malformed item is "
+    "answered `rejected` with its reason (and recorded), the others are still credited",
+    (200, "per-item outcome", "WebhookResults"),
+    401,
+    503,
+    body="PixCallback",
+    limited=True,
+    params=[
+        {
+            "name": "X-Pix-Signature",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
         }
-    },
-}
+    ],
+)
 
 openapi: dict[str, Any] = {
-    f"{PREFIX}/pix/webhook": {
-        "post": {
-            "summary": "Banco Central API Pix payment callback; header X-Pix-Signature: "
-            "sha256=<hex HMAC-SHA256 of the raw body>",
-            "parameters": [
-                {
-                    "name": "X-Pix-Signature",
-                    "in": "header",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
-                }
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _CALLBACK}},
-            },
-            "responses": {
-                "200": json_response(
-                    "per-item outcome: paid, replayed, already_paid, mismatch, expired, "
-                    "unknown_txid"
-                ),
-                **error_responses(400, 401, 413, 503),
-                **rate_limited(),
-            },
-        }
-    },
+    f"{PREFIX}/pix/webhook": {"post": _WEBHOOK},
     f"{PREFIX}/orders/{{order_id}}": {
-        "get": {
-            "summary": "An order's status, for its viewer to poll until paid",
-            "parameters": [_ORDER_ID],
-            "security": [{"bearer": []}],
-            "responses": {
-                "200": json_response("the order"),
-                **error_responses(401, 403, 404),
-            },
-        }
+        "get": operation(
+            "An order's status, for its viewer to poll until paid",
+            (200, "the order", "OrderStatus"),
+            403,
+            404,
+            503,
+            auth=True,
+            params=[_ORDER_ID],
+        )
     },
     f"{PREFIX}/orders/{{order_id}}/qr.svg": {
         "get": {
@@ -130,7 +103,7 @@ openapi: dict[str, Any] = {
                     "description": "SVG QR code",
                     "content": {"image/svg+xml": {"schema": {"type": "string"}}},
                 },
-                **error_responses(404),
+                **error_responses(404, 503),
             },
         }
     },

@@ -6,14 +6,15 @@ token check as the API; a `<video src>` cannot send headers, so `?access_token=`
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import tornado.web
 
 from handlers.base import ApiHandler, bearer_token
+from handlers.errors import JsonErrors
 from handlers.openapi import error_responses, json_response
 from server.errors import DomainError, Unavailable
+from server.schemas import ref
 from server.services import Services
 
 PREFIX = "/api/v1/livestream"
@@ -34,7 +35,7 @@ class RecordingListHandler(ApiHandler):
         self.write_json({"recordings": recordings})
 
 
-class RecordingFileHandler(tornado.web.StaticFileHandler):
+class RecordingFileHandler(JsonErrors, tornado.web.StaticFileHandler):
     """Serves one recording file after the token check; errors are the API's JSON."""
 
     def initialize(self, services: Services) -> None:  # type: ignore[override]
@@ -49,7 +50,7 @@ class RecordingFileHandler(tornado.web.StaticFileHandler):
             claims = self.services.sessions.verify(token)
             _, relpath = await _library(self.services).file(claims, session_id, recording_id)
         except DomainError as err:
-            self._json_error(err)
+            self.fail(err)
             return
         self.set_header("Content-Disposition", f'attachment; filename="{recording_id}.mkv"')
         await super().get(relpath, include_body)
@@ -59,20 +60,6 @@ class RecordingFileHandler(tornado.web.StaticFileHandler):
 
     def get_content_type(self) -> str:
         return "video/x-matroska"
-
-    def _json_error(self, err: DomainError) -> None:
-        self.set_status(err.status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(
-            json.dumps({"error": {"status": err.status, "code": err.code, "message": err.message}})
-        )
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.clear_header("Content-Disposition")
-        self.finish(
-            json.dumps({"error": {"status": status_code, "code": "error", "message": self._reason}})
-        )
 
 
 _SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -84,8 +71,8 @@ openapi = {
             "summary": "Recordings of this session (broadcaster: all; viewer: enabled and, on a "
             "priced session, paid streams -- 402 otherwise)",
             "responses": {
-                "200": json_response("recordings"),
-                **error_responses(401, 402, 403, 404),
+                "200": json_response("recordings", ref("RecordingList")),
+                **error_responses(401, 402, 403, 404, 503),
             },
             "security": [{"bearer": []}],
             "parameters": [_SESSION_ID],

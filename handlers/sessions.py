@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from handlers.openapi import error_responses, json_body, json_response, rate_limited
+from handlers.openapi import operation, path_param
+from server import schemas
+from server.schemas import validate
+from server.sessions import MAX_PAGE
 
 PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
@@ -13,7 +16,8 @@ KIND = r"(screen|camera|[^/]+)"
 class StartSessionHandler(ApiHandler):
     async def post(self) -> None:
         await self.rate_limit("session_start")
-        self.write_json(await self.services.sessions.start_session(self.json_body()), 201)
+        body = validate(self.json_body(), "StartSession")
+        self.write_json(await self.services.sessions.start_session(body), 201)
 
 
 class SessionStatusHandler(ApiHandler):
@@ -24,7 +28,7 @@ class SessionStatusHandler(ApiHandler):
 class JoinHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         await self.rate_limit("join")
-        self.json_body(allow_empty=True)  # no fields yet; still refuse malformed bodies
+        validate(self.json_body(allow_empty=True), "NoFields")  # no fields yet: refuse any
         token = self.optional_token()
         self.write_json(await self.services.sessions.join(session_id, token))
 
@@ -35,14 +39,14 @@ class PreferencesHandler(ApiHandler):
 
     async def put(self, session_id: str) -> None:
         claims = self.claims()
-        body = self.json_body()
+        body = validate(self.json_body(), "Preferences")
         self.write_json(await self.services.sessions.put_preferences(claims, session_id, body))
 
 
 class StreamControlHandler(ApiHandler):
     async def post(self, session_id: str, kind: str, action: str) -> None:
         claims = self.claims()
-        self.json_body(allow_empty=True)
+        validate(self.json_body(allow_empty=True), "NoFields")
         sessions = self.services.sessions
         if action == "start":
             stream = await sessions.start_stream(claims, session_id, kind)
@@ -54,7 +58,7 @@ class StreamControlHandler(ApiHandler):
 class EndSessionHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
-        self.json_body(allow_empty=True)
+        validate(self.json_body(allow_empty=True), "NoFields")  # `{"admin": true}` is refused
         self.write_json(await self.services.sessions.end_session(claims, session_id))
 
 
@@ -77,162 +81,107 @@ routes = [
 ]
 
 
-def _op(summary: str, ok: dict, *errors: int, body: dict | None = None, auth: bool = False) -> dict:
-    op: dict = {"summary": summary, "responses": {**ok, **error_responses(*errors)}}
-    if body is not None:
-        op["requestBody"] = json_body(body)
-    if auth:
-        op["security"] = [{"bearer": []}]
-    return op
-
-
-_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_KIND = {
-    "name": "kind",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "enum": ["screen", "camera"]},
-}
-_ACTION = {
-    "name": "action",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "enum": ["start", "stop"]},
-}
-_START_BODY = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string", "maxLength": 200},
-        "streams": {"type": "array", "items": {"type": "string", "enum": ["screen", "camera"]}},
-        "pricing": {"$ref": "#/components/schemas/Pricing"},
-        "quality": {
-            "type": "object",
-            "properties": {
-                "screen": {"$ref": "#/components/schemas/Quality"},
-                "camera": {"$ref": "#/components/schemas/Quality"},
-            },
-        },
-        "pix": {
-            "type": "object",
-            "properties": {
-                "key": {"type": "string"},
-                "merchant_name": {"type": "string", "maxLength": 25},
-                "merchant_city": {"type": "string", "maxLength": 15},
-            },
-        },
-    },
-    "additionalProperties": False,
-}
+_SESSION_ID = path_param("session_id")
+_KIND = {**path_param("kind"), "schema": schemas.KIND}
+_ACTION = {**path_param("action"), "schema": {"type": "string", "enum": ["start", "stop"]}}
 
 openapi = {
     f"{PREFIX}/session/start": {
-        "post": _op(
+        "post": operation(
             "Start a broadcast session with its streams",
-            {"201": json_response("session and broadcaster token"), **rate_limited()},
-            400,
-            413,
+            (201, "the session and the broadcaster token", "SessionStarted"),
             503,
-            body=_START_BODY,
+            body="StartSession",
+            limited=True,
         )
     },
     f"{PREFIX}/session/{{session_id}}/status": {
-        "get": {
-            **_op(
-                "Session, streams, live viewer count, price list",
-                {"200": json_response("status")},
-                404,
-            ),
-            "parameters": [_SESSION_ID],
-        }
+        "get": operation(
+            "Session, streams, live viewer count, price list",
+            (200, "status", "SessionStatus"),
+            404,
+            params=[_SESSION_ID],
+        )
     },
     f"{PREFIX}/session/{{session_id}}/join": {
-        "post": {
-            **_op(
-                "Join as a viewer (present an earlier viewer token to be the same viewer)",
-                {"200": json_response("viewer id, token, preferences, quote"), **rate_limited()},
-                400,
-                401,
-                404,
-                409,
-                503,
-            ),
-            "parameters": [_SESSION_ID],
-        }
+        "post": operation(
+            "Join as a viewer (present an earlier viewer token to be the same viewer)",
+            (200, "viewer id, token, preferences, quote and any payment owed", "Joined"),
+            401,
+            404,
+            409,
+            503,
+            body="NoFields",
+            body_required=False,
+            auth=None,
+            params=[_SESSION_ID],
+            limited=True,
+        )
     },
     f"{PREFIX}/session/{{session_id}}/preferences": {
-        "get": {
-            **_op(
-                "The viewer's saved layout",
-                {"200": json_response("preferences")},
-                401,
-                403,
-                404,
-                auth=True,
-            ),
-            "parameters": [_SESSION_ID],
-        },
-        "put": {
-            **_op(
-                "Save the viewer's layout and re-quote",
-                {"200": json_response("preferences and quote")},
-                400,
-                401,
-                403,
-                404,
-                409,
-                413,
-                body={"$ref": "#/components/schemas/Preferences"},
-                auth=True,
-            ),
-            "parameters": [_SESSION_ID],
-        },
+        "get": operation(
+            "The viewer's saved layout",
+            (200, "preferences and quote", "PreferencesSaved"),
+            403,
+            404,
+            auth=True,
+            params=[_SESSION_ID],
+        ),
+        "put": operation(
+            "Save the viewer's layout and re-quote",
+            (200, "preferences, quote and any payment owed", "PreferencesSaved"),
+            403,
+            404,
+            409,
+            body="Preferences",
+            auth=True,
+            params=[_SESSION_ID],
+        ),
     },
     f"{PREFIX}/session/{{session_id}}/streams/{{kind}}/{{action}}": {
-        "post": {
-            **_op(
-                "Start or stop one stream while the others go on",
-                {"200": json_response("the stream")},
-                401,
-                403,
-                404,
-                409,
-                auth=True,
-            ),
-            "parameters": [_SESSION_ID, _KIND, _ACTION],
-        }
+        "post": operation(
+            "Start or stop one stream while the others go on",
+            (200, "the stream", "StreamChanged"),
+            403,
+            404,
+            409,
+            503,
+            body="NoFields",
+            body_required=False,
+            auth=True,
+            params=[_SESSION_ID, _KIND, _ACTION],
+        )
     },
     f"{PREFIX}/session/{{session_id}}/end": {
-        "post": {
-            **_op(
-                "End the session",
-                {"200": json_response("the ended session")},
-                401,
-                403,
-                404,
-                auth=True,
-            ),
-            "parameters": [_SESSION_ID],
-        }
+        "post": operation(
+            "End the session",
+            (200, "the ended session", "SessionEnded"),
+            403,
+            404,
+            body="NoFields",
+            body_required=False,
+            auth=True,
+            params=[_SESSION_ID],
+        )
     },
     f"{PREFIX}/sessions": {
-        "get": {
-            **_op(
-                "Live sessions with their streams, newest first, a page at a time",
-                {
-                    "200": json_response(
-                        "`{sessions, next}`: pass `next` as `cursor` for the next page"
-                    )
-                },
-                400,
-            ),
-            "parameters": [
+        "get": operation(
+            "Live sessions with their streams, newest first, a page at a time",
+            (200, "`{sessions, next}`: pass `next` as `cursor` for the next page", "SessionList"),
+            400,
+            params=[
                 {
                     "name": "limit",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
                 },
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "opaque: a `next` value this server returned",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,512}$"},
+                },
             ],
-        }
+        )
     },
 }

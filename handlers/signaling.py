@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 from handlers.base import ApiHandler, ApiWebSocketHandler
-from handlers.openapi import error_responses, json_body, json_response, rate_limited
+from handlers.openapi import operation, path_param, websocket_operation
 from server.auth import Claims
 from server.errors import DomainError, Invalid, Unavailable
+from server.schemas import validate
 from server.validation import parse_object
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class OfferHandler(ApiHandler):
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
-        body = self.json_body()
+        body = validate(self.json_body(), "Offer")
         self.write_json(await _offer(self.services, claims, stream_id, body))
 
 
@@ -52,7 +52,7 @@ class CandidateHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
-        body = self.json_body()
+        body = validate(self.json_body(), "Candidate")
         await _media(self.services).add_candidate(claims, body.get("pc_id"), body.get("candidate"))
         self.write_json({"ok": True})
 
@@ -63,7 +63,7 @@ class CompositeOfferHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
-        body = self.json_body()
+        body = validate(self.json_body(), "Offer")
         media = _media(self.services)
         self.write_json(await media.subscribe_composite(claims, session_id, body))
 
@@ -78,6 +78,7 @@ class SignalingSocket(ApiWebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
             self.claims_ = self.ws_claims()
+            self.check_upgrade()
             _media(self.services)
         except DomainError as err:
             self.reject(err)
@@ -95,15 +96,19 @@ class SignalingSocket(ApiWebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         assert self.claims_ is not None
         try:
+            if isinstance(message, bytes):
+                raise Invalid("send JSON text frames", code="invalid_frame")
             body = parse_object(message)
             kind = body.get("type")
             if kind == "offer":
                 await self.rate_limit("offer")
+                validate(body, "Offer", "message")
                 answer = await self.offer(body)
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
                 self._send({**answer, "type": "answer"})
             elif kind == "candidate":
+                validate({k: v for k, v in body.items() if k != "type"}, "Candidate", "message")
                 await _media(self.services).add_candidate(
                     self.claims_, body.get("pc_id"), body.get("candidate")
                 )
@@ -111,14 +116,7 @@ class SignalingSocket(ApiWebSocketHandler):
             else:
                 raise Invalid("type must be 'offer' or 'candidate'", code="invalid_message")
         except DomainError as err:
-            msg: dict[str, Any] = {
-                "type": "error",
-                "error": {"status": err.status, "code": err.code, "message": err.message},
-            }
-            retry_after = getattr(err, "retry_after", None)
-            if retry_after is not None:
-                msg["retry_after"] = max(1, math.ceil(retry_after))  # Retry-After, as on HTTP
-            self._send(msg)
+            self._send(self.error_frame(err))
 
     def _send(self, obj: dict[str, Any]) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():
@@ -143,83 +141,76 @@ class CompositeSignalingSocket(SignalingSocket):
         return dict(await media.subscribe_composite(self.claims_, self.target, body))
 
 
-_OFFER_BODY = {
-    "type": "object",
-    "required": ["sdp"],
-    "properties": {
-        "sdp": {"type": "string", "maxLength": 65536},
-        "type": {"const": "offer"},
-        "max_height": {
-            "type": "integer",
-            "minimum": 90,
-            "maximum": 4320,
-            "description": "viewers only: a scaled-down variant (180/360/540/720/1080 lines)",
-        },
-    },
-}
-_ANSWER = json_response("SDP answer `{sdp, type: answer, pc_id}`")
-_STREAM_ID = {"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_STREAM_ID = path_param("stream_id")
+_SESSION_ID = path_param("session_id")
+_WS_PROTOCOL = (
+    'JSON text frames: `{"type": "offer", "sdp", "max_height"?}` (schema Offer) → `{"type": '
+    '"answer", "sdp", "pc_id"}`; `{"type": "candidate", "pc_id", "candidate"}` (schema Candidate) '
+    '→ `{"type": "ack"}`; a refused message → `{"type": "error", "error": {"status", "code", '
+    '"message"}}` and the socket stays open. Binary frames are refused the same way.'
+)
 
 openapi = {
     f"{PREFIX}/stream/{{stream_id}}/signal/offer": {
-        "post": {
-            "summary": "Publish (broadcaster token) or subscribe to (viewer token) one stream",
-            "requestBody": json_body(_OFFER_BODY),
-            "responses": {
-                "200": _ANSWER,
-                **error_responses(400, 401, 402, 403, 404, 409),
-                **rate_limited(),
-            },
-            "security": [{"bearer": []}],
-            "parameters": [_STREAM_ID],
-        }
+        "post": operation(
+            "Publish (broadcaster token) or subscribe to (viewer token) one stream",
+            (200, "the SDP answer", "Answer"),
+            402,
+            403,
+            404,
+            409,
+            503,
+            body="Offer",
+            auth=True,
+            limited=True,
+            params=[_STREAM_ID],
+        )
     },
     f"{PREFIX}/stream/{{stream_id}}/signal/candidate": {
-        "post": {
-            "summary": "Trickle one ICE candidate `{pc_id, candidate}`",
-            "requestBody": json_body({"type": "object", "required": ["pc_id", "candidate"]}),
-            "responses": {"200": json_response("accepted"), **error_responses(400, 401, 404)},
-            "security": [{"bearer": []}],
-            "parameters": [_STREAM_ID],
-        }
+        "post": operation(
+            "Trickle one ICE candidate for a connection this token opened",
+            (200, "accepted", "Ack"),
+            404,
+            503,
+            body="Candidate",
+            auth=True,
+            params=[_STREAM_ID],
+        )
     },
     f"{PREFIX}/stream/{{stream_id}}/signal/ws": {
-        "get": {
-            "summary": "WebSocket carrying the same JSON messages as the offer and candidate routes "
-            "(token as Bearer header or `access_token`; origin-checked; size-limited)",
-            "responses": {
-                "101": {"description": "switching protocols"},
-                **error_responses(400, 401, 403, 404),
-            },
-            "security": [{"bearer": []}],
-            "parameters": [_STREAM_ID],
-        }
+        "get": websocket_operation(
+            "WebSocket signaling for one stream (the offer and candidate routes' messages)",
+            [_STREAM_ID],
+            403,
+            404,
+            503,
+            protocol=_WS_PROTOCOL,
+        )
     },
     f"{PREFIX}/session/{{session_id}}/composite/signal/ws": {
-        "get": {
-            "summary": "WebSocket signaling for this viewer's composite feed (same messages as the "
-            "composite offer route)",
-            "responses": {
-                "101": {"description": "switching protocols"},
-                **error_responses(400, 401, 403, 404),
-            },
-            "security": [{"bearer": []}],
-            "parameters": [_SESSION_ID],
-        }
+        "get": websocket_operation(
+            "WebSocket signaling for this viewer's composite feed",
+            [_SESSION_ID],
+            403,
+            404,
+            503,
+            protocol=_WS_PROTOCOL,
+        )
     },
     f"{PREFIX}/session/{{session_id}}/composite/signal/offer": {
-        "post": {
-            "summary": "Subscribe to this viewer's composite feed (layout from its preferences)",
-            "requestBody": json_body(_OFFER_BODY),
-            "responses": {
-                "200": _ANSWER,
-                **error_responses(400, 401, 402, 403, 404, 409),
-                **rate_limited(),
-            },
-            "security": [{"bearer": []}],
-            "parameters": [_SESSION_ID],
-        }
+        "post": operation(
+            "Subscribe to this viewer's composite feed (layout from its preferences)",
+            (200, "the SDP answer", "Answer"),
+            402,
+            403,
+            404,
+            409,
+            503,
+            body="Offer",
+            auth=True,
+            limited=True,
+            params=[_SESSION_ID],
+        )
     },
 }
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import tornado.web
 
+from handlers.errors import JsonErrors
 from server.services import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -41,7 +42,7 @@ def security_headers(handler: tornado.web.RequestHandler, connect_origins: tuple
     )
 
 
-class PageHandler(tornado.web.RequestHandler):
+class PageHandler(JsonErrors):
     """Serves one HTML page; the page's script reads ids from the URL and talks to the API."""
 
     page = "index.html"
@@ -75,7 +76,7 @@ class WatchPage(PageHandler):
     page = "watch.html"
 
 
-class AssetHandler(tornado.web.StaticFileHandler):
+class AssetHandler(JsonErrors, tornado.web.StaticFileHandler):
     """Scripts, styles and icons. URLs are not content-hashed, so clients revalidate by ETag."""
 
     def set_extra_headers(self, path: str) -> None:
@@ -91,10 +92,14 @@ class AssetHandler(tornado.web.StaticFileHandler):
         return super().get_content_type()
 
 
+class FaviconRedirect(JsonErrors, tornado.web.RedirectHandler):
+    """`/favicon.ico` → the SVG icon (errors, e.g. an unknown method, still in JSON)."""
+
+
 routes = [
     (r"/", IndexPage),
     (r"/studio", StudioPage),
     (r"/watch/([A-Za-z0-9_-]{1,64})", WatchPage),
     (r"/static/(.*)", AssetHandler, {"path": str(STATIC_DIR)}),
-    (r"/favicon\.ico", tornado.web.RedirectHandler, {"url": "/static/favicon.svg"}),
+    (r"/favicon\.ico", FaviconRedirect, {"url": "/static/favicon.svg"}),
 ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from handlers.base import ALLOWED_HEADERS, ApiHandler
 from handlers.openapi import error_responses
+from server import schemas
 from server.whip import (
     SDP,
     SDPFRAG,
@@ -187,21 +188,23 @@ def _param(name: str, description: str = "") -> dict[str, Any]:
     }
 
 
-_KIND = {
-    "name": "kind",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "enum": ["screen", "camera"]},
-}
+_KIND = {"name": "kind", "in": "path", "required": True, "schema": schemas.KIND}
 _FRAG_BODY = {
     "required": True,
     "content": {SDPFRAG: {"schema": {"type": "string", "maxLength": 16384}}},
 }
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
-_OPTIONS = {
-    "summary": "CORS preflight; the configured ICE servers as Link headers",
-    "responses": {"204": {"description": "allowed methods, Accept-Post, Link"}},
-}
+
+
+def _options(params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "summary": "CORS preflight; the configured ICE servers as Link headers",
+        "parameters": params,
+        "responses": {
+            "204": {"description": "allowed methods, Accept-Post, Link"},
+            **error_responses(403, 404),
+        },
+    }
 
 
 def _resource(what: str, params: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,7 +225,7 @@ def _resource(what: str, params: list[dict[str, Any]]) -> dict[str, Any]:
             "responses": {"200": {"description": "ended"}, **error_responses(401, 404)},
             "security": [{"bearer": []}],
         },
-        "options": _OPTIONS,
+        "options": _options(params),
     }
 
 
@@ -239,7 +242,7 @@ openapi = {
             "responses": {"201": _created("the SDP answer"), **_ERRORS},
             "security": [{"bearer": []}],
         },
-        "options": _OPTIONS,
+        "options": _options([_SESSION, _KIND]),
     },
     f"{WHIP}/{{session_id}}/{{kind}}/{{resource_id}}": _resource(
         "publication (DELETE: the stream goes stopped)", [_SESSION, _KIND, _RESOURCE]
@@ -252,7 +255,7 @@ openapi = {
             "responses": {"201": _created("the SDP answer"), **_ERRORS},
             "security": [{"bearer": []}],
         },
-        "options": _OPTIONS,
+        "options": _options([_SESSION, _KIND]),
     },
     f"{WHEP}/{{session_id}}/composite": {
         "post": {
@@ -279,10 +282,18 @@ openapi = {
             "responses": {"201": _created("the SDP answer"), **_ERRORS},
             "security": [{"bearer": []}],
         },
-        "options": _OPTIONS,
+        "options": _options([_SESSION]),
     },
     f"{WHEP}/{{session_id}}/{{target}}/{{resource_id}}": _resource(
-        "playback", [_SESSION, _param("target", "screen, camera or composite"), _RESOURCE]
+        "playback",
+        [
+            _SESSION,
+            {
+                **_param("target", "screen, camera or composite"),
+                "schema": {"type": "string", "enum": [*schemas.STREAM_KINDS, "composite"]},
+            },
+            _RESOURCE,
+        ],
     ),
 }
 

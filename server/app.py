@@ -6,9 +6,11 @@ import importlib
 from typing import Any
 
 import tornado.web
+from tornado.httpserver import HTTPServer
 
 from handlers.base import NotFoundHandler
 from handlers.openapi import OpenApiHandler, build_document
+from handlers.ops import HealthzHandler, MetricsHandler, ReadyzHandler
 from server.logs import make_log_function
 from server.services import Services
 from server.settings import Settings
@@ -38,11 +40,41 @@ def collect_routes(services: Services) -> list[tuple[Any, ...]]:
     for name in ROUTE_MODULES:
         module = importlib.import_module(name)
         for route in module.routes:
+            if services.settings.metrics_address and route[1] is MetricsHandler:
+                continue  # served by the separate metrics listener only
             if len(route) == 2:
                 routes.append((route[0], route[1], {"services": services}))
             else:
                 routes.append(tuple(route))
     return routes
+
+
+def make_metrics_app(settings: Settings, services: Services) -> tornado.web.Application:
+    """The separate listener (`metrics_address`): `/metrics` and the probes, nothing else."""
+    args = {"services": services}
+    return tornado.web.Application(
+        [
+            (r"/metrics", MetricsHandler, args),
+            (r"/healthz", HealthzHandler, args),
+            (r"/readyz", ReadyzHandler, args),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        log_function=make_log_function(services.metrics),
+    )
+
+
+def make_http_server(app: tornado.web.Application, settings: Settings) -> HTTPServer:
+    """The HTTP server every entry point uses: bodies stream into the handlers, which refuse
+    oversized ones with a JSON 413 (the cap here only stops a client streaming forever), and slow
+    clients are closed: headers (and keep-alive idle) within `header_timeout_s`, a body within
+    `body_timeout_s`."""
+    return HTTPServer(
+        app,
+        max_body_size=64 * settings.max_body_bytes,
+        idle_connection_timeout=settings.header_timeout_s,
+        body_timeout=settings.body_timeout_s,
+    )
 
 
 def make_app(settings: Settings, services: Services, **extra: Any) -> tornado.web.Application:

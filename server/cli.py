@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import tornado.httpserver
-
-from server.app import make_app
+from server.app import make_app, make_http_server, make_metrics_app
 from server.lifespan import open_services
-from server.settings import Settings
+from server.settings import Settings, split_address
 
 log = logging.getLogger("multistream")
 
@@ -81,11 +79,16 @@ async def serve(settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
         app = make_app(services.settings, services)
-        # Bodies stream into the handlers, which refuse oversized ones with a JSON 413; this cap only
-        # stops a client from streaming forever.
-        server = tornado.httpserver.HTTPServer(
-            app, max_body_size=64 * services.settings.max_body_bytes
-        )
+        server = make_http_server(app, services.settings)
+        metrics_server = None
+        if settings.metrics_address:
+            metrics_host, metrics_port = split_address(settings.metrics_address)
+            metrics_server = make_http_server(
+                make_metrics_app(services.settings, services), services.settings
+            )
+            metrics_server.listen(metrics_port, metrics_host)
+            bound = next(iter(metrics_server._sockets.values())).getsockname()[1]
+            log.info("metrics on http://%s:%d/metrics", metrics_host, bound)
         server.listen(settings.port, settings.host)
         port = next(iter(server._sockets.values())).getsockname()[1]
         log.info(
@@ -94,6 +97,8 @@ async def serve(settings: Settings) -> int:
         await stop.wait()
         log.info("shutting down instance=%s", settings.instance_id)
         await drain.run(services, server)
+        if metrics_server is not None:
+            metrics_server.stop()
     drain.mark("exit")
     return 0
 

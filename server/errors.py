@@ -5,12 +5,17 @@ Services never import Tornado: they raise these, and the edge decides how they l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 
 class DomainError(Exception):
     """Base class: `status` is the HTTP status the edge answers, `code` a stable machine string."""
 
     status = 500
     code = "internal"
+    # Response headers the error implies (e.g. `Upgrade` on 426); the edge writes them.
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -68,6 +73,21 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(DomainError):
+    """A JSON route given a body of another Content-Type (415)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UpgradeRequired(DomainError):
+    """A plain HTTP request to a WebSocket-only endpoint (426)."""
+
+    status = 426
+    code = "upgrade_required"
+    headers: ClassVar[Mapping[str, str]] = {"Upgrade": "websocket"}
+
+
 class TooManyRequests(DomainError):
     """A client over its rate limit (429); `retry_after` (seconds) becomes a `Retry-After` header."""
 
@@ -86,3 +106,12 @@ class Unavailable(DomainError):
 
     status = 503
     code = "unavailable"
+
+
+def envelope(status: int, code: str, message: str) -> dict[str, dict[str, object]]:
+    """The one error shape every edge writes, HTTP bodies and WebSocket frames alike."""
+    return {"error": {"status": status, "code": code, "message": message}}
+
+
+def error_envelope(err: DomainError) -> dict[str, dict[str, object]]:
+    return envelope(err.status, err.code, err.message)

@@ -259,7 +259,8 @@ def make_log_function(
         if observer is not None:
             observer.observe_request(route, request.method or "", status, seconds)
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-        kwargs = handler.path_kwargs or {}
+        # Unset when Tornado refused the method before routing arguments were decoded (405).
+        kwargs = getattr(handler, "path_kwargs", None) or {}
         ids = dict(_ID_IN_PATH.findall(request.path))
         extra = {
             "route": route,

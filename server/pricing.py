@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from server.domain import STREAM_KINDS
 from server.errors import Invalid
+from server.validation import as_int
 
 CURRENCY: Final = "BRL"
 # R$ 100.000,00: anything above is far more likely a unit mistake (reais sent as centavos) than a price.
@@ -27,8 +28,9 @@ FREE: Final[dict[str, Any]] = {
 
 
 def _amount(value: object, where: str) -> int:
-    # bool is an int subclass in Python; `true` is not a price.
-    if isinstance(value, bool) or not isinstance(value, int):
+    # bool is an int subclass in Python; `true` is not a price. `500.0` is the integer 500.
+    value = as_int(value)
+    if value is None:
         raise Invalid(f"{where} must be an integer number of centavos", code="invalid_amount")
     if not 0 <= value <= MAX_AMOUNT_CENTAVOS:
         raise Invalid(
@@ -54,8 +56,8 @@ def validate_pricing(raw: object) -> dict[str, Any]:
         raise Invalid(
             f"pricing.addons has unknown stream kinds: {', '.join(sorted(unknown_kinds))}"
         )
-    discount = raw.get("bundle_discount_pct", 0)
-    if isinstance(discount, bool) or not isinstance(discount, int) or not 0 <= discount <= 100:
+    discount = as_int(raw.get("bundle_discount_pct", 0))
+    if discount is None or not 0 <= discount <= 100:
         raise Invalid("pricing.bundle_discount_pct must be an integer from 0 to 100")
     return {
         "base": _amount(raw.get("base", 0), "pricing.base"),

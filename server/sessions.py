@@ -558,12 +558,12 @@ MAX_PAGE = 100
 
 def _page_size(raw: object) -> int:
     """`?limit=`: 1..100, default 100 (the size of the list before it was paginated)."""
-    if raw is None or raw == "":
+    if raw is None:
         return MAX_PAGE
-    try:
-        size = int(str(raw))
-    except ValueError:
-        raise Invalid("limit must be an integer", code="invalid_limit") from None
+    # ASCII digits only: `int()` would also take " 5", "+5", "5_0" and other scripts' digits.
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 6):
+        raise Invalid("limit must be an integer", code="invalid_limit")
+    size = int(raw)
     if not 1 <= size <= MAX_PAGE:
         raise Invalid(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
     return size

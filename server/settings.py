@@ -95,6 +95,21 @@ def _port_range(raw: str) -> tuple[int, int] | None:
     return lo, hi
 
 
+def _address(raw: str) -> str:
+    """`host:port` (port 0 picks a free one), or empty."""
+    if not raw:
+        return ""
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"MULTISTREAM_METRICS_ADDRESS must look like 127.0.0.1:9100, got {raw!r}")
+    return raw
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable. Defaults are safe: loopback-free ICE, same-origin CORS, debug off."""
@@ -110,6 +125,15 @@ class Settings:
     token_secret: Secret = field(default_factory=lambda: Secret(""))
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 1024 * 1024
+    # Slow clients: seconds to send a request's headers (also the keep-alive idle limit), and to
+    # send its body once the headers are in. A client dribbling bytes is closed at the limit.
+    header_timeout_s: int = 30
+    body_timeout_s: int = 60
+    # `/metrics`: when set, a scrape must send `Authorization: Bearer <token>`.
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    # `host:port` of a separate listener for `/metrics` (and the probes); empty means the main port.
+    # When set, the main port no longer serves `/metrics`.
+    metrics_address: str = ""
     # WebRTC. Empty ICE servers on purpose: aiortc would otherwise contact a public STUN server.
     ice_servers: tuple[str, ...] = ()
     # Host addresses offered as ICE candidates; empty means every interface (aioice's behaviour).
@@ -172,6 +196,10 @@ class Settings:
             token_secret=Secret(env.get("MULTISTREAM_TOKEN_SECRET", "")),
             token_ttl_s=_int(env, "MULTISTREAM_TOKEN_TTL", cls.token_ttl_s, 60, 30 * 86400),
             max_body_bytes=_int(env, "MULTISTREAM_MAX_BODY", cls.max_body_bytes, 1024, 64 << 20),
+            header_timeout_s=_int(env, "MULTISTREAM_HEADER_TIMEOUT", cls.header_timeout_s, 1, 3600),
+            body_timeout_s=_int(env, "MULTISTREAM_BODY_TIMEOUT", cls.body_timeout_s, 1, 3600),
+            metrics_token=Secret(env.get("MULTISTREAM_METRICS_TOKEN", "")),
+            metrics_address=_address(env.get("MULTISTREAM_METRICS_ADDRESS", "")),
             ice_servers=_split(env.get("MULTISTREAM_ICE_SERVERS", "")),
             ice_hosts=_split(env.get("MULTISTREAM_ICE_HOSTS", "")),
             udp_ports=_port_range(env.get("MULTISTREAM_UDP_PORTS", "")),

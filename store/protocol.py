@@ -20,6 +20,7 @@ Collection = Literal[
     "viewer_preferences",
     "chat_messages",
     "orders",
+    "payment_rejects",
     "recordings",
     "livestreams",
 ]
@@ -32,6 +33,8 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "viewer_preferences": ("session_id", "viewer_id", "updated_at", "replay_on"),
     "chat_messages": ("session_id", "created_at", "seq", "deleted"),
     "orders": ("session_id", "viewer_id", "txid", "status", "created_at"),
+    # Webhook items refused one by one (invalid text, bad fields), kept for the operator.
+    "payment_rejects": ("txid", "received_at"),
     "recordings": ("session_id", "stream_id", "status", "started_at"),
     "livestreams": ("status", "created_at"),
 }

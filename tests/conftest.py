@@ -20,7 +20,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
-from server.app import make_app
+from server.app import make_app, make_http_server
 from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings
@@ -156,6 +156,8 @@ class Client:
             hdrs.setdefault("Content-Type", "application/json")
         if payload is None and method in ("POST", "PUT"):
             payload = b""
+        if payload:
+            hdrs.setdefault("Content-Type", "application/json")
         resp = await self._http.fetch(
             self.base_url + path,
             method=method,
@@ -193,9 +195,7 @@ async def serve(services: Services) -> AsyncIterator[RunningServer]:
     """The real app for `services` on an ephemeral loopback port."""
     app = make_app(services.settings, services)
     sock, port = tornado.testing.bind_unused_port()
-    http_server = tornado.httpserver.HTTPServer(
-        app, max_body_size=64 * services.settings.max_body_bytes
-    )
+    http_server = make_http_server(app, services.settings)
     http_server.add_sockets([sock])
     try:
         yield RunningServer(services, port, Client(f"http://127.0.0.1:{port}"))

@@ -84,7 +84,7 @@ BAD_START_BODIES = [
     ({"pricing": {"addons": {"screen.x": 1}}}, "forbidden_key"),
     ({"title": ["x"]}, "invalid"),
     ({"title": "x" * 201}, "invalid"),
-    ({"title": "bad\x00title"}, "invalid"),
+    ({"title": "bad\x00title"}, "invalid_text"),  # NUL: refused in any string of any body
     ({"streams": ["video"]}, "invalid"),
     ({"streams": []}, "invalid"),
     ({"streams": "screen"}, "invalid"),
@@ -96,7 +96,7 @@ BAD_START_BODIES = [
     ({"pricing": {"bundle_discount_pct": 150}}, "invalid"),
     ({"pricing": {"base": 100}}, "pix_required"),
     ({"quality": {"screen": {"fps": 60}}}, "invalid"),
-    ({"quality": {"screen": {"fps": 15.0}}}, "invalid"),
+    ({"quality": {"screen": {"fps": 15.5}}}, "invalid"),
     ({"quality": {"camera": {"preset": "2160p"}}}, "invalid"),
     ({"quality": {"screen": {"content_hint": "motion"}}}, "invalid"),
     ({"quality": {"audio": {}}}, "invalid"),

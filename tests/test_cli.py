@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def _start(data_dir: Path, store: str | None = None) -> tuple[subprocess.Popen[s
 def _call(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
     req = urllib.request.Request(url, data=data, method=method)
+    if data:
+        req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=10) as resp:
@@ -103,3 +106,38 @@ def test_bad_settings_exit_cleanly(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "MULTISTREAM_PORT must be an integer" in result.stderr
+
+
+def test_metrics_on_a_separate_address(tmp_path: Path) -> None:
+    """`MULTISTREAM_METRICS_ADDRESS`: `/metrics` moves to its own listener (keep it off the public
+    network); the public port answers it 404."""
+    env = {
+        **os.environ,
+        "MULTISTREAM_ICE_HOSTS": "127.0.0.1",
+        "MULTISTREAM_METRICS_ADDRESS": "127.0.0.1:0",
+    }
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", "0", "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    metrics = public = None
+    try:
+        for line in proc.stdout:
+            if found := re.search(r"metrics on (http://[\d.]+:\d+)/metrics", line):
+                metrics = found.group(1)
+            if found := re.search(r"listening on (http://[\d.]+:\d+)/", line):
+                public = found.group(1)
+                break
+        assert metrics and public, "server did not report both addresses"
+        with urllib.request.urlopen(f"{metrics}/metrics", timeout=10) as resp:
+            assert resp.status == 200 and b"# TYPE" in resp.read()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{public}/metrics", timeout=10)
+        assert refused.value.code == 404
+        assert _call("GET", f"{public}/api/v1/livestream/sessions")["sessions"] == []
+    finally:
+        assert _stop(proc) == 0

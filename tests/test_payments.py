@@ -191,6 +191,7 @@ async def test_webhook_marks_paid_and_replay_is_harmless(api, server) -> None:
     payment = joined["payment"]
     first = await pay(api, payment["txid"], "19.45", "E777")
     assert first == {
+        "index": 0,
         "txid": payment["txid"],
         "end_to_end_id": "E777",
         "order_id": payment["order_id"],
@@ -237,6 +238,7 @@ async def test_unknown_txid_changes_nothing(api, server) -> None:
     before = await snapshot(server.services.store)
     result = await pay(api, "UnknownTxid000000000000000", "19.45")
     assert result == {
+        "index": 0,
         "txid": "UnknownTxid000000000000000",
         "end_to_end_id": "E1",
         "outcome": "unknown_txid",
@@ -334,12 +336,11 @@ async def test_webhook_signature_refused(api, server, headers: Any, code: str) -
         (b"{not json", "invalid_json"),
         (b'{"pix": []}', "invalid_callback"),
         (b'{"pix": {"txid": "x"}}', "invalid_callback"),
-        (b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": 19.45}]}', "invalid_callback"),
-        (b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": "19.4"}]}', "invalid_callback"),
-        (b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": "1e3"}]}', "invalid_callback"),
-        (b'{"pix": [{"endToEndId": "E1", "txid": "a-b", "valor": "1.00"}]}', "invalid_callback"),
-        (b'{"pix": [{"endToEndId": "E1", "valor": "1.00"}]}', "invalid_callback"),
         (b'{"pix": [{"endToEndId": "E1", "txid": {"$ne": 1}, "valor": "1.00"}]}', "forbidden_key"),
+        (
+            b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": "1.00"}], "x": "\\ud800"}',
+            "invalid_text",
+        ),
         (b'{"pix": [{"endToEndId": "E1", "txid": "abc", "valor": NaN}]}', "invalid_json"),
     ],
 )
@@ -352,14 +353,63 @@ async def test_webhook_malformed_body_refused(api, server, body: bytes, code: st
     assert await snapshot(server.services.store) == before
 
 
-async def test_webhook_malformed_second_item_applies_nothing(api, server) -> None:
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"endToEndId": "E1", "txid": "abc", "valor": 19.45},
+        {"endToEndId": "E1", "txid": "abc", "valor": "19.4"},
+        {"endToEndId": "E1", "txid": "abc", "valor": "1e3"},
+        {"endToEndId": "E1", "txid": "a-b", "valor": "1.00"},
+        {"endToEndId": "E1", "valor": "1.00"},
+        {"endToEndId": "E1", "txid": "abc", "valor": "1.00", "infoPagador": "oi \ud800"},
+        {"endToEndId": "E1", "txid": "abc", "valor": "1.00", "infoPagador": "a\u202eb"},
+        {"endToEndId": "E1", "txid": "abc", "valor": "1.00", "horario": "x\u0000"},
+        "not an object",
+    ],
+)
+async def test_webhook_malformed_item_is_rejected_and_recorded(api, server, item: Any) -> None:
+    """Issue 10: a bad item is answered `rejected` with its reason and stored for the operator;
+    no order changes."""
     sid = await start(api)
-    payment = (await join(api, sid))["payment"]
-    good = callback(payment["txid"], "19.45")["pix"][0]
-    before = await snapshot(server.services.store)
-    r = await api.post(WEBHOOK, **signed({"pix": [good, {"txid": payment["txid"]}]}))
-    assert_error(r, 400, "invalid_callback")
-    assert await snapshot(server.services.store) == before
+    await join(api, sid)
+    orders = await server.services.store.find("orders", limit=100)
+    r = await api.post(WEBHOOK, **signed({"pix": [item]}))
+    assert r.status == 200, r.body
+    (result,) = r.json["results"]
+    assert result["outcome"] == "rejected" and result["index"] == 0 and result["reason"]
+    assert await server.services.store.find("orders", limit=100) == orders
+    (reject,) = await server.services.store.find("payment_rejects", limit=10)
+    assert reject["reason"] == result["reason"] and reject["index"] == 0
+
+
+async def test_webhook_bad_item_never_blocks_the_others(api, server) -> None:
+    """Issue 10: a signed batch `[ok, infoPagador: "oi \\ud800", ok]` answered 500 on every retry
+    with item 0 credited and item 2 never; now both good items are paid, the bad one recorded."""
+    sid = await start(api)
+    first = (await join(api, sid))["payment"]
+    second = (await join(api, sid))["payment"]
+    bad = {**callback(first["txid"], "19.45", e2e="E2")["pix"][0], "infoPagador": "oi \ud800"}
+    body = {
+        "pix": [
+            callback(first["txid"], "19.45", e2e="E1")["pix"][0],
+            bad,
+            callback(second["txid"], "19.45", e2e="E3")["pix"][0],
+        ]
+    }
+    raw = json.dumps(body).encode()  # "\\ud800" stays an escape: valid JSON, invalid text
+    assert b"\\ud800" in raw
+    for _attempt in range(2):  # the provider's retry is harmless too
+        r = await api.post(WEBHOOK, raw=raw, headers={"X-Pix-Signature": sign(SECRET, raw)})
+        assert r.status == 200, r.body
+        outcomes = [res["outcome"] for res in r.json["results"]]
+        assert outcomes[1] == "rejected" and "surrogate" in r.json["results"][1]["reason"]
+        assert outcomes[0] in ("paid", "replayed") and outcomes[2] in ("paid", "replayed")
+    for payment in (first, second):
+        order = await server.services.store.get("orders", payment["order_id"])
+        assert order["status"] == "paid"
+    rejects = await server.services.store.find("payment_rejects", limit=10)
+    assert len(rejects) == 2 and all(rej["index"] == 1 for rej in rejects)
+    assert "\\ud800" in rejects[0]["item"]
 
 
 @pytest.fixture
@@ -426,9 +476,12 @@ async def test_order_status_only_for_its_viewer(api, server) -> None:
             "at most 15",
         ),
         ({"key": "not a key", "merchant_name": "Ana", "merchant_city": "X"}, "pix.key"),
-        ({"key": "dev@example.com", "merchant_name": "Ana"}, "missing merchant_city"),
-        ({"key": "dev@example.com", "merchant_name": "東京", "merchant_city": "X"}, "cannot carry"),
-        ({"key": "dev@example.com", "merchant_name": 5, "merchant_city": "X"}, "must be strings"),
+        ({"key": "dev@example.com", "merchant_name": "Ana"}, "merchant_city is required"),
+        (
+            {"key": "dev@example.com", "merchant_name": "東京", "merchant_city": "X"},
+            "BR Code can carry",
+        ),
+        ({"key": "dev@example.com", "merchant_name": 5, "merchant_city": "X"}, "must be a string"),
         (
             {"key": "dev@example.com", "merchant_name": "A", "merchant_city": "X", "extra": 1},
             "unknown fields",

@@ -29,6 +29,7 @@ from server.clock import iso, utc_now
 from server.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
 from server.ids import new_id
 from server.validation import check_id
+from server.validation import check_text as check_plain_text
 from store.protocol import Doc, Store
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,8 @@ CLOSE_SESSION_ENDED: Final = 4010
 CLOSE_GOING_AWAY: Final = 1001
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_SEQ_RE: Final = re.compile(r"[0-9]{16}[0-9a-f]{8}")
-# C0 controls other than tab and newline, DEL, and bidi overrides that can disguise text.
-_FORBIDDEN_CHARS: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+SEQ_PATTERN: Final = r"[0-9]{16}[0-9a-f]{8}"  # also the `before` parameter's OpenAPI pattern
+_SEQ_RE: Final = re.compile(SEQ_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +90,16 @@ def check_text(text: object, limits: ChatLimits) -> str:
             f"message is {len(text)} characters; at most {limits.max_text_chars}",
             code="message_too_long",
         )
-    if _FORBIDDEN_CHARS.search(text):
-        raise Invalid("text contains control characters", code="invalid_message")
-    return text
+    # The one text rule titles and names follow too (multi-line: newlines are allowed here).
+    return check_plain_text(text, "text", multiline=True, code="invalid_message")
 
 
 def check_name(name: object, limits: ChatLimits) -> str | None:
     if name is None or name == "":
         return None
-    if not isinstance(name, str) or _FORBIDDEN_CHARS.search(name):
+    if not isinstance(name, str):
         raise Invalid("name must be plain text", code="invalid_name")
+    check_plain_text(name, "name", code="invalid_name")
     name = " ".join(name.split())
     if len(name) > limits.max_name_chars:
         raise Invalid(
@@ -227,7 +227,7 @@ class ChatService:
         }
 
     def _limit(self, raw: object) -> int:
-        if raw is None or raw == "":
+        if raw is None:  # absent; `limit=` (empty) is not an integer and is refused below
             return self.limits.history_default
         value: int | None = None
         if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 6:

@@ -25,6 +25,7 @@ from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConne
 from aiortc.sdp import candidate_from_sdp
 
 from server.errors import Invalid
+from server.validation import as_int
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,12 @@ def parse_candidate(raw: object, loopback_only: bool) -> RTCIceCandidate | None:
         raise Invalid("candidate.candidate must be a short string", code="invalid_candidate")
     if mid is not None and (not isinstance(mid, str) or len(mid) > 32):
         raise Invalid("candidate.sdpMid must be a short string", code="invalid_candidate")
-    if index is not None and (
-        not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 64
-    ):
-        raise Invalid("candidate.sdpMLineIndex must be a small integer", code="invalid_candidate")
+    if index is not None:
+        index = as_int(index)
+        if index is None or not 0 <= index < 64:
+            raise Invalid(
+                "candidate.sdpMLineIndex must be a small integer", code="invalid_candidate"
+            )
     if text == "":
         return None
     if text.startswith("candidate:"):

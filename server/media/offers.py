@@ -61,6 +61,19 @@ def parse_offer(body: object) -> Offer:
         raise Invalid("offer has too many media sections", code="invalid_sdp")
     if any(d not in aiortc_sdp.DIRECTIONS for _, d, _ in media):
         raise Invalid("offer has an unknown media direction", code="invalid_sdp")
+    # What aiortc assumes without checking (it would fail later, inside negotiation or in a
+    # background task once the connection starts): a mid, ICE credentials and a DTLS fingerprint
+    # on every audio/video section, each mid distinct.
+    mids = [mid for _, _, mid in media]
+    if any(mid in ("", "None") for mid in mids) or len(set(mids)) != len(mids):
+        raise Invalid("every audio/video section needs its own a=mid", code="invalid_sdp")
+    for m in parsed.media:
+        if m.kind not in ("audio", "video"):
+            continue
+        if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
+            raise Invalid("offer lacks ICE credentials (a=ice-ufrag/a=ice-pwd)", code="invalid_sdp")
+        if m.dtls is None or not m.dtls.fingerprints:
+            raise Invalid("offer lacks a DTLS fingerprint (a=fingerprint)", code="invalid_sdp")
     return Offer(sdp=sdp, media=media)
 
 

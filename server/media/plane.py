@@ -8,11 +8,12 @@ changing a viewer's preferences closes or updates exactly the connections concer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,10 +173,10 @@ class MediaPlane:
                 seen.add(t.kind)
             answer = await self._answer(pc)
         except DomainError:
-            await ingest.close()
+            await _quietly(ingest.close(), "publisher cleanup")
             raise
         except Exception as exc:
-            await ingest.close()
+            await _quietly(ingest.close(), "publisher cleanup")
             log.info("stream=%s publisher offer refused: %r", stream_id, exc)
             raise Invalid("offer could not be negotiated", code="invalid_sdp") from None
         previous = self._ingests.get(stream_id)
@@ -360,14 +361,14 @@ class MediaPlane:
             await self._answer(pc)
             codec = self._negotiated_codec(pc, video_t)
         except DomainError:
-            await pc.close()
+            await close_refused(pc)
             raise
         except Exception as exc:
-            await pc.close()
+            await close_refused(pc)
             log.info("session=%s viewer=%s offer refused: %r", peer.session_id, peer.viewer_id, exc)
             raise Invalid("offer could not be negotiated", code="invalid_sdp") from None
         if video_t.mid is None or codec not in codecs.SUPPORTED_VIDEO:
-            await pc.close()
+            await close_refused(pc)
             raise Invalid("offer has no usable video codec (H264 or VP8)", code="no_common_codec")
         return video_t, audio_t if (audio_t and audio_t.mid) else None, codec
 
@@ -812,3 +813,31 @@ class MediaPlane:
             await asyncio.gather(*self._background, return_exceptions=True)
         self._executor.shutdown(wait=True)
         log.info("media plane closed")
+
+
+async def close_refused(pc: RTCPeerConnection) -> None:
+    """Close a refused offer's connection. aiortc's `close` assumes every transceiver got a
+    transport; on a half-negotiated connection it raises midway (issue 10: after an offer without
+    `a=mid`), leaving the other transports' sockets open. Then stop those directly."""
+    try:
+        await pc.close()
+        return
+    except Exception as exc:
+        log.warning("closing a refused offer's connection raised %r; stopping its transports", exc)
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if dtls is None:
+            continue
+        for stop in (dtls.stop, dtls.transport.stop):
+            with contextlib.suppress(Exception):
+                await stop()
+
+
+async def _quietly(cleanup: Awaitable[Any], what: str) -> None:
+    """Release a refused offer's connection; aiortc may raise again on a half-built one (issue
+    10: an offer without `a=mid` failed in negotiation and then in `close`), and that must not
+    turn the client's 400 into a 500."""
+    try:
+        await cleanup
+    except Exception as exc:
+        log.warning("%s raised %r (the offer is refused anyway)", what, exc)

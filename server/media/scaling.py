@@ -18,18 +18,27 @@ import compositor
 from server.errors import Invalid
 from server.media.frames import HISTORY, LatestFrame
 from server.tasks import cancel_and_wait
+from server.validation import as_int
 
 log = logging.getLogger(__name__)
 
 VARIANT_HEIGHTS = (180, 360, 540, 720, 1080)
+# What a viewer may ask for as `max_height` (the request schema reads these too).
+MAX_HEIGHT_MIN = 90
+MAX_HEIGHT_MAX = 4320
 
 
 def variant_height(raw: object) -> int | None:
     """The variant for an offer's optional `max_height`: the tallest standard height under it."""
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 90 <= raw <= 4320:
-        raise Invalid("max_height must be an integer from 90 to 4320", code="invalid_max_height")
+    height = as_int(raw)
+    if height is None or not MAX_HEIGHT_MIN <= height <= MAX_HEIGHT_MAX:
+        raise Invalid(
+            f"max_height must be an integer from {MAX_HEIGHT_MIN} to {MAX_HEIGHT_MAX}",
+            code="invalid_max_height",
+        )
+    raw = height
     fitting = [h for h in VARIANT_HEIGHTS if h <= raw]
     return fitting[-1] if fitting else VARIANT_HEIGHTS[0]
 

@@ -20,10 +20,17 @@ from server import pix, pricing
 from server.auth import Claims
 from server.clock import iso, utc_now
 from server.domain import STREAM_KINDS
-from server.errors import Conflict, Forbidden, NotFound, PaymentRequired, Unavailable
+from server.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+)
 from server.ids import new_id
 from server.payments.receiver import validate_receiver
-from server.payments.webhook import PixCallback, parse_callbacks, verify_signature
+from server.payments.webhook import PixCallback, RejectedItem, parse_callbacks, verify_signature
 from server.settings import Settings
 from server.validation import check_id
 from store.protocol import Doc, DuplicateKey, Store
@@ -269,9 +276,41 @@ class PaymentService:
                 code="webhook_disabled",
             )
         verify_signature(secret.reveal(), body, signature)
-        callbacks = parse_callbacks(body)
-        results = [await self.apply_callback(cb) for cb in callbacks]
+        results = []
+        for index, item in enumerate(parse_callbacks(body)):
+            if isinstance(item, RejectedItem):
+                results.append(await self._reject(item))
+                continue
+            try:
+                results.append({"index": index, **await self.apply_callback(item)})
+            except DomainError as exc:  # this item only; the rest of the batch still applies
+                results.append(await self._reject(RejectedItem(index, exc.message, item.txid, "")))
         return {"results": results}
+
+    async def _reject(self, item: RejectedItem) -> dict[str, Any]:
+        """Record a callback item that could not be applied, for the operator; answer its outcome.
+
+        The provider gets 200 for the batch (retrying cannot fix a malformed item, and a retry
+        must not be the price of crediting the good ones)."""
+        now = iso(self.clock())
+        await self.store.insert(
+            "payment_rejects",
+            {
+                "id": new_id("rej"),
+                "txid": item.txid,
+                "received_at": now,
+                "index": item.index,
+                "reason": item.reason,
+                "item": item.raw,
+            },
+        )
+        log.warning("txid=%s webhook item %d rejected: %s", item.txid, item.index, item.reason)
+        return {
+            "index": item.index,
+            "txid": item.txid,
+            "outcome": "rejected",
+            "reason": item.reason,
+        }
 
     async def apply_callback(self, cb: PixCallback) -> dict[str, Any]:
         """Honour one payment if it pays a live order exactly; record anything else, harmlessly."""

@@ -130,7 +130,7 @@ export function mountChat(panel, { sessionId, token, role = "viewer", name = "" 
         setMutedUi();
         break;
       case "error":
-        say(status, event.code === "rate_limited" ? "You are sending too fast; slow down." : event.message, "error");
+        say(status, event.error.code === "rate_limited" ? "You are sending too fast; slow down." : event.error.message, "error");
         break;
       case "ended":
         say(status, "The session has ended.", "info");

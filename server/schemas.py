@@ -1,0 +1,578 @@
+"""Every request and response shape, defined once as JSON Schema data.
+
+The handlers check each request body against these (`validate`) before a service sees it, and the
+OpenAPI document (`handlers.openapi`) publishes the very same dicts as its components: what the
+document promises and what the server enforces cannot drift apart. Enumerations come from
+`server.domain`, limits from the modules that enforce them (pricing, pix, media), the text rule
+from `server.validation`. The services still apply the rules a schema cannot express (an SDP is
+negotiable, a token may act on this session) and answer those with their own 4xx.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from server import pix
+from server.domain import (
+    KIND_RULES,
+    PIP_CORNERS,
+    PIP_SIZE_MAX,
+    PIP_SIZE_MIN,
+    SESSION_STATUSES,
+    STREAM_KINDS,
+    STREAM_STATUSES,
+    VIEW_MODES,
+)
+from server.media.ice import MAX_CANDIDATE_CHARS
+from server.media.offers import MAX_SDP_CHARS
+from server.media.scaling import MAX_HEIGHT_MAX, MAX_HEIGHT_MIN
+from server.payments.webhook import E2E_PATTERN, MAX_ITEMS, TXID_PATTERN, VALOR_PATTERN
+from server.pricing import CURRENCY, MAX_AMOUNT_CENTAVOS
+from server.schema_check import REF_PREFIX, check
+from server.validation import TEXT_PATTERN
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": REF_PREFIX + name}
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+TITLE_MAX: Final = 200
+KIND: Final[Schema] = {"type": "string", "enum": list(STREAM_KINDS)}
+KINDS: Final[Schema] = {"type": "array", "items": KIND, "uniqueItems": True}
+AMOUNT: Final[Schema] = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_AMOUNT_CENTAVOS,
+    "x-error-code": "invalid_amount",
+}
+NULLABLE_TIME: Final[Schema] = {"type": ["string", "null"]}
+# Letters a BR Code can carry once accents are stripped (`pix.strip_accents`): printable ASCII and
+# the accented Latin letters that decompose to one ASCII letter.
+_BR_CODE_CHARS: Final = r" -~\u00c0-\u00c5\u00c7-\u00cf\u00d1-\u00d6\u00d9-\u00dd\u00e0-\u00e5\u00e7-\u00ef\u00f1-\u00f6\u00f9-\u00fd\u00ff"
+_BR_CODE_TEXT: Final = (
+    f"^[{_BR_CODE_CHARS}]*[{_BR_CODE_CHARS.replace(' -~', '!-~', 1)}][{_BR_CODE_CHARS}]*$"
+)
+# The receiver key shapes of `server.pix`, ASCII-only for e-mail (the BR Code is ASCII).
+_PIX_KEY_PATTERNS: Final = (
+    r"^[0-9]{11}$",
+    r"^[0-9]{14}$",
+    r"^\+[1-9][0-9]{7,14}$",
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    r"^[!-?A-~]{1,64}@[!-?A-~]+\.[!-?A-~]+$",
+)
+
+
+def _br_code_text(field: str, max_len: int) -> Schema:
+    return {
+        "type": "string",
+        "maxLength": max_len,
+        "allOf": [
+            {
+                "pattern": _BR_CODE_TEXT,
+                "x-error": {
+                    "code": "invalid",
+                    "message": f"pix.{field} must be visible text a BR Code can carry "
+                    "(letters, digits, punctuation; accents are removed)",
+                },
+            }
+        ],
+    }
+
+
+def _quality(kind: str) -> Schema:
+    rules = KIND_RULES[kind]
+    return {
+        "type": "object",
+        "properties": {
+            "preset": {"type": "string", "enum": list(rules.presets)},
+            "fps": {"type": "integer", "minimum": rules.fps_min, "maximum": rules.fps_max},
+            "content_hint": {"type": "string", "enum": list(rules.content_hints)},
+        },
+        "additionalProperties": False,
+    }
+
+
+def _quality_needs_stream(kind: str) -> Schema:
+    """`quality.<kind>` only for a stream the session starts with (when `streams` is given)."""
+    return {
+        "x-error": {"code": "invalid", "message": f"quality given for streams not started: {kind}"},
+        "if": {
+            "type": "object",
+            "required": ["streams"],
+            "properties": {"streams": {"type": "array", "not": {"contains": {"const": kind}}}},
+        },
+        "then": {"properties": {"quality": {"not": {"type": "object", "required": [kind]}}}},
+    }
+
+
+# A priced session (any non-zero amount) needs a PIX receiver.
+_PRICED: Final[Schema] = {
+    "type": "object",
+    "required": ["pricing"],
+    "properties": {
+        "pricing": {
+            "type": "object",
+            "anyOf": [
+                {"required": ["base"], "properties": {"base": {"exclusiveMinimum": 0}}},
+                {
+                    "required": ["addons"],
+                    "properties": {
+                        "addons": {
+                            "type": "object",
+                            "anyOf": [
+                                {"required": [k], "properties": {k: {"exclusiveMinimum": 0}}}
+                                for k in STREAM_KINDS
+                            ],
+                        }
+                    },
+                },
+            ],
+        }
+    },
+}
+
+_PIX_REQUIRED: Final = {
+    "code": "pix_required",
+    "message": "a priced session needs a pix receiver (key, merchant_name, merchant_city)",
+}
+
+# -- requests ----------------------------------------------------------------------------------
+
+REQUESTS: Final[dict[str, Schema]] = {
+    "StartSession": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": TITLE_MAX, "pattern": TEXT_PATTERN},
+            "streams": {**KINDS, "minItems": 1},
+            "pricing": ref("Pricing"),
+            "quality": {
+                "type": "object",
+                "properties": {kind: ref(f"Quality_{kind}") for kind in STREAM_KINDS},
+                "additionalProperties": False,
+            },
+            "pix": ref("PixReceiver"),
+        },
+        "additionalProperties": False,
+        "allOf": [
+            *(_quality_needs_stream(kind) for kind in STREAM_KINDS),
+            {
+                "if": _PRICED,
+                "then": {"required": ["pix"]},
+                "x-error": _PIX_REQUIRED,
+            },
+        ],
+    },
+    "Preferences": {
+        "type": "object",
+        "properties": {
+            "enabled_streams": KINDS,
+            "mode": {"type": "string", "enum": list(VIEW_MODES)},
+            "pip": {
+                "type": "object",
+                "properties": {
+                    "corner": {"type": "string", "enum": list(PIP_CORNERS)},
+                    "size_pct": {
+                        "type": "integer",
+                        "minimum": PIP_SIZE_MIN,
+                        "maximum": PIP_SIZE_MAX,
+                    },
+                },
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    },
+    "NoFields": {
+        "type": "object",
+        "description": "an empty object (or no body at all)",
+        "additionalProperties": False,
+    },
+    "Offer": {
+        "type": "object",
+        "required": ["sdp"],
+        "properties": {
+            "sdp": {"type": "string", "minLength": 1, "maxLength": MAX_SDP_CHARS},
+            "type": {"type": "string", "enum": ["offer"]},
+            "max_height": {
+                "type": "integer",
+                "minimum": MAX_HEIGHT_MIN,
+                "maximum": MAX_HEIGHT_MAX,
+                "description": "viewers only: a scaled-down variant (180/360/540/720/1080 lines)",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "Candidate": {
+        "type": "object",
+        "required": ["pc_id", "candidate"],
+        "properties": {
+            "pc_id": {"type": "string", "minLength": 1, "maxLength": 64},
+            "candidate": {
+                "description": 'an RTCIceCandidateInit; `candidate: ""` is end-of-candidates',
+                "type": "object",
+                "required": ["candidate"],
+                "properties": {
+                    "candidate": {"type": "string", "maxLength": MAX_CANDIDATE_CHARS},
+                    "sdpMid": {"type": ["string", "null"], "maxLength": 32},
+                    "sdpMLineIndex": {"type": ["integer", "null"], "minimum": 0, "maximum": 63},
+                    "usernameFragment": {"type": ["string", "null"], "maxLength": 256},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "additionalProperties": False,
+    },
+    "LegacyStart": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": TITLE_MAX, "pattern": TEXT_PATTERN},
+            "price_centavos": AMOUNT,
+            "pix": ref("PixReceiver"),
+            "quality": ref("Quality_camera"),
+        },
+        "additionalProperties": False,
+        "allOf": [
+            {
+                "if": {
+                    "type": "object",
+                    "required": ["price_centavos"],
+                    "properties": {"price_centavos": {"exclusiveMinimum": 0}},
+                },
+                "then": {"required": ["pix"]},
+                "x-error": _PIX_REQUIRED,
+            }
+        ],
+    },
+    "PixCallback": {
+        "type": "object",
+        "required": ["pix"],
+        "properties": {
+            "pix": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_ITEMS,
+                "description": "each item is applied on its own; a malformed one is answered "
+                "`rejected` (and recorded) without blocking the others",
+                "items": {
+                    "type": "object",
+                    "required": ["endToEndId", "txid", "valor"],
+                    "properties": {
+                        "endToEndId": {"type": "string", "pattern": f"^{E2E_PATTERN}$"},
+                        "txid": {"type": "string", "pattern": f"^{TXID_PATTERN}$"},
+                        "valor": {"type": "string", "pattern": f"^{VALOR_PATTERN}$"},
+                        "horario": {"type": "string", "format": "date-time"},
+                        "infoPagador": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+}
+
+# No string of any body may hold NUL (`server.validation.check_values`): say so on every request
+# string that has no stricter pattern of its own, so the document promises what the server takes.
+NO_NUL: Final = r"^[^\x00]*$"
+
+
+def _forbid_nul(node: Any) -> None:
+    if isinstance(node, dict):
+        types = node.get("type")
+        is_string = types == "string" or (isinstance(types, list) and "string" in types)
+        if is_string and "pattern" not in node and "enum" not in node:
+            node["pattern"] = NO_NUL
+        for child in node.values():
+            _forbid_nul(child)
+    elif isinstance(node, list):
+        for child in node:
+            _forbid_nul(child)
+
+
+_forbid_nul(REQUESTS)
+
+# -- shared components -------------------------------------------------------------------------
+
+COMPONENTS: Final[dict[str, Schema]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "code", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    },
+    **{f"Quality_{kind}": _quality(kind) for kind in STREAM_KINDS},
+    "Pricing": {
+        "type": "object",
+        "properties": {
+            "base": AMOUNT,
+            "addons": {
+                "type": "object",
+                "properties": {kind: AMOUNT for kind in STREAM_KINDS},
+                "additionalProperties": False,
+            },
+            "bundle_discount_pct": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "additionalProperties": False,
+    },
+    "PixReceiver": {
+        "type": "object",
+        "required": ["key", "merchant_name", "merchant_city"],
+        "properties": {
+            "key": {
+                "type": "string",
+                "maxLength": 77,
+                "anyOf": [{"pattern": p} for p in _PIX_KEY_PATTERNS],
+            },
+            "merchant_name": _br_code_text("merchant_name", pix.NAME_MAX),
+            "merchant_city": _br_code_text("merchant_city", pix.CITY_MAX),
+        },
+        "additionalProperties": False,
+    },
+    "Stream": {
+        "type": "object",
+        "required": ["id", "session_id", "kind", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "session_id": {"type": "string"},
+            "kind": KIND,
+            "status": {"type": "string", "enum": list(STREAM_STATUSES)},
+            "quality": {"type": "object"},
+            "started_at": NULLABLE_TIME,
+            "stopped_at": NULLABLE_TIME,
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["id", "title", "status", "created_at", "pricing", "streams"],
+        "properties": {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "string", "enum": list(SESSION_STATUSES)},
+            "created_at": {"type": "string"},
+            "ended_at": NULLABLE_TIME,
+            "pricing": ref("Pricing"),
+            "streams": {"type": "array", "items": ref("Stream")},
+            "viewer_count": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Quote": {
+        "type": "object",
+        "required": ["amount_centavos", "currency", "items"],
+        "properties": {
+            "amount_centavos": {"type": "integer"},
+            "currency": {"type": "string", "enum": [CURRENCY]},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["code", "label", "amount_centavos"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "label": {"type": "string"},
+                        "amount_centavos": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+    "ViewerPreferences": {
+        "type": "object",
+        "required": ["enabled_streams", "mode", "pip"],
+        "properties": {
+            "enabled_streams": KINDS,
+            "mode": {"type": "string", "enum": list(VIEW_MODES)},
+            "pip": {
+                "type": "object",
+                "properties": {
+                    "corner": {"type": "string", "enum": list(PIP_CORNERS)},
+                    "size_pct": {"type": "integer"},
+                },
+            },
+            "updated_at": NULLABLE_TIME,
+        },
+    },
+    "Order": {
+        "type": "object",
+        "required": ["order_id", "txid", "status", "amount_centavos", "currency", "streams"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "txid": {"type": "string"},
+            "status": {"type": "string"},
+            "amount_centavos": {"type": "integer"},
+            "currency": {"type": "string", "enum": [CURRENCY]},
+            "streams": KINDS,
+            "pix_copia_e_cola": {"type": "string"},
+            "qr_url": {"type": ["string", "null"]},
+        },
+    },
+    "LegacyLivestream": {
+        "type": "object",
+        "required": ["id", "title", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "string", "enum": list(SESSION_STATUSES)},
+            "stream_id": {"type": ["string", "null"]},
+            "price_centavos": {"type": "integer"},
+        },
+    },
+}
+
+_PAYMENT: Final[Schema] = {"anyOf": [{"type": "null"}, ref("Order")]}
+
+RESPONSES: Final[dict[str, Schema]] = {
+    "SessionStarted": {
+        "type": "object",
+        "required": ["session", "broadcaster_token"],
+        "properties": {"session": ref("Session"), "broadcaster_token": {"type": "string"}},
+    },
+    "SessionStatus": {
+        "type": "object",
+        "required": ["session", "streams", "viewer_count", "price_list"],
+        "properties": {
+            "session": ref("Session"),
+            "streams": {"type": "array", "items": ref("Stream")},
+            "viewer_count": {"type": "integer", "minimum": 0},
+            "price_list": {"type": "object"},
+            "signaling_url": {"type": "string"},
+        },
+    },
+    "Joined": {
+        "type": "object",
+        "required": ["viewer_id", "viewer_token", "preferences", "quote"],
+        "properties": {
+            "viewer_id": {"type": "string"},
+            "viewer_token": {"type": "string"},
+            "preferences": ref("ViewerPreferences"),
+            "quote": ref("Quote"),
+            "signaling_url": {"type": "string"},
+            "payment": _PAYMENT,
+        },
+    },
+    "PreferencesSaved": {
+        "type": "object",
+        "required": ["preferences"],
+        "properties": {
+            "preferences": ref("ViewerPreferences"),
+            "quote": ref("Quote"),
+            "payment": _PAYMENT,
+        },
+    },
+    "StreamChanged": {
+        "type": "object",
+        "required": ["stream"],
+        "properties": {"stream": ref("Stream")},
+    },
+    "SessionEnded": {
+        "type": "object",
+        "required": ["session"],
+        "properties": {"session": ref("Session")},
+    },
+    "SessionList": {
+        "type": "object",
+        "required": ["sessions", "next"],
+        "properties": {
+            "sessions": {"type": "array", "items": ref("Session")},
+            "next": {"type": ["string", "null"], "description": "the next page's `cursor`"},
+        },
+    },
+    "Answer": {
+        "type": "object",
+        "required": ["sdp", "type", "pc_id"],
+        "properties": {
+            "sdp": {"type": "string"},
+            "type": {"type": "string", "enum": ["answer"]},
+            "pc_id": {"type": "string"},
+        },
+    },
+    "Ack": {
+        "type": "object",
+        "required": ["ok"],
+        "properties": {"ok": {"type": "boolean", "enum": [True]}},
+    },
+    "OrderStatus": {
+        "type": "object",
+        "required": ["order"],
+        "properties": {"order": ref("Order")},
+    },
+    "WebhookResults": {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "outcome"],
+                    "properties": {
+                        "index": {"type": "integer", "minimum": 0},
+                        "outcome": {
+                            "type": "string",
+                            "enum": [
+                                "paid",
+                                "replayed",
+                                "already_paid",
+                                "mismatch",
+                                "expired",
+                                "unknown_txid",
+                                "rejected",
+                            ],
+                        },
+                        "txid": {"type": ["string", "null"]},
+                        "reason": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+    "ChatHistory": {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {"type": "array", "items": {"type": "object"}},
+            "next_before": {"type": ["string", "null"]},
+        },
+    },
+    "RecordingList": {
+        "type": "object",
+        "required": ["recordings"],
+        "properties": {"recordings": {"type": "array", "items": {"type": "object"}}},
+    },
+    "LegacyStarted": {
+        "type": "object",
+        "required": ["livestream", "token"],
+        "properties": {"livestream": ref("LegacyLivestream"), "token": {"type": "string"}},
+    },
+    "LegacyLivestreamAnswer": {
+        "type": "object",
+        "required": ["livestream"],
+        "properties": {"livestream": ref("LegacyLivestream")},
+    },
+    "OpenApiDocument": {
+        "type": "object",
+        "required": ["openapi", "info", "paths"],
+        "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}},
+    },
+}
+
+ALL: Final[dict[str, Schema]] = {**COMPONENTS, **REQUESTS, **RESPONSES}
+
+
+# -- the validator -----------------------------------------------------------------------------
+
+
+def validate(value: Any, name: str, where: str = "body") -> Any:
+    """Check `value` against the named schema; `Invalid` naming the first field that breaks it."""
+    check(value, ALL[name], where, ALL)
+    return value
