@@ -106,6 +106,9 @@ class Settings:
     # Forward the publisher's own packets to viewers of the same codec (no decode/encode per
     # output); off means every output goes through the server's shared encoders.
     passthrough: bool = True
+    # Adaptive delivery: per-viewer bandwidth estimate, pacing, resend budget and quality ladder.
+    # Off: every viewer gets the top rung unpaced, as before adaptive delivery existed.
+    adaptive: bool = True
     # Payments.
     pix_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     order_ttl_s: int = 30 * 60
@@ -156,6 +159,7 @@ class Settings:
             ),
             record=_bool(env, "MULTISTREAM_RECORD", True),
             passthrough=_bool(env, "MULTISTREAM_PASSTHROUGH", True),
+            adaptive=_bool(env, "MULTISTREAM_ADAPTIVE", True),
             pix_webhook_secret=Secret(env.get("MULTISTREAM_PIX_WEBHOOK_SECRET", "")),
             order_ttl_s=_int(env, "MULTISTREAM_ORDER_TTL", cls.order_ttl_s, 60, 7 * 86400),
             drain_deadline_s=_int(env, "MULTISTREAM_DRAIN_DEADLINE", cls.drain_deadline_s, 0, 3600),

@@ -20,6 +20,7 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 
+from server.media import aiortc_hooks
 from server.media.fanout import PacketBroadcast
 from server.media.frames import LatestFrame
 from store.protocol import Doc
@@ -94,7 +95,7 @@ def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
     aiortc lists every SSRC it received from, retransmission streams included, and browsers send
     bandwidth-probe padding on RTX first: a PLI addressed to the RTX SSRC is silently ignored.
     """
-    rtx = getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {})  # RTX SSRC -> media SSRC
+    rtx = aiortc_hooks.rtx_ssrcs(receiver)
     sources = sorted(receiver.getSynchronizationSources(), key=lambda s: s.timestamp, reverse=True)
     for source in sources:
         if source.source not in rtx:
@@ -108,7 +109,7 @@ def tap_receiver(
     """Install the tap; must run before `receiver.receive()` starts the decoder thread, i.e. in the
     connection's `track` event (aiortc emits it inside `setRemoteDescription`)."""
     tap = _EncodedTap(on_encoded, decode)
-    receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
+    aiortc_hooks.replace_decoder_queue(receiver, tap)
     return tap
 
 
@@ -210,9 +211,7 @@ class Ingest:
             return
         self._last_pli = now
         log.debug("stream=%s PLI to publisher", self.media.stream_id)
-        # aiortc has no public API to ask a remote sender for a key frame; its receiver does
-        # this itself on decode errors with the same call.
-        self._spawn(receiver._send_rtcp_pli(ssrc))
+        self._spawn(aiortc_hooks.send_pli(receiver, ssrc))
 
     async def _pull_video(self, track: MediaStreamTrack) -> None:
         try:

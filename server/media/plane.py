@@ -22,13 +22,15 @@ from server.auth import Claims
 from server.clock import now_iso
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
-from server.media import codecs, ice, offers
+from server.media import aiortc_hooks, codecs, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
 from server.media.fanout import PacketBroadcast, ViewerTrack
 from server.media.frames import LatestFrame
 from server.media.ingest import Ingest, StreamMedia
+from server.media.ladder import HEADROOM, Rung, RungSelector, ladder_for
 from server.media.library import RecordingLibrary
+from server.media.link import ViewerLink
 from server.media.recorder import Recorder
 from server.media.scaling import ScaledFeed, variant_height
 from server.presence import Presence
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 _ACTIVE = ("pending", "live")
 # Two streams, a composite, and one spare for a reconnect racing the old connection's close.
 MAX_CONNECTIONS_PER_VIEWER = 4
+# How often each adaptive viewer's rung is reconsidered (receiver reports come about every second).
+CONTROL_INTERVAL_S = 0.5
+# The first estimate before any feedback: the top rung with GCC's usual 1.5x room to grow.
+INITIAL_HEADROOM = 1.5
 
 
 @dataclass(eq=False)
@@ -59,6 +65,14 @@ class Peer:
     audio: ViewerTrack | None = None
     closing: bool = False
     created_at: float = field(default_factory=time.monotonic)
+    # Adaptive delivery: the source's ladder, this viewer's link, rung and choice.
+    ladder: tuple[Rung, ...] = ()
+    link: ViewerLink | None = None
+    selector: RungSelector | None = None
+    rung: int = 0
+    choice: str = "auto"
+    passthrough: bool = False
+    probe_floor_bps: float = 0.0
 
 
 class MediaPlane:
@@ -82,6 +96,7 @@ class MediaPlane:
         self._prefs_seen: dict[tuple[str, str], str] = {}
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
+        self._control: asyncio.Task[None] | None = None
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
@@ -237,15 +252,22 @@ class MediaPlane:
             peer, offer, want_audio, prefer=passthrough
         )
         profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        if passthrough is not None and codec == passthrough:
-            # Same codec as the publisher, same size: forward its packets, encode nothing.
-            source = media.video
-        elif height is not None:
+        peer.codec = codec
+        if height is not None:
+            # An explicit size: that variant only, no adaptation.
             feed = self._scaled_feed(media, height)
             profile = codecs.scaled_profile(profile, stream["kind"], height)
             source = self._encoder(feed.name, codec, feed.output, profile).broadcast
         else:
-            source = self._encoder(f"stream:{stream_id}", codec, media.frames, profile).broadcast
+            quality = stream.get("quality") or {}
+            hint = str(
+                quality.get("content_hint") or ("motion" if peer.kind == "camera" else "detail")
+            )
+            nominal = int(quality.get("height") or (1080 if peer.kind == "screen" else 720))
+            peer.ladder = ladder_for(profile, hint, nominal)
+            # Same codec as the publisher at the top rung: forward its packets, encode nothing.
+            peer.passthrough = passthrough is not None and codec == passthrough
+            source = self._rung_source(peer, 0)
         self._attach(peer, video_t, audio_t, source, codec, media if want_audio else None)
         log.info(
             "session=%s stream=%s viewer=%s pc=%s codec=%s subscribed",
@@ -283,9 +305,11 @@ class MediaPlane:
             layout=key,
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
-        encoder = self._composite_encoder(key, codec)
+        peer.codec = codec
+        peer.ladder = ladder_for(codecs.profile_for("composite", None, self.settings), "text", 1080)
+        source = self._rung_source(peer, 0)
         camera = await self._camera_media(session_id) if want_audio else None
-        self._attach(peer, video_t, audio_t, encoder.broadcast, codec, camera)
+        self._attach(peer, video_t, audio_t, source, codec, camera)
         log.info(
             "session=%s viewer=%s pc=%s %s codec=%s composite subscribed",
             session_id,
@@ -339,7 +363,13 @@ class MediaPlane:
         peer.video = ViewerTrack("video", source)
         video_t.sender.replaceTrack(peer.video)
         # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
-        video_t.sender._send_keyframe = peer.video.request_keyframe  # type: ignore[method-assign]
+        aiortc_hooks.forward_keyframe_requests(video_t.sender, peer.video.request_keyframe)
+        if peer.ladder and self.settings.adaptive:
+            top = peer.ladder[0].bitrate_bps
+            peer.link = ViewerLink(video_t.sender, int(top * INITIAL_HEADROOM))
+            peer.link.install()
+            peer.selector = RungSelector(len(peer.ladder), time.monotonic())
+            self._ensure_control_loop()
         if audio_t is not None and audio_media is not None:
             # A composite's audio outlives one camera stream: it waits for the next one.
             peer.audio = ViewerTrack(
@@ -423,10 +453,10 @@ class MediaPlane:
                 if prefs["mode"] != "composite" or not key.kinds:
                     await self._close_peer(peer)
                 elif key != peer.layout and peer.video is not None and peer.codec is not None:
-                    # Layout follows the preference live: same connection, another shared feed.
-                    encoder = self._composite_encoder(key, peer.codec)
+                    # Layout follows the preference live: same connection, another shared feed
+                    # (the same rung of it).
                     peer.layout = key
-                    peer.video.switch(encoder.broadcast)
+                    peer.video.switch(self._rung_source(peer, peer.rung))
                     log.info(
                         "session=%s viewer=%s pc=%s layout -> %s",
                         session_id,
@@ -434,6 +464,188 @@ class MediaPlane:
                         peer.id,
                         key.name,
                     )
+
+    # -- adaptive delivery -----------------------------------------------------------------------
+
+    def _rung_source(self, peer: Peer, index: int) -> PacketBroadcast:
+        """The shared output of rung `index` of this viewer's source, started if needed."""
+        rung = peer.ladder[index]
+        codec = peer.codec or "VP8"
+        if peer.role == "composite":
+            assert peer.layout is not None
+            if rung.source:
+                return self._composite_encoder(peer.layout, codec).broadcast
+            base = f"composite:{peer.layout.name}"
+            frames = self._composite_feed(peer.layout).output
+            content = "composite"
+        else:
+            assert peer.stream_id is not None
+            media = self._media[peer.stream_id]
+            profile = codecs.profile_for(media.kind, media.stream.get("quality"), self.settings)
+            if rung.source:
+                if peer.passthrough:
+                    return media.video
+                return self._encoder(
+                    f"stream:{peer.stream_id}", codec, media.frames, profile
+                ).broadcast
+            base = f"stream:{peer.stream_id}"
+            frames = media.frames
+            content = profile.content
+        if rung.height is None:
+            name = f"{base}@full"
+        else:
+            feed = self._scaled_of(f"{base}@{rung.height}p", frames, rung.height)
+            name, frames = feed.name, feed.output
+        return self._encoder(f"{name}#{rung.name}", codec, frames, rung.profile(content)).broadcast
+
+    def _ensure_control_loop(self) -> None:
+        if self._control is None or self._control.done():
+            self._control = asyncio.get_running_loop().create_task(
+                self._control_loop(), name="media-adapt"
+            )
+
+    async def _control_loop(self) -> None:
+        """Every viewer's rung follows its link, twice a second."""
+        while not self._closed:
+            await asyncio.sleep(CONTROL_INTERVAL_S)
+            adaptive = [p for p in self._peers.values() if p.link is not None and not p.closing]
+            if not adaptive:
+                return
+            for peer in adaptive:
+                try:
+                    self._adapt(peer)
+                except Exception:
+                    log.exception("session=%s pc=%s adaptation failed", peer.session_id, peer.id)
+
+    def _rung_rates(self, peer: Peer) -> list[float]:
+        rates: list[float] = []
+        for i, rung in enumerate(peer.ladder):
+            rate = float(rung.bitrate_bps)
+            if i == 0 and peer.passthrough and peer.stream_id in self._media:
+                # The publisher's own bitrate, as measured: the nominal one is only a setting.
+                measured = self._media[peer.stream_id].video.rate_bps()
+                rate = measured if measured > 0 else rate
+            rates.append(rate)
+        return rates
+
+    def _adapt(self, peer: Peer) -> None:
+        link, selector, track = peer.link, peer.selector, peer.video
+        assert link is not None and selector is not None
+        if track is None or track.readyState != "live":
+            return
+        link.tick()
+        now = time.monotonic()
+        if peer.choice != "auto":
+            wanted = next(
+                (i for i, r in enumerate(peer.ladder) if r.name == peer.choice), peer.rung
+            )
+        else:
+            rates = self._rung_rates(peer)
+            snap = link.estimator
+            probing_before = selector.probing_from
+            failed_before = selector.probes_failed
+            wanted = selector.update(
+                now,
+                link.target_bps(),
+                rates,
+                snap.feedback.loss,
+                snap.remb(now),
+                link.sent_bps,
+            )
+            if selector.probing_from is not None and probing_before is None:
+                # A probe: lift the estimate to what the rung above needs, remember where from.
+                peer.probe_floor_bps = snap.loss_based_bps
+                link.raise_to(rates[wanted] / HEADROOM)
+            elif selector.probes_failed > failed_before:
+                link.lower_to(peer.probe_floor_bps)
+        if wanted != peer.rung:
+            log.info(
+                "session=%s viewer=%s pc=%s rung %s -> %s (target %d bps)",
+                peer.session_id,
+                peer.viewer_id,
+                peer.id,
+                peer.ladder[peer.rung].name,
+                peer.ladder[wanted].name,
+                link.target_bps(),
+            )
+            peer.rung = wanted
+            track.switch(self._rung_source(peer, wanted), seamless=True)
+
+    async def set_quality(self, claims: Claims, pc_id: object, choice: object) -> dict[str, Any]:
+        """A viewer picks a rung by name, or "auto" (follow its link)."""
+        peer = self._viewer_peer(claims, pc_id)
+        names = [r.name for r in peer.ladder]
+        if not isinstance(choice, str) or (choice != "auto" and choice not in names):
+            raise Invalid(f"quality must be 'auto' or one of {names}", code="invalid_quality")
+        peer.choice = choice
+        if peer.link is not None:
+            self._adapt(peer)
+        return self._viewer_state(peer)
+
+    def _viewer_peer(self, claims: Claims, pc_id: object) -> Peer:
+        if not isinstance(pc_id, str) or len(pc_id) > 64:
+            raise Invalid("pc_id must be a string", code="invalid_pc_id")
+        peer = self._peers.get(pc_id)
+        if (
+            peer is None
+            or peer.role == "publisher"
+            or peer.session_id != claims.session_id
+            or peer.viewer_id != claims.viewer_id
+        ):
+            raise NotFound("no such peer connection", code="pc_not_found")
+        return peer
+
+    def quality_of(self, claims: Claims, pc_id: object) -> dict[str, Any]:
+        """What this viewer connection gets and why (the page's quality menu)."""
+        return self._viewer_state(self._viewer_peer(claims, pc_id))
+
+    def _viewer_state(self, peer: Peer) -> dict[str, Any]:
+        rung = peer.ladder[peer.rung] if peer.ladder else None
+        target = peer.link.target_bps() if peer.link is not None else None
+        limited = peer.choice == "auto" and peer.rung > 0 and peer.link is not None
+        return {
+            "pc_id": peer.id,
+            "choice": peer.choice,
+            "rungs": [
+                {"name": r.name, "height": r.height, "fps": r.fps, "bitrate_bps": r.bitrate_bps}
+                for r in peer.ladder
+            ],
+            "rung": rung.name if rung is not None else None,
+            "delivering": (
+                peer.ladder[peer.rung].name
+                if peer.video is not None and peer.video.pending is None and rung is not None
+                else None
+            ),
+            "target_bps": target,
+            "limited_by_connection": limited,
+        }
+
+    def viewers_debug(self, session_id: str) -> list[dict[str, Any]]:
+        """Every viewer connection of a session: estimate, rung, pacing, resends, drops."""
+        out: list[dict[str, Any]] = []
+        for peer in self._peers.values():
+            if peer.session_id != session_id or peer.role == "publisher":
+                continue
+            entry: dict[str, Any] = {
+                "pc_id": peer.id,
+                "viewer_id": peer.viewer_id,
+                "role": peer.role,
+                "kind": peer.kind,
+                "codec": peer.codec,
+                "choice": peer.choice,
+                "rung": peer.ladder[peer.rung].name if peer.ladder else None,
+                "switching": peer.video is not None and peer.video.pending is not None,
+                "link": peer.link.snapshot() if peer.link is not None else None,
+                "probes": peer.selector.probes if peer.selector is not None else 0,
+                "probes_failed": peer.selector.probes_failed if peer.selector is not None else 0,
+            }
+            if peer.video is not None:
+                entry["frames_delivered"] = peer.video.delivered
+                entry["frames_dropped"] = peer.video.dropped
+                entry["frames_dropped_late"] = peer.video.dropped_late
+                entry["switches"] = peer.video.switches
+            out.append(entry)
+        return out
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -490,6 +702,8 @@ class MediaPlane:
         self._peers.pop(peer.id, None)
         if peer.role != "publisher":
             self.presence.remove(peer.session_id, peer.id)
+        if peer.link is not None:
+            peer.link.close()
         for track in (peer.video, peer.audio):
             if track is not None:
                 self._dropped_closed += track.dropped
@@ -566,20 +780,29 @@ class MediaPlane:
             del self._encoders[key]
             self._dropped_closed += encoder.broadcast.dropped
         self._spawn(encoder.close())
-        feed = self._scaled.get(key[0])
-        if feed is not None and not any(src == key[0] for src, _ in self._encoders):
-            del self._scaled[key[0]]
+        # Encoder keys: "<source>[@<variant>][#<rung>]"; a scaled feed is "<source>@<variant>".
+        feed_name = key[0].split("#")[0]
+        feed = self._scaled.get(feed_name)
+        if feed is not None and not any(
+            src.split("#")[0] == feed_name for src, _ in self._encoders
+        ):
+            del self._scaled[feed_name]
             self._spawn(feed.close())
-        if key[0].startswith("composite:"):
-            layout = next((k for k in self._composites if f"composite:{k.name}" == key[0]), None)
-            if layout is not None and not any(src == key[0] for src, _ in self._encoders):
+        base = key[0].split("#")[0].split("@")[0]
+        if base.startswith("composite:"):
+            layout = next((k for k in self._composites if f"composite:{k.name}" == base), None)
+            if layout is not None and not any(
+                src.split("#")[0].split("@")[0] == base for src, _ in self._encoders
+            ):
                 self._spawn(self._close_composite(layout))
 
     def _scaled_feed(self, media: StreamMedia, height: int) -> ScaledFeed:
-        name = f"stream:{media.stream_id}@{height}p"
+        return self._scaled_of(f"stream:{media.stream_id}@{height}p", media.frames, height)
+
+    def _scaled_of(self, name: str, frames: LatestFrame, height: int) -> ScaledFeed:
         feed = self._scaled.get(name)
         if feed is None or feed.output.closed:
-            feed = self._scaled[name] = ScaledFeed(name, media.frames, height, self._executor)
+            feed = self._scaled[name] = ScaledFeed(name, frames, height, self._executor)
             feed.start()
         return feed
 
@@ -593,12 +816,16 @@ class MediaPlane:
             kinds,
         )
 
-    def _composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+    def _composite_feed(self, key: LayoutKey) -> CompositeFeed:
         feed = self._composites.get(key)
         if feed is None:
             feed = self._composites[key] = CompositeFeed(key, self._frames_of, self._executor)
             feed.start()
             log.info("%s composite started", key.name)
+        return feed
+
+    def _composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+        feed = self._composite_feed(key)
         profile = codecs.profile_for("composite", None, self.settings)
         return self._encoder(f"composite:{key.name}", codec, feed.output, profile)
 
@@ -662,7 +889,9 @@ class MediaPlane:
             await ingest.close()
         for name in [n for n in self._scaled if n.startswith(f"stream:{stream_id}@")]:
             await self._scaled.pop(name).close()
-        for key in [k for k in self._encoders if k[0].split("@")[0] == f"stream:{stream_id}"]:
+        for key in [
+            k for k in self._encoders if k[0].split("#")[0].split("@")[0] == f"stream:{stream_id}"
+        ]:
             encoder = self._encoders.pop(key)
             self._dropped_closed += encoder.broadcast.dropped
             await encoder.close()
@@ -679,6 +908,8 @@ class MediaPlane:
     async def close(self) -> None:
         """Server shutdown: every connection, recorder, encoder and compositor, then the threads."""
         self._closed = True
+        if self._control is not None:
+            self._control.cancel()
         for stream_id in list(self._media):
             await self._teardown_stream(stream_id)
         for peer in list(self._peers.values()):

@@ -1,0 +1,164 @@
+"""`ViewerLink`: one viewer connection's view of its network — estimate, pacing, resend budget.
+
+It hooks the connection's video sender and transport (through `aiortc_hooks`, the one place that
+touches aiortc internals): receiver reports and REMB feed a `BandwidthEstimator`; everything the
+connection sends is paced by a `TokenBucket` at the estimate (video waits, audio and RTCP are only
+charged); NACKed packets are resent only within a `RetransmitBudget`. The media plane reads
+`target_bps()` and `sent_bps` each control tick to pick the viewer's rung.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc import clock as aiortc_clock
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from server.media import aiortc_hooks
+from server.media.estimator import BandwidthEstimator
+from server.media.pacer import RetransmitBudget, TokenBucket
+
+VIDEO_CLOCK = 90000
+
+
+class ViewerLink:
+    """Feedback in, pacing out, for one viewer `RTCPeerConnection` (its video sender's view)."""
+
+    def __init__(self, sender: RTCRtpSender, initial_bps: int) -> None:
+        now = time.monotonic()
+        self.sender = sender
+        self.estimator = BandwidthEstimator(initial_bps, now)
+        target = self.estimator.target_bps(now)
+        self.bucket = TokenBucket(target, now)
+        self.rtx = RetransmitBudget(target, now)
+        self.sent_bps = 0.0
+        self.nacks = 0
+        self.plis = 0
+        self.paced_s = 0.0
+        self._ssrc, self._rtx_ssrc = aiortc_hooks.sender_ssrcs(sender)
+        self._ssrc_bytes = self._ssrc.to_bytes(4, "big")
+        self._abs_id = aiortc_hooks.abs_send_time_id(sender)
+        self._tick_at = now
+        self._tick_bytes = 0
+        self._undo: Any = None
+
+    def install(self) -> None:
+        """Hook the sender and its transport; call once the connection is negotiated."""
+        aiortc_hooks.observe_rtcp(self.sender, self.on_rtcp)
+        aiortc_hooks.gate_retransmit(self.sender, self.allow_retransmit)
+        self._undo = aiortc_hooks.pace_transport(self.sender.transport, self.delay_of, self.restamp)
+
+    # -- per packet (kept small: this runs for every packet the viewer gets) ------------------
+
+    def delay_of(self, data: bytes) -> float:
+        if 192 <= data[1] <= 208:
+            return 0.0  # RTCP: never held back
+        wait = self.bucket.consume(len(data), time.monotonic())
+        if wait > 0.0 and data[8:12] == self._ssrc_bytes:
+            self.paced_s += wait
+            return wait
+        return 0.0  # audio and resends are charged, not held (resends run on the RTCP path)
+
+    def restamp(self, data: bytes) -> bytes:
+        if self._abs_id is None:
+            return data
+        value = (aiortc_clock.current_ntp_time() >> 14) & 0xFFFFFF
+        return aiortc_hooks.rewrite_abs_send_time(data, self._abs_id, value)
+
+    def allow_retransmit(self, seq: int, size: int, rtp_timestamp: int) -> bool:
+        last = aiortc_hooks.sender_rtp_timestamp(self.sender)
+        age_s = ((last - rtp_timestamp) & 0xFFFFFFFF) / VIDEO_CLOCK
+        return self.rtx.allow(seq, size, age_s, time.monotonic(), self.estimator.feedback.rtt_s)
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def on_rtcp(self, packet: Any) -> None:
+        now = time.monotonic()
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self._ssrc:
+                    self.estimator.on_receiver_report(
+                        now,
+                        report.fraction_lost,
+                        self.sent_bps,
+                        aiortc_hooks.sender_rtt(self.sender),
+                        report.jitter / VIDEO_CLOCK,
+                    )
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if self._ssrc in ssrcs:
+                    self.estimator.on_remb(now, bitrate)
+            elif packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                self.plis += 1
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self.nacks += len(packet.lost)
+        self._retarget(now)
+
+    def _retarget(self, now: float) -> None:
+        target = self.estimator.target_bps(now)
+        self.bucket.set_rate(target, now)
+        self.rtx.set_rate(target, now)
+
+    def target_bps(self) -> int:
+        return self.estimator.target_bps(time.monotonic())
+
+    def raise_to(self, bps: float) -> None:
+        """A probe starts: the estimate is lifted to what the probed rung needs."""
+        now = time.monotonic()
+        self.estimator.loss_based_bps = max(self.estimator.loss_based_bps, float(bps))
+        self._retarget(now)
+
+    def lower_to(self, bps: float) -> None:
+        """A probe failed: back to the estimate from before it."""
+        now = time.monotonic()
+        self.estimator.loss_based_bps = min(self.estimator.loss_based_bps, float(bps))
+        self._retarget(now)
+
+    def tick(self) -> None:
+        """Called by the plane's control loop: refresh the measured send rate."""
+        now = time.monotonic()
+        elapsed = now - self._tick_at
+        if elapsed >= 0.25:
+            sent = self.bucket.sent_bytes - self._tick_bytes
+            rate = sent * 8 / elapsed
+            self.sent_bps = rate if self.sent_bps == 0 else 0.5 * self.sent_bps + 0.5 * rate
+            self._tick_at, self._tick_bytes = now, self.bucket.sent_bytes
+            self._retarget(now)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        snap = self.estimator.snapshot(now)
+        snap.update(
+            {
+                "sent_bps": int(self.sent_bps),
+                "pacing_backlog_ms": round(self.bucket.backlog_s(now) * 1000, 1),
+                "nacks": self.nacks,
+                "plis": self.plis,
+                "resent": self.rtx.resent,
+                "resend_skipped_old": self.rtx.skipped_old,
+                "resend_skipped_budget": self.rtx.skipped_budget,
+                "resend_skipped_recent": self.rtx.skipped_recent,
+            }
+        )
+        return snap
+
+    def close(self) -> None:
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
