@@ -14,7 +14,7 @@ from typing import Any
 from handlers.base import ApiHandler, ApiWebSocketHandler
 from handlers.openapi import error_responses, json_body, json_response
 from server.auth import Claims
-from server.errors import DomainError, Invalid, Unavailable
+from server.errors import DomainError, Forbidden, Invalid, Unavailable
 from server.validation import parse_object
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,32 @@ class CompositeOfferHandler(ApiHandler):
         self.write_json(await media.subscribe_composite(claims, session_id, body))
 
 
+class QualityHandler(ApiHandler):
+    """GET what one viewer connection receives (rungs, current rung, whether its link limits it);
+    PUT `{"pc_id", "quality"}` to pick a rung by name or "auto"."""
+
+    async def get(self, session_id: str) -> None:
+        claims = self.claims()
+        pc_id = self.get_query_argument("pc_id", "")
+        self.write_json(_media(self.services).quality_of(claims, pc_id))
+
+    async def put(self, session_id: str) -> None:
+        claims = self.claims()
+        body = self.json_body()
+        media = _media(self.services)
+        self.write_json(await media.set_quality(claims, body.get("pc_id"), body.get("quality")))
+
+
+class ViewersDebugHandler(ApiHandler):
+    """GET every viewer connection's estimate, rung, pacing and resends (broadcaster token)."""
+
+    async def get(self, session_id: str) -> None:
+        claims = self.claims()
+        if claims.role != "broadcaster" or claims.session_id != session_id:
+            raise Forbidden("only this session's broadcaster may read this", code="forbidden")
+        self.write_json({"viewers": _media(self.services).viewers_debug(session_id)})
+
+
 class SignalingSocket(ApiWebSocketHandler):
     """The same messages over one WebSocket: `{"type": "offer", "sdp"}` → `{"type": "answer", …}`,
     `{"type": "candidate", "pc_id", "candidate"}` → `{"type": "ack"}`, failures → `{"type":
@@ -99,13 +125,20 @@ class SignalingSocket(ApiWebSocketHandler):
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
                 self._send({**answer, "type": "answer"})
+            elif kind == "quality":
+                state = await _media(self.services).set_quality(
+                    self.claims_, body.get("pc_id"), body.get("quality")
+                )
+                self._send({**state, "type": "quality"})
             elif kind == "candidate":
                 await _media(self.services).add_candidate(
                     self.claims_, body.get("pc_id"), body.get("candidate")
                 )
                 self._send({"type": "ack"})
             else:
-                raise Invalid("type must be 'offer' or 'candidate'", code="invalid_message")
+                raise Invalid(
+                    "type must be 'offer', 'candidate' or 'quality'", code="invalid_message"
+                )
         except DomainError as err:
             self._send(
                 {
@@ -198,6 +231,31 @@ openapi = {
             "parameters": [_SESSION_ID],
         }
     },
+    f"{PREFIX}/session/{{session_id}}/quality": {
+        "get": {
+            "summary": "What one viewer connection (`?pc_id=`) receives: its quality rungs, the "
+            "current one, its choice and whether its connection limits the quality",
+            "responses": {"200": json_response("quality state"), **error_responses(400, 401, 404)},
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID],
+        },
+        "put": {
+            "summary": "Pick a rung by name, or `auto` (follow the connection) `{pc_id, quality}`",
+            "requestBody": json_body({"type": "object", "required": ["pc_id", "quality"]}),
+            "responses": {"200": json_response("quality state"), **error_responses(400, 401, 404)},
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID],
+        },
+    },
+    f"{PREFIX}/session/{{session_id}}/debug/viewers": {
+        "get": {
+            "summary": "Every viewer connection's bandwidth estimate, rung, pacing, resends and "
+            "drops (this session's broadcaster token)",
+            "responses": {"200": json_response("viewers"), **error_responses(401, 403)},
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID],
+        }
+    },
     f"{PREFIX}/session/{{session_id}}/composite/signal/offer": {
         "post": {
             "summary": "Subscribe to this viewer's composite feed (layout from its preferences)",
@@ -215,4 +273,6 @@ routes = [
     (rf"{PREFIX}/stream/{ID}/signal/ws", SignalingSocket),
     (rf"{PREFIX}/session/{ID}/composite/signal/offer", CompositeOfferHandler),
     (rf"{PREFIX}/session/{ID}/composite/signal/ws", CompositeSignalingSocket),
+    (rf"{PREFIX}/session/{ID}/quality", QualityHandler),
+    (rf"{PREFIX}/session/{ID}/debug/viewers", ViewersDebugHandler),
 ]

@@ -106,7 +106,8 @@ def pace_transport(
 ) -> Callable[[], None]:
     """Everything this connection sends (RTP, RTX, RTCP, every sender of the bundle) passes
     `delay_of(data)` first; a positive answer parks the caller that long (backpressure on the
-    sender's loop), then `restamp(data)` may rewrite the packet's send time. Returns an undo."""
+    sender's loop), a negative one sends at once; both then let `restamp(data)` rewrite the
+    packet's send time. Returns an undo."""
     original: Callable[[bytes], Awaitable[None]] = _require(
         transport, "_send_rtp", "pace_transport"
     )
@@ -114,8 +115,11 @@ def pace_transport(
 
     async def send_rtp(data: bytes) -> None:
         delay = delay_of(data)
-        if delay > 0.0:
-            await sleep(delay)
+        if delay != 0.0:
+            # Positive: hold the packet that long. Negative: send now, but with a fresh send
+            # time (a resend carries its original's, which reads as a huge delay to the receiver).
+            if delay > 0.0:
+                await sleep(delay)
             data = restamp(data)
         await original(data)
 

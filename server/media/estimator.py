@@ -25,6 +25,9 @@ MAX_BPS = 50_000_000
 # Growth cannot run further ahead of what the link has actually carried than this.
 SENT_HEADROOM = 1.5
 SENT_HEADROOM_BPS = 100_000
+# Loss is judged over at least this long and this many packets.
+LOSS_WINDOW_S = 1.0
+LOSS_WINDOW_PACKETS = 20
 # A REMB older than this no longer caps anything (the receiver stopped sending them).
 REMB_TTL_S = 5.0
 
@@ -48,24 +51,41 @@ class BandwidthEstimator:
         self.loss_based_bps = float(max(MIN_BPS, min(initial_bps, MAX_BPS)))
         self.feedback = Feedback()
         self._last_update = now
+        self._window: tuple[float, int, int] | None = None
 
     def on_receiver_report(
         self,
         now: float,
-        fraction_lost: int,
+        highest_seq: int,
+        cumulative_lost: int,
         sent_bps: float,
         rtt_s: float | None = None,
         jitter_s: float = 0.0,
     ) -> None:
-        """One RTCP report block about our stream: `fraction_lost` is the RFC 3550 8-bit value
-        (lost / expected since the previous report, times 256); `sent_bps` what we sent lately."""
-        loss = max(0, min(255, fraction_lost)) / 256.0
+        """One RTCP report block about our stream: its extended highest sequence number and
+        cumulative loss (RFC 3550 §6.4.1); `sent_bps` is what we sent lately.
+
+        Browsers attach a report to every NACK, i.e. many per second: the loss fraction of one
+        report covers a handful of packets and swings between 0 and 30 %. The controller therefore
+        acts on windows of at least `LOSS_WINDOW_S` and `LOSS_WINDOW_PACKETS`."""
         fb = self.feedback
-        fb.loss = loss
         fb.jitter_s = jitter_s
         fb.reports += 1
         if rtt_s is not None and rtt_s >= 0:
             fb.rtt_s = rtt_s if fb.rtt_s is None else 0.8 * fb.rtt_s + 0.2 * rtt_s
+        if self._window is None:
+            self._window = (now, highest_seq, cumulative_lost)
+            return
+        start, seq0, lost0 = self._window
+        expected = highest_seq - seq0
+        if expected < 0 or expected > 1 << 20:
+            self._window = (now, highest_seq, cumulative_lost)  # a reset stream: start again
+            return
+        if now - start < LOSS_WINDOW_S or expected < LOSS_WINDOW_PACKETS:
+            return
+        self._window = (now, highest_seq, cumulative_lost)
+        loss = max(0.0, min(1.0, (cumulative_lost - lost0) / expected))
+        fb.loss = loss
         elapsed = max(0.0, min(now - self._last_update, 2.0))
         self._last_update = now
         estimate = self.loss_based_bps

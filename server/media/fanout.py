@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 RING_SIZE = 24
 # A frame that waited this long for the viewer's link is not worth sending any more: the viewer
 # drops to the next key frame instead of falling further behind real time.
-LATE_S = 0.7
+LATE_S = 1.0
 # Key-frame requests that would reach viewers other than the asker (a recovering or switching
-# viewer on a shared source) pass at most this often; a viewer alone on its source is not limited.
+# viewer on a shared source) pass at most this often; a viewer alone on its source less often than
+# a key frame takes to cross a slow link.
 SHARED_KEY_GAP_S = 10.0
+ALONE_KEY_GAP_S = 1.5
 # While a switch waits for the target's key frame, the viewer keeps its current source and
 # looks at the target this often.
 SWITCH_POLL_S = 0.02
@@ -97,9 +99,10 @@ class PacketBroadcast:
         frames; a viewer alone on its source is limited only by the encoder's own gap."""
         if not self.keyframes or self.on_keyframe_request is None:
             return
-        if reason != "join" and self.readers > 1:
+        if reason != "join":
             now = time.monotonic()
-            if now - self._last_shared_request < SHARED_KEY_GAP_S:
+            gap = SHARED_KEY_GAP_S if self.readers > 1 else ALONE_KEY_GAP_S
+            if now - self._last_shared_request < gap:
                 self.key_requests_suppressed += 1
                 return
             self._last_shared_request = now
@@ -212,6 +215,14 @@ class ViewerTrack(MediaStreamTrack):
 
     def request_keyframe(self) -> None:
         """Wired to the sender's PLI/FIR handling: this viewer lost its picture."""
+        self._source.request_keyframe("recovery")
+
+    def resync(self) -> None:
+        """A packet this viewer needs will never arrive (not resent): skip to the next key frame
+        (asking for one) instead of sending frames it cannot decode."""
+        if not self._source.keyframes or self._need_key:
+            return
+        self._need_key = True
         self._source.request_keyframe("recovery")
 
     def stop(self) -> None:

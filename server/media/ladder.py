@@ -44,7 +44,7 @@ class Rung:
     source: bool = False
 
     def profile(self, content: str) -> EncodeProfile:
-        return EncodeProfile(content, self.fps, self.bitrate_bps)
+        return EncodeProfile(content, self.fps, self.bitrate_bps, constrained=not self.source)
 
 
 def _bps(share: float, base: int) -> int:
@@ -66,13 +66,16 @@ def ladder_for(profile: EncodeProfile, hint: str, height: int) -> tuple[Rung, ..
             Rung(f"{third}p{max(5, f // 2)}", third, max(5, f // 2), _bps(0.08, b)),
         ]
     else:
-        slow = max(5, min(f, 15) // 2)
+        steady = min(f, 15)
+        slow = max(5, steady // 3)
         rungs = [
             top,
-            # Same lines and frames, fewer bits per frame: text stays where it was.
-            Rung(f"full{min(f, 15)}", None, min(f, 15), _bps(0.28, b)),
-            Rung(f"full{slow}", None, slow, _bps(0.15, b)),
-            Rung(f"{half}p{5}", half, 5, _bps(0.06, b)),
+            # Same lines and frames, fewer bits per frame: text stays where it was...
+            Rung(f"full{steady}", None, steady, _bps(0.28, b)),
+            Rung(f"full{steady}-low", None, steady, _bps(0.17, b)),
+            # ...then fewer frames, and only then fewer lines.
+            Rung(f"full{slow}", None, slow, _bps(0.09, b)),
+            Rung(f"{half}p{slow}", half, slow, _bps(0.05, b)),
         ]
     unique: list[Rung] = []
     for rung in rungs:

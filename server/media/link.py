@@ -10,6 +10,7 @@ charged); NACKed packets are resent only within a `RetransmitBudget`. The media 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpSender
@@ -31,6 +32,9 @@ from server.media.estimator import BandwidthEstimator
 from server.media.pacer import RetransmitBudget, TokenBucket
 
 VIDEO_CLOCK = 90000
+# The pacer drains at this multiple of the estimate (libwebrtc uses 2.5): the rung is chosen under
+# the estimate, so the average stays under it, while a key frame leaves in a few frame times.
+PACING_FACTOR = 1.25
 
 
 class ViewerLink:
@@ -41,7 +45,7 @@ class ViewerLink:
         self.sender = sender
         self.estimator = BandwidthEstimator(initial_bps, now)
         target = self.estimator.target_bps(now)
-        self.bucket = TokenBucket(target, now)
+        self.bucket = TokenBucket(target * PACING_FACTOR, now)
         self.rtx = RetransmitBudget(target, now)
         self.sent_bps = 0.0
         self.nacks = 0
@@ -49,9 +53,12 @@ class ViewerLink:
         self.paced_s = 0.0
         self._ssrc, self._rtx_ssrc = aiortc_hooks.sender_ssrcs(sender)
         self._ssrc_bytes = self._ssrc.to_bytes(4, "big")
+        self._rtx_ssrc_bytes = self._rtx_ssrc.to_bytes(4, "big")
         self._abs_id = aiortc_hooks.abs_send_time_id(sender)
         self._tick_at = now
         self._tick_bytes = 0
+        self.unrecoverable = 0
+        self.on_unrecoverable: Callable[[], None] | None = None
         self._undo: Any = None
 
     def install(self) -> None:
@@ -66,10 +73,15 @@ class ViewerLink:
         if 192 <= data[1] <= 208:
             return 0.0  # RTCP: never held back
         wait = self.bucket.consume(len(data), time.monotonic())
-        if wait > 0.0 and data[8:12] == self._ssrc_bytes:
-            self.paced_s += wait
-            return wait
-        return 0.0  # audio and resends are charged, not held (resends run on the RTCP path)
+        ssrc = data[8:12]
+        if ssrc == self._ssrc_bytes:
+            if wait > 0.0:
+                self.paced_s += wait
+                return wait
+            return 0.0
+        if ssrc == self._rtx_ssrc_bytes:
+            return -1.0  # a resend: charged, not held (it runs on the RTCP path), restamped
+        return 0.0  # audio: charged, not held
 
     def restamp(self, data: bytes) -> bytes:
         if self._abs_id is None:
@@ -80,7 +92,15 @@ class ViewerLink:
     def allow_retransmit(self, seq: int, size: int, rtp_timestamp: int) -> bool:
         last = aiortc_hooks.sender_rtp_timestamp(self.sender)
         age_s = ((last - rtp_timestamp) & 0xFFFFFFFF) / VIDEO_CLOCK
-        return self.rtx.allow(seq, size, age_s, time.monotonic(), self.estimator.feedback.rtt_s)
+        skipped = self.rtx.skipped_old + self.rtx.skipped_budget
+        allowed = self.rtx.allow(seq, size, age_s, time.monotonic(), self.estimator.feedback.rtt_s)
+        if not allowed and self.rtx.skipped_old + self.rtx.skipped_budget > skipped:
+            # That packet is gone for good, and with it every frame until the next key frame:
+            # stop sending frames the viewer cannot decode and get it a key frame instead.
+            self.unrecoverable += 1
+            if self.on_unrecoverable is not None:
+                self.on_unrecoverable()
+        return allowed
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -91,7 +111,8 @@ class ViewerLink:
                 if report.ssrc == self._ssrc:
                     self.estimator.on_receiver_report(
                         now,
-                        report.fraction_lost,
+                        report.highest_sequence,
+                        report.packets_lost,
                         self.sent_bps,
                         aiortc_hooks.sender_rtt(self.sender),
                         report.jitter / VIDEO_CLOCK,
@@ -112,7 +133,7 @@ class ViewerLink:
 
     def _retarget(self, now: float) -> None:
         target = self.estimator.target_bps(now)
-        self.bucket.set_rate(target, now)
+        self.bucket.set_rate(target * PACING_FACTOR, now)
         self.rtx.set_rate(target, now)
 
     def target_bps(self) -> int:
@@ -154,6 +175,7 @@ class ViewerLink:
                 "resend_skipped_old": self.rtx.skipped_old,
                 "resend_skipped_budget": self.rtx.skipped_budget,
                 "resend_skipped_recent": self.rtx.skipped_recent,
+                "unrecoverable": self.unrecoverable,
             }
         )
         return snap

@@ -16,9 +16,10 @@ from __future__ import annotations
 BURST_S = 0.040
 MIN_BURST_BYTES = 2_400
 RTX_SHARE = 0.15
-RTX_BURST_S = 0.200
-# A packet first sent longer ago than this is no use to a real-time receiver.
-RTX_MAX_AGE_S = 0.6
+RTX_BURST_S = 0.500
+# A packet sent longer ago (in media time) than this is no use to a real-time receiver: the frames
+# after it have been dropped, or a key frame has been asked for.
+RTX_MAX_AGE_S = 1.5
 HISTORY = 1024  # resends remembered (aiortc itself keeps only 128 packets to resend from)
 
 
@@ -98,7 +99,7 @@ class RetransmitBudget:
             return False
         i = seq % HISTORY
         last = self._resent_at[i] if self._resent_seq[i] == seq else -1.0
-        if last >= 0 and now - last < max(0.05, rtt_s or 0.1):
+        if last >= 0 and now - last < max(0.1, 2 * (rtt_s or 0.1)):
             # Already resent within a round trip: the NACK crossed our resend.
             self.skipped_recent += 1
             return False

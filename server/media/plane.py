@@ -46,6 +46,8 @@ MAX_CONNECTIONS_PER_VIEWER = 4
 CONTROL_INTERVAL_S = 0.5
 # The first estimate before any feedback: the top rung with GCC's usual 1.5x room to grow.
 INITIAL_HEADROOM = 1.5
+# A rung switch still waiting for its key frame after this long may be reconsidered.
+SWITCH_HOLD_S = 3.0
 
 
 @dataclass(eq=False)
@@ -73,6 +75,7 @@ class Peer:
     choice: str = "auto"
     passthrough: bool = False
     probe_floor_bps: float = 0.0
+    switch_at: float = 0.0
 
 
 class MediaPlane:
@@ -368,6 +371,7 @@ class MediaPlane:
             top = peer.ladder[0].bitrate_bps
             peer.link = ViewerLink(video_t.sender, int(top * INITIAL_HEADROOM))
             peer.link.install()
+            peer.link.on_unrecoverable = peer.video.resync
             peer.selector = RungSelector(len(peer.ladder), time.monotonic())
             self._ensure_control_loop()
         if audio_t is not None and audio_media is not None:
@@ -535,6 +539,8 @@ class MediaPlane:
             return
         link.tick()
         now = time.monotonic()
+        if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
+            return  # a switch waits for its key frame: judge the new rung once it delivers
         if peer.choice != "auto":
             wanted = next(
                 (i for i, r in enumerate(peer.ladder) if r.name == peer.choice), peer.rung
@@ -569,6 +575,7 @@ class MediaPlane:
                 link.target_bps(),
             )
             peer.rung = wanted
+            peer.switch_at = now
             track.switch(self._rung_source(peer, wanted), seamless=True)
 
     async def set_quality(self, claims: Claims, pc_id: object, choice: object) -> dict[str, Any]:
@@ -636,6 +643,7 @@ class MediaPlane:
                 "rung": peer.ladder[peer.rung].name if peer.ladder else None,
                 "switching": peer.video is not None and peer.video.pending is not None,
                 "link": peer.link.snapshot() if peer.link is not None else None,
+                "rung_rates_bps": [int(r) for r in self._rung_rates(peer)] if peer.ladder else [],
                 "probes": peer.selector.probes if peer.selector is not None else 0,
                 "probes_failed": peer.selector.probes_failed if peer.selector is not None else 0,
             }
