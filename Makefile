@@ -10,12 +10,17 @@ install: system-deps
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
 
-# Debian's Chromium drives the browser tests; installed only when missing (needs root or sudo).
+# Debian's Chromium drives the browser tests; iproute2 (ip, tc) and nftables build the network lab
+# (tests/netlab). Installed only when missing (needs root or sudo).
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@export PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	{ command -v ip && command -v tc; } >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver iproute2; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 serve:

@@ -67,25 +67,33 @@ class PatternTrack(MediaStreamTrack):
         delay = target - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if self._static is not None:
-            arr = self._static
-        else:
-            arr = camera_pattern(self.width, self.height, self._n)
-        frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(self.picture(self._n), format="yuv420p")
         frame.pts = int(self._n * 90000 / self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self._n += 1
         return frame
+
+    def picture(self, n: int) -> np.ndarray:
+        """Frame `n` as a yuv420p ndarray (subclasses draw other content)."""
+        if self._static is not None:
+            return self._static
+        return camera_pattern(self.width, self.height, n)
 
 
 def new_pc() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-async def offer_of(pc: RTCPeerConnection) -> dict[str, str]:
-    ice.restrict(pc, LOOPBACK)
+async def offer_of(pc: RTCPeerConnection, hosts: tuple[str, ...] = LOOPBACK) -> dict[str, str]:
+    ice.restrict(pc, hosts)
     await pc.setLocalDescription(await pc.createOffer())
     return {"sdp": pc.localDescription.sdp, "type": "offer"}
+
+
+def _codecs_named(codec: str) -> list[Any]:
+    """aiortc's video codecs limited to `codec` (and its retransmission format)."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    return [c for c in caps if c.mimeType.lower() in (f"video/{codec.lower()}", "video/rtx")]
 
 
 @dataclass
@@ -95,14 +103,24 @@ class Publisher:
 
 
 async def publish(
-    api: Any, token: str, stream_id: str, track: MediaStreamTrack, audio: bool = False
+    api: Any,
+    token: str,
+    stream_id: str,
+    track: MediaStreamTrack,
+    audio: bool = False,
+    *,
+    codec: str | None = None,
+    hosts: tuple[str, ...] = LOOPBACK,
 ) -> Publisher:
+    """Publish `track` (and a tone); `codec` limits the offer to one video codec ("VP8", "H264")."""
     pc = new_pc()
-    pc.addTransceiver(track, direction="sendonly")
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    if codec is not None:
+        transceiver.setCodecPreferences(_codecs_named(codec))
     if audio:
         pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     resp = await api.post(
-        f"{PREFIX}/stream/{stream_id}/signal/offer", await offer_of(pc), token=token
+        f"{PREFIX}/stream/{stream_id}/signal/offer", await offer_of(pc, hosts), token=token
     )
     assert resp.status == 200, resp.body
     await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
@@ -169,10 +187,7 @@ async def view(
     for _ in range(video_lines):
         t = pc.addTransceiver("video", direction="recvonly")
         if codec is not None:
-            caps = RTCRtpSender.getCapabilities("video").codecs
-            t.setCodecPreferences(
-                [c for c in caps if c.mimeType.lower() in (f"video/{codec.lower()}", "video/rtx")]
-            )
+            t.setCodecPreferences(_codecs_named(codec))
     if audio:
         pc.addTransceiver("audio", direction="recvonly")
     resp = await api.post(path, {**await offer_of(pc), **(extra or {})}, token=token)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,12 @@ def start_server(
     env: dict[str, str] | None = None,
     port: int = 0,
     timeout: float = 30,
+    command: Sequence[str] = (str(BIN),),
 ) -> ServerProcess:
-    """Start `multistream serve` on loopback with its log in `log_path`; wait until it listens."""
+    """Start `multistream serve` on loopback with its log in `log_path`; wait until it listens.
+
+    `command` replaces the `multistream` executable, e.g. to run it inside a network namespace
+    (`ip netns exec NS multistream`) or under a wrapper module."""
     full_env = {
         **os.environ,
         "MULTISTREAM_ICE_HOSTS": "127.0.0.1",
@@ -73,7 +78,7 @@ def start_server(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            [*command, "serve", "--port", str(port), "--data-dir", str(data_dir)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -39,6 +39,18 @@ def _unshare_net() -> None:
     _loopback_up()
 
 
+def _setns_net(name: str) -> None:
+    """Move this thread into the named namespace `ip netns add` made (/run/netns/<name>)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise NamespaceUnavailable(f"setns({name}) failed: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
 def _loopback_up() -> None:
     """`ip link set lo up` without needing iproute2: SIOCGIFFLAGS/SIOCSIFFLAGS on this thread's lo."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
@@ -49,21 +61,30 @@ def _loopback_up() -> None:
 
 
 class NetnsLoop:
-    """Start with `start()`; submit coroutines with `run()`; `stop()` ends the loop and the thread."""
+    """Start with `start()`; submit coroutines with `run()`; `stop()` ends the loop and the thread.
 
-    def __init__(self) -> None:
+    By default the thread gets a fresh namespace with only `lo`; with `namespace` it joins that named
+    namespace instead (the network lab's, see tests/netlab/lab.py).
+    """
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self._namespace = namespace
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready: Future[None] = Future()
 
     def start(self, timeout: float = 10.0) -> None:
-        self._thread = threading.Thread(target=self._main, name="browser-netns", daemon=True)
+        name = f"netns-{self._namespace}" if self._namespace else "browser-netns"
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
         self._ready.result(timeout)
 
     def _main(self) -> None:
         try:
-            _unshare_net()
+            if self._namespace:
+                _setns_net(self._namespace)
+            else:
+                _unshare_net()
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
         except BaseException as exc:
@@ -78,10 +99,14 @@ class NetnsLoop:
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Start `coro` on the namespace's loop without waiting for it."""
+        assert self._loop is not None, "NetnsLoop not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         """Run `coro` on the namespace's loop and wait for its result (re-raising its exception)."""
-        assert self._loop is not None, "NetnsLoop not started"
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = self.submit(coro)
         try:
             return future.result(timeout)
         except TimeoutError:
