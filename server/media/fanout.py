@@ -35,6 +35,17 @@ ALONE_KEY_GAP_S = 1.5
 # looks at the target this often.
 SWITCH_POLL_S = 0.02
 RATE_WINDOW_S = 2.0
+# After a switch whose key frame is older than what the viewer last got: the gap put between them.
+SWITCH_STEP_TICKS = 1500  # 1/60 s at 90 kHz
+
+
+def _shifted(packet: av.Packet, shift: int) -> av.Packet:
+    """This viewer's copy of a shared packet, later by `shift` ticks (one copy per frame)."""
+    copy = av.Packet(bytes(packet))
+    copy.pts = packet.pts + shift if packet.pts is not None else None
+    copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    return copy
 
 
 @dataclass(slots=True)
@@ -150,6 +161,7 @@ class ViewerTrack(MediaStreamTrack):
         self._pending: PacketBroadcast | None = None
         self._pending_from = 0
         self._last_pts: int | None = None
+        self._pts_shift = 0
         self.dropped = 0
         self.dropped_late = 0
         self.delivered = 0
@@ -212,6 +224,15 @@ class ViewerTrack(MediaStreamTrack):
         self._need_key = False
         self.switches += 1
         old.detach()
+        key = target.ring[item_index - target.ring[0].index].packet
+        # Rungs share the stream's timeline, but an encoded rung runs a frame or two behind the
+        # forwarded original: shift this viewer's timestamps so time never goes back.
+        if (
+            self._last_pts is not None
+            and key.pts is not None
+            and key.pts + self._pts_shift <= self._last_pts
+        ):
+            self._pts_shift = self._last_pts - key.pts + SWITCH_STEP_TICKS
 
     def request_keyframe(self) -> None:
         """Wired to the sender's PLI/FIR handling: this viewer lost its picture."""
@@ -253,6 +274,8 @@ class ViewerTrack(MediaStreamTrack):
             if packet is not None:
                 self.delivered += 1
                 self.bytes_delivered += packet.size
+                if self._pts_shift:
+                    packet = _shifted(packet, self._pts_shift)
                 self._last_pts = packet.pts
                 return packet
             if self._pending is None:

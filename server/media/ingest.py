@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 class StreamMedia:
     """What outlives one publisher connection of a stream: its frames and its audio packets."""
 
-    def __init__(self, stream: Doc) -> None:
+    def __init__(self, stream: Doc, epoch: float = 0.0) -> None:
         self.stream = stream
+        # The plane's media clock origin: forwarded packets are stamped on the same timeline as
+        # the shared encoders', so a viewer moved between them sees time move forward.
+        self.epoch = epoch
         self.stream_id: str = stream["id"]
         self.session_id: str = stream["session_id"]
         self.kind: str = stream["kind"]
@@ -44,6 +47,8 @@ class StreamMedia:
         )
         self.video_codec: str | None = None
         self.ingest: Ingest | None = None
+        # Publisher RTP timestamp -> plane media clock (90 kHz ticks), once the first packet came.
+        self.pts_offset: int | None = None
 
     def _ask_publisher(self) -> None:
         if self.ingest is not None:
@@ -170,12 +175,15 @@ class Ingest:
         if key:
             log.debug("stream=%s key frame in codec=%s", self.media.stream_id, name)
         self._decide_decoding(key)
-        if media.video.readers <= 0:
-            return
         if self._pts_offset is None:
             # Anchor the publisher's RTP clock to the plane's so a reconnecting publisher does
-            # not send viewers' timestamps backwards.
-            self._pts_offset = int(time.monotonic() * 90000) - int(encoded.timestamp)
+            # not send viewers' timestamps backwards; the stream's encoders stamp their frames
+            # with the same offset, so every rung of this stream shares one timeline.
+            now = time.monotonic() - self.media.epoch
+            self._pts_offset = int(now * 90000) - int(encoded.timestamp)
+            media.pts_offset = self._pts_offset
+        if media.video.readers <= 0:
+            return
         packet = av.Packet(encoded.data)
         packet.pts = int(encoded.timestamp) + self._pts_offset
         packet.time_base = VIDEO_TIME_BASE

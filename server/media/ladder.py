@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from server.media.codecs import EncodeProfile
 
 MIN_RUNG_BPS = 100_000
-# A rung fits when its rate is at most this share of the estimate (audio, RTX and headers need room).
+# Hysteresis: a rung is climbed to when its rate is at most `HEADROOM` of the estimate (audio, RTX
+# and headers need room), and left only when its rate exceeds `DOWN_AT` of it.
 HEADROOM = 0.85
+DOWN_AT = 1.0
 UP_HOLD_S = 3.0
 PROBE_WAIT_S = 6.0
 PROBE_WAIT_MAX_S = 60.0
@@ -131,7 +133,7 @@ class RungSelector:
                 self.probing_from = None
                 self.probe_wait_s = PROBE_WAIT_S
             return i
-        if rates[i] > usable and i < self.count - 1:
+        if rates[i] > target_bps * DOWN_AT and i < self.count - 1:
             return self._go(self._fitting(rates, usable, i), now)
         if i == 0:
             return i

@@ -50,6 +50,10 @@ INITIAL_HEADROOM = 1.5
 SWITCH_HOLD_S = 3.0
 
 
+def _pts_offset_of(media: StreamMedia) -> int | None:
+    return media.pts_offset
+
+
 @dataclass(eq=False)
 class Peer:
     """One tracked `RTCPeerConnection` and what it is for."""
@@ -482,6 +486,7 @@ class MediaPlane:
             base = f"composite:{peer.layout.name}"
             frames = self._composite_feed(peer.layout).output
             content = "composite"
+            timeline: StreamMedia | None = None
         else:
             assert peer.stream_id is not None
             media = self._media[peer.stream_id]
@@ -490,17 +495,20 @@ class MediaPlane:
                 if peer.passthrough:
                     return media.video
                 return self._encoder(
-                    f"stream:{peer.stream_id}", codec, media.frames, profile
+                    f"stream:{peer.stream_id}", codec, media.frames, profile, media
                 ).broadcast
             base = f"stream:{peer.stream_id}"
             frames = media.frames
             content = profile.content
+            timeline = media
         if rung.height is None:
             name = f"{base}@full"
         else:
             feed = self._scaled_of(f"{base}@{rung.height}p", frames, rung.height)
             name, frames = feed.name, feed.output
-        return self._encoder(f"{name}#{rung.name}", codec, frames, rung.profile(content)).broadcast
+        return self._encoder(
+            f"{name}#{rung.name}", codec, frames, rung.profile(content), timeline
+        ).broadcast
 
     def _ensure_control_loop(self) -> None:
         if self._control is None or self._control.done():
@@ -749,7 +757,7 @@ class MediaPlane:
         the composite viewers of its session: their audio tracks follow the new broadcast."""
         media = self._media.get(stream["id"])
         if media is None:
-            media = self._media[stream["id"]] = StreamMedia(stream)
+            media = self._media[stream["id"]] = StreamMedia(stream, self._epoch)
             if media.kind == "camera":
                 for peer in self._peers.values():
                     if (
@@ -765,7 +773,12 @@ class MediaPlane:
         return media.frames if media is not None else None
 
     def _encoder(
-        self, source_key: str, codec: str, frames: LatestFrame, profile: codecs.EncodeProfile
+        self,
+        source_key: str,
+        codec: str,
+        frames: LatestFrame,
+        profile: codecs.EncodeProfile,
+        media: StreamMedia | None = None,
     ) -> SharedEncoder:
         key = (source_key, codec)
         encoder = self._encoders.get(key)
@@ -778,6 +791,7 @@ class MediaPlane:
                 self._executor,
                 self._epoch,
                 on_idle=functools.partial(self._encoder_idle, key),
+                timeline=functools.partial(_pts_offset_of, media) if media is not None else None,
             )
             self._encoders[key] = encoder
             encoder.start()
