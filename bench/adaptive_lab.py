@@ -136,7 +136,12 @@ async def run_publisher(token: str, stream_id: str, seconds: float) -> None:
             return frame
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(Moving(), direction="sendonly")
+    track: MediaStreamTrack = Moving()
+    if os.environ.get("ALAB_CONTENT") == "netlab":
+        from tests.netlab.content import ContentTrack
+
+        track = ContentTrack("screen")
+    pc.addTransceiver(track, direction="sendonly")
     ice.restrict(pc, (IP_S,))
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()

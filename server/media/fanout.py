@@ -80,8 +80,8 @@ class PacketBroadcast:
         self.key_requests_forwarded = 0
         self.key_requests_suppressed = 0
         self._last_shared_request = -SHARED_KEY_GAP_S
-        self._bytes = 0
-        self._window_start = time.monotonic()
+        self.started_at = time.monotonic()
+        self._window_start = self.started_at
         self._window_bytes = 0
         self._rate_bps = 0.0
         self._event = asyncio.Event()
@@ -99,8 +99,11 @@ class PacketBroadcast:
             self._window_start, self._window_bytes = now, 0
         self._wake()
 
-    def rate_bps(self) -> float:
-        """What this source sent over the last window (its real bitrate, key frames included)."""
+    def rate_bps(self, settled_s: float = 0.0) -> float:
+        """What this source sent over the last window (its real bitrate, key frames included);
+        0 while younger than `settled_s` (a new encoder's first seconds are mostly key frame)."""
+        if time.monotonic() - self.started_at < settled_s:
+            return 0.0
         return self._rate_bps
 
     def request_keyframe(self, reason: str = "join") -> None:

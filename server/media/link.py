@@ -58,6 +58,8 @@ class ViewerLink:
         self._tick_at = now
         self._tick_bytes = 0
         self.unrecoverable = 0
+        self.moot = 0
+        self._resync_ts: int | None = None
         self.on_unrecoverable: Callable[[], None] | None = None
         self._undo: Any = None
 
@@ -92,12 +94,19 @@ class ViewerLink:
     def allow_retransmit(self, seq: int, size: int, rtp_timestamp: int) -> bool:
         last = aiortc_hooks.sender_rtp_timestamp(self.sender)
         age_s = ((last - rtp_timestamp) & 0xFFFFFFFF) / VIDEO_CLOCK
+        if self._resync_ts is not None and ((self._resync_ts - rtp_timestamp) & 0xFFFFFFFF) < (
+            1 << 31
+        ):
+            # Sent before this viewer was resynchronised at a key frame: nothing will decode it.
+            self.moot += 1
+            return False
         skipped = self.rtx.skipped_old + self.rtx.skipped_budget
         allowed = self.rtx.allow(seq, size, age_s, time.monotonic(), self.estimator.feedback.rtt_s)
         if not allowed and self.rtx.skipped_old + self.rtx.skipped_budget > skipped:
             # That packet is gone for good, and with it every frame until the next key frame:
             # stop sending frames the viewer cannot decode and get it a key frame instead.
             self.unrecoverable += 1
+            self._resync_ts = last
             if self.on_unrecoverable is not None:
                 self.on_unrecoverable()
         return allowed
@@ -176,6 +185,7 @@ class ViewerLink:
                 "resend_skipped_budget": self.rtx.skipped_budget,
                 "resend_skipped_recent": self.rtx.skipped_recent,
                 "unrecoverable": self.unrecoverable,
+                "resend_moot": self.moot,
             }
         )
         return snap

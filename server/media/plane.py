@@ -48,6 +48,8 @@ CONTROL_INTERVAL_S = 0.5
 INITIAL_HEADROOM = 1.5
 # A rung switch still waiting for its key frame after this long may be reconsidered.
 SWITCH_HOLD_S = 3.0
+# A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
+RATE_SETTLE_S = 6.0
 
 
 def _pts_offset_of(media: StreamMedia) -> int | None:
@@ -530,13 +532,17 @@ class MediaPlane:
                     log.exception("session=%s pc=%s adaptation failed", peer.session_id, peer.id)
 
     def _rung_rates(self, peer: Peer) -> list[float]:
+        """Each rung's bitrate: measured while it runs (encoders overshoot on hard content, and
+        the original is whatever the publisher sends), else its nominal one."""
         rates: list[float] = []
+        current = peer.video.source if peer.video is not None else None
         for i, rung in enumerate(peer.ladder):
             rate = float(rung.bitrate_bps)
             if i == 0 and peer.passthrough and peer.stream_id in self._media:
-                # The publisher's own bitrate, as measured: the nominal one is only a setting.
                 measured = self._media[peer.stream_id].video.rate_bps()
                 rate = measured if measured > 0 else rate
+            elif i == peer.rung and current is not None:
+                rate = max(rate, current.rate_bps(settled_s=RATE_SETTLE_S))
             rates.append(rate)
         return rates
 
