@@ -13,10 +13,17 @@ from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import RtcpPsfbPacket, RtcpRrPacket, RtpPacket
+from aiortc.rtp import (
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
 
 from server.media import aiortc_hooks, ice
 from server.media.aiortc_hooks import AiortcShapeError
+from server.media.link import PACING_FACTOR, ViewerLink
 from tests.media_helpers import LOOPBACK, PatternTrack, new_pc, offer_of
 
 
@@ -70,12 +77,24 @@ async def test_hook_observe_rtcp_and_sender_rtt_see_receiver_reports(pair):
     assert any(r.ssrc == media for r in rr.reports), "sender_ssrcs: RR names another SSRC"
     rtt = aiortc_hooks.sender_rtt(sender)
     assert rtt is None or 0 <= rtt < 1, f"sender_rtt: {rtt!r}"
-    # aiortc's receiver sends REMB too (what Chromium does without transport-cc).
-    for _ in range(100):
-        if any(isinstance(p, RtcpPsfbPacket) and p.fmt == 15 for p in seen):
-            break
-        await asyncio.sleep(0.02)
-    assert any(isinstance(p, RtcpPsfbPacket) and p.fmt == 15 for p in seen), "no REMB observed"
+
+
+async def test_viewer_link_reads_remb_and_receiver_reports_from_aiortc_packets(pair):
+    """The link parses what Chromium sends (REMB with our SSRC, RR blocks) into its estimate."""
+    _, _, sender, _ = pair
+    link = ViewerLink(sender, 3_000_000)
+    media, _ = aiortc_hooks.sender_ssrcs(sender)
+    remb = RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(700_000, [media]))
+    link.on_rtcp(remb)
+    assert link.estimator.remb(time.monotonic()) == 700_000
+    assert link.target_bps() == 700_000
+    report = RtcpReceiverInfo(
+        ssrc=media, fraction_lost=0, packets_lost=0, highest_sequence=100, jitter=90, lsr=0, dlsr=0
+    )
+    link.on_rtcp(RtcpRrPacket(ssrc=1, reports=[report]))
+    assert link.estimator.feedback.reports == 1
+    # The pacer runs at a multiple of the target: 700 kb/s estimate -> 875 kb/s pacing.
+    assert link.bucket.rate_bps == pytest.approx(700_000 * PACING_FACTOR)
 
 
 async def test_hook_gate_retransmit_decides_each_nack(pair):
