@@ -43,6 +43,8 @@ def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) 
         camera_bitrate_bps=bitrate,
         screen_bitrate_bps=max(bitrate, 2_500_000),
         instance_id="bench",
+        # The adaptive-delivery cost comparison (bench.adaptive_cost) runs the server both ways.
+        adaptive=os.environ.get("MULTISTREAM_ADAPTIVE", "1") != "0",
     )
 
 

@@ -58,12 +58,25 @@ def test_loss_is_judged_over_a_window_not_per_report():
     assert e.feedback.loss == pytest.approx(0.02) and e.loss_based_bps == 1_000_000
 
 
-def test_remb_caps_the_target_while_fresh():
+def test_remb_caps_steps_up_always_and_the_target_only_with_congestion_evidence():
+    """Chromium's REMB starts low and climbs ~8 %/s on a perfect link: alone it must not push a
+    clean viewer down, but no step up may exceed it, and with loss or a standing queue it caps."""
     e = BandwidthEstimator(2_000_000, 0.0)
     e.on_remb(1.0, 700_000)
-    assert e.target_bps(1.5) == 700_000
-    assert e.target_bps(1.0 + est.REMB_TTL_S + 0.1) == 2_000_000  # a stale REMB caps nothing
+    assert e.up_target_bps(1.5) == 700_000
+    assert e.target_bps(1.5) == 2_000_000 and not e.congested()
+    assert e.up_target_bps(1.0 + est.REMB_TTL_S + 0.1) == 2_000_000  # a stale REMB caps nothing
     assert e.snapshot(1.5)["remb_bps"] == 700_000
+    # A standing queue: RTT 0.3 s against a 10 ms floor.
+    e.on_receiver_report(1.6, 10, 0, 1_000_000, rtt_s=0.01)
+    for i in range(20):
+        e.on_receiver_report(1.7 + i * 0.05, 11 + i, 0, 1_000_000, rtt_s=0.3)
+    assert e.congested() and e.target_bps(2.7) == 700_000
+    # Heavy loss is evidence too.
+    lossy = BandwidthEstimator(2_000_000, 0.0)
+    lossy.on_remb(0.0, 700_000)
+    feed(lossy, 1, 0.2, sent_bps=2_000_000)
+    assert lossy.congested() and lossy.target_bps(1.0) == 700_000
 
 
 # -- pacing and resends -----------------------------------------------------------------------

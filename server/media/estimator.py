@@ -28,6 +28,8 @@ SENT_HEADROOM_BPS = 100_000
 # Loss is judged over at least this long and this many packets.
 LOSS_WINDOW_S = 1.0
 LOSS_WINDOW_PACKETS = 20
+# RTT this far above the lowest seen means a queue is standing somewhere on the path.
+RTT_QUEUE_S = 0.1
 # A REMB older than this no longer caps anything (the receiver stopped sending them).
 REMB_TTL_S = 5.0
 
@@ -52,6 +54,7 @@ class BandwidthEstimator:
         self.feedback = Feedback()
         self._last_update = now
         self._window: tuple[float, int, int] | None = None
+        self._min_rtt_s = float("inf")
 
     def on_receiver_report(
         self,
@@ -73,6 +76,7 @@ class BandwidthEstimator:
         fb.reports += 1
         if rtt_s is not None and rtt_s >= 0:
             fb.rtt_s = rtt_s if fb.rtt_s is None else 0.8 * fb.rtt_s + 0.2 * rtt_s
+            self._min_rtt_s = min(self._min_rtt_s, rtt_s)
         if self._window is None:
             self._window = (now, highest_seq, cumulative_lost)
             return
@@ -108,8 +112,24 @@ class BandwidthEstimator:
             return None
         return fb.remb_bps
 
+    def congested(self) -> bool:
+        """Evidence that the link is full: heavy loss, or a standing queue (RTT well above the
+        lowest seen). Chromium's REMB starts low and climbs ~8 %/s even on a perfect link, so a
+        REMB below what we send means congestion only with such evidence."""
+        fb = self.feedback
+        queued = fb.rtt_s is not None and fb.rtt_s > self._min_rtt_s + RTT_QUEUE_S
+        return fb.loss > LOSS_HIGH or queued
+
     def target_bps(self, now: float) -> int:
-        """The rate this viewer's link is believed to carry right now."""
+        """The rate this viewer's link is believed to carry right now (pacing, stepping down)."""
+        target = self.loss_based_bps
+        remb = self.remb(now)
+        if remb is not None and self.congested():
+            target = min(target, float(remb))
+        return int(max(MIN_BPS, target))
+
+    def up_target_bps(self, now: float) -> int:
+        """The rate a step *up* may count on: every signal must agree, REMB included."""
         target = self.loss_based_bps
         remb = self.remb(now)
         if remb is not None:
@@ -120,6 +140,8 @@ class BandwidthEstimator:
         fb = self.feedback
         return {
             "target_bps": self.target_bps(now),
+            "up_target_bps": self.up_target_bps(now),
+            "congested": self.congested(),
             "loss_based_bps": int(self.loss_based_bps),
             "remb_bps": self.remb(now),
             "loss": round(fb.loss, 4),

@@ -114,9 +114,11 @@ class RungSelector:
         loss: float,
         remb_bps: int | None,
         sent_bps: float,
+        up_target_bps: float | None = None,
     ) -> int:
-        """The rung this viewer should be on now; `rates[i]` is rung i's current bitrate."""
-        usable = target_bps * HEADROOM
+        """The rung this viewer should be on now; `rates[i]` is rung i's current bitrate.
+        `target_bps` decides stepping down, `up_target_bps` (default the same) stepping up."""
+        usable = (target_bps if up_target_bps is None else up_target_bps) * HEADROOM
         i = self.index
         if self.probing_from is not None:
             congested = loss > PROBE_LOSS or (

@@ -571,6 +571,7 @@ class MediaPlane:
                 snap.feedback.loss,
                 snap.remb(now),
                 link.sent_bps,
+                snap.up_target_bps(now),
             )
             if selector.probing_from is not None and probing_before is None:
                 # A probe: lift the estimate to what the rung above needs, remember where from.
