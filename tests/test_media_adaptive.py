@@ -120,6 +120,10 @@ async def test_quality_and_debug_refuse_bad_input(server, api):
         link = entry["link"]
         assert link["reports"] > 0 and link["sent_bps"] > 0
         assert link["target_bps"] > 0 and entry["frames_delivered"] > 0
+        metrics = await api.get("/metrics")
+        text = metrics.body.decode()
+        assert 'multistream_viewer_target_bitrate_bps_bucket{le="+Inf"} 1.0' in text
+        assert "multistream_viewers_limited_by_link 0.0" in text
     finally:
         await viewer.close()
         await pub.pc.close()

@@ -338,6 +338,10 @@ class ViewerTrack(MediaStreamTrack):
                 # waiting: a single request can fall inside the publisher's PLI rate limit or be
                 # lost, and a browser's own key frames may be minutes apart.
                 source.request_keyframe("recovery")
+                if self.delivered:
+                    # A viewer that had a picture loses this frame (not one just joining).
+                    self.dropped += 1
+                    source.dropped += 1
                 continue
             if not item.key and source.keyframes and time.monotonic() - item.at > LATE_S:
                 # The link could not carry the frames in time (the pacer held them back): drop

@@ -140,9 +140,36 @@ class MediaPlane:
             + sum(e.broadcast.dropped for e in self._encoders.values())
             + sum(m.video.dropped + m.audio.dropped for m in self._media.values()),
             "frames_encoded": sum(e.frames_encoded for e in self._encoders.values()),
+            "rungs_running": sum(
+                1 for (src, _), e in self._encoders.items() if "#" in src and e.running
+            ),
+            "keyframe_requests_suppressed": sum(
+                e.broadcast.key_requests_suppressed for e in self._encoders.values()
+            )
+            + sum(m.video.key_requests_suppressed for m in self._media.values()),
             "frames_skipped": sum(e.frames_skipped for e in self._encoders.values()),
             "frames_decoded": sum(i.frames_in for i in self._ingests.values()),
         }
+
+    def viewer_links(self) -> list[dict[str, Any]]:
+        """Every adaptive viewer connection's target bitrate, rung and resend counts (metrics)."""
+        out = []
+        for peer in self._peers.values():
+            if peer.link is None:
+                continue
+            out.append(
+                {
+                    "target_bps": peer.link.target_bps(),
+                    "rung": peer.rung,
+                    "limited": peer.rung > 0,
+                    "resent": peer.link.rtx.resent,
+                    "resend_skipped": peer.link.rtx.skipped_old
+                    + peer.link.rtx.skipped_budget
+                    + peer.link.rtx.skipped_recent
+                    + peer.link.moot,
+                }
+            )
+        return out
 
     def composite_feeds(self) -> list[CompositeFeed]:
         return list(self._composites.values())
