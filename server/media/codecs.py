@@ -104,6 +104,9 @@ def create_context(codec: str, width: int, height: int, profile: EncodeProfile) 
             "error-resilient": "1",
         }
         if profile.constrained:
+            # A slow link's rung must reach its rate even on hard content: coarser quantisers
+            # allowed, key frames capped.
+            ctx.qmax = 63
             ctx.options = {**ctx.options, "max-intra-rate": str(MAX_INTRA_PCT)}
     else:
         raise ValueError(f"unsupported video codec {codec!r}")

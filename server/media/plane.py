@@ -106,6 +106,8 @@ class MediaPlane:
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
         self._control: asyncio.Task[None] | None = None
+        # Last measured bitrate of each rung's encoder (key: encoder source key).
+        self._rung_measured: dict[str, float] = {}
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
@@ -558,9 +560,20 @@ class MediaPlane:
                 except Exception:
                     log.exception("session=%s pc=%s adaptation failed", peer.session_id, peer.id)
 
+    def _rung_key(self, peer: Peer, index: int) -> str:
+        rung = peer.ladder[index]
+        if peer.role == "composite":
+            assert peer.layout is not None
+            base = f"composite:{peer.layout.name}"
+        else:
+            base = f"stream:{peer.stream_id}"
+        variant = "full" if rung.height is None else f"{rung.height}p"
+        return f"{base}@{variant}#{rung.name}"
+
     def _rung_rates(self, peer: Peer) -> list[float]:
-        """Each rung's bitrate: measured while it runs (encoders overshoot on hard content, and
-        the original is whatever the publisher sends), else its nominal one."""
+        """Each rung's bitrate: as last measured (encoders overshoot their target on hard content,
+        e.g. scrolling text; the original is whatever the publisher sends), else its nominal one.
+        Measurements outlive the rung's encoder, so a rung that proved too big stays so."""
         rates: list[float] = []
         current = peer.video.source if peer.video is not None else None
         for i, rung in enumerate(peer.ladder):
@@ -568,8 +581,13 @@ class MediaPlane:
             if i == 0 and peer.passthrough and peer.stream_id in self._media:
                 measured = self._media[peer.stream_id].video.rate_bps()
                 rate = measured if measured > 0 else rate
-            elif i == peer.rung and current is not None:
-                rate = max(rate, current.rate_bps(settled_s=RATE_SETTLE_S))
+            elif not rung.source:
+                key = self._rung_key(peer, i)
+                if i == peer.rung and current is not None:
+                    measured = current.rate_bps(settled_s=RATE_SETTLE_S)
+                    if measured > 0:
+                        self._rung_measured[key] = measured
+                rate = max(rate, self._rung_measured.get(key, 0.0))
             rates.append(rate)
         return rates
 
@@ -887,6 +905,9 @@ class MediaPlane:
 
     async def _close_composite(self, key: LayoutKey) -> None:
         feed = self._composites.pop(key, None)
+        prefix = f"composite:{key.name}@"
+        for rung_key in [k for k in self._rung_measured if k.startswith(prefix)]:
+            del self._rung_measured[rung_key]
         if feed is not None:
             log.info("%s composite stopped", key.name)
             await feed.close()
@@ -951,6 +972,8 @@ class MediaPlane:
             encoder = self._encoders.pop(key)
             self._dropped_closed += encoder.broadcast.dropped
             await encoder.close()
+        for rung_key in [k for k in self._rung_measured if k.startswith(f"stream:{stream_id}@")]:
+            del self._rung_measured[rung_key]
         media = self._media.pop(stream_id, None)
         if media is not None:
             media.close()
