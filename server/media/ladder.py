@@ -115,15 +115,17 @@ class RungSelector:
         remb_bps: int | None,
         sent_bps: float,
         up_target_bps: float | None = None,
+        congested: bool | None = None,
     ) -> int:
         """The rung this viewer should be on now; `rates[i]` is rung i's current bitrate.
         `target_bps` decides stepping down, `up_target_bps` (default the same) stepping up."""
         usable = (target_bps if up_target_bps is None else up_target_bps) * HEADROOM
         i = self.index
+        remb_overuse = remb_bps is not None and sent_bps > 0 and remb_bps < REMB_OVERUSE * sent_bps
+        if congested is None:
+            # Without the estimator's judgement, a REMB below what is sent counts as overuse.
+            congested = loss > PROBE_LOSS or remb_overuse
         if self.probing_from is not None:
-            congested = loss > PROBE_LOSS or (
-                remb_bps is not None and sent_bps > 0 and remb_bps < REMB_OVERUSE * sent_bps
-            )
             if congested:
                 # The link said no: back to where the probe started (or lower), wait longer.
                 self.probes_failed += 1
@@ -145,9 +147,7 @@ class RungSelector:
                 return self._go(self._fitting(rates, usable, 0), now)
             return i
         self.fits_since = None
-        quiet = loss < 0.02 and not (
-            remb_bps is not None and sent_bps > 0 and remb_bps < REMB_OVERUSE * sent_bps
-        )
+        quiet = loss <= PROBE_LOSS and not congested
         if quiet and now - self.changed_at >= self.probe_wait_s:
             self.probes += 1
             self.probing_from = i

@@ -617,6 +617,8 @@ class MediaPlane:
                 snap.remb(now),
                 link.sent_bps,
                 snap.up_target_bps(now),
+                # Chromium's REMB lags a probe by seconds; loss and queueing answer at once.
+                snap.congested(),
             )
             if selector.probing_from is not None and probing_before is None:
                 # A probe: lift the estimate to what the rung above needs, remember where from.
