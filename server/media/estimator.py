@@ -5,8 +5,9 @@ transport-wide feedback can observe:
 
 - the **loss-based** controller reads each receiver report's loss fraction: under 2 % it grows the
   estimate ~8 % per second, between 2 % and 10 % it holds, over 10 % it cuts by `1 - 0.5 * loss`;
-- the **delay-based** side is the receiver's own: Chromium runs GCC's delay detector over the
-  abs-send-time header aiortc stamps and reports its result as REMB; it caps the estimate;
+- the **delay-based** side: a round trip well above the lowest seen (a standing queue) cuts the
+  estimate to 85 % of what got through, as GCC's overuse detector does; Chromium's own delay
+  estimate (REMB over the abs-send-time header) caps every step *up*;
 - an estimate that is never exercised is not evidence, so growth stops at 1.5x what was actually
   sent (plus a little, so a quiet stream can still climb).
 
@@ -30,6 +31,7 @@ LOSS_WINDOW_S = 1.0
 LOSS_WINDOW_PACKETS = 20
 # RTT this far above the lowest seen means a queue is standing somewhere on the path.
 RTT_QUEUE_S = 0.1
+DELAY_CUT_GAP_S = 1.0
 # A REMB older than this no longer caps anything (the receiver stopped sending them).
 REMB_TTL_S = 5.0
 
@@ -55,6 +57,8 @@ class BandwidthEstimator:
         self._last_update = now
         self._window: tuple[float, int, int] | None = None
         self._min_rtt_s = float("inf")
+        self._last_delay_cut = -DELAY_CUT_GAP_S
+        self.delay_cuts = 0
 
     def on_receiver_report(
         self,
@@ -66,7 +70,25 @@ class BandwidthEstimator:
         jitter_s: float = 0.0,
     ) -> None:
         """One RTCP report block about our stream: its extended highest sequence number and
-        cumulative loss (RFC 3550 §6.4.1); `sent_bps` is what we sent lately.
+        cumulative loss (RFC 3550 §6.4.1); `sent_bps` is what we sent lately."""
+        self._on_loss(now, highest_seq, cumulative_lost, sent_bps, rtt_s, jitter_s)
+        if self.queued() and sent_bps > 0 and now - self._last_delay_cut >= DELAY_CUT_GAP_S:
+            # GCC's delay-based decrease, with the round trip as the overuse detector (no
+            # transport-wide feedback from aiortc): back to 85 % of what actually got through.
+            self._last_delay_cut = now
+            self.delay_cuts += 1
+            self.loss_based_bps = max(float(MIN_BPS), min(self.loss_based_bps, 0.85 * sent_bps))
+
+    def _on_loss(
+        self,
+        now: float,
+        highest_seq: int,
+        cumulative_lost: int,
+        sent_bps: float,
+        rtt_s: float | None = None,
+        jitter_s: float = 0.0,
+    ) -> None:
+        """The loss-based controller.
 
         Browsers attach a report to every NACK, i.e. many per second: the loss fraction of one
         report covers a handful of packets and swings between 0 and 30 %. The controller therefore
@@ -112,21 +134,22 @@ class BandwidthEstimator:
             return None
         return fb.remb_bps
 
+    def queued(self) -> bool:
+        """A standing queue: the round trip well above the lowest seen."""
+        rtt = self.feedback.rtt_s
+        return rtt is not None and rtt > self._min_rtt_s + RTT_QUEUE_S
+
     def congested(self) -> bool:
-        """Evidence that the link is full: heavy loss, or a standing queue (RTT well above the
-        lowest seen). Chromium's REMB starts low and climbs ~8 %/s even on a perfect link, so a
-        REMB below what we send means congestion only with such evidence."""
-        fb = self.feedback
-        queued = fb.rtt_s is not None and fb.rtt_s > self._min_rtt_s + RTT_QUEUE_S
-        return fb.loss > LOSS_HIGH or queued
+        """Evidence that the link is full: heavy loss or a standing queue."""
+        return self.feedback.loss > LOSS_HIGH or self.queued()
 
     def target_bps(self, now: float) -> int:
-        """The rate this viewer's link is believed to carry right now (pacing, stepping down)."""
-        target = self.loss_based_bps
-        remb = self.remb(now)
-        if remb is not None and self.congested():
-            target = min(target, float(remb))
-        return int(max(MIN_BPS, target))
+        """The rate this viewer's link is believed to carry right now (pacing, stepping down).
+
+        Chromium's REMB is not part of it: it starts low and climbs ~8 %/s even on a perfect
+        link, and after an overuse it sits at 85 % of whatever little arrived — a clean viewer
+        would be pushed down and a recovering one kept down. It caps steps up instead."""
+        return int(max(MIN_BPS, self.loss_based_bps))
 
     def up_target_bps(self, now: float) -> int:
         """The rate a step *up* may count on: every signal must agree, REMB included."""
@@ -142,6 +165,7 @@ class BandwidthEstimator:
             "target_bps": self.target_bps(now),
             "up_target_bps": self.up_target_bps(now),
             "congested": self.congested(),
+            "delay_cuts": self.delay_cuts,
             "loss_based_bps": int(self.loss_based_bps),
             "remb_bps": self.remb(now),
             "loss": round(fb.loss, 4),
