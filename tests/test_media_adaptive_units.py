@@ -69,7 +69,7 @@ def test_remb_caps_steps_up_but_never_pushes_the_target_down():
     assert e.snapshot(1.5)["remb_bps"] == 700_000
 
 
-def test_a_standing_queue_cuts_to_85_percent_of_what_got_through_once_a_second():
+def test_a_standing_queue_cuts_to_85_percent_of_what_got_through():
     e = BandwidthEstimator(3_000_000, 0.0)
     e.on_receiver_report(0.0, 10, 0, 1_000_000, rtt_s=0.01)
     assert not e.congested()
@@ -77,7 +77,11 @@ def test_a_standing_queue_cuts_to_85_percent_of_what_got_through_once_a_second()
         e.on_receiver_report(0.1 + i * 0.05, 11 + i, 0, 1_000_000, rtt_s=0.3)
     assert e.queued() and e.congested()
     assert e.loss_based_bps == pytest.approx(850_000) and e.delay_cuts == 1
+    # aiortc's RTT lags (it is smoothed): a queue still reported 1 s later is not cut again...
     e.on_receiver_report(1.2, 30, 0, 800_000, rtt_s=0.3)
+    assert e.delay_cuts == 1
+    # ...one that persists for 3 s is.
+    e.on_receiver_report(3.6, 60, 0, 800_000, rtt_s=0.3)
     assert e.delay_cuts == 2 and e.loss_based_bps == pytest.approx(680_000)
 
 
@@ -137,7 +141,7 @@ def test_rung_bitrates_follow_the_stream_profile():
 
 # -- selector ---------------------------------------------------------------------------------
 
-RATES = [1_500_000.0, 700_000.0, 425_000.0, 225_000.0]
+RATES = [1_200_000.0, 700_000.0, 425_000.0, 225_000.0]
 
 
 def test_selector_steps_down_at_once_to_the_rung_that_fits():
@@ -155,6 +159,13 @@ def test_selector_climbs_with_hysteresis_when_the_estimate_allows():
 
 def test_selector_probes_up_backs_off_on_congestion_and_doubles_its_wait():
     s = RungSelector(4, 0.0, start=1)
+    # Never a leap of more than twice the rate.
+    assert (
+        RungSelector(4, 0.0, start=1).update(
+            6.5, 900_000, [2_500_000.0, *RATES[1:]], 0.0, 1_000_000, 700_000
+        )
+        == 1
+    )
     # The estimate (capped near what is sent) never reaches the source rung: only a probe can.
     assert s.update(3.0, 900_000, RATES, 0.0, 1_000_000, 700_000) == 1
     assert s.update(6.5, 900_000, RATES, 0.0, 1_000_000, 700_000) == 0  # probe

@@ -31,7 +31,8 @@ LOSS_WINDOW_S = 1.0
 LOSS_WINDOW_PACKETS = 20
 # RTT this far above the lowest seen means a queue is standing somewhere on the path.
 RTT_QUEUE_S = 0.1
-DELAY_CUT_GAP_S = 1.0
+# A queue that persists this long after a cut (aiortc's RTT is smoothed: it lags) cuts again.
+DELAY_CUT_GAP_S = 3.0
 # A REMB older than this no longer caps anything (the receiver stopped sending them).
 REMB_TTL_S = 5.0
 
@@ -58,6 +59,7 @@ class BandwidthEstimator:
         self._window: tuple[float, int, int] | None = None
         self._min_rtt_s = float("inf")
         self._last_delay_cut = -DELAY_CUT_GAP_S
+        self._was_queued = False
         self.delay_cuts = 0
 
     def on_receiver_report(
@@ -72,7 +74,10 @@ class BandwidthEstimator:
         """One RTCP report block about our stream: its extended highest sequence number and
         cumulative loss (RFC 3550 §6.4.1); `sent_bps` is what we sent lately."""
         self._on_loss(now, highest_seq, cumulative_lost, sent_bps, rtt_s, jitter_s)
-        if self.queued() and sent_bps > 0 and now - self._last_delay_cut >= DELAY_CUT_GAP_S:
+        queued = self.queued()
+        episode = queued and not self._was_queued
+        self._was_queued = queued
+        if queued and sent_bps > 0 and (episode or now - self._last_delay_cut >= DELAY_CUT_GAP_S):
             # GCC's delay-based decrease, with the round trip as the overuse detector (no
             # transport-wide feedback from aiortc): back to 85 % of what actually got through.
             self._last_delay_cut = now
@@ -97,7 +102,7 @@ class BandwidthEstimator:
         fb.jitter_s = jitter_s
         fb.reports += 1
         if rtt_s is not None and rtt_s >= 0:
-            fb.rtt_s = rtt_s if fb.rtt_s is None else 0.8 * fb.rtt_s + 0.2 * rtt_s
+            fb.rtt_s = rtt_s  # aiortc's sender already smooths it
             self._min_rtt_s = min(self._min_rtt_s, rtt_s)
         if self._window is None:
             self._window = (now, highest_seq, cumulative_lost)

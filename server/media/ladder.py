@@ -30,6 +30,7 @@ UP_HOLD_S = 3.0
 PROBE_WAIT_S = 6.0
 PROBE_WAIT_MAX_S = 60.0
 PROBE_CHECK_S = 4.0
+PROBE_MAX_STEP = 2.0
 # Congestion evidence during a probe.
 PROBE_LOSS = 0.10
 REMB_OVERUSE = 0.9
@@ -148,7 +149,10 @@ class RungSelector:
             return i
         self.fits_since = None
         quiet = loss <= PROBE_LOSS and not congested
-        if quiet and now - self.changed_at >= self.probe_wait_s:
+        # A probe tries at most twice the rate: a bigger leap that fails floods the link for
+        # seconds; such a rung is reached once the receiver's own estimate (REMB) allows it.
+        small = rates[i - 1] <= PROBE_MAX_STEP * rates[i]
+        if quiet and small and now - self.changed_at >= self.probe_wait_s:
             self.probes += 1
             self.probing_from = i
             return self._go(i - 1, now)
