@@ -583,7 +583,13 @@ class MediaPlane:
                 rate = measured if measured > 0 else rate
             elif not rung.source:
                 key = self._rung_key(peer, i)
-                if i == peer.rung and current is not None:
+                if (
+                    i == peer.rung
+                    and current is not None
+                    and peer.video is not None
+                    and peer.video.pending is None
+                ):
+                    # (While a switch waits, `current` is still the rung being left.)
                     measured = current.rate_bps(settled_s=RATE_SETTLE_S)
                     if measured > 0:
                         self._rung_measured[key] = measured
