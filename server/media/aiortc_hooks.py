@@ -113,17 +113,21 @@ def pace_transport(
     )
     sleep = asyncio.sleep
 
-    async def send_rtp(data: bytes) -> None:
-        delay = delay_of(data)
-        if delay != 0.0:
-            # Positive: hold the packet that long. Negative: send now, but with a fresh send
-            # time (a resend carries its original's, which reads as a huge delay to the receiver).
-            if delay > 0.0:
-                await sleep(delay)
-            data = restamp(data)
-        await original(data)
+    async def held(data: bytes, delay: float) -> None:
+        # Positive: hold the packet that long. Negative: send now, but with a fresh send time
+        # (a resend carries its original's, which reads as a huge delay to the receiver).
+        if delay > 0.0:
+            await sleep(delay)
+        await original(restamp(data))
 
-    transport._send_rtp = send_rtp  # type: ignore[method-assign]
+    def send_rtp(data: bytes) -> Awaitable[None]:
+        # The common case (no wait) hands back aiortc's own coroutine: no extra frame per packet.
+        delay = delay_of(data)
+        if delay == 0.0:
+            return original(data)
+        return held(data, delay)
+
+    transport._send_rtp = send_rtp  # type: ignore[method-assign,assignment]
 
     def undo() -> None:
         transport._send_rtp = original  # type: ignore[method-assign,assignment]

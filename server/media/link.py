@@ -32,6 +32,7 @@ from server.media.estimator import BandwidthEstimator
 from server.media.pacer import RetransmitBudget, TokenBucket
 
 VIDEO_CLOCK = 90000
+_monotonic = time.monotonic
 # The pacer drains at this multiple of the estimate (libwebrtc uses 2.5): the rung is chosen under
 # the estimate, so the average stays under it, while a key frame leaves in a few frame times.
 PACING_FACTOR = 1.25
@@ -74,7 +75,7 @@ class ViewerLink:
     def delay_of(self, data: bytes) -> float:
         if 192 <= data[1] <= 208:
             return 0.0  # RTCP: never held back
-        wait = self.bucket.consume(len(data), time.monotonic())
+        wait = self.bucket.consume(len(data), _monotonic())
         ssrc = data[8:12]
         if ssrc == self._ssrc_bytes:
             if wait > 0.0:

@@ -51,13 +51,20 @@ class TokenBucket:
         """Charge `size` bytes; returns how long to wait before sending (0.0: send now).
 
         The charge is taken at once (credit may go negative), so callers that must not wait
-        (audio, RTCP) still count against the rate of the packets that can."""
-        self._refill(now)
-        self._tokens -= size
+        (audio, RTCP) still count against the rate of the packets that can. Runs per packet:
+        the refill is inlined."""
+        rate = self.rate_bps
+        tokens = self._tokens + (now - self._at) * rate / 8
+        cap = rate / 8 * BURST_S
+        if tokens > cap:
+            tokens = cap if cap > MIN_BURST_BYTES else min(tokens, MIN_BURST_BYTES)
+        tokens -= size
+        self._tokens = tokens
+        self._at = now
         self.sent_bytes += size
-        if self._tokens >= 0:
+        if tokens >= 0:
             return 0.0
-        return -self._tokens * 8 / self.rate_bps
+        return -tokens * 8 / rate
 
     def backlog_s(self, now: float) -> float:
         self._refill(now)
