@@ -152,6 +152,21 @@ async def test_hook_pace_transport_holds_video_and_restamps(pair):
     assert parsed.extensions.abs_send_time == 0x123456, "rewrite_abs_send_time missed the field"
 
 
+async def test_hook_transport_tx_bytes_counts_what_left_and_pacing_toggles(pair):
+    _, _, sender, _ = pair
+    first = aiortc_hooks.transport_tx_bytes(sender.transport)
+    await asyncio.sleep(0.2)
+    assert aiortc_hooks.transport_tx_bytes(sender.transport) > first > 0, "transport_tx_bytes"
+    link = ViewerLink(sender, 3_000_000)
+    link.install()
+    assert link.paced and sender.transport._send_rtp != sender.transport.__class__._send_rtp
+    link.set_paced(False)
+    assert not link.paced and "_send_rtp" not in vars(sender.transport)
+    link.set_paced(True)
+    link.close()
+    assert "_send_rtp" not in vars(sender.transport)
+
+
 async def test_hooks_rtx_ssrcs_and_replace_decoder_queue_find_their_fields(pair):
     _, _, _, receiver = pair
     assert isinstance(aiortc_hooks.rtx_ssrcs(receiver), dict)

@@ -111,6 +111,7 @@ def pace_transport(
     original: Callable[[bytes], Awaitable[None]] = _require(
         transport, "_send_rtp", "pace_transport"
     )
+    patched_before = "_send_rtp" in vars(transport)
     sleep = asyncio.sleep
 
     async def held(data: bytes, delay: float) -> None:
@@ -130,9 +131,17 @@ def pace_transport(
     transport._send_rtp = send_rtp  # type: ignore[method-assign,assignment]
 
     def undo() -> None:
-        transport._send_rtp = original  # type: ignore[method-assign,assignment]
+        if patched_before:
+            transport._send_rtp = original  # type: ignore[method-assign,assignment]
+        else:
+            del transport._send_rtp  # the class's own method again
 
     return undo
+
+
+def transport_tx_bytes(transport: RTCDtlsTransport) -> int:
+    """Bytes this DTLS transport has sent (SRTP-protected RTP and RTCP)."""
+    return int(_require(transport, "_RTCDtlsTransport__tx_bytes", "transport_tx_bytes"))
 
 
 def rewrite_abs_send_time(data: bytes, ext_id: int, value: int) -> bytes:

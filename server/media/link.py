@@ -68,7 +68,25 @@ class ViewerLink:
         """Hook the sender and its transport; call once the connection is negotiated."""
         aiortc_hooks.observe_rtcp(self.sender, self.on_rtcp)
         aiortc_hooks.gate_retransmit(self.sender, self.allow_retransmit)
-        self._undo = aiortc_hooks.pace_transport(self.sender.transport, self.delay_of, self.restamp)
+        self.set_paced(True)
+
+    @property
+    def paced(self) -> bool:
+        return self._undo is not None
+
+    def set_paced(self, on: bool) -> None:
+        """Pace this connection's packets (or stop). The pacing hook costs a few µs per packet,
+        so the plane turns it off while the estimate is far above what the viewer's rung needs
+        (nothing to pace) and on as soon as the link could be the bottleneck."""
+        if on and self._undo is None:
+            now = time.monotonic()
+            self.bucket = TokenBucket(self.estimator.target_bps(now) * PACING_FACTOR, now)
+            self._undo = aiortc_hooks.pace_transport(
+                self.sender.transport, self.delay_of, self.restamp
+            )
+        elif not on and self._undo is not None:
+            self._undo()
+            self._undo = None
 
     # -- per packet (kept small: this runs for every packet the viewer gets) ------------------
 
@@ -166,11 +184,15 @@ class ViewerLink:
         now = time.monotonic()
         elapsed = now - self._tick_at
         if elapsed >= 0.25:
-            sent = self.bucket.sent_bytes - self._tick_bytes
-            rate = sent * 8 / elapsed
+            total = self.bytes_sent()
+            rate = max(0, total - self._tick_bytes) * 8 / elapsed
             self.sent_bps = rate if self.sent_bps == 0 else 0.5 * self.sent_bps + 0.5 * rate
-            self._tick_at, self._tick_bytes = now, self.bucket.sent_bytes
+            self._tick_at, self._tick_bytes = now, total
             self._retarget(now)
+
+    def bytes_sent(self) -> int:
+        """What this connection sent (aiortc's transport counts every datagram, paced or not)."""
+        return int(aiortc_hooks.transport_tx_bytes(self.sender.transport))
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -48,6 +48,8 @@ CONTROL_INTERVAL_S = 0.5
 INITIAL_HEADROOM = 1.5
 # A rung switch still waiting for its key frame after this long may be reconsidered.
 SWITCH_HOLD_S = 3.0
+# A link whose estimate is under this multiple of its rung's bitrate is paced.
+PACE_BELOW = 2.0
 # A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
 RATE_SETTLE_S = 6.0
 
@@ -604,6 +606,9 @@ class MediaPlane:
             return
         link.tick()
         now = time.monotonic()
+        # Pace only where the link could be the bottleneck (the hook has a per-packet cost).
+        rate_now = self._rung_rates(peer)[peer.rung]
+        link.set_paced(link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now)
         if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
             return  # a switch waits for its key frame: judge the new rung once it delivers
         if peer.choice != "auto":
