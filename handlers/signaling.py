@@ -66,13 +66,18 @@ class CompositeOfferHandler(ApiHandler):
 
 
 class QualityHandler(ApiHandler):
-    """GET what one viewer connection receives (rungs, current rung, whether its link limits it);
-    PUT `{"pc_id", "quality"}` to pick a rung by name or "auto"."""
+    """GET what one viewer connection (`?pc_id=`) receives — rungs, current rung, whether its link
+    limits it — or, without `pc_id`, every open connection of this viewer; PUT `{"pc_id",
+    "quality"}` to pick a rung by name or "auto"."""
 
     async def get(self, session_id: str) -> None:
         claims = self.claims()
-        pc_id = self.get_query_argument("pc_id", "")
-        self.write_json(_media(self.services).quality_of(claims, pc_id))
+        pc_id = self.get_query_argument("pc_id", None)
+        media = _media(self.services)
+        if pc_id is None:
+            self.write_json({"connections": media.qualities_of(claims, session_id)})
+        else:
+            self.write_json(media.quality_of(claims, pc_id))
 
     async def put(self, session_id: str) -> None:
         claims = self.claims()
@@ -234,7 +239,8 @@ openapi = {
     f"{PREFIX}/session/{{session_id}}/quality": {
         "get": {
             "summary": "What one viewer connection (`?pc_id=`) receives: its quality rungs, the "
-            "current one, its choice and whether its connection limits the quality",
+            "current one, its choice and whether its connection limits the quality; without "
+            "`pc_id`, `{connections: [...]}` for every open connection of this viewer",
             "responses": {"200": json_response("quality state"), **error_responses(400, 401, 404)},
             "security": [{"bearer": []}],
             "parameters": [_SESSION_ID],

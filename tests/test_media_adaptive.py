@@ -105,6 +105,9 @@ async def test_quality_and_debug_refuse_bad_input(server, api):
             token=token,
         )
         assert_error(other, 404, "pc_not_found")
+        listed = await api.get(f"{PREFIX}/session/{session_id}/quality", token=token)
+        assert listed.status == 200
+        assert [c["pc_id"] for c in listed.json["connections"]] == [viewer.pc_id]
         # The debug view is the broadcaster's, not a viewer's.
         denied = await api.get(f"{PREFIX}/session/{session_id}/debug/viewers", token=token)
         assert_error(denied, 403)

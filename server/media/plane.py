@@ -679,6 +679,18 @@ class MediaPlane:
         """What this viewer connection gets and why (the page's quality menu)."""
         return self._viewer_state(self._viewer_peer(claims, pc_id))
 
+    def qualities_of(self, claims: Claims, session_id: str) -> list[dict[str, Any]]:
+        """The same for every open connection of this viewer (a page polls this: a connection
+        that just closed is simply absent, not an error)."""
+        return [
+            self._viewer_state(p)
+            for p in self._peers.values()
+            if p.role != "publisher"
+            and p.session_id == session_id == claims.session_id
+            and p.viewer_id == claims.viewer_id
+            and not p.closing
+        ]
+
     def _viewer_state(self, peer: Peer) -> dict[str, Any]:
         rung = peer.ladder[peer.rung] if peer.ladder else None
         target = peer.link.target_bps() if peer.link is not None else None

@@ -72,8 +72,8 @@ export const getOrder = (orderId, token) =>
 
 // Signaling goes to the instance that ingests the session (`signaling_url`, empty = this origin).
 // So does the quality of a connection: that instance holds it.
-export const getQuality = (sessionId, token, pcId, base = "") =>
-  request("GET", `/session/${id(sessionId)}/quality?pc_id=${id(pcId)}`, { token, base });
+export const getQualities = (sessionId, token, base = "") =>
+  request("GET", `/session/${id(sessionId)}/quality`, { token, base });
 export const putQuality = (sessionId, token, pcId, quality, base = "") =>
   request("PUT", `/session/${id(sessionId)}/quality`, { token, body: { pc_id: pcId, quality }, base });
 export const streamOffer = (streamId, token, offer, base = "") =>

@@ -360,9 +360,11 @@ async function refreshQuality() {
     return;
   }
   try {
-    renderQuality(await api.getQuality(sessionId, state.token, sub.video.dataset.pcId, state.signalBase));
+    const { connections } = await api.getQualities(sessionId, state.token, state.signalBase);
+    // A connection being replaced is simply absent: the next poll finds its successor.
+    renderQuality(connections.find((c) => c.pc_id === sub.video.dataset.pcId) || null);
   } catch {
-    renderQuality(null); // the connection is being replaced; the next poll asks again
+    renderQuality(null);
   }
 }
 
