@@ -266,9 +266,13 @@ async def run_chrome_viewer(session_id: str, seconds: float, mode: str) -> None:
             if not sizes or sizes[-1] != size:
                 sizes.append(size)
             last = stats
-        print(
-            json.dumps({"fps": per_second, "keys": keys, "sizes": sizes, "last": last}), flush=True
+        menu = await page.evaluate(
+            "({options: [...document.querySelectorAll('#quality option')].map((o) => o.value),"
+            " value: document.querySelector('#quality').value,"
+            " status: document.querySelector('#quality-status').textContent})"
         )
+        result = {"fps": per_second, "keys": keys, "sizes": sizes, "last": last, "menu": menu}
+        print(json.dumps(result), flush=True)
     finally:
         await browser.close()
 
@@ -398,6 +402,7 @@ def main() -> None:
                     "stalled_seconds_after_10s": sum(1 for f in after10 if f == 0),
                     "sizes": result.get("sizes"),
                     "keyframes_per_second": result.get("keys"),
+                    "quality_menu": result.get("menu"),
                     "server_send_mbps": round(sent * 8 / elapsed / 1e6, 3),
                     "link_queue_drops": int(drops.group(1)) if drops else None,
                     "debug": debug,
