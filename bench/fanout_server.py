@@ -47,6 +47,8 @@ def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) 
         rate_offer=(1_000_000, 1_000_000),
         rate_join=(1_000_000, 1_000_000),
         max_pending_peers=100_000,
+        # The adaptive-delivery cost comparison (bench.adaptive_cost) runs the server both ways.
+        adaptive=os.environ.get("MULTISTREAM_ADAPTIVE", "1") != "0",
     )
 
 

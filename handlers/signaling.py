@@ -14,7 +14,7 @@ from typing import Any
 from handlers.base import ApiHandler, ApiWebSocketHandler
 from handlers.openapi import operation, path_param, websocket_operation
 from server.auth import Claims
-from server.errors import DomainError, Invalid, Unavailable
+from server.errors import DomainError, Forbidden, Invalid, Unavailable
 from server.schemas import validate
 from server.validation import parse_object
 
@@ -68,6 +68,37 @@ class CompositeOfferHandler(ApiHandler):
         self.write_json(await media.subscribe_composite(claims, session_id, body))
 
 
+class QualityHandler(ApiHandler):
+    """GET what one viewer connection (`?pc_id=`) receives — rungs, current rung, whether its link
+    limits it — or, without `pc_id`, every open connection of this viewer; PUT `{"pc_id",
+    "quality"}` to pick a rung by name or "auto"."""
+
+    async def get(self, session_id: str) -> None:
+        claims = self.claims()
+        pc_id = self.get_query_argument("pc_id", None)
+        media = _media(self.services)
+        if pc_id is None:
+            self.write_json({"connections": media.qualities_of(claims, session_id)})
+        else:
+            self.write_json(media.quality_of(claims, pc_id))
+
+    async def put(self, session_id: str) -> None:
+        claims = self.claims()
+        body = validate(self.json_body(), "QualityChoice")
+        media = _media(self.services)
+        self.write_json(await media.set_quality(claims, body["pc_id"], body["quality"]))
+
+
+class ViewersDebugHandler(ApiHandler):
+    """GET every viewer connection's estimate, rung, pacing and resends (broadcaster token)."""
+
+    async def get(self, session_id: str) -> None:
+        claims = self.claims()
+        if claims.role != "broadcaster" or claims.session_id != session_id:
+            raise Forbidden("only this session's broadcaster may read this", code="forbidden")
+        self.write_json({"viewers": _media(self.services).viewers_debug(session_id)})
+
+
 class SignalingSocket(ApiWebSocketHandler):
     """The same messages over one WebSocket: `{"type": "offer", "sdp"}` → `{"type": "answer", …}`,
     `{"type": "candidate", "pc_id", "candidate"}` → `{"type": "ack"}`, failures → `{"type":
@@ -107,6 +138,13 @@ class SignalingSocket(ApiWebSocketHandler):
                 if self.claims_.role == "viewer":
                     self._pc_ids.append(answer["pc_id"])
                 self._send({**answer, "type": "answer"})
+            elif kind == "quality":
+                choice = {k: v for k, v in body.items() if k != "type"}
+                validate(choice, "QualityChoice", "message")
+                state = await _media(self.services).set_quality(
+                    self.claims_, choice["pc_id"], choice["quality"]
+                )
+                self._send({**state, "type": "quality"})
             elif kind == "candidate":
                 validate({k: v for k, v in body.items() if k != "type"}, "Candidate", "message")
                 await _media(self.services).add_candidate(
@@ -114,7 +152,9 @@ class SignalingSocket(ApiWebSocketHandler):
                 )
                 self._send({"type": "ack"})
             else:
-                raise Invalid("type must be 'offer' or 'candidate'", code="invalid_message")
+                raise Invalid(
+                    "type must be 'offer', 'candidate' or 'quality'", code="invalid_message"
+                )
         except DomainError as err:
             self._send(self.error_frame(err))
 
@@ -143,10 +183,17 @@ class CompositeSignalingSocket(SignalingSocket):
 
 _STREAM_ID = path_param("stream_id")
 _SESSION_ID = path_param("session_id")
+_PC_ID_QUERY = {
+    "name": "pc_id",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+}
 _WS_PROTOCOL = (
     'JSON text frames: `{"type": "offer", "sdp", "max_height"?}` (schema Offer) → `{"type": '
     '"answer", "sdp", "pc_id"}`; `{"type": "candidate", "pc_id", "candidate"}` (schema Candidate) '
-    '→ `{"type": "ack"}`; a refused message → `{"type": "error", "error": {"status", "code", '
+    '→ `{"type": "ack"}`; `{"type": "quality", "pc_id", "quality"}` (schema QualityChoice) → '
+    '`{"type": "quality", …QualityState}`; a refused message → `{"type": "error", "error": {"status", "code", '
     '"message"}}` and the socket stays open. Binary frames are refused the same way.'
 )
 
@@ -197,6 +244,38 @@ openapi = {
             protocol=_WS_PROTOCOL,
         )
     },
+    f"{PREFIX}/session/{{session_id}}/quality": {
+        "get": operation(
+            "What one viewer connection (`?pc_id=`) receives: its quality rungs, the current one, "
+            "its choice and whether its connection limits the quality; without `pc_id`, "
+            "`{connections: [...]}` for every open connection of this viewer",
+            (200, "quality state (one connection, or `connections`)", "QualityAny"),
+            400,
+            403,
+            404,
+            auth=True,
+            params=[_SESSION_ID, _PC_ID_QUERY],
+        ),
+        "put": operation(
+            "Pick a rung by name, or `auto` (follow the connection)",
+            (200, "the connection's quality state", "QualityState"),
+            403,
+            404,
+            body="QualityChoice",
+            auth=True,
+            params=[_SESSION_ID],
+        ),
+    },
+    f"{PREFIX}/session/{{session_id}}/debug/viewers": {
+        "get": operation(
+            "Every viewer connection's bandwidth estimate, rung, pacing, resends and drops "
+            "(this session's broadcaster token)",
+            (200, "viewers", "ViewersDebug"),
+            403,
+            auth=True,
+            params=[_SESSION_ID],
+        )
+    },
     f"{PREFIX}/session/{{session_id}}/composite/signal/offer": {
         "post": operation(
             "Subscribe to this viewer's composite feed (layout from its preferences)",
@@ -220,4 +299,6 @@ routes = [
     (rf"{PREFIX}/stream/{ID}/signal/ws", SignalingSocket),
     (rf"{PREFIX}/session/{ID}/composite/signal/offer", CompositeOfferHandler),
     (rf"{PREFIX}/session/{ID}/composite/signal/ws", CompositeSignalingSocket),
+    (rf"{PREFIX}/session/{ID}/quality", QualityHandler),
+    (rf"{PREFIX}/session/{ID}/debug/viewers", ViewersDebugHandler),
 ]

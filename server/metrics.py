@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -132,6 +137,7 @@ class _LiveCollector(Collector):
             gauge = GaugeMetricFamily(name, doc)
             gauge.add_metric([], snap[key])
             yield gauge
+        yield from self._links(media)
         for key, name, doc in (
             ("frames_dropped", "multistream_frames_dropped", "Frames dropped for slow consumers."),
             ("frames_encoded", "multistream_frames_encoded", "Frames encoded by shared encoders."),
@@ -144,6 +150,40 @@ class _LiveCollector(Collector):
             counter = CounterMetricFamily(name, doc)
             counter.add_metric([], snap[key])
             yield counter
+
+    def _links(self, media: MediaStats) -> Iterable[Metric]:
+        """Adaptive delivery: the spread of viewers' estimated bandwidth, how many get less than
+        the original because of their link, and what happened to their resend requests."""
+        links_of = getattr(media, "viewer_links", None)
+        if links_of is None:
+            return
+        links = list(links_of())
+        hist = HistogramMetricFamily(
+            "multistream_viewer_target_bitrate_bps",
+            "Estimated bandwidth of each adaptive viewer connection (bits/s), now.",
+        )
+        counts = [sum(1 for link in links if link["target_bps"] <= b) for b in _BITRATE_BUCKETS]
+        buckets = [(str(b), c) for b, c in zip(_BITRATE_BUCKETS, counts, strict=True)]
+        buckets.append(("+Inf", len(links)))
+        hist.add_metric([], buckets, sum(float(link["target_bps"]) for link in links))
+        yield hist
+        limited = GaugeMetricFamily(
+            "multistream_viewers_limited_by_link",
+            "Adaptive viewer connections on a rung below the original because of their link.",
+        )
+        limited.add_metric([], sum(1 for link in links if link["limited"]))
+        yield limited
+        resends = GaugeMetricFamily(
+            "multistream_viewer_resends",
+            "NACKed packets of the connected viewers, resent or skipped (budget, age, repeats).",
+            labels=["outcome"],
+        )
+        resends.add_metric(["resent"], sum(link["resent"] for link in links))
+        resends.add_metric(["skipped"], sum(link["resend_skipped"] for link in links))
+        yield resends
+
+
+_BITRATE_BUCKETS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)
 
 
 def _by_label(value: object) -> dict[str, float]:

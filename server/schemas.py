@@ -496,6 +496,70 @@ RESPONSES: Final[dict[str, Schema]] = {
             "pc_id": {"type": "string"},
         },
     },
+    "QualityChoice": {
+        "type": "object",
+        "required": ["pc_id", "quality"],
+        "properties": {
+            "pc_id": {"type": "string", "minLength": 1, "maxLength": 64},
+            "quality": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 32,
+                "description": '"auto" (follow the connection) or one rung\'s `name`',
+            },
+        },
+        "additionalProperties": False,
+    },
+    "QualityState": {
+        "type": "object",
+        "required": ["pc_id", "choice", "rungs", "rung", "delivering", "limited_by_connection"],
+        "properties": {
+            "pc_id": {"type": "string"},
+            "choice": {"type": "string"},
+            "rungs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "height", "fps", "bitrate_bps"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "height": {"type": ["integer", "null"]},
+                        "fps": {"type": ["number", "null"]},
+                        "bitrate_bps": {"type": ["integer", "null"]},
+                    },
+                },
+            },
+            "rung": {"type": ["string", "null"]},
+            "delivering": {"type": ["string", "null"]},
+            "target_bps": {"type": ["number", "null"]},
+            "limited_by_connection": {"type": "boolean"},
+        },
+    },
+    "QualityConnections": {
+        "type": "object",
+        "required": ["connections"],
+        "properties": {"connections": {"type": "array", "items": ref("QualityState")}},
+    },
+    "QualityAny": {"anyOf": [ref("QualityState"), ref("QualityConnections")]},
+    "ViewersDebug": {
+        "type": "object",
+        "required": ["viewers"],
+        "properties": {
+            "viewers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["pc_id", "role", "rung"],
+                    "properties": {
+                        "pc_id": {"type": "string"},
+                        "viewer_id": {"type": ["string", "null"]},
+                        "role": {"type": "string"},
+                        "rung": {"type": ["string", "null"]},
+                    },
+                },
+            }
+        },
+    },
     "Ack": {
         "type": "object",
         "required": ["ok"],

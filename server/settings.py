@@ -161,6 +161,9 @@ class Settings:
     # trusted reverse proxy (e.g. X-Forwarded-For; its last hop is used). Off by default: a
     # client could otherwise pick its own address.
     trusted_proxy_header: str = ""
+    # Adaptive delivery: per-viewer bandwidth estimate, pacing, resend budget and quality ladder.
+    # Off: every viewer gets the top rung unpaced, as before adaptive delivery existed.
+    adaptive: bool = True
     # Payments.
     pix_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     order_ttl_s: int = 30 * 60
@@ -226,6 +229,7 @@ class Settings:
             rate_offer=_rate(env, "MULTISTREAM_RATE_OFFER", cls.rate_offer),
             rate_webhook=_rate(env, "MULTISTREAM_RATE_WEBHOOK", cls.rate_webhook),
             trusted_proxy_header=env.get("MULTISTREAM_TRUSTED_PROXY_HEADER", "").strip(),
+            adaptive=_bool(env, "MULTISTREAM_ADAPTIVE", True),
             pix_webhook_secret=Secret(env.get("MULTISTREAM_PIX_WEBHOOK_SECRET", "")),
             order_ttl_s=_int(env, "MULTISTREAM_ORDER_TTL", cls.order_ttl_s, 60, 7 * 86400),
             drain_deadline_s=_int(env, "MULTISTREAM_DRAIN_DEADLINE", cls.drain_deadline_s, 0, 3600),

@@ -24,6 +24,10 @@ from server.settings import Settings
 # layout, a composite falling back) sees continuous RTP timestamps.
 TIME_BASE = fractions.Fraction(1, 90000)
 KEYFRAME_INTERVAL_S = 4
+KEYFRAME_INTERVAL_S_CONSTRAINED = 10
+# Constrained rungs: a key frame at most this many average frames big (libvpx `max-intra-rate`,
+# x264 through a half-second VBV buffer).
+MAX_INTRA_PCT = 400
 SUPPORTED_VIDEO = ("H264", "VP8")
 
 
@@ -34,6 +38,13 @@ class EncodeProfile:
     content: str  # "screen" | "camera" | "composite"
     fps: int
     bitrate_bps: int
+    # A lower rung of a ladder serves slow links: rarer periodic key frames, each capped in size
+    # (a key frame several seconds of a small link long stalls everything behind it).
+    constrained: bool = False
+
+    @property
+    def keyframe_interval_s(self) -> int:
+        return KEYFRAME_INTERVAL_S_CONSTRAINED if self.constrained else KEYFRAME_INTERVAL_S
 
 
 def profile_for(kind: str, quality: dict[str, Any] | None, settings: Settings) -> EncodeProfile:
@@ -69,16 +80,16 @@ def create_context(codec: str, width: int, height: int, profile: EncodeProfile) 
             "preset": "ultrafast",
             "tune": "zerolatency",
             # Fill the rate-control buffer over ~1 s: smooth for the network, fine for key frames.
-            "bufsize": str(profile.bitrate_bps),
+            "bufsize": str(profile.bitrate_bps // (2 if profile.constrained else 1)),
             "maxrate": str(profile.bitrate_bps),
             # Periodic IDR with in-band SPS/PPS so late joiners and the recorder can decode.
-            "x264-params": f"keyint={profile.fps * KEYFRAME_INTERVAL_S}:repeat-headers=1",
+            "x264-params": f"keyint={profile.fps * profile.keyframe_interval_s}:repeat-headers=1",
         }
         # Constrained Baseline: what profile-level-id 42e01f / 42001f promise in the SDP.
         ctx.profile = "Baseline"
     elif codec == "VP8":
         ctx = av.CodecContext.create("libvpx", "w")
-        ctx.gop_size = profile.fps * KEYFRAME_INTERVAL_S
+        ctx.gop_size = profile.fps * profile.keyframe_interval_s
         ctx.qmin = 2
         ctx.qmax = 56
         ctx.options = {
@@ -92,6 +103,11 @@ def create_context(codec: str, width: int, height: int, profile: EncodeProfile) 
             "bufsize": str(profile.bitrate_bps),
             "error-resilient": "1",
         }
+        if profile.constrained:
+            # A slow link's rung must reach its rate even on hard content: coarser quantisers
+            # allowed, key frames capped.
+            ctx.qmax = 63
+            ctx.options = {**ctx.options, "max-intra-rate": str(MAX_INTRA_PCT)}
     else:
         raise ValueError(f"unsupported video codec {codec!r}")
     ctx.width = width

@@ -64,7 +64,14 @@ class _MediaClock:
         self._offset = None  # the next source frame re-anchors after the pause
         return stamped
 
-    def stamp(self, frame: av.VideoFrame, now: float) -> float:
+    def stamp(self, frame: av.VideoFrame, now: float, offset_ticks: int | None = None) -> float:
+        if offset_ticks is not None and frame.pts is not None and frame.time_base == TIME_BASE:
+            # On the stream's own timeline (the one its forwarded packets carry): a viewer moved
+            # between the original and a rung sees the same frame at the same time.
+            stamped = max((frame.pts + offset_ticks) / 90000, self._last + 0.001)
+            self._last = stamped
+            self._offset = None
+            return stamped
         wall = now - self._epoch
         media = frame.time
         if media is None:
@@ -91,8 +98,10 @@ class SharedEncoder:
         executor: Executor,
         epoch: float,
         on_idle: Callable[[SharedEncoder], None] | None = None,
+        timeline: Callable[[], int | None] | None = None,
     ) -> None:
         self.name = name
+        self._timeline = timeline
         self.source = source
         self.codec = codec
         self.profile = profile
@@ -175,7 +184,8 @@ class SharedEncoder:
                     pts_s = clock.repeat(now)
                 else:
                     seq, frame = got
-                    pts_s = clock.stamp(frame, now)
+                    offset = self._timeline() if self._timeline is not None else None
+                    pts_s = clock.stamp(frame, now, offset)
                     # Frame-rate cap on the frames' own timeline (arrival is bursty when the loop
                     # is busy): sources at or under the cap all pass, faster ones are thinned.
                     if pts_s < next_due - interval / 4:

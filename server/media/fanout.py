@@ -10,7 +10,9 @@ a slow viewer drops frames instead of growing memory, and never slows the others
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,29 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 log = logging.getLogger(__name__)
 
 RING_SIZE = 24
+# A frame that waited this long for the viewer's link is not worth sending any more: the viewer
+# drops to the next key frame instead of falling further behind real time.
+LATE_S = 1.0
+# Key-frame requests that would reach viewers other than the asker (a recovering or switching
+# viewer on a shared source) pass at most this often; a viewer alone on its source less often than
+# a key frame takes to cross a slow link.
+SHARED_KEY_GAP_S = 10.0
+ALONE_KEY_GAP_S = 1.5
+# While a switch waits for the target's key frame, the viewer keeps its current source and
+# looks at the target this often.
+SWITCH_POLL_S = 0.02
+RATE_WINDOW_S = 2.0
+# After a switch whose key frame is older than what the viewer last got: the gap put between them.
+SWITCH_STEP_TICKS = 1500  # 1/60 s at 90 kHz
+
+
+def _shifted(packet: av.Packet, shift: int) -> av.Packet:
+    """This viewer's copy of a shared packet, later by `shift` ticks (one copy per frame)."""
+    copy = av.Packet(bytes(packet))
+    copy.pts = packet.pts + shift if packet.pts is not None else None
+    copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    return copy
 
 
 @dataclass(slots=True)
@@ -28,6 +53,7 @@ class _Item:
     index: int
     packet: av.Packet
     key: bool
+    at: float
 
 
 class PacketBroadcast:
@@ -50,16 +76,52 @@ class PacketBroadcast:
         self.readers = 0
         self.dropped = 0
         self.closed = False
+        self.keyframes_published = 0
+        self.key_requests_forwarded = 0
+        self.key_requests_suppressed = 0
+        self._last_shared_request = -SHARED_KEY_GAP_S
+        self.started_at = time.monotonic()
+        self._window_start = self.started_at
+        self._window_bytes = 0
+        self._rate_bps = 0.0
         self._event = asyncio.Event()
 
     def publish(self, packet: av.Packet, key: bool = True) -> None:
-        self.ring.append(_Item(self.next_index, packet, key or not self.keyframes))
+        now = time.monotonic()
+        key = key or not self.keyframes
+        self.ring.append(_Item(self.next_index, packet, key, now))
         self.next_index += 1
+        if key:
+            self.keyframes_published += 1
+        self._window_bytes += packet.size
+        if now - self._window_start >= RATE_WINDOW_S:
+            self._rate_bps = self._window_bytes * 8 / (now - self._window_start)
+            self._window_start, self._window_bytes = now, 0
         self._wake()
 
-    def request_keyframe(self) -> None:
-        if self.keyframes and self.on_keyframe_request is not None:
-            self.on_keyframe_request()
+    def rate_bps(self, settled_s: float = 0.0) -> float:
+        """What this source sent over the last window (its real bitrate, key frames included);
+        0 while younger than `settled_s` (a new encoder's first seconds are mostly key frame)."""
+        if time.monotonic() - self.started_at < settled_s:
+            return 0.0
+        return self._rate_bps
+
+    def request_keyframe(self, reason: str = "join") -> None:
+        """`reason`: "join" (a new reader, nothing decoded yet), "switch" (a viewer changing rung)
+        or "recovery" (a viewer lost its picture). The last two are rate-limited while other
+        readers share this source, so one viewer's bad link never floods the others with key
+        frames; a viewer alone on its source is limited only by the encoder's own gap."""
+        if not self.keyframes or self.on_keyframe_request is None:
+            return
+        if reason != "join":
+            now = time.monotonic()
+            gap = SHARED_KEY_GAP_S if self.readers > 1 else ALONE_KEY_GAP_S
+            if now - self._last_shared_request < gap:
+                self.key_requests_suppressed += 1
+                return
+            self._last_shared_request = now
+        self.key_requests_forwarded += 1
+        self.on_keyframe_request()
 
     def attach(self) -> None:
         self.readers += 1
@@ -84,7 +146,9 @@ class PacketBroadcast:
 class ViewerTrack(MediaStreamTrack):
     """One viewer's track over a `PacketBroadcast`; `switch()` moves it to another source live.
 
-    `recv()` returns `av.Packet`s (pts and time_base set), which the sender only packetizes.
+    `recv()` returns `av.Packet`s (pts and time_base set), which the sender only packetizes. A
+    seamless switch (a rung change) keeps delivering the current source until the target has a
+    key frame newer than what the viewer already has: no frozen picture while waiting.
     """
 
     def __init__(self, kind: str, source: PacketBroadcast, *, persistent: bool = False) -> None:
@@ -97,17 +161,43 @@ class ViewerTrack(MediaStreamTrack):
         self._next: int | None = None
         self._attached_at = source.next_index
         self._need_key = source.keyframes
+        self._pending: PacketBroadcast | None = None
+        self._pending_from = 0
+        self._last_pts: int | None = None
+        self._pts_shift = 0
         self.dropped = 0
+        self.dropped_late = 0
         self.delivered = 0
+        self.bytes_delivered = 0
+        self.switches = 0
         source.attach()
-        source.request_keyframe()
+        if not any(item.key for item in source.ring):
+            source.request_keyframe("join")
 
     @property
     def source(self) -> PacketBroadcast:
         return self._source
 
-    def switch(self, source: PacketBroadcast) -> None:
-        """Follow another broadcast (a new layout): resume at its next key frame."""
+    @property
+    def pending(self) -> PacketBroadcast | None:
+        return self._pending
+
+    def switch(self, source: PacketBroadcast, *, seamless: bool = False) -> None:
+        """Follow another broadcast. Not seamless (a new layout): resume at its next key frame.
+        Seamless (a rung change): keep the current source until the target has a key frame."""
+        if seamless and self._source.keyframes and not self._source.closed:
+            if source is self._source:
+                self._cancel_pending()
+                return
+            if source is self._pending:
+                return
+            self._cancel_pending()
+            self._pending = source
+            self._pending_from = source.next_index
+            source.attach()
+            source.request_keyframe("switch")
+            return
+        self._cancel_pending()
         if source is self._source:
             return
         old = self._source
@@ -116,18 +206,53 @@ class ViewerTrack(MediaStreamTrack):
         self._attached_at = source.next_index
         self._need_key = source.keyframes
         source.attach()
-        source.request_keyframe()
+        source.request_keyframe("join")
         old.detach()
         old._wake()  # a recv() parked on the old source re-reads the new one
         self._switched.set()
 
+    def _cancel_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.detach()
+
+    def _complete_switch(self, item_index: int) -> None:
+        """The pending source has a usable key frame at `item_index`: move there."""
+        target = self._pending
+        assert target is not None
+        self._pending = None
+        old = self._source
+        self._source = target
+        self._next = item_index
+        self._need_key = False
+        self.switches += 1
+        old.detach()
+        key = target.ring[item_index - target.ring[0].index].packet
+        # Rungs share the stream's timeline, but an encoded rung runs a frame or two behind the
+        # forwarded original: shift this viewer's timestamps so time never goes back.
+        if (
+            self._last_pts is not None
+            and key.pts is not None
+            and key.pts + self._pts_shift <= self._last_pts
+        ):
+            self._pts_shift = self._last_pts - key.pts + SWITCH_STEP_TICKS
+
     def request_keyframe(self) -> None:
-        """Wired to the sender's PLI/FIR handling."""
-        self._source.request_keyframe()
+        """Wired to the sender's PLI/FIR handling: this viewer lost its picture."""
+        self._source.request_keyframe("recovery")
+
+    def resync(self) -> None:
+        """A packet this viewer needs will never arrive (not resent): skip to the next key frame
+        (asking for one) instead of sending frames it cannot decode."""
+        if not self._source.keyframes or self._need_key:
+            return
+        self._need_key = True
+        self._source.request_keyframe("recovery")
 
     def stop(self) -> None:
         if self.readyState == "live":
             self._source.detach()
+            self._cancel_pending()
         super().stop()
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
@@ -136,17 +261,51 @@ class ViewerTrack(MediaStreamTrack):
                 raise MediaStreamError
             source = self._source
             if source.closed:
+                if self._pending is not None:
+                    self.switch(self._pending)
+                    continue
                 if self._persistent:
                     self._switched.clear()
                     await self._switched.wait()
                     continue
                 self.stop()
                 raise MediaStreamError
+            if self._pending is not None:
+                self._check_pending()
+                source = self._source
             packet = self._take(source)
             if packet is not None:
                 self.delivered += 1
+                self.bytes_delivered += packet.size
+                if self._pts_shift:
+                    packet = _shifted(packet, self._pts_shift)
+                self._last_pts = packet.pts
                 return packet
-            await source.wait()
+            if self._pending is None:
+                await source.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(source.wait(), SWITCH_POLL_S)
+
+    def _check_pending(self) -> None:
+        target = self._pending
+        assert target is not None
+        if target.closed:
+            self._cancel_pending()
+            return
+        for item in reversed(target.ring):
+            if item.index < self._pending_from and not (
+                self._last_pts is not None
+                and item.packet.pts is not None
+                and item.packet.pts > self._last_pts
+            ):
+                break
+            if item.key:
+                self._complete_switch(item.index)
+                return
+        if self._need_key:
+            # Nothing decodable on the current source either: a key frame anywhere is welcome.
+            target.request_keyframe("switch")
 
     def _take(self, source: PacketBroadcast) -> av.Packet | None:
         ring = source.ring
@@ -170,7 +329,7 @@ class ViewerTrack(MediaStreamTrack):
             self._next = last + 1
             if source.keyframes:
                 self._need_key = True
-                source.request_keyframe()
+                source.request_keyframe("recovery")
         while self._next <= last:
             item = ring[self._next - first]
             self._next += 1
@@ -178,8 +337,36 @@ class ViewerTrack(MediaStreamTrack):
                 # Cannot be decoded without the key frame it depends on. Keep asking while
                 # waiting: a single request can fall inside the publisher's PLI rate limit or be
                 # lost, and a browser's own key frames may be minutes apart.
-                source.request_keyframe()
+                source.request_keyframe("recovery")
+                if self.delivered:
+                    # A viewer that had a picture loses this frame (not one just joining).
+                    self.dropped += 1
+                    source.dropped += 1
+                continue
+            if not item.key and source.keyframes and time.monotonic() - item.at > LATE_S:
+                # The link could not carry the frames in time (the pacer held them back): drop
+                # whole frames up to the newest key frame rather than queue further behind.
+                self._drop_late(source, item.index)
                 continue
             self._need_key = False
             return item.packet
         return None
+
+    def _drop_late(self, source: PacketBroadcast, index: int) -> None:
+        ring = source.ring
+        last = ring[-1].index
+        resume = last + 1
+        for item in reversed(ring):
+            if item.index <= index:
+                break
+            if item.key:
+                resume = item.index
+                break
+        lost = resume - index
+        self.dropped += lost
+        self.dropped_late += lost
+        source.dropped += lost
+        self._next = resume
+        if resume > last:
+            self._need_key = True
+            source.request_keyframe("recovery")

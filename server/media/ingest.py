@@ -20,6 +20,7 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTrack
 
+from server.media import aiortc_hooks
 from server.media.fanout import PacketBroadcast
 from server.media.frames import LatestFrame
 from store.protocol import Doc
@@ -30,8 +31,11 @@ log = logging.getLogger(__name__)
 class StreamMedia:
     """What outlives one publisher connection of a stream: its frames and its audio packets."""
 
-    def __init__(self, stream: Doc) -> None:
+    def __init__(self, stream: Doc, epoch: float = 0.0) -> None:
         self.stream = stream
+        # The plane's media clock origin: forwarded packets are stamped on the same timeline as
+        # the shared encoders', so a viewer moved between them sees time move forward.
+        self.epoch = epoch
         self.stream_id: str = stream["id"]
         self.session_id: str = stream["session_id"]
         self.kind: str = stream["kind"]
@@ -43,6 +47,8 @@ class StreamMedia:
         )
         self.video_codec: str | None = None
         self.ingest: Ingest | None = None
+        # Publisher RTP timestamp -> plane media clock (90 kHz ticks), once the first packet came.
+        self.pts_offset: int | None = None
 
     def _ask_publisher(self) -> None:
         if self.ingest is not None:
@@ -94,7 +100,7 @@ def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
     aiortc lists every SSRC it received from, retransmission streams included, and browsers send
     bandwidth-probe padding on RTX first: a PLI addressed to the RTX SSRC is silently ignored.
     """
-    rtx = getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {})  # RTX SSRC -> media SSRC
+    rtx = aiortc_hooks.rtx_ssrcs(receiver)
     sources = sorted(receiver.getSynchronizationSources(), key=lambda s: s.timestamp, reverse=True)
     for source in sources:
         if source.source not in rtx:
@@ -108,7 +114,7 @@ def tap_receiver(
     """Install the tap; must run before `receiver.receive()` starts the decoder thread, i.e. in the
     connection's `track` event (aiortc emits it inside `setRemoteDescription`)."""
     tap = _EncodedTap(on_encoded, decode)
-    receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
+    aiortc_hooks.replace_decoder_queue(receiver, tap)
     return tap
 
 
@@ -169,12 +175,15 @@ class Ingest:
         if key:
             log.debug("stream=%s key frame in codec=%s", self.media.stream_id, name)
         self._decide_decoding(key)
-        if media.video.readers <= 0:
-            return
         if self._pts_offset is None:
             # Anchor the publisher's RTP clock to the plane's so a reconnecting publisher does
-            # not send viewers' timestamps backwards.
-            self._pts_offset = int(time.monotonic() * 90000) - int(encoded.timestamp)
+            # not send viewers' timestamps backwards; the stream's encoders stamp their frames
+            # with the same offset, so every rung of this stream shares one timeline.
+            now = time.monotonic() - self.media.epoch
+            self._pts_offset = int(now * 90000) - int(encoded.timestamp)
+            media.pts_offset = self._pts_offset
+        if media.video.readers <= 0:
+            return
         packet = av.Packet(encoded.data)
         packet.pts = int(encoded.timestamp) + self._pts_offset
         packet.time_base = VIDEO_TIME_BASE
@@ -210,9 +219,7 @@ class Ingest:
             return
         self._last_pli = now
         log.debug("stream=%s PLI to publisher", self.media.stream_id)
-        # aiortc has no public API to ask a remote sender for a key frame; its receiver does
-        # this itself on decode errors with the same call.
-        self._spawn(receiver._send_rtcp_pli(ssrc))
+        self._spawn(aiortc_hooks.send_pli(receiver, ssrc))
 
     async def _pull_video(self, track: MediaStreamTrack) -> None:
         try:

@@ -25,13 +25,15 @@ from server.auth import Claims
 from server.clock import now_iso
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
-from server.media import codecs, dtls, ice, offers
+from server.media import aiortc_hooks, codecs, dtls, ice, offers
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
 from server.media.fanout import PacketBroadcast, ViewerTrack
 from server.media.frames import LatestFrame
 from server.media.ingest import Ingest, StreamMedia
+from server.media.ladder import HEADROOM, Rung, RungSelector, ladder_for
 from server.media.library import RecordingLibrary
+from server.media.link import ViewerLink
 from server.media.recorder import Recorder
 from server.media.scaling import ScaledFeed, variant_height
 from server.presence import Presence
@@ -43,6 +45,20 @@ log = logging.getLogger(__name__)
 _ACTIVE = ("pending", "live")
 # Two streams, a composite, and one spare for a reconnect racing the old connection's close.
 MAX_CONNECTIONS_PER_VIEWER = 4
+# How often each adaptive viewer's rung is reconsidered (receiver reports come about every second).
+CONTROL_INTERVAL_S = 0.5
+# The first estimate before any feedback: the top rung with GCC's usual 1.5x room to grow.
+INITIAL_HEADROOM = 1.5
+# A rung switch still waiting for its key frame after this long may be reconsidered.
+SWITCH_HOLD_S = 3.0
+# A link whose estimate is under this multiple of its rung's bitrate is paced.
+PACE_BELOW = 2.0
+# A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
+RATE_SETTLE_S = 6.0
+
+
+def _pts_offset_of(media: StreamMedia) -> int | None:
+    return media.pts_offset
 
 
 @dataclass(eq=False)
@@ -67,6 +83,15 @@ class Peer:
     # closes the connection after `settings.peer_connect_timeout_s`.
     connected: bool = False
     deadline: asyncio.TimerHandle | None = None
+    # Adaptive delivery: the source's ladder, this viewer's link, rung and choice.
+    ladder: tuple[Rung, ...] = ()
+    link: ViewerLink | None = None
+    selector: RungSelector | None = None
+    rung: int = 0
+    choice: str = "auto"
+    passthrough: bool = False
+    probe_floor_bps: float = 0.0
+    switch_at: float = 0.0
 
 
 class MediaPlane:
@@ -93,6 +118,9 @@ class MediaPlane:
         self._recorders: dict[str, Recorder] = {}
         self._dropped_closed = 0
         self._connect_timeouts = 0
+        self._control: asyncio.Task[None] | None = None
+        # Last measured bitrate of each rung's encoder (key: encoder source key).
+        self._rung_measured: dict[str, float] = {}
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
@@ -139,9 +167,36 @@ class MediaPlane:
             + sum(e.broadcast.dropped for e in self._encoders.values())
             + sum(m.video.dropped + m.audio.dropped for m in self._media.values()),
             "frames_encoded": sum(e.frames_encoded for e in self._encoders.values()),
+            "rungs_running": sum(
+                1 for (src, _), e in self._encoders.items() if "#" in src and e.running
+            ),
+            "keyframe_requests_suppressed": sum(
+                e.broadcast.key_requests_suppressed for e in self._encoders.values()
+            )
+            + sum(m.video.key_requests_suppressed for m in self._media.values()),
             "frames_skipped": sum(e.frames_skipped for e in self._encoders.values()),
             "frames_decoded": sum(i.frames_in for i in self._ingests.values()),
         }
+
+    def viewer_links(self) -> list[dict[str, Any]]:
+        """Every adaptive viewer connection's target bitrate, rung and resend counts (metrics)."""
+        out = []
+        for peer in self._peers.values():
+            if peer.link is None:
+                continue
+            out.append(
+                {
+                    "target_bps": peer.link.target_bps(),
+                    "rung": peer.rung,
+                    "limited": peer.rung > 0,
+                    "resent": peer.link.rtx.resent,
+                    "resend_skipped": peer.link.rtx.skipped_old
+                    + peer.link.rtx.skipped_budget
+                    + peer.link.rtx.skipped_recent
+                    + peer.link.moot,
+                }
+            )
+        return out
 
     def composite_feeds(self) -> list[CompositeFeed]:
         return list(self._composites.values())
@@ -261,15 +316,22 @@ class MediaPlane:
             peer, offer, want_audio, prefer=passthrough
         )
         profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
-        if passthrough is not None and codec == passthrough:
-            # Same codec as the publisher, same size: forward its packets, encode nothing.
-            source = media.video
-        elif height is not None:
+        peer.codec = codec
+        if height is not None:
+            # An explicit size: that variant only, no adaptation.
             feed = self._scaled_feed(media, height)
             profile = codecs.scaled_profile(profile, stream["kind"], height)
             source = self._encoder(feed.name, codec, feed.output, profile).broadcast
         else:
-            source = self._encoder(f"stream:{stream_id}", codec, media.frames, profile).broadcast
+            quality = stream.get("quality") or {}
+            hint = str(
+                quality.get("content_hint") or ("motion" if peer.kind == "camera" else "detail")
+            )
+            nominal = int(quality.get("height") or (1080 if peer.kind == "screen" else 720))
+            peer.ladder = ladder_for(profile, hint, nominal)
+            # Same codec as the publisher at the top rung: forward its packets, encode nothing.
+            peer.passthrough = passthrough is not None and codec == passthrough
+            source = self._rung_source(peer, 0)
         self._attach(peer, video_t, audio_t, source, codec, media if want_audio else None)
         log.info(
             "session=%s stream=%s viewer=%s pc=%s codec=%s subscribed",
@@ -318,9 +380,11 @@ class MediaPlane:
             whep=whep,
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
-        encoder = self._composite_encoder(key, codec)
+        peer.codec = codec
+        peer.ladder = ladder_for(codecs.profile_for("composite", None, self.settings), "text", 1080)
+        source = self._rung_source(peer, 0)
         camera = await self._camera_media(session_id) if want_audio else None
-        self._attach(peer, video_t, audio_t, encoder.broadcast, codec, camera)
+        self._attach(peer, video_t, audio_t, source, codec, camera)
         log.info(
             "session=%s viewer=%s pc=%s %s codec=%s composite subscribed",
             session_id,
@@ -385,7 +449,14 @@ class MediaPlane:
         peer.video = ViewerTrack("video", source)
         video_t.sender.replaceTrack(peer.video)
         # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
-        video_t.sender._send_keyframe = peer.video.request_keyframe  # type: ignore[method-assign]
+        aiortc_hooks.forward_keyframe_requests(video_t.sender, peer.video.request_keyframe)
+        if peer.ladder and self.settings.adaptive:
+            top = peer.ladder[0].bitrate_bps
+            peer.link = ViewerLink(video_t.sender, int(top * INITIAL_HEADROOM))
+            peer.link.install()
+            peer.link.on_unrecoverable = peer.video.resync
+            peer.selector = RungSelector(len(peer.ladder), time.monotonic())
+            self._ensure_control_loop()
         if audio_t is not None and audio_media is not None:
             # A composite's audio outlives one camera stream: it waits for the next one.
             peer.audio = ViewerTrack(
@@ -493,10 +564,10 @@ class MediaPlane:
                 if (prefs["mode"] != "composite" and not peer.whep) or not key.kinds:
                     await self._close_peer(peer)
                 elif key != peer.layout and peer.video is not None and peer.codec is not None:
-                    # Layout follows the preference live: same connection, another shared feed.
-                    encoder = self._composite_encoder(key, peer.codec)
+                    # Layout follows the preference live: same connection, another shared feed
+                    # (the same rung of it).
                     peer.layout = key
-                    peer.video.switch(encoder.broadcast)
+                    peer.video.switch(self._rung_source(peer, peer.rung))
                     log.info(
                         "session=%s viewer=%s pc=%s layout -> %s",
                         session_id,
@@ -504,6 +575,240 @@ class MediaPlane:
                         peer.id,
                         key.name,
                     )
+
+    # -- adaptive delivery -----------------------------------------------------------------------
+
+    def _rung_source(self, peer: Peer, index: int) -> PacketBroadcast:
+        """The shared output of rung `index` of this viewer's source, started if needed."""
+        rung = peer.ladder[index]
+        codec = peer.codec or "VP8"
+        if peer.role == "composite":
+            assert peer.layout is not None
+            if rung.source:
+                return self._composite_encoder(peer.layout, codec).broadcast
+            base = f"composite:{peer.layout.name}"
+            frames = self._composite_feed(peer.layout).output
+            content = "composite"
+            timeline: StreamMedia | None = None
+        else:
+            assert peer.stream_id is not None
+            media = self._media[peer.stream_id]
+            profile = codecs.profile_for(media.kind, media.stream.get("quality"), self.settings)
+            if rung.source:
+                if peer.passthrough:
+                    return media.video
+                return self._encoder(
+                    f"stream:{peer.stream_id}", codec, media.frames, profile, media
+                ).broadcast
+            base = f"stream:{peer.stream_id}"
+            frames = media.frames
+            content = profile.content
+            timeline = media
+        if rung.height is None:
+            name = f"{base}@full"
+        else:
+            feed = self._scaled_of(f"{base}@{rung.height}p", frames, rung.height)
+            name, frames = feed.name, feed.output
+        return self._encoder(
+            f"{name}#{rung.name}", codec, frames, rung.profile(content), timeline
+        ).broadcast
+
+    def _ensure_control_loop(self) -> None:
+        if self._control is None or self._control.done():
+            self._control = asyncio.get_running_loop().create_task(
+                self._control_loop(), name="media-adapt"
+            )
+
+    async def _control_loop(self) -> None:
+        """Every viewer's rung follows its link, twice a second."""
+        while not self._closed:
+            await asyncio.sleep(CONTROL_INTERVAL_S)
+            adaptive = [p for p in self._peers.values() if p.link is not None and not p.closing]
+            if not adaptive:
+                return
+            for peer in adaptive:
+                try:
+                    self._adapt(peer)
+                except Exception:
+                    log.exception("session=%s pc=%s adaptation failed", peer.session_id, peer.id)
+
+    def _rung_key(self, peer: Peer, index: int) -> str:
+        rung = peer.ladder[index]
+        if peer.role == "composite":
+            assert peer.layout is not None
+            base = f"composite:{peer.layout.name}"
+        else:
+            base = f"stream:{peer.stream_id}"
+        variant = "full" if rung.height is None else f"{rung.height}p"
+        return f"{base}@{variant}#{rung.name}"
+
+    def _rung_rates(self, peer: Peer) -> list[float]:
+        """Each rung's bitrate: as last measured (encoders overshoot their target on hard content,
+        e.g. scrolling text; the original is whatever the publisher sends), else its nominal one.
+        Measurements outlive the rung's encoder, so a rung that proved too big stays so."""
+        rates: list[float] = []
+        current = peer.video.source if peer.video is not None else None
+        for i, rung in enumerate(peer.ladder):
+            rate = float(rung.bitrate_bps)
+            if i == 0 and peer.passthrough and peer.stream_id in self._media:
+                measured = self._media[peer.stream_id].video.rate_bps()
+                rate = measured if measured > 0 else rate
+            elif not rung.source:
+                key = self._rung_key(peer, i)
+                if (
+                    i == peer.rung
+                    and current is not None
+                    and peer.video is not None
+                    and peer.video.pending is None
+                ):
+                    # (While a switch waits, `current` is still the rung being left.)
+                    measured = current.rate_bps(settled_s=RATE_SETTLE_S)
+                    if measured > 0:
+                        self._rung_measured[key] = measured
+                rate = max(rate, self._rung_measured.get(key, 0.0))
+            rates.append(rate)
+        return rates
+
+    def _adapt(self, peer: Peer) -> None:
+        link, selector, track = peer.link, peer.selector, peer.video
+        assert link is not None and selector is not None
+        if track is None or track.readyState != "live":
+            return
+        link.tick()
+        now = time.monotonic()
+        # Pace only where the link could be the bottleneck (the hook has a per-packet cost).
+        rate_now = self._rung_rates(peer)[peer.rung]
+        link.set_paced(link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now)
+        if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
+            return  # a switch waits for its key frame: judge the new rung once it delivers
+        if peer.choice != "auto":
+            wanted = next(
+                (i for i, r in enumerate(peer.ladder) if r.name == peer.choice), peer.rung
+            )
+        else:
+            rates = self._rung_rates(peer)
+            snap = link.estimator
+            probing_before = selector.probing_from
+            failed_before = selector.probes_failed
+            wanted = selector.update(
+                now,
+                link.target_bps(),
+                rates,
+                snap.feedback.loss,
+                snap.remb(now),
+                link.sent_bps,
+                snap.up_target_bps(now),
+                # Chromium's REMB lags a probe by seconds; loss and queueing answer at once.
+                snap.congested(),
+            )
+            if selector.probing_from is not None and probing_before is None:
+                # A probe: lift the estimate to what the rung above needs, remember where from.
+                peer.probe_floor_bps = snap.loss_based_bps
+                link.raise_to(rates[wanted] / HEADROOM)
+            elif selector.probes_failed > failed_before:
+                link.lower_to(peer.probe_floor_bps)
+        if wanted != peer.rung:
+            log.info(
+                "session=%s viewer=%s pc=%s rung %s -> %s (target %d bps)",
+                peer.session_id,
+                peer.viewer_id,
+                peer.id,
+                peer.ladder[peer.rung].name,
+                peer.ladder[wanted].name,
+                link.target_bps(),
+            )
+            peer.rung = wanted
+            peer.switch_at = now
+            track.switch(self._rung_source(peer, wanted), seamless=True)
+
+    async def set_quality(self, claims: Claims, pc_id: object, choice: object) -> dict[str, Any]:
+        """A viewer picks a rung by name, or "auto" (follow its link)."""
+        peer = self._viewer_peer(claims, pc_id)
+        names = [r.name for r in peer.ladder]
+        if not isinstance(choice, str) or (choice != "auto" and choice not in names):
+            raise Invalid(f"quality must be 'auto' or one of {names}", code="invalid_quality")
+        peer.choice = choice
+        if peer.link is not None:
+            self._adapt(peer)
+        return self._viewer_state(peer)
+
+    def _viewer_peer(self, claims: Claims, pc_id: object) -> Peer:
+        if not isinstance(pc_id, str) or len(pc_id) > 64:
+            raise Invalid("pc_id must be a string", code="invalid_pc_id")
+        peer = self._peers.get(pc_id)
+        if (
+            peer is None
+            or peer.role == "publisher"
+            or peer.session_id != claims.session_id
+            or peer.viewer_id != claims.viewer_id
+        ):
+            raise NotFound("no such peer connection", code="pc_not_found")
+        return peer
+
+    def quality_of(self, claims: Claims, pc_id: object) -> dict[str, Any]:
+        """What this viewer connection gets and why (the page's quality menu)."""
+        return self._viewer_state(self._viewer_peer(claims, pc_id))
+
+    def qualities_of(self, claims: Claims, session_id: str) -> list[dict[str, Any]]:
+        """The same for every open connection of this viewer (a page polls this: a connection
+        that just closed is simply absent, not an error)."""
+        return [
+            self._viewer_state(p)
+            for p in self._peers.values()
+            if p.role != "publisher"
+            and p.session_id == session_id == claims.session_id
+            and p.viewer_id == claims.viewer_id
+            and not p.closing
+        ]
+
+    def _viewer_state(self, peer: Peer) -> dict[str, Any]:
+        rung = peer.ladder[peer.rung] if peer.ladder else None
+        target = peer.link.target_bps() if peer.link is not None else None
+        limited = peer.choice == "auto" and peer.rung > 0 and peer.link is not None
+        return {
+            "pc_id": peer.id,
+            "choice": peer.choice,
+            "rungs": [
+                {"name": r.name, "height": r.height, "fps": r.fps, "bitrate_bps": r.bitrate_bps}
+                for r in peer.ladder
+            ],
+            "rung": rung.name if rung is not None else None,
+            "delivering": (
+                peer.ladder[peer.rung].name
+                if peer.video is not None and peer.video.pending is None and rung is not None
+                else None
+            ),
+            "target_bps": target,
+            "limited_by_connection": limited,
+        }
+
+    def viewers_debug(self, session_id: str) -> list[dict[str, Any]]:
+        """Every viewer connection of a session: estimate, rung, pacing, resends, drops."""
+        out: list[dict[str, Any]] = []
+        for peer in self._peers.values():
+            if peer.session_id != session_id or peer.role == "publisher":
+                continue
+            entry: dict[str, Any] = {
+                "pc_id": peer.id,
+                "viewer_id": peer.viewer_id,
+                "role": peer.role,
+                "kind": peer.kind,
+                "codec": peer.codec,
+                "choice": peer.choice,
+                "rung": peer.ladder[peer.rung].name if peer.ladder else None,
+                "switching": peer.video is not None and peer.video.pending is not None,
+                "link": peer.link.snapshot() if peer.link is not None else None,
+                "rung_rates_bps": [int(r) for r in self._rung_rates(peer)] if peer.ladder else [],
+                "probes": peer.selector.probes if peer.selector is not None else 0,
+                "probes_failed": peer.selector.probes_failed if peer.selector is not None else 0,
+            }
+            if peer.video is not None:
+                entry["frames_delivered"] = peer.video.delivered
+                entry["frames_dropped"] = peer.video.dropped
+                entry["frames_dropped_late"] = peer.video.dropped_late
+                entry["switches"] = peer.video.switches
+            out.append(entry)
+        return out
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -605,6 +910,8 @@ class MediaPlane:
         self._peers.pop(peer.id, None)
         if peer.role != "publisher":
             self.presence.remove(peer.session_id, peer.id)
+        if peer.link is not None:
+            peer.link.close()
         for track in (peer.video, peer.audio):
             if track is not None:
                 self._dropped_closed += track.dropped
@@ -642,7 +949,7 @@ class MediaPlane:
         the composite viewers of its session: their audio tracks follow the new broadcast."""
         media = self._media.get(stream["id"])
         if media is None:
-            media = self._media[stream["id"]] = StreamMedia(stream)
+            media = self._media[stream["id"]] = StreamMedia(stream, self._epoch)
             if media.kind == "camera":
                 for peer in self._peers.values():
                     if (
@@ -658,7 +965,12 @@ class MediaPlane:
         return media.frames if media is not None else None
 
     def _encoder(
-        self, source_key: str, codec: str, frames: LatestFrame, profile: codecs.EncodeProfile
+        self,
+        source_key: str,
+        codec: str,
+        frames: LatestFrame,
+        profile: codecs.EncodeProfile,
+        media: StreamMedia | None = None,
     ) -> SharedEncoder:
         key = (source_key, codec)
         encoder = self._encoders.get(key)
@@ -671,6 +983,7 @@ class MediaPlane:
                 self._executor,
                 self._epoch,
                 on_idle=functools.partial(self._encoder_idle, key),
+                timeline=functools.partial(_pts_offset_of, media) if media is not None else None,
             )
             self._encoders[key] = encoder
             encoder.start()
@@ -681,20 +994,29 @@ class MediaPlane:
             del self._encoders[key]
             self._dropped_closed += encoder.broadcast.dropped
         self._spawn(encoder.close())
-        feed = self._scaled.get(key[0])
-        if feed is not None and not any(src == key[0] for src, _ in self._encoders):
-            del self._scaled[key[0]]
+        # Encoder keys: "<source>[@<variant>][#<rung>]"; a scaled feed is "<source>@<variant>".
+        feed_name = key[0].split("#")[0]
+        feed = self._scaled.get(feed_name)
+        if feed is not None and not any(
+            src.split("#")[0] == feed_name for src, _ in self._encoders
+        ):
+            del self._scaled[feed_name]
             self._spawn(feed.close())
-        if key[0].startswith("composite:"):
-            layout = next((k for k in self._composites if f"composite:{k.name}" == key[0]), None)
-            if layout is not None and not any(src == key[0] for src, _ in self._encoders):
+        base = key[0].split("#")[0].split("@")[0]
+        if base.startswith("composite:"):
+            layout = next((k for k in self._composites if f"composite:{k.name}" == base), None)
+            if layout is not None and not any(
+                src.split("#")[0].split("@")[0] == base for src, _ in self._encoders
+            ):
                 self._spawn(self._close_composite(layout))
 
     def _scaled_feed(self, media: StreamMedia, height: int) -> ScaledFeed:
-        name = f"stream:{media.stream_id}@{height}p"
+        return self._scaled_of(f"stream:{media.stream_id}@{height}p", media.frames, height)
+
+    def _scaled_of(self, name: str, frames: LatestFrame, height: int) -> ScaledFeed:
         feed = self._scaled.get(name)
         if feed is None or feed.output.closed:
-            feed = self._scaled[name] = ScaledFeed(name, media.frames, height, self._executor)
+            feed = self._scaled[name] = ScaledFeed(name, frames, height, self._executor)
             feed.start()
         return feed
 
@@ -708,17 +1030,24 @@ class MediaPlane:
             kinds,
         )
 
-    def _composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+    def _composite_feed(self, key: LayoutKey) -> CompositeFeed:
         feed = self._composites.get(key)
         if feed is None:
             feed = self._composites[key] = CompositeFeed(key, self._frames_of, self._executor)
             feed.start()
             log.info("%s composite started", key.name)
+        return feed
+
+    def _composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+        feed = self._composite_feed(key)
         profile = codecs.profile_for("composite", None, self.settings)
         return self._encoder(f"composite:{key.name}", codec, feed.output, profile)
 
     async def _close_composite(self, key: LayoutKey) -> None:
         feed = self._composites.pop(key, None)
+        prefix = f"composite:{key.name}@"
+        for rung_key in [k for k in self._rung_measured if k.startswith(prefix)]:
+            del self._rung_measured[rung_key]
         if feed is not None:
             log.info("%s composite stopped", key.name)
             await feed.close()
@@ -783,10 +1112,14 @@ class MediaPlane:
             await ingest.close()
         for name in [n for n in self._scaled if n.startswith(f"stream:{stream_id}@")]:
             await self._scaled.pop(name).close()
-        for key in [k for k in self._encoders if k[0].split("@")[0] == f"stream:{stream_id}"]:
+        for key in [
+            k for k in self._encoders if k[0].split("#")[0].split("@")[0] == f"stream:{stream_id}"
+        ]:
             encoder = self._encoders.pop(key)
             self._dropped_closed += encoder.broadcast.dropped
             await encoder.close()
+        for rung_key in [k for k in self._rung_measured if k.startswith(f"stream:{stream_id}@")]:
+            del self._rung_measured[rung_key]
         media = self._media.pop(stream_id, None)
         if media is not None:
             media.close()
@@ -800,6 +1133,8 @@ class MediaPlane:
     async def close(self) -> None:
         """Server shutdown: every connection, recorder, encoder and compositor, then the threads."""
         self._closed = True
+        if self._control is not None:
+            self._control.cancel()
         for stream_id in list(self._media):
             await self._teardown_stream(stream_id)
         for peer in list(self._peers.values()):

@@ -71,6 +71,11 @@ export const getOrder = (orderId, token) =>
   request("GET", `/orders/${id(orderId)}`, { token, prefix: PAYMENTS_PREFIX });
 
 // Signaling goes to the instance that ingests the session (`signaling_url`, empty = this origin).
+// So does the quality of a connection: that instance holds it.
+export const getQualities = (sessionId, token, base = "") =>
+  request("GET", `/session/${id(sessionId)}/quality`, { token, base });
+export const putQuality = (sessionId, token, pcId, quality, base = "") =>
+  request("PUT", `/session/${id(sessionId)}/quality`, { token, body: { pc_id: pcId, quality }, base });
 export const streamOffer = (streamId, token, offer, base = "") =>
   request("POST", `/stream/${id(streamId)}/signal/offer`, { token, body: offer, base });
 export const compositeOffer = (sessionId, token, offer, base = "") =>

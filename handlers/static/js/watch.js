@@ -288,6 +288,7 @@ async function connect(sub) {
     sub.video.play().catch(() => {});
     sweep();
     layout();
+    refreshQuality();
   } catch (err) {
     if (sub.pc !== pc || !state.subs.has(sub.key)) return;
     sub.error = err.message;
@@ -310,6 +311,78 @@ function retry(sub) {
     if (state.subs.has(sub.key) && sub.wanted && !state.ended && !sub.pc) connect(sub);
   }, delay);
   layout();
+}
+
+// ---- quality -----------------------------------------------------------------------------------
+
+// The menu drives the main picture: the composite, else the screen, else the camera.
+function mainSub() {
+  const subs = [...state.subs.values()].filter((s) => s.wanted && s.ready && s.video?.dataset.pcId);
+  const rank = { composite: 0, screen: 1, camera: 2 };
+  return subs.sort((a, b) => rank[a.kind] - rank[b.kind])[0] || null;
+}
+
+function rungLabel(rung) {
+  if (rung.name === "source") return "Original";
+  const size = rung.height ? `${rung.height}p` : "full size";
+  return `${size}, ${rung.fps} fps, ${Math.round(rung.bitrate_bps / 1000)} kb/s`;
+}
+
+function renderQuality(quality) {
+  const select = $("#quality");
+  const status = $("#quality-status");
+  if (!quality) {
+    select.disabled = true;
+    status.textContent = "";
+    return;
+  }
+  const options = [["auto", "Auto (follow my connection)"], ...quality.rungs.map((r) => [r.name, rungLabel(r)])];
+  const current = [...select.options].map((o) => o.value).join(",");
+  if (current !== options.map(([value]) => value).join(",")) {
+    select.replaceChildren(...options.map(([value, label]) => el("option", { value, text: label })));
+  }
+  select.value = quality.choice;
+  select.disabled = false;
+  const showing = quality.rungs.find((r) => r.name === quality.rung);
+  if (quality.limited_by_connection && showing) {
+    status.textContent = `Your connection is limiting quality: showing ${rungLabel(showing)}.`;
+    status.dataset.limited = "true";
+  } else {
+    status.textContent = quality.choice === "auto" ? "Best quality for your connection." : "";
+    status.dataset.limited = "false";
+  }
+}
+
+async function refreshQuality() {
+  const sub = mainSub();
+  if (!sub) {
+    renderQuality(null);
+    return;
+  }
+  try {
+    const { connections } = await api.getQualities(sessionId, state.token, state.signalBase);
+    // A connection being replaced is simply absent: the next poll finds its successor.
+    renderQuality(connections.find((c) => c.pc_id === sub.video.dataset.pcId) || null);
+  } catch {
+    renderQuality(null);
+  }
+}
+
+async function onQualityChanged() {
+  const sub = mainSub();
+  if (!sub) return;
+  try {
+    const quality = await api.putQuality(
+      sessionId,
+      state.token,
+      sub.video.dataset.pcId,
+      $("#quality").value,
+      state.signalBase,
+    );
+    renderQuality(quality);
+  } catch (err) {
+    say($("#quality-status"), `Could not change quality: ${err.message}`, "error");
+  }
 }
 
 // ---- layout ------------------------------------------------------------------------------------
@@ -458,6 +531,7 @@ async function poll() {
     syncMedia();
   }
   await pollOrder();
+  await refreshQuality();
   setTimeout(poll, STATUS_POLL_MS);
 }
 
@@ -520,6 +594,7 @@ for (const input of document.querySelectorAll("input[name=mode], #pip-corner")) 
   input.addEventListener("change", onControlsChanged);
 }
 $("#pip-size").addEventListener("input", onControlsChanged);
+$("#quality").addEventListener("change", onQualityChanged);
 $("#controls").addEventListener("submit", (event) => event.preventDefault());
 $("#unmute").addEventListener("click", () => {
   state.muted = !state.muted;

@@ -1,0 +1,109 @@
+"""Server CPU per forwarded packet with adaptive delivery on and off, side by side (loopback).
+
+    .venv/bin/python -m bench.adaptive_cost [--viewers 20] [--rounds 2] [--window 10]
+
+One aiortc publisher of the network lab's scrolling-text screen (1280x720, 30 fps, VP8, multi-packet
+frames), forwarded (passthrough) to N light aiortc viewers that count RTP packets without decoding.
+The server runs in its own process (`bench.fanout_server`), alternately with `MULTISTREAM_ADAPTIVE`
+on and off (A B A B...), and the CPU it spends per packet its viewers received is reported for
+each run. Light viewers send no receiver reports, so the adaptive server keeps every viewer on the
+original: what is measured is the per-packet price of the machinery (pacing hook, RTCP hooks,
+frame-time checks), not of a rung switch. Numbers are noisy on a shared machine: compare the
+interleaved runs, not against other days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+from bench.bench_fanout import PREFIX, Http, light_viewer, publish, start_server
+from tests.netlab.content import ContentTrack
+
+
+async def one_run(adaptive: bool, viewers: int, window_s: float) -> dict[str, Any]:
+    os.environ["MULTISTREAM_ADAPTIVE"] = "1" if adaptive else "0"
+    server = start_server("ours", "VP8", 2_500_000)
+    http = Http(server.base)
+    pcs: list[Any] = []
+    try:
+        started = await http.post(
+            f"{PREFIX}/session/start", {"title": "cost", "streams": ["screen"]}
+        )
+        stream_id = started["session"]["streams"][0]["id"]
+        session_id = started["session"]["id"]
+        pub = await publish(
+            http,
+            f"{PREFIX}/stream/{stream_id}/signal/offer",
+            ContentTrack("screen"),
+            "VP8",
+            started["broadcaster_token"],
+        )
+        pcs.append(pub)
+        await asyncio.sleep(2)
+        counters = []
+        for _ in range(viewers):
+            joined = await http.post(f"{PREFIX}/session/{session_id}/join", {})
+            pc, counter = await light_viewer(
+                http, f"{PREFIX}/stream/{stream_id}/signal/offer", joined["viewer_token"]
+            )
+            pcs.append(pc)
+            counters.append(counter)
+        await asyncio.sleep(6)  # aiortc's publisher ramps its bitrate up first
+        packets0 = sum(c.packets for c in counters)
+        octets0 = sum(c.octets for c in counters)
+        cpu0, t0 = server.cpu_s(), time.monotonic()
+        await asyncio.sleep(window_s)
+        dt = time.monotonic() - t0
+        cpu = server.cpu_s() - cpu0
+        packets = sum(c.packets for c in counters) - packets0
+        octets = sum(c.octets for c in counters) - octets0
+        return {
+            "adaptive": adaptive,
+            "viewers": viewers,
+            "packets_per_s": round(packets / dt),
+            "mbps_per_viewer": round(octets * 8 / dt / viewers / 1e6, 2),
+            "server_cpu_pct": round(cpu / dt * 100, 1),
+            "us_per_packet": round(cpu / packets * 1e6, 2) if packets else None,
+        }
+    finally:
+        for pc in pcs:
+            await pc.close()
+        server.stop()
+
+
+async def run(viewers: int, rounds: int, window_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for _ in range(rounds):
+        for adaptive in (True, False):
+            row = await one_run(adaptive, viewers, window_s)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    for adaptive in (True, False):
+        costs = [
+            r["us_per_packet"] for r in rows if r["adaptive"] is adaptive and r["us_per_packet"]
+        ]
+        if costs:
+            label = "adaptive on " if adaptive else "adaptive off"
+            print(
+                f"{label}: median {statistics.median(costs):.2f} us/packet over {len(costs)} runs"
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--viewers", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--window", type=float, default=10)
+    ns = parser.parse_args()
+    asyncio.run(run(ns.viewers, ns.rounds, ns.window))
+
+
+if __name__ == "__main__":
+    main()

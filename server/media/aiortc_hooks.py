@@ -1,0 +1,193 @@
+"""Every place the media plane reaches into aiortc's internals, in one module.
+
+aiortc (pinned below 1.17) has no public API for what an SFU needs: reading the RTCP a viewer sends
+(receiver reports, REMB, NACK, PLI), deciding which NACKed packets to resend, pacing what leaves a
+connection, asking a publisher for a key frame, and seeing a receiver's encoded frames. Each hook
+here patches **one object instance** (never a class or a module constant), checks that the
+attribute it replaces exists, and raises `AiortcShapeError` naming itself if aiortc changed shape.
+`tests/test_media_aiortc_hooks.py` runs each hook against a real aiortc connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import rtp as aiortc_rtp
+
+
+class AiortcShapeError(RuntimeError):
+    """aiortc no longer has the internal a hook relies on: the pin must not be lifted blindly."""
+
+
+def _require(obj: object, attr: str, hook: str) -> Any:
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise AiortcShapeError(
+            f"aiortc hook {hook!r}: {type(obj).__name__} has no {attr!r} (aiortc changed)"
+        ) from None
+
+
+# -- senders (viewers' connections) -----------------------------------------------------------
+
+
+def observe_rtcp(sender: RTCRtpSender, on_packet: Callable[[Any], None]) -> None:
+    """`on_packet(packet)` sees every RTCP packet routed to this sender (RR, SR, REMB, NACK, PLI,
+    FIR) after aiortc has handled it (so its RTT estimate already includes a fresh report)."""
+    original = _require(sender, "_handle_rtcp_packet", "observe_rtcp")
+
+    async def handle(packet: Any) -> None:
+        await original(packet)
+        on_packet(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def sender_rtt(sender: RTCRtpSender) -> float | None:
+    """aiortc's smoothed round-trip time from receiver reports (seconds), if it has one."""
+    return _require(sender, "_RTCRtpSender__rtt", "sender_rtt")  # type: ignore[no-any-return]
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """(media SSRC, RTX SSRC) of a sender."""
+    return (
+        int(_require(sender, "_ssrc", "sender_ssrcs")),
+        int(_require(sender, "_rtx_ssrc", "sender_ssrcs")),
+    )
+
+
+def gate_retransmit(sender: RTCRtpSender, allow: Callable[[int, int, int], bool]) -> None:
+    """Before aiortc resends a NACKed packet, `allow(seq, size, rtp_timestamp)` decides; packets
+    aiortc no longer holds are skipped by aiortc itself (its history is 128 packets)."""
+    original = _require(sender, "_retransmit", "gate_retransmit")
+    history: dict[int, Any] = _require(sender, "_RTCRtpSender__rtp_history", "gate_retransmit")
+    size_of = aiortc_rtp.RTP_HISTORY_SIZE
+
+    async def retransmit(sequence_number: int) -> None:
+        packet = history.get(sequence_number % size_of)
+        if packet is None or packet.sequence_number != sequence_number:
+            return
+        if allow(sequence_number, len(packet.payload) + 40, packet.timestamp):
+            await original(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
+def sender_rtp_timestamp(sender: RTCRtpSender) -> int:
+    """The RTP timestamp of the last packet this sender sent (to age NACKed packets)."""
+    return int(_require(sender, "_RTCRtpSender__rtp_timestamp", "sender_rtp_timestamp"))
+
+
+def forward_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """PLI/FIR from the viewer: aiortc would only flag its own (unused) encoder; call `request`."""
+    _require(sender, "_send_keyframe", "forward_keyframe_requests")
+    sender._send_keyframe = request  # type: ignore[method-assign]
+
+
+def abs_send_time_id(sender: RTCRtpSender) -> int | None:
+    """The negotiated one-byte header extension id of abs-send-time on this sender, if any."""
+    extmap = _require(sender, "_RTCRtpSender__rtp_header_extensions_map", "abs_send_time_id")
+    ids = _require(extmap, "_HeaderExtensionsMap__ids", "abs_send_time_id")
+    value = getattr(ids, "abs_send_time", None)
+    return int(value) if value else None
+
+
+# -- the connection's transport (pacing) ------------------------------------------------------
+
+
+def pace_transport(
+    transport: RTCDtlsTransport,
+    delay_of: Callable[[bytes], float],
+    restamp: Callable[[bytes], bytes],
+) -> Callable[[], None]:
+    """Everything this connection sends (RTP, RTX, RTCP, every sender of the bundle) passes
+    `delay_of(data)` first; a positive answer parks the caller that long (backpressure on the
+    sender's loop), a negative one sends at once; both then let `restamp(data)` rewrite the
+    packet's send time. Returns an undo."""
+    original: Callable[[bytes], Awaitable[None]] = _require(
+        transport, "_send_rtp", "pace_transport"
+    )
+    patched_before = "_send_rtp" in vars(transport)
+    sleep = asyncio.sleep
+
+    async def held(data: bytes, delay: float) -> None:
+        # Positive: hold the packet that long. Negative: send now, but with a fresh send time
+        # (a resend carries its original's, which reads as a huge delay to the receiver).
+        if delay > 0.0:
+            await sleep(delay)
+        await original(restamp(data))
+
+    def send_rtp(data: bytes) -> Awaitable[None]:
+        # The common case (no wait) hands back aiortc's own coroutine: no extra frame per packet.
+        delay = delay_of(data)
+        if delay == 0.0:
+            return original(data)
+        return held(data, delay)
+
+    transport._send_rtp = send_rtp  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        if patched_before:
+            transport._send_rtp = original  # type: ignore[method-assign,assignment]
+        else:
+            del transport._send_rtp  # the class's own method again
+
+    return undo
+
+
+def transport_tx_bytes(transport: RTCDtlsTransport) -> int:
+    """Bytes this DTLS transport has sent (SRTP-protected RTP and RTCP)."""
+    return int(_require(transport, "_RTCDtlsTransport__tx_bytes", "transport_tx_bytes"))
+
+
+def rewrite_abs_send_time(data: bytes, ext_id: int, value: int) -> bytes:
+    """`data` (a serialized RTP packet) with its abs-send-time extension set to `value` (24-bit,
+    6.18 fixed-point seconds): the receiver's delay estimator must see when the packet really
+    left, not when aiortc built it before the pacer held it back."""
+    if len(data) < 16 or not data[0] & 0x10:
+        return data
+    pos = 12 + 4 * (data[0] & 0x0F)
+    if data[pos : pos + 2] != b"\xbe\xde":
+        return data
+    end = pos + 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
+    i = pos + 4
+    while i < end:
+        head = data[i]
+        if head == 0:
+            i += 1
+            continue
+        x_id, length = head >> 4, (head & 0x0F) + 1
+        if x_id == 15:
+            break
+        if x_id == ext_id and length == 3:
+            out = bytearray(data)
+            out[i + 1 : i + 4] = (value & 0xFFFFFF).to_bytes(3, "big")
+            return bytes(out)
+        i += 1 + length
+    return data
+
+
+# -- receivers (publishers' connections) ------------------------------------------------------
+
+
+def replace_decoder_queue(receiver: RTCRtpReceiver, tap: queue.Queue[Any]) -> None:
+    """Stand `tap` in for the receiver's decoder queue (it sees every reassembled encoded frame);
+    must run before `receiver.receive()` starts the decoder thread."""
+    _require(receiver, "_RTCRtpReceiver__decoder_queue", "replace_decoder_queue")
+    receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
+
+
+def rtx_ssrcs(receiver: RTCRtpReceiver) -> dict[int, int]:
+    """RTX SSRC -> media SSRC as the receiver learnt them."""
+    return dict(_require(receiver, "_RTCRtpReceiver__rtx_ssrc", "rtx_ssrcs"))
+
+
+def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
+    """Ask the remote sender of `media_ssrc` for a key frame (aiortc's receiver does this itself
+    on decode errors with the same call)."""
+    send: Callable[[int], Awaitable[None]] = _require(receiver, "_send_rtcp_pli", "send_pli")
+    return send(media_ssrc)

@@ -1,0 +1,180 @@
+"""Every aiortc hook of `server.media.aiortc_hooks`, against real aiortc objects.
+
+aiortc is pinned below 1.17 because these hooks reach into its internals. Each test names its hook:
+if an aiortc upgrade changes a shape, the failure says which hook broke and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import (
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
+
+from server.media import aiortc_hooks, ice
+from server.media.aiortc_hooks import AiortcShapeError
+from server.media.link import PACING_FACTOR, ViewerLink
+from tests.media_helpers import LOOPBACK, PatternTrack, new_pc, offer_of
+
+
+async def _pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
+    """A sending and a receiving aiortc connection on loopback, connected, media flowing."""
+    tx, rx = new_pc(), new_pc()
+    sender = tx.addTrack(PatternTrack("camera", 320, 240, 30))
+    got: list[Any] = []
+    rx.on("track", got.append)
+    offer = await offer_of(tx)
+    await rx.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    ice.restrict(rx, LOOPBACK)
+    await rx.setLocalDescription(await rx.createAnswer())
+    await tx.setRemoteDescription(rx.localDescription)
+    for _ in range(200):
+        if tx.connectionState == "connected" and got:
+            break
+        await asyncio.sleep(0.02)
+    assert tx.connectionState == "connected"
+    receiver = next(t.receiver for t in rx.getTransceivers() if t.kind == "video")
+    return tx, rx, sender, receiver
+
+
+@pytest.fixture
+async def pair():
+    tx, rx, sender, receiver = await _pair()
+    yield tx, rx, sender, receiver
+    await tx.close()
+    await rx.close()
+
+
+def test_a_missing_internal_raises_naming_the_hook():
+    with pytest.raises(AiortcShapeError, match="observe_rtcp"):
+        aiortc_hooks.observe_rtcp(object(), lambda p: None)  # type: ignore[arg-type]
+    with pytest.raises(AiortcShapeError, match="pace_transport"):
+        aiortc_hooks.pace_transport(object(), lambda d: 0.0, lambda d: d)  # type: ignore[arg-type]
+
+
+async def test_hook_observe_rtcp_and_sender_rtt_see_receiver_reports(pair):
+    _, _, sender, _ = pair
+    seen: list[Any] = []
+    aiortc_hooks.observe_rtcp(sender, seen.append)
+    for _ in range(150):  # aiortc's receiver reports about once a second
+        if any(isinstance(p, RtcpRrPacket) for p in seen):
+            break
+        await asyncio.sleep(0.02)
+    assert any(isinstance(p, RtcpRrPacket) for p in seen), "observe_rtcp: no receiver report seen"
+    media, rtx = aiortc_hooks.sender_ssrcs(sender)
+    assert media != rtx
+    rr = next(p for p in seen if isinstance(p, RtcpRrPacket))
+    assert any(r.ssrc == media for r in rr.reports), "sender_ssrcs: RR names another SSRC"
+    rtt = aiortc_hooks.sender_rtt(sender)
+    assert rtt is None or 0 <= rtt < 1, f"sender_rtt: {rtt!r}"
+
+
+async def test_viewer_link_reads_remb_and_receiver_reports_from_aiortc_packets(pair):
+    """The link parses what Chromium sends (REMB with our SSRC, RR blocks) into its estimate."""
+    _, _, sender, _ = pair
+    link = ViewerLink(sender, 3_000_000)
+    media, _ = aiortc_hooks.sender_ssrcs(sender)
+    remb = RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(700_000, [media]))
+    link.on_rtcp(remb)
+    assert link.estimator.remb(time.monotonic()) == 700_000
+    assert link.estimator.up_target_bps(time.monotonic()) == 700_000
+    report = RtcpReceiverInfo(
+        ssrc=media, fraction_lost=0, packets_lost=0, highest_sequence=100, jitter=90, lsr=0, dlsr=0
+    )
+    link.on_rtcp(RtcpRrPacket(ssrc=1, reports=[report]))
+    assert link.estimator.feedback.reports == 1
+    # The pacer runs at a multiple of the target.
+    assert link.bucket.rate_bps == pytest.approx(link.target_bps() * PACING_FACTOR, rel=0.01)
+
+
+async def test_hook_gate_retransmit_decides_each_nack(pair):
+    _, _, sender, _ = pair
+    asked: list[tuple[int, int, int]] = []
+    aiortc_hooks.gate_retransmit(sender, lambda s, n, ts: asked.append((s, n, ts)) or False)
+    await asyncio.sleep(0.2)
+    history = sender._RTCRtpSender__rtp_history  # the hook's own internal: present if it installed
+    packet = next(iter(history.values()))
+    await sender._retransmit(packet.sequence_number)
+    assert asked and asked[0][0] == packet.sequence_number, "gate_retransmit: never consulted"
+    assert asked[0][2] == packet.timestamp
+    assert aiortc_hooks.sender_rtp_timestamp(sender) >= 0
+
+
+async def test_hook_forward_keyframe_requests_receives_pli(pair):
+    _, _, sender, receiver = pair
+    calls: list[int] = []
+    aiortc_hooks.forward_keyframe_requests(sender, lambda: calls.append(1))
+    media, _ = aiortc_hooks.sender_ssrcs(sender)
+    await aiortc_hooks.send_pli(receiver, media)  # the publisher-side hook, same wire
+    for _ in range(100):
+        if calls:
+            break
+        await asyncio.sleep(0.02)
+    assert calls, "forward_keyframe_requests / send_pli: the PLI did not arrive"
+
+
+async def test_hook_pace_transport_holds_video_and_restamps(pair):
+    _, _, sender, _ = pair
+    ext = aiortc_hooks.abs_send_time_id(sender)
+    assert ext, "abs_send_time_id: no abs-send-time negotiated"
+    held: list[float] = []
+    restamped: list[bytes] = []
+
+    def delay_of(data: bytes) -> float:
+        held.append(time.monotonic())
+        return 0.01
+
+    def restamp(data: bytes) -> bytes:
+        restamped.append(data)
+        return aiortc_hooks.rewrite_abs_send_time(data, ext, 0x123456)
+
+    undo = aiortc_hooks.pace_transport(sender.transport, delay_of, restamp)
+    await asyncio.sleep(0.3)
+    undo()
+    assert len(held) > 5 and restamped, "pace_transport: the send path did not pass the hook"
+    # Held 10 ms each: the sender's loop was parked (backpressure), not just the one packet.
+    assert held[-1] - held[0] >= 0.01 * (len(held) - 1) * 0.9
+    data = next(d for d in restamped if not (192 <= d[1] <= 208))
+    parsed = RtpPacket.parse(
+        aiortc_hooks.rewrite_abs_send_time(data, ext, 0x123456),
+        sender._RTCRtpSender__rtp_header_extensions_map,
+    )
+    assert parsed.extensions.abs_send_time == 0x123456, "rewrite_abs_send_time missed the field"
+
+
+async def test_hook_transport_tx_bytes_counts_what_left_and_pacing_toggles(pair):
+    _, _, sender, _ = pair
+    first = aiortc_hooks.transport_tx_bytes(sender.transport)
+    await asyncio.sleep(0.2)
+    assert aiortc_hooks.transport_tx_bytes(sender.transport) > first > 0, "transport_tx_bytes"
+    link = ViewerLink(sender, 3_000_000)
+    link.install()
+    assert link.paced and sender.transport._send_rtp != sender.transport.__class__._send_rtp
+    link.set_paced(False)
+    assert not link.paced and "_send_rtp" not in vars(sender.transport)
+    link.set_paced(True)
+    link.close()
+    assert "_send_rtp" not in vars(sender.transport)
+
+
+async def test_hooks_rtx_ssrcs_and_replace_decoder_queue_find_their_fields(pair):
+    _, _, _, receiver = pair
+    assert isinstance(aiortc_hooks.rtx_ssrcs(receiver), dict)
+    original = receiver._RTCRtpReceiver__decoder_queue
+    tap: queue.Queue[Any] = queue.Queue()
+    aiortc_hooks.replace_decoder_queue(receiver, tap)
+    try:
+        assert receiver._RTCRtpReceiver__decoder_queue is tap, "replace_decoder_queue: not in use"
+    finally:
+        # The running decoder thread reads the original; closing must reach it.
+        aiortc_hooks.replace_decoder_queue(receiver, original)
