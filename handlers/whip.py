@@ -73,6 +73,25 @@ class _WhipBase(ApiHandler):
         require_type(self.request.headers.get("Content-Type"), SDP)
         return decode_text(self.body)
 
+    async def trickle(
+        self, session_id: str, pc_id: str, *, role: str, kind: str | None = None
+    ) -> None:
+        """PATCH with `application/trickle-ice-sdpfrag`: candidates for a publication or playback
+        (204), ICE restarts refused with the RFC's codes."""
+        claims = self.claims()
+        text = self.frag_text()
+        await self.service().patch(
+            claims,
+            session_id,
+            pc_id,
+            text,
+            self.request.headers.get("If-Match"),
+            role=role,
+            kind=kind,
+        )
+        self.set_status(204)
+        self.finish()
+
     def frag_text(self) -> str:
         require_type(self.request.headers.get("Content-Type"), SDPFRAG)
         return decode_text(self.body)
@@ -92,19 +111,7 @@ class WhipResource(_WhipBase):
     """The publication: PATCH trickles ICE candidates, DELETE ends it (stream `stopped`)."""
 
     async def patch(self, session_id: str, kind: str, pc_id: str) -> None:
-        claims = self.claims()
-        text = self.frag_text()
-        await self.service().patch(
-            claims,
-            session_id,
-            pc_id,
-            text,
-            self.request.headers.get("If-Match"),
-            role="publisher",
-            kind=kind,
-        )
-        self.set_status(204)
-        self.finish()
+        await self.trickle(session_id, pc_id, role="publisher", kind=kind)
 
     async def delete(self, session_id: str, kind: str, pc_id: str) -> None:
         claims = self.claims()
@@ -138,18 +145,7 @@ class WhepResource(_WhipBase):
     """A playback: PATCH trickles ICE candidates, DELETE closes the viewer's connection."""
 
     async def patch(self, session_id: str, _target: str, pc_id: str) -> None:
-        claims = self.claims()
-        text = self.frag_text()
-        await self.service().patch(
-            claims,
-            session_id,
-            pc_id,
-            text,
-            self.request.headers.get("If-Match"),
-            role="viewer",
-        )
-        self.set_status(204)
-        self.finish()
+        await self.trickle(session_id, pc_id, role="viewer")
 
     async def delete(self, session_id: str, _target: str, pc_id: str) -> None:
         claims = self.claims()
