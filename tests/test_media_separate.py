@@ -6,6 +6,7 @@ import asyncio
 
 from aiortc import sdp as aiortc_sdp
 
+from server.media.ingest import DECODE_LINGER_S
 from tests.media_helpers import (
     CAMERA_V,
     PREFIX,
@@ -123,10 +124,11 @@ async def test_viewers_of_another_codec_share_one_encoder(server, api):
         assert counters["encoders_running"] == 1
         assert counters["passthrough_viewers"] == 2  # the VP8 viewer and the recorder
         assert counters["decoding_streams"] == 1  # decoded once, for the shared H.264 encoder
-        # When the H.264 viewers leave, nothing reads decoded frames: decoding stops.
+        # When the H.264 viewers leave, nothing reads decoded frames: decoding stops (after
+        # DECODE_LINGER_S, so a rung that comes back soon needs no key frame from the publisher).
         for v in viewers[:3]:
             await v.close()
-        for _ in range(200):
+        for _ in range(int((DECODE_LINGER_S + 10) / 0.05)):
             if server.services.media.counters()["decoding_streams"] == 0:
                 break
             await asyncio.sleep(0.05)

@@ -25,6 +25,11 @@ from server.media.fanout import PacketBroadcast
 from server.media.frames import LatestFrame
 from store.protocol import Doc
 
+# How long decoding stays on after the last reader of decoded frames left. Restarting it needs a key
+# frame from the publisher, which every viewer of the forwarded stream then receives too; a
+# viewer's quality rung coming and going (adaptive delivery) must not cost the others that.
+DECODE_LINGER_S = 15.0
+
 log = logging.getLogger(__name__)
 
 
@@ -196,7 +201,7 @@ class Ingest:
         tap = self._video_tap
         if tap is None:
             return
-        if self.media.frames.wanted():
+        if self.media.frames.wanted(DECODE_LINGER_S):
             if not self.decoding:
                 if key:
                     self.decoding = True
