@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.base import ALLOWED_HEADERS, ApiHandler
+from handlers.base import ALLOWED_HEADERS, ApiHandler, write_preflight
 from handlers.openapi import error_responses
 from server import schemas
 from server.whip import (
@@ -52,9 +52,7 @@ class _WhipBase(ApiHandler):
             self.add_header("Link", link)
 
     def options(self, *args: Any, **kwargs: Any) -> None:
-        self.set_header("Access-Control-Allow-Methods", METHODS)
-        self.set_header("Access-Control-Allow-Headers", f"{ALLOWED_HEADERS}, If-Match")
-        self.set_header("Access-Control-Max-Age", "600")
+        write_preflight(self, METHODS, f"{ALLOWED_HEADERS}, If-Match")
         self.set_header("Accept-Post", SDP)
         self._links(credentials=False)
         self.set_status(204)
