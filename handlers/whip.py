@@ -17,6 +17,7 @@ from typing import Any
 from handlers.base import ALLOWED_HEADERS, ApiHandler, write_preflight
 from handlers.openapi import error_responses
 from server import schemas
+from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN
 from server.whip import (
     SDP,
     SDPFRAG,
@@ -267,14 +268,14 @@ openapi = {
                     "required": False,
                     "schema": {
                         "type": "string",
-                        "enum": ["top-left", "top-right", "bottom-left", "bottom-right"],
+                        "enum": list(PIP_FIXED_CORNERS),
                     },
                 },
                 {
                     "name": "size",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 10, "maximum": 50},
+                    "schema": {"type": "integer", "minimum": PIP_SIZE_MIN, "maximum": PIP_SIZE_MAX},
                 },
             ],
             "responses": {"201": _created("the SDP answer"), **_ERRORS},

@@ -23,7 +23,7 @@ def validate_quality(kind: str, raw: object) -> dict[str, Any]:
     )
     fps = get_int(raw, "fps", rules.fps_min, rules.fps_max, where=where, default=rules.default_fps)
     hint = get_enum(
-        raw, "content_hint", rules.content_hints, where=where, default=rules.content_hints[0]
+        raw, "content_hint", rules.content_hints, where=where, default=rules.default_content_hint
     )
     preset = rules.presets[preset_name]
     return {

@@ -559,6 +559,25 @@ RESPONSES: Final[dict[str, Schema]] = {
         "required": ["livestream"],
         "properties": {"livestream": ref("LegacyLivestream")},
     },
+    "Vocabulary": {
+        "type": "object",
+        "required": ["stream_kinds", "view_modes", "pip", "quality"],
+        "properties": {
+            "stream_kinds": {"type": "array", "items": KIND},
+            "view_modes": {"type": "array", "items": {"type": "string", "enum": list(VIEW_MODES)}},
+            "pip": {
+                "type": "object",
+                "required": ["corners", "size_min", "size_max", "default"],
+                "properties": {
+                    "corners": {"type": "array", "items": {"type": "string"}},
+                    "size_min": {"type": "integer", "const": PIP_SIZE_MIN},
+                    "size_max": {"type": "integer", "const": PIP_SIZE_MAX},
+                    "default": {"type": "object"},
+                },
+            },
+            "quality": {"type": "object"},
+        },
+    },
     "OpenApiDocument": {
         "type": "object",
         "required": ["openapi", "info", "paths"],

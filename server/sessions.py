@@ -15,7 +15,15 @@ from server.auth import Claims, TokenService
 from server.clock import now_iso
 from server.cursor import decode as decode_cursor
 from server.cursor import encode as encode_cursor
-from server.domain import PIP_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS, VIEW_MODES
+from server.domain import (
+    DEFAULT_VIEW_MODE,
+    PIP_CORNERS,
+    PIP_SIZE_MAX,
+    PIP_SIZE_MIN,
+    STREAM_KINDS,
+    VIEW_MODES,
+    default_pip,
+)
 from server.entitlement import Entitlement
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from server.events import SessionEvents
@@ -36,7 +44,6 @@ from store.protocol import Doc, Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PIP = {"corner": "bottom-right", "size_pct": 25}
 _ACTIVE = ("pending", "live")
 
 
@@ -363,8 +370,8 @@ class SessionService:
             "session_id": session_id,
             "viewer_id": viewer_id,
             "enabled_streams": [s["kind"] for s in streams if s["status"] in _ACTIVE],
-            "mode": "separate",
-            "pip": dict(DEFAULT_PIP),
+            "mode": DEFAULT_VIEW_MODE,
+            "pip": default_pip(),
             "updated_at": now_iso(),
         }
 
