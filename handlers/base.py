@@ -179,8 +179,6 @@ class ApiHandler(JsonErrors):
 
 async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> None:
     services: Services = handler.services  # type: ignore[attr-defined]
-    if services.limits is None:
-        return
     request = handler.request
     client = client_address(request.remote_ip, request.headers, services.settings)
     await services.limits.check(action, client)

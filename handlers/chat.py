@@ -170,7 +170,7 @@ class ChatHandler(ApiWebSocketHandler):
             raise Invalid("type must be message, delete, mute or ping", code="invalid_frame")
 
     def on_close(self) -> None:
-        if getattr(self, "session_id", None) is not None and self.services.chat is not None:
+        if getattr(self, "session_id", None) is not None:
             self.chat.detach(self.session_id, self)
 
     # -- ChatPeer ----------------------------------------------------------------------------------

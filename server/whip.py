@@ -27,8 +27,9 @@ from typing import Any
 
 from server.auth import Claims
 from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS
-from server.errors import DomainError, Forbidden, Invalid, NotFound, Unavailable
-from server.media import offers
+from server.errors import DomainError, Forbidden, Invalid, NotFound
+from server.media import MediaPlane, offers
+from server.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +189,11 @@ def pip_from_query(corner: str | None, size: str | None) -> dict[str, Any] | Non
 class WhipService:
     """WHIP/WHEP resources on top of the session service and the media plane."""
 
-    def __init__(self, sessions: Any, media: Any) -> None:
+    def __init__(self, sessions: SessionService, media: MediaPlane) -> None:
         self.sessions = sessions
         self.media = media
 
-    def _plane(self) -> Any:
-        if self.media is None:
-            raise Unavailable("media plane is not running", code="media_unavailable")
+    def _plane(self) -> MediaPlane:
         return self.media
 
     async def _stream_of(self, session_id: str, kind: str) -> dict[str, Any]:
