@@ -17,6 +17,8 @@ from handlers.web import security_headers
 from server.domain import vocabulary
 
 PREFIX = "/api/v1"
+# Assets under /static/ that the server renders instead of reading from handlers/static/.
+RENDERED_ASSETS: tuple[str, ...] = ("js/vocabulary.js",)
 
 
 def vocabulary_module() -> str:
