@@ -21,6 +21,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
+COPY multistream ./multistream
 COPY server ./server
 COPY handlers ./handlers
 COPY store ./store

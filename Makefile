@@ -51,9 +51,9 @@ test:
 	$(BIN)/python -m pytest
 
 lint:
-	$(BIN)/ruff check server handlers store compositor tests bench
-	$(BIN)/ruff format --check server handlers store compositor tests bench
-	$(BIN)/mypy server handlers store compositor
+	$(BIN)/ruff check multistream server handlers store compositor tests bench
+	$(BIN)/ruff format --check multistream server handlers store compositor tests bench
+	$(BIN)/mypy multistream server handlers store compositor
 
 # The whole benchmark suite (about 3-4 minutes on the 2-vCPU dev machine): one pytest-benchmark JSON
 # (compare runs with `pytest-benchmark compare A.json B.json`), then bench/RESULTS.md generated

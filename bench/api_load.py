@@ -152,12 +152,12 @@ def app_server(workdir: Path, app_root: Path | None = None) -> Iterator[Server]:
         "MULTISTREAM_RATE_JOIN": unlimited,
     }
     if app_root is not None:
-        argv = [sys.executable, "-m", "server.cli"]
+        argv = [sys.executable, "-m", "multistream.cli"]
         env["PYTHONPATH"] = str(app_root)
     elif multistream.exists():
         argv = [str(multistream)]
     else:
-        argv = [sys.executable, "-m", "server.cli"]
+        argv = [sys.executable, "-m", "multistream.cli"]
     argv += ["serve", "--host", HOST, "--port", "0", "--data-dir", str(workdir / "data")]
     app = start_server("app", argv, workdir / "app.log", env, cwd=app_root or ROOT)
     try:

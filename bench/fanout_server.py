@@ -108,7 +108,7 @@ async def run_relay(port: int, bitrate: int) -> None:
 
 
 async def run_ours(port: int, codec: str, bitrate: int, passthrough: bool) -> None:
-    from server.app import make_app
+    from multistream.app import make_app
     from server.lifespan import open_services
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ from compositor.coefficients import PlaneTaps, plane_taps
 from compositor.kernel_api import U8, Kernels, PipPlanLike, PlaneSpec
 from compositor.layout import CORNERS, Corner, Layout, Rect, fit_rect, overlay_rect
 from compositor.masks import OverlayMask, overlay_masks
-from compositor.placement import Placement
+from compositor.placement import PREFERENCE, Placement
 from compositor.planes import Planes, plane_views
 
 __all__ = ["BLACK", "Compositor", "Scaler", "compose", "plane_views", "scale"]
@@ -319,7 +319,7 @@ class Compositor:
     def _resolved_corner(self) -> Corner:
         if self._layout.corner != "auto":
             return self._layout.corner
-        return self._placement.corner or "bottom-right"
+        return self._placement.corner or PREFERENCE[0]  # no score yet: the conventional corner
 
     def _place(
         self,

@@ -7,15 +7,19 @@ exactly the same rectangle divided by two and luma/chroma never drift apart by a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 CornerChoice = Literal["top-left", "top-right", "bottom-left", "bottom-right", "auto"]
 
 CORNERS: tuple[Corner, ...] = get_args(Corner)
 CORNER_CHOICES: tuple[CornerChoice, ...] = get_args(CornerChoice)
-MIN_SIZE_PCT = 10
-MAX_SIZE_PCT = 40
+# The picture-in-picture limits and defaults are defined here, where the geometry enforces them;
+# `server.domain` re-exports them into the product vocabulary (the compositor may not import server).
+MIN_SIZE_PCT: Final = 10
+MAX_SIZE_PCT: Final = 40
+DEFAULT_CORNER: Final[CornerChoice] = "bottom-right"
+DEFAULT_SIZE_PCT: Final = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +54,8 @@ class Layout:
     ring of ``border_yuv`` colour inside the overlay edge.
     """
 
-    corner: CornerChoice = "bottom-right"
-    size_pct: int = 25
+    corner: CornerChoice = DEFAULT_CORNER
+    size_pct: int = DEFAULT_SIZE_PCT
     margin_pct: int = 2
     radius_pct: int = 12
     border_px: int = 0

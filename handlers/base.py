@@ -46,6 +46,31 @@ def origin_allowed(
     return parts.netloc.lower() == request_host.lower() and parts.scheme == request_scheme
 
 
+def allow_origin(
+    handler: tornado.web.RequestHandler, allowed: tuple[str, ...], *, expose: str | None = None
+) -> bool:
+    """The one CORS rule on a response: a request without `Origin` is not cross-origin (True); an
+    allowed origin is echoed (with `expose`d headers); a foreign one gets no CORS headers (False), and
+    the caller decides whether that refuses the request (preflights do, plain API reads do not)."""
+    origin = handler.request.headers.get("Origin")
+    if origin is None:
+        return True
+    handler.add_header("Vary", "Origin")
+    if not origin_allowed(origin, handler.request.host, handler.request.protocol, allowed):
+        return False
+    handler.set_header("Access-Control-Allow-Origin", origin)
+    if expose:
+        handler.set_header("Access-Control-Expose-Headers", expose)
+    return True
+
+
+def write_preflight(handler: tornado.web.RequestHandler, methods: str, headers: str) -> None:
+    """The preflight answer's CORS headers (the origin itself was checked by `allow_origin`)."""
+    handler.set_header("Access-Control-Allow-Methods", methods)
+    handler.set_header("Access-Control-Allow-Headers", headers)
+    handler.set_header("Access-Control-Max-Age", "600")
+
+
 def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
@@ -126,24 +151,15 @@ class ApiHandler(JsonErrors):
     # -- CORS ---------------------------------------------------------------------------------------
 
     def _apply_cors(self) -> None:
-        origin = self.request.headers.get("Origin")
-        if origin is None:
-            return
-        self.add_header("Vary", "Origin")
-        settings = self.services.settings
-        if origin_allowed(
-            origin, self.request.host, self.request.protocol, settings.allowed_origins
+        allowed = self.services.settings.allowed_origins
+        if not allow_origin(self, allowed, expose="Content-Length, Content-Range") and (
+            self.request.method == "OPTIONS"
         ):
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Expose-Headers", "Content-Length, Content-Range")
-        elif self.request.method == "OPTIONS":
             raise Forbidden("origin not allowed", code="origin_not_allowed")
 
     def options(self, *args: Any, **kwargs: Any) -> None:
         """CORS preflight: allowed origins get the methods and headers; others got 403 in prepare."""
-        self.set_header("Access-Control-Allow-Methods", ALLOWED_METHODS)
-        self.set_header("Access-Control-Allow-Headers", ALLOWED_HEADERS)
-        self.set_header("Access-Control-Max-Age", "600")
+        write_preflight(self, ALLOWED_METHODS, ALLOWED_HEADERS)
         self.set_status(204)
         self.finish()
 
@@ -163,8 +179,6 @@ class ApiHandler(JsonErrors):
 
 async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> None:
     services: Services = handler.services  # type: ignore[attr-defined]
-    if services.limits is None:
-        return
     request = handler.request
     client = client_address(request.remote_ip, request.headers, services.settings)
     await services.limits.check(action, client)

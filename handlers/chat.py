@@ -20,7 +20,7 @@ from typing import Any
 import tornado.websocket
 from tornado.concurrent import Future
 
-from handlers.base import ApiWebSocketHandler, origin_allowed
+from handlers.base import ApiWebSocketHandler, allow_origin, write_preflight
 from handlers.openapi import operation, path_param
 from server.auth import Claims
 from server.chat import CLOSE_RATE_LIMITED, ChatService
@@ -79,32 +79,20 @@ class ChatHandler(ApiWebSocketHandler):
 
     def options(self, *args: Any, **kwargs: Any) -> None:
         """CORS preflight for the history GET (it carries an Authorization header)."""
-        origin = self.request.headers.get("Origin", "")
-        settings = self.services.settings
-        if not origin_allowed(
-            origin, self.request.host, self.request.protocol, settings.allowed_origins
+        if self.request.headers.get("Origin") is None or not allow_origin(
+            self, self.services.settings.allowed_origins
         ):
             self.reject(Forbidden("origin not allowed", code="origin_not_allowed"))
             return
-        self.set_header("Access-Control-Allow-Origin", origin)
-        self.add_header("Vary", "Origin")
-        self.set_header("Access-Control-Allow-Methods", "GET, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", "Authorization")
-        self.set_header("Access-Control-Max-Age", "600")
+        write_preflight(self, "GET, OPTIONS", "Authorization")
         self.set_status(204)
         self.finish()
 
     async def _history(self, session_id: str) -> None:
         """Plain GET: `?before=<seq>&limit=<n>` pages back through undeleted messages."""
         try:
-            origin = self.request.headers.get("Origin")
-            if origin is not None:
-                settings = self.services.settings
-                host, scheme = self.request.host, self.request.protocol
-                if not origin_allowed(origin, host, scheme, settings.allowed_origins):
-                    raise Forbidden("origin not allowed", code="origin_not_allowed")
-                self.set_header("Access-Control-Allow-Origin", origin)
-                self.add_header("Vary", "Origin")
+            if not allow_origin(self, self.services.settings.allowed_origins):
+                raise Forbidden("origin not allowed", code="origin_not_allowed")
             page = await self.chat.history(
                 self.ws_claims(),
                 session_id,
@@ -182,7 +170,7 @@ class ChatHandler(ApiWebSocketHandler):
             raise Invalid("type must be message, delete, mute or ping", code="invalid_frame")
 
     def on_close(self) -> None:
-        if getattr(self, "session_id", None) is not None and self.services.chat is not None:
+        if getattr(self, "session_id", None) is not None:
             self.chat.detach(self.session_id, self)
 
     # -- ChatPeer ----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ class ReadyzHandler(ApiHandler):
 
     async def get(self) -> None:
         drain = self.services.drain
-        if drain is not None and drain.draining:
+        if drain.draining:
             raise Unavailable("instance is draining", code="draining")
         try:
             await asyncio.wait_for(self.services.store.ping(), STORE_PING_TIMEOUT_S)

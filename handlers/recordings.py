@@ -6,14 +6,13 @@ token check as the API; a `<video src>` cannot send headers, so `?access_token=`
 
 from __future__ import annotations
 
-from typing import Any
-
 import tornado.web
 
 from handlers.base import ApiHandler, bearer_token
 from handlers.errors import JsonErrors
 from handlers.openapi import error_responses, json_response
-from server.errors import DomainError, Unavailable
+from server.errors import DomainError
+from server.media.library import RecordingLibrary
 from server.schemas import ref
 from server.services import Services
 
@@ -21,11 +20,8 @@ PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
 
 
-def _library(services: Services) -> Any:
-    media = services.media
-    if media is None:
-        raise Unavailable("media plane is not running", code="media_unavailable")
-    return media.library
+def _library(services: Services) -> RecordingLibrary:
+    return services.media.library
 
 
 class RecordingListHandler(ApiHandler):

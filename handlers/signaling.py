@@ -14,8 +14,9 @@ from typing import Any
 from handlers.base import ApiHandler, ApiWebSocketHandler
 from handlers.openapi import operation, path_param, websocket_operation
 from server.auth import Claims
-from server.errors import DomainError, Forbidden, Invalid, Unavailable
+from server.errors import DomainError, Forbidden, Invalid
 from server.schemas import validate
+from server.services import Services
 from server.validation import parse_object
 
 log = logging.getLogger(__name__)
@@ -24,14 +25,8 @@ PREFIX = "/api/v1/livestream"
 ID = r"([^/]+)"
 
 
-def _media(services: Any) -> Any:
-    if services.media is None:
-        raise Unavailable("media plane is not running", code="media_unavailable")
-    return services.media
-
-
-async def _offer(services: Any, claims: Claims, stream_id: str, body: dict[str, Any]) -> dict:
-    media = _media(services)
+async def _offer(services: Services, claims: Claims, stream_id: str, body: dict[str, Any]) -> dict:
+    media = services.media
     if claims.role == "broadcaster":
         return dict(await media.publish(claims, stream_id, body))
     return dict(await media.subscribe(claims, stream_id, body))
@@ -53,7 +48,7 @@ class CandidateHandler(ApiHandler):
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
         body = validate(self.json_body(), "Candidate")
-        await _media(self.services).add_candidate(claims, body.get("pc_id"), body.get("candidate"))
+        await self.services.media.add_candidate(claims, body.get("pc_id"), body.get("candidate"))
         self.write_json({"ok": True})
 
 
@@ -64,7 +59,7 @@ class CompositeOfferHandler(ApiHandler):
         claims = self.claims()
         await self.rate_limit("offer")
         body = validate(self.json_body(), "Offer")
-        media = _media(self.services)
+        media = self.services.media
         self.write_json(await media.subscribe_composite(claims, session_id, body))
 
 
@@ -76,7 +71,7 @@ class QualityHandler(ApiHandler):
     async def get(self, session_id: str) -> None:
         claims = self.claims()
         pc_id = self.get_query_argument("pc_id", None)
-        media = _media(self.services)
+        media = self.services.media
         if pc_id is None:
             self.write_json({"connections": media.qualities_of(claims, session_id)})
         else:
@@ -85,7 +80,7 @@ class QualityHandler(ApiHandler):
     async def put(self, session_id: str) -> None:
         claims = self.claims()
         body = validate(self.json_body(), "QualityChoice")
-        media = _media(self.services)
+        media = self.services.media
         self.write_json(await media.set_quality(claims, body["pc_id"], body["quality"]))
 
 
@@ -96,7 +91,7 @@ class ViewersDebugHandler(ApiHandler):
         claims = self.claims()
         if claims.role != "broadcaster" or claims.session_id != session_id:
             raise Forbidden("only this session's broadcaster may read this", code="forbidden")
-        self.write_json({"viewers": _media(self.services).viewers_debug(session_id)})
+        self.write_json({"viewers": self.services.media.viewers_debug(session_id)})
 
 
 class SignalingSocket(ApiWebSocketHandler):
@@ -110,7 +105,6 @@ class SignalingSocket(ApiWebSocketHandler):
         try:
             self.claims_ = self.ws_claims()
             self.check_upgrade()
-            _media(self.services)
         except DomainError as err:
             self.reject(err)
             return
@@ -141,13 +135,13 @@ class SignalingSocket(ApiWebSocketHandler):
             elif kind == "quality":
                 choice = {k: v for k, v in body.items() if k != "type"}
                 validate(choice, "QualityChoice", "message")
-                state = await _media(self.services).set_quality(
+                state = await self.services.media.set_quality(
                     self.claims_, choice["pc_id"], choice["quality"]
                 )
                 self._send({**state, "type": "quality"})
             elif kind == "candidate":
                 validate({k: v for k, v in body.items() if k != "type"}, "Candidate", "message")
-                await _media(self.services).add_candidate(
+                await self.services.media.add_candidate(
                     self.claims_, body.get("pc_id"), body.get("candidate")
                 )
                 self._send({"type": "ack"})
@@ -177,7 +171,7 @@ class CompositeSignalingSocket(SignalingSocket):
 
     async def offer(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.claims_ is not None
-        media = _media(self.services)
+        media = self.services.media
         return dict(await media.subscribe_composite(self.claims_, self.target, body))
 
 

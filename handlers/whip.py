@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.base import ALLOWED_HEADERS, ApiHandler
+from handlers.base import ALLOWED_HEADERS, ApiHandler, write_preflight
 from handlers.openapi import error_responses
 from server import schemas
+from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN
 from server.whip import (
     SDP,
     SDPFRAG,
@@ -52,9 +53,7 @@ class _WhipBase(ApiHandler):
             self.add_header("Link", link)
 
     def options(self, *args: Any, **kwargs: Any) -> None:
-        self.set_header("Access-Control-Allow-Methods", METHODS)
-        self.set_header("Access-Control-Allow-Headers", f"{ALLOWED_HEADERS}, If-Match")
-        self.set_header("Access-Control-Max-Age", "600")
+        write_preflight(self, METHODS, f"{ALLOWED_HEADERS}, If-Match")
         self.set_header("Accept-Post", SDP)
         self._links(credentials=False)
         self.set_status(204)
@@ -265,14 +264,14 @@ openapi = {
                     "required": False,
                     "schema": {
                         "type": "string",
-                        "enum": ["top-left", "top-right", "bottom-left", "bottom-right"],
+                        "enum": list(PIP_FIXED_CORNERS),
                     },
                 },
                 {
                     "name": "size",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 10, "maximum": 50},
+                    "schema": {"type": "integer", "minimum": PIP_SIZE_MIN, "maximum": PIP_SIZE_MAX},
                 },
             ],
             "responses": {"201": _created("the SDP answer"), **_ERRORS},

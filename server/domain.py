@@ -1,31 +1,57 @@
-"""Vocabulary of the product: stream kinds, statuses, quality presets, layout choices.
+"""Vocabulary of the product: stream kinds, statuses, quality presets, layout choices, view modes.
 
-One place for the enumerations so the validators, the store, the OpenAPI document and the web client
-agree on every allowed value.
+The one place for these facts: the validators (`server.sessions`, `server.quality`, `server.whip`),
+the JSON Schemas and so the OpenAPI document (`server.schemas`), the metrics labels and the web client
+(which loads `vocabulary()` as `/static/js/vocabulary.js`, or any client as `GET /api/v1/vocabulary`)
+all read them from here. The picture-in-picture corners, limits and defaults are the compositor's own
+geometry rules (`compositor.layout`, which may not import `server`) and are re-exported here.
+`tests/test_vocabulary.py` checks that no other module or page writes them again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypedDict, get_args
+
+from compositor.layout import (
+    CORNER_CHOICES,
+    CORNERS,
+    DEFAULT_CORNER,
+    DEFAULT_SIZE_PCT,
+    MAX_SIZE_PCT,
+    MIN_SIZE_PCT,
+)
 
 StreamKind = Literal["screen", "camera"]
-STREAM_KINDS: Final[tuple[str, ...]] = ("screen", "camera")
-# Reserved so stored documents and clients can grow an audio-only stream without a migration.
-FUTURE_STREAM_KINDS: Final[tuple[str, ...]] = ("audio",)
+STREAM_KINDS: Final[tuple[StreamKind, ...]] = get_args(StreamKind)
 
-SESSION_STATUSES: Final[tuple[str, ...]] = ("live", "ended")
-STREAM_STATUSES: Final[tuple[str, ...]] = ("pending", "live", "stopped", "failed")
-VIEW_MODES: Final[tuple[str, ...]] = ("separate", "composite")
-PIP_CORNERS: Final[tuple[str, ...]] = (
-    "top-left",
-    "top-right",
-    "bottom-left",
-    "bottom-right",
-    "auto",
-)
-PIP_SIZE_MIN: Final = 10
-PIP_SIZE_MAX: Final = 40
+SessionStatus = Literal["live", "ended"]
+SESSION_STATUSES: Final[tuple[SessionStatus, ...]] = get_args(SessionStatus)
+StreamStatus = Literal["pending", "live", "stopped", "failed"]
+STREAM_STATUSES: Final[tuple[StreamStatus, ...]] = get_args(StreamStatus)
+ViewMode = Literal["separate", "composite"]
+VIEW_MODES: Final[tuple[ViewMode, ...]] = get_args(ViewMode)
+DEFAULT_VIEW_MODE: Final[ViewMode] = "separate"
+# A viewer's quality choice that follows its connection (adaptive delivery); otherwise a rung's name.
+QUALITY_AUTO: Final = "auto"
+
+# Picture-in-picture: where the camera goes and how wide it is (percent of the screen width).
+PIP_CORNERS: Final = CORNER_CHOICES  # the four corners plus "auto" (least busy corner)
+PIP_FIXED_CORNERS: Final = CORNERS  # what a corner resolves to (and what `?corner=` accepts)
+PIP_SIZE_MIN: Final = MIN_SIZE_PCT
+PIP_SIZE_MAX: Final = MAX_SIZE_PCT
+
+
+class Pip(TypedDict):
+    """A viewer's picture-in-picture choice as stored and served."""
+
+    corner: str
+    size_pct: int
+
+
+def default_pip() -> Pip:
+    """A fresh copy of the default layout (callers may change theirs)."""
+    return {"corner": DEFAULT_CORNER, "size_pct": DEFAULT_SIZE_PCT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +61,7 @@ class Preset:
     name: str
     width: int
     height: int
+    label: str = ""  # how the web client names it, when not just `name`
 
 
 SCREEN_PRESETS: Final[dict[str, Preset]] = {
@@ -43,7 +70,7 @@ SCREEN_PRESETS: Final[dict[str, Preset]] = {
         Preset("720p", 1280, 720),
         Preset("1080p", 1920, 1080),
         Preset("1440p", 2560, 1440),
-        Preset("2160p", 3840, 2160),
+        Preset("2160p", 3840, 2160, "4K (2160p)"),
     )
 }
 CAMERA_PRESETS: Final[dict[str, Preset]] = {
@@ -67,11 +94,51 @@ class KindRules:
     content_hints: tuple[str, ...]
     default_preset: str
     default_fps: int
+    fps_steps: tuple[int, ...]  # the frame rates the studio offers, inside fps_min..fps_max
+
+    @property
+    def default_content_hint(self) -> str:
+        return self.content_hints[0]
 
 
 KIND_RULES: Final[dict[str, KindRules]] = {
     # Screens favour resolution (text must stay readable) over frame rate.
-    "screen": KindRules(SCREEN_PRESETS, 5, 30, ("detail", "text"), "1080p", 15),
+    "screen": KindRules(SCREEN_PRESETS, 5, 30, ("detail", "text"), "1080p", 15, (5, 10, 15, 30)),
     # Cameras favour motion over resolution.
-    "camera": KindRules(CAMERA_PRESETS, 15, 30, ("motion",), "720p", 30),
+    "camera": KindRules(CAMERA_PRESETS, 15, 30, ("motion",), "720p", 30, (15, 24, 30)),
 }
+
+
+def vocabulary() -> dict[str, Any]:
+    """Everything above as JSON: what `GET /api/v1/vocabulary` and the web client's module serve."""
+    return {
+        "stream_kinds": list(STREAM_KINDS),
+        "session_statuses": list(SESSION_STATUSES),
+        "stream_statuses": list(STREAM_STATUSES),
+        "view_modes": list(VIEW_MODES),
+        "default_view_mode": DEFAULT_VIEW_MODE,
+        "quality_auto": QUALITY_AUTO,
+        "pip": {
+            "corners": list(PIP_CORNERS),
+            "fixed_corners": list(PIP_FIXED_CORNERS),
+            "size_min": PIP_SIZE_MIN,
+            "size_max": PIP_SIZE_MAX,
+            "default": dict(default_pip()),
+        },
+        "quality": {
+            kind: {
+                "presets": {
+                    p.name: {"width": p.width, "height": p.height, "label": p.label or p.name}
+                    for p in rules.presets.values()
+                },
+                "fps_min": rules.fps_min,
+                "fps_max": rules.fps_max,
+                "content_hints": list(rules.content_hints),
+                "default_preset": rules.default_preset,
+                "default_fps": rules.default_fps,
+                "fps_steps": list(rules.fps_steps),
+                "default_content_hint": rules.default_content_hint,
+            }
+            for kind, rules in KIND_RULES.items()
+        },
+    }

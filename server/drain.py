@@ -21,7 +21,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # `Services` holds the drain itself, so the name is only needed for annotations
+    from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +67,11 @@ class Drain:
         extra = "".join(f" {k}={v}" for k, v in fields.items())
         log.info("drain step=%s t=%.3fs%s", step, elapsed, extra)
 
-    async def _activity(self, services: Any) -> int:
-        """Open peer connections here (or, without a media plane, this instance's live sessions)."""
-        counters = getattr(services.media, "counters", None)
-        if counters is not None:
-            return int(counters().get("peer_connections", 0))
-        live = await services.store.find(
-            "broadcast_sessions",
-            {"status": "live", "instance_id": services.settings.instance_id},
-            limit=1000,
-        )
-        return len(live)
+    async def _activity(self, services: Services) -> int:
+        """Open peer connections here."""
+        return int(services.media.counters().get("peer_connections", 0))
 
-    async def wait_for_sessions(self, services: Any) -> int:
+    async def wait_for_sessions(self, services: Services) -> int:
         """Wait until no media flows here, the deadline passes, or a second signal."""
         assert self._started is not None
         end = self._started + self.deadline_s
@@ -91,7 +86,7 @@ class Drain:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), min(_POLL_S, end - self._clock()))
 
-    async def _release_streams(self, services: Any) -> int:
+    async def _release_streams(self, services: Services) -> int:
         """Streams this instance ingested go back to `pending`: their media is gone, the session
         is not, and a publisher may reconnect (after a restart, or through another instance)."""
         released = 0
@@ -116,17 +111,17 @@ class Drain:
                     log.info("session=%s stream=%s released by drain", session["id"], stream["id"])
         return released
 
-    async def run(self, services: Any, server: _HttpServer | None) -> None:
+    async def run(self, services: Services, server: _HttpServer | None) -> None:
         """The whole sequence after the signal; never raises, so the process still exits cleanly."""
         if not self.draining:
             self.begin()
         remaining = await self.wait_for_sessions(services)
         self.mark("deadline" if remaining else "idle", peer_connections=remaining)
-        for name in ("media", "chat"):
-            part = getattr(services, name, None)
-            close = getattr(part, "close", None)
-            if close is None:
-                continue
+        closers: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
+            ("media", services.media.close),
+            ("chat", services.chat.close),
+        )
+        for name, close in closers:
             try:
                 await close()
             except Exception:

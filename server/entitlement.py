@@ -12,7 +12,7 @@ here, so paid content stays paid whichever way it leaves the server. The rule:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from server.auth import Claims
@@ -54,7 +54,7 @@ class Entitlement:
         return prefs
 
     async def _require_viewer(
-        self, session: Doc, viewer_id: str, prefs: Doc, kinds: list[str]
+        self, session: Doc, viewer_id: str, prefs: Doc, kinds: Sequence[str]
     ) -> None:
         disabled = [k for k in kinds if k not in prefs["enabled_streams"]]
         if disabled:

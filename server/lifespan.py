@@ -43,34 +43,35 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions = SessionService(store, tokens, presence, settings, drain=drain)
         payments = PaymentService(store, settings)
         sessions.payments = payments
-        services = Services(
-            settings=settings,
-            store=store,
-            tokens=tokens,
-            presence=presence,
-            sessions=sessions,
-            payments=payments,
-            metrics=metrics,
-            drain=drain,
-        )
-        services.limits = RateLimits(
+        limits = RateLimits(
             store, settings, on_refused=lambda action: metrics.rate_limited.labels(action).inc()
         )
-        metrics.bind(store=store, presence=presence, drain=drain, media=lambda: services.media)
         media = MediaPlane(settings, store, sessions, presence)
         sessions.add_listener(media)
-        services.media = media
+        metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
         chat = open_chat(store, sessions, feed)
         sessions.add_listener(chat)
-        services.chat = chat
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
         # Changes made through other instances (shared store) reach this one's media and chat.
         sync = SessionSync(store, settings, targets=[media, chat], feed=feed)
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)
+        services = Services(
+            settings=settings,
+            store=store,
+            tokens=tokens,
+            presence=presence,
+            sessions=sessions,
+            media=media,
+            chat=chat,
+            payments=payments,
+            metrics=metrics,
+            drain=drain,
+            limits=limits,
+        )
         log.info(
             "services ready store=%s instance=%s",
             _redact(settings.store_location),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from server.documents import Quality
 from server.domain import KIND_RULES
 from server.errors import Invalid
 from server.validation import get_enum, get_int, only_fields
 
 
-def validate_quality(kind: str, raw: object) -> dict[str, Any]:
+def validate_quality(kind: str, raw: object) -> Quality:
     """Normalise `{"preset", "fps", "content_hint"}` for one stream kind, filling defaults."""
     rules = KIND_RULES[kind]
     where = f"quality.{kind}"
@@ -23,7 +22,7 @@ def validate_quality(kind: str, raw: object) -> dict[str, Any]:
     )
     fps = get_int(raw, "fps", rules.fps_min, rules.fps_max, where=where, default=rules.default_fps)
     hint = get_enum(
-        raw, "content_hint", rules.content_hints, where=where, default=rules.content_hints[0]
+        raw, "content_hint", rules.content_hints, where=where, default=rules.default_content_hint
     )
     preset = rules.presets[preset_name]
     return {

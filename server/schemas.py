@@ -18,6 +18,7 @@ from server.domain import (
     PIP_CORNERS,
     PIP_SIZE_MAX,
     PIP_SIZE_MIN,
+    QUALITY_AUTO,
     SESSION_STATUSES,
     STREAM_KINDS,
     STREAM_STATUSES,
@@ -622,6 +623,26 @@ RESPONSES: Final[dict[str, Schema]] = {
         "type": "object",
         "required": ["livestream"],
         "properties": {"livestream": ref("LegacyLivestream")},
+    },
+    "Vocabulary": {
+        "type": "object",
+        "required": ["stream_kinds", "view_modes", "pip", "quality"],
+        "properties": {
+            "stream_kinds": {"type": "array", "items": KIND},
+            "view_modes": {"type": "array", "items": {"type": "string", "enum": list(VIEW_MODES)}},
+            "pip": {
+                "type": "object",
+                "required": ["corners", "size_min", "size_max", "default"],
+                "properties": {
+                    "corners": {"type": "array", "items": {"type": "string"}},
+                    "size_min": {"type": "integer", "const": PIP_SIZE_MIN},
+                    "size_max": {"type": "integer", "const": PIP_SIZE_MAX},
+                    "default": {"type": "object"},
+                },
+            },
+            "quality": {"type": "object"},
+            "quality_auto": {"type": "string", "const": QUALITY_AUTO},
+        },
     },
     "OpenApiDocument": {
         "type": "object",

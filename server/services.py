@@ -1,30 +1,38 @@
-"""The services one running server holds, built by `server.lifespan` and handed to `make_app`."""
+"""The services one running server holds, built complete by `server.lifespan` for the app factory.
+
+Every field is a concrete service that always exists while the server runs, so a handler never
+checks for a missing one: there is no `None` to guard and no `Any` to guess at.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from server.auth import TokenService
+from server.chat import ChatService
+from server.drain import Drain
+from server.media import MediaPlane
+from server.metrics import Metrics
+from server.payments import PaymentService
 from server.presence import Presence
+from server.ratelimit import RateLimits
 from server.sessions import SessionService
 from server.settings import Settings
 from store.protocol import Store
 
 
-@dataclass
+@dataclass(slots=True)
 class Services:
-    """Collaborators handlers reach through `self.services`; optional parts are None until wired."""
+    """Collaborators handlers reach through `self.services`."""
 
     settings: Settings
     store: Store
     tokens: TokenService
     presence: Presence
     sessions: SessionService
-    media: Any = None
-    chat: Any = None
-    payments: Any = None
-    metrics: Any = None
-    drain: Any = None
-    limits: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    media: MediaPlane
+    chat: ChatService
+    payments: PaymentService
+    metrics: Metrics
+    drain: Drain
+    limits: RateLimits

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 
 from server.clock import iso, parse_iso, utc_now
@@ -177,7 +177,7 @@ class SessionSync:
         self._sessions.discard(session_id)
         if session.get("status") == "ended":
             if session_id not in self._ended and self._for_me(session):
-                await self._replay("session_ended", session)
+                await self._replay("session_ended", session, lambda t, d: t.session_ended(d))
             self._ended.discard(session_id)
 
     async def _stream_seen(self, stream: Doc) -> None:
@@ -187,9 +187,9 @@ class SessionSync:
         if before is None or before == now or not self._for_me(stream):
             return
         if now == "stopped":
-            await self._replay("stream_stopped", stream)
+            await self._replay("stream_stopped", stream, lambda t, d: t.stream_stopped(d))
         elif now == "pending" and before in ("stopped", "failed"):
-            await self._replay("stream_started", stream)
+            await self._replay("stream_started", stream, lambda t, d: t.stream_started(d))
 
     async def _prefs_seen_now(self, prefs: Doc, live: set[str]) -> None:
         if not self._for_me(prefs):
@@ -202,7 +202,7 @@ class SessionSync:
             return
         self._prefs_seen[prefs["id"]] = stamp
         if prefs["session_id"] in live:
-            await self._replay("preferences_changed", prefs)
+            await self._replay("preferences_changed", prefs, lambda t, d: t.preferences_changed(d))
 
     async def poll(self) -> None:
         """One diff of the store against what this instance last saw; replays remote changes."""
@@ -262,7 +262,13 @@ class SessionSync:
         for key in [k for k, v in self._prefs_seen.items() if v < horizon]:
             del self._prefs_seen[key]
 
-    async def _replay(self, event: str, doc: Doc) -> None:
+    async def _replay(
+        self,
+        event: str,
+        doc: Doc,
+        call: Callable[[SessionEvents, Doc], Awaitable[None]],
+    ) -> None:
+        """Tell every target; `call` names the listener method directly, so mypy checks it."""
         self.replayed += 1
         session_id = doc.get("session_id", doc["id"])
         log.info(
@@ -273,6 +279,6 @@ class SessionSync:
         )
         for target in self.targets:
             try:
-                await getattr(target, event)(doc)
+                await call(target, doc)
             except Exception:
                 log.exception("session=%s replaying %s failed", session_id, event)

@@ -7,7 +7,7 @@ store, and then tells its listeners (media plane, chat, payments) what changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from server import pricing
@@ -15,7 +15,23 @@ from server.auth import Claims, TokenService
 from server.clock import now_iso
 from server.cursor import decode as decode_cursor
 from server.cursor import encode as encode_cursor
-from server.domain import PIP_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS, VIEW_MODES
+from server.documents import (
+    PreferencesDoc,
+    SessionDoc,
+    StoredPreferences,
+    StreamDoc,
+    as_doc,
+)
+from server.domain import (
+    DEFAULT_VIEW_MODE,
+    PIP_CORNERS,
+    PIP_SIZE_MAX,
+    PIP_SIZE_MIN,
+    STREAM_KINDS,
+    VIEW_MODES,
+    Pip,
+    default_pip,
+)
 from server.entitlement import Entitlement
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from server.events import SessionEvents
@@ -36,7 +52,6 @@ from store.protocol import Doc, Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PIP = {"corner": "bottom-right", "size_pct": 25}
 _ACTIVE = ("pending", "live")
 
 
@@ -61,7 +76,9 @@ class Draining(Protocol):
     def draining(self) -> bool: ...
 
 
-def public_session(session: Doc, streams: Iterable[Doc]) -> dict[str, Any]:
+def public_session(
+    session: Mapping[str, Any], streams: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
     """The session as clients see it: its own fields plus its streams."""
     out = {k: v for k, v in session.items() if k not in ("pix", "replay_on")}
     if session.get("pix"):
@@ -72,7 +89,7 @@ def public_session(session: Doc, streams: Iterable[Doc]) -> dict[str, Any]:
     return out
 
 
-def public_stream(stream: Doc) -> dict[str, Any]:
+def public_stream(stream: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: stream.get(k)
         for k in ("id", "session_id", "kind", "status", "quality", "started_at", "stopped_at")
@@ -213,7 +230,7 @@ class SessionService:
 
         now = now_iso()
         session_id = new_id("ses")
-        session: Doc = {
+        session: SessionDoc = {
             "id": session_id,
             "title": title,
             "status": "live",
@@ -235,7 +252,7 @@ class SessionService:
             "broadcaster_token": self.tokens.issue_broadcaster(session_id),
         }
 
-    def _new_stream(self, session_id: str, kind: str, quality: object, now: str) -> Doc:
+    def _new_stream(self, session_id: str, kind: str, quality: object, now: str) -> StreamDoc:
         return {
             "id": new_id("str"),
             "session_id": session_id,
@@ -277,8 +294,9 @@ class SessionService:
         stream = next((s for s in await self.streams_of(session_id) if s["kind"] == kind), None)
         if stream is None:
             # A session may add a kind it did not start with (e.g. the camera joins later).
-            stream = self._new_stream(session["id"], kind, None, now_iso())
-            await self.store.insert("broadcast_streams", stream)
+            created = self._new_stream(session["id"], kind, None, now_iso())
+            await self.store.insert("broadcast_streams", created)
+            stream = as_doc(created)
         elif stream["status"] not in _ACTIVE:
             updated = await self.store.update(
                 "broadcast_streams",
@@ -357,14 +375,16 @@ class SessionService:
 
     # -- viewers -------------------------------------------------------------------------------
 
-    def default_preferences(self, session_id: str, viewer_id: str, streams: list[Doc]) -> Doc:
+    def default_preferences(
+        self, session_id: str, viewer_id: str, streams: list[Doc]
+    ) -> PreferencesDoc:
         return {
             "id": f"{session_id}:{viewer_id}",
             "session_id": session_id,
             "viewer_id": viewer_id,
             "enabled_streams": [s["kind"] for s in streams if s["status"] in _ACTIVE],
-            "mode": "separate",
-            "pip": dict(DEFAULT_PIP),
+            "mode": DEFAULT_VIEW_MODE,
+            "pip": default_pip(),
             "updated_at": now_iso(),
         }
 
@@ -378,8 +398,8 @@ class SessionService:
     async def preferences_for(self, session_id: str, viewer_id: str) -> Doc:
         prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
         if prefs is None:
-            prefs = self.default_preferences(
-                session_id, viewer_id, await self.streams_of(session_id)
+            return as_doc(
+                self.default_preferences(session_id, viewer_id, await self.streams_of(session_id))
             )
         return prefs
 
@@ -405,9 +425,12 @@ class SessionService:
             else await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
         )
         if prefs is None:
-            prefs = self.default_preferences(session_id, viewer_id, streams)
-            prefs["replay_on"] = self._replay_on(session)
-            await self.store.upsert("viewer_preferences", prefs)
+            fresh: StoredPreferences = {
+                **self.default_preferences(session_id, viewer_id, streams),
+                "replay_on": self._replay_on(session),
+            }
+            await self.store.upsert("viewer_preferences", fresh)
+            prefs = as_doc(fresh)
             # Announced like any change, so other instances' sync sees it as local, not remote.
             for listener in self._listeners:
                 await listener.preferences_changed(prefs)
@@ -456,7 +479,7 @@ class SessionService:
             if missing:
                 raise Invalid(f"session has no {', '.join(missing)} stream", code="unknown_stream")
         mode = get_enum(body, "mode", VIEW_MODES, default=current["mode"])
-        pip = dict(current["pip"])
+        pip: Pip = {"corner": current["pip"]["corner"], "size_pct": current["pip"]["size_pct"]}
         pip_raw = get_object(body, "pip")
         if pip_raw is not None:
             only_fields(pip_raw, ("corner", "size_pct"), "pip")
@@ -471,7 +494,7 @@ class SessionService:
                 where="pip",
                 default=pip["size_pct"],
             )
-        prefs: Doc = {
+        prefs: StoredPreferences = {
             "id": f"{session_id}:{viewer_id}",
             "session_id": session_id,
             "viewer_id": viewer_id,
@@ -483,12 +506,12 @@ class SessionService:
         }
         await self.store.upsert("viewer_preferences", prefs)
         for listener in self._listeners:
-            await listener.preferences_changed(prefs)
+            await listener.preferences_changed(as_doc(prefs))
         answer = {
             "preferences": public_preferences(prefs),
             "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
         }
-        await self._attach_payment(answer, session, viewer_id, prefs)
+        await self._attach_payment(answer, session, viewer_id, as_doc(prefs))
         return answer
 
     async def _attach_payment(
@@ -544,7 +567,7 @@ class SessionService:
         return self.tokens.verify(token)
 
 
-def public_preferences(prefs: Doc) -> dict[str, Any]:
+def public_preferences(prefs: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "enabled_streams": list(prefs["enabled_streams"]),
         "mode": prefs["mode"],

@@ -26,16 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.auth import Claims
-from server.domain import STREAM_KINDS
-from server.errors import DomainError, Forbidden, Invalid, NotFound, Unavailable
-from server.media import offers
+from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN, STREAM_KINDS
+from server.errors import DomainError, Forbidden, Invalid, NotFound
+from server.media import MediaPlane, offers
+from server.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 MAX_SDPFRAG_CHARS = 16 * 1024
-CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 class UnsupportedMediaType(DomainError):
@@ -171,12 +171,17 @@ def pip_from_query(corner: str | None, size: str | None) -> dict[str, Any] | Non
         return None
     pip: dict[str, Any] = {}
     if corner is not None:
-        if corner not in CORNERS:
-            raise Invalid(f"corner must be one of {', '.join(CORNERS)}", code="invalid_layout")
+        if corner not in PIP_FIXED_CORNERS:
+            raise Invalid(
+                f"corner must be one of {', '.join(PIP_FIXED_CORNERS)}", code="invalid_layout"
+            )
         pip["corner"] = corner
     if size is not None:
-        if not size.isdigit() or not 10 <= int(size) <= 50:
-            raise Invalid("size must be an integer percentage 10..50", code="invalid_layout")
+        if not size.isdigit() or not PIP_SIZE_MIN <= int(size) <= PIP_SIZE_MAX:
+            raise Invalid(
+                f"size must be an integer percentage {PIP_SIZE_MIN}..{PIP_SIZE_MAX}",
+                code="invalid_layout",
+            )
         pip["size_pct"] = int(size)
     return pip
 
@@ -184,13 +189,11 @@ def pip_from_query(corner: str | None, size: str | None) -> dict[str, Any] | Non
 class WhipService:
     """WHIP/WHEP resources on top of the session service and the media plane."""
 
-    def __init__(self, sessions: Any, media: Any) -> None:
+    def __init__(self, sessions: SessionService, media: MediaPlane) -> None:
         self.sessions = sessions
         self.media = media
 
-    def _plane(self) -> Any:
-        if self.media is None:
-            raise Unavailable("media plane is not running", code="media_unavailable")
+    def _plane(self) -> MediaPlane:
         return self.media
 
     async def _stream_of(self, session_id: str, kind: str) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class MongoStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def insert(self, collection: Collection, doc: Doc) -> None:
+    async def insert(self, collection: Collection, doc: Mapping[str, Any]) -> None:
         coll = self._coll(collection)
         doc_id = check_doc(doc)
         try:
@@ -205,7 +205,7 @@ class MongoStore:
         except DuplicateKeyError as exc:
             raise DuplicateKey(f"{collection}: {exc}") from None
 
-    async def upsert(self, collection: Collection, doc: Doc) -> None:
+    async def upsert(self, collection: Collection, doc: Mapping[str, Any]) -> None:
         coll = self._coll(collection)
         doc_id = check_doc(doc)
         try:

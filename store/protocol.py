@@ -128,7 +128,7 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise if the backend cannot be reached (used by readiness)."""
 
-    async def insert(self, collection: Collection, doc: Doc) -> None:
+    async def insert(self, collection: Collection, doc: Mapping[str, Any]) -> None:
         """Insert a new document; raise `DuplicateKey` if its id or a unique field exists."""
 
     async def get(self, collection: Collection, doc_id: str) -> Doc | None:
@@ -162,7 +162,7 @@ class Store(Protocol):
         """Set top-level `fields` on the document if it exists and matches `expect`
         (compare-and-set); return the updated document, or None when nothing matched."""
 
-    async def upsert(self, collection: Collection, doc: Doc) -> None:
+    async def upsert(self, collection: Collection, doc: Mapping[str, Any]) -> None:
         """Replace the document with `doc["id"]`, inserting it if absent (idempotent)."""
 
     async def delete(self, collection: Collection, doc_id: str) -> bool:

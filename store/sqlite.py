@@ -178,13 +178,13 @@ class SqliteStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def insert(self, collection: Collection, doc: Doc) -> None:
+    async def insert(self, collection: Collection, doc: Mapping[str, Any]) -> None:
         check_query(collection, ())
         doc_id = check_doc(doc)
         sql = f'INSERT INTO "{collection}" (id, doc) VALUES (?, ?)'
         await self._worker.call(self._write, sql, (doc_id, _dumps(doc)))
 
-    async def upsert(self, collection: Collection, doc: Doc) -> None:
+    async def upsert(self, collection: Collection, doc: Mapping[str, Any]) -> None:
         check_query(collection, ())
         doc_id = check_doc(doc)
         sql = (

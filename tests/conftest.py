@@ -20,7 +20,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
-from server.app import make_app, make_http_server
+from multistream.app import make_app, make_http_server
 from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from server.app import collect_routes, make_app
+from multistream.app import collect_routes, make_app
 from tests.api_helpers import FREE_BODY, PREFIX, assert_error
 
 

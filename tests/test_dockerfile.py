@@ -177,7 +177,7 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
     for path in (".venv/bin/python", ".git/HEAD", "data/token.secret", "compositor/_fast.so"):
         assert _ignored(patterns, path), path
     for path in (
-        "server/app.py",
+        "multistream/app.py",
         "compositor/_fast.pyx",
         "pyproject.toml",
         "setup.py",

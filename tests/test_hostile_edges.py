@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import tornado.testing
 
-from server.app import make_app, make_http_server
+from multistream.app import make_app, make_http_server
 from server.lifespan import open_services
 from server.settings import Secret
 from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error, snapshot

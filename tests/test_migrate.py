@@ -11,8 +11,8 @@ import pytest
 from _store_backends import BACKENDS, Backend, backend_fixture
 
 from server.clock import parse_iso
+from server.migrate import MigrationResult, migrate_legacy, session_id_for, stream_id_for
 from store import Store
-from store.migrate import MigrationResult, migrate_legacy, session_id_for, stream_id_for
 
 
 @pytest.fixture(params=BACKENDS)
@@ -214,7 +214,7 @@ def test_bad_legacy_documents_are_skipped_with_a_logged_reason(
         assert [s["id"] for s in sessions] == ["good"]
         assert [s["session_id"] for s in streams] == ["good"]
 
-    with caplog.at_level(logging.WARNING, logger="store.migrate"):
+    with caplog.at_level(logging.WARNING, logger="server.migrate"):
         backend.run(body)
     [result] = outcome
     assert (result.converted, result.skipped, result.seen) == (1, len(bad), len(bad) + 1)
@@ -225,7 +225,7 @@ def test_bad_legacy_documents_are_skipped_with_a_logged_reason(
     assert "not an integer" in reasons["b-bool-price"]
     assert "ISO-8601" in reasons["b-time"]
     assert "title" in reasons["b-title"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "store.migrate"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "server.migrate"]
     assert any("livestream=b-status skipped: unknown status 'scheduled'" in m for m in logged)
     assert sum("skipped" in m and "livestream=" in m for m in logged) == len(bad)
     assert "10 skipped" in str(result)

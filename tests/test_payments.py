@@ -17,8 +17,8 @@ import pytest
 import tornado.httpserver
 import tornado.testing
 
+from multistream.app import make_app
 from server import pix
-from server.app import make_app
 from server.auth import Claims
 from server.clock import utc_now
 from server.errors import PaymentRequired
@@ -551,7 +551,7 @@ def _cli(data_dir: Path, *args: str, store: str | None = None) -> subprocess.Com
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "multistream.cli",
             "orders",
             "mark-paid",
             *args,

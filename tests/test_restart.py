@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.app import make_app
+from multistream.app import make_app
 from server.lifespan import open_services
 from tests.api_helpers import PREFIX, START_BODY
 

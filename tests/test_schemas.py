@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.openapi import build_document
-from server.app import ROUTE_MODULES
+from multistream.app import ROUTE_MODULES
 from server.errors import Invalid
 from server.schemas import ALL, REQUESTS, validate
 from tests.api_helpers import FREE_BODY, START_BODY

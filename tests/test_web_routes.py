@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.vocabulary import RENDERED_ASSETS
 from handlers.web import STATIC_DIR
 
 PAGES = {"/": "index.html", "/studio": "studio.html", "/watch/ses_abc-123": "watch.html"}
@@ -94,8 +95,22 @@ def _references() -> list[tuple[Path, str]]:
 def test_every_referenced_asset_exists() -> None:
     refs = _references()
     assert len(refs) > 10
-    missing = [(str(src.name), ref) for src, ref in refs if not (STATIC_DIR / ref).is_file()]
+    missing = [
+        (str(src.name), ref)
+        for src, ref in refs
+        if not (STATIC_DIR / ref).is_file() and ref not in RENDERED_ASSETS
+    ]
     assert missing == []
+
+
+@pytest.mark.parametrize("asset", RENDERED_ASSETS)
+async def test_rendered_assets_are_served_as_modules(api, asset: str) -> None:
+    """Referenced modules the server renders (the vocabulary) answer like the files beside them."""
+    assert not (STATIC_DIR / asset).exists()
+    resp = await api.get(f"/static/{asset}")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_pages_render_data_as_text_only() -> None:

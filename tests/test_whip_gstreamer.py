@@ -34,7 +34,7 @@ import tornado.httpserver
 import tornado.testing
 from aiortc import RTCSessionDescription
 
-from server.app import make_app
+from multistream.app import make_app
 from server.lifespan import open_services
 from server.media import ice
 from tests.browser.netns import NamespaceUnavailable, NetnsLoop

@@ -26,6 +26,7 @@ from server.chat.events import (
 )
 from server.chat.ratelimit import TokenBucket
 from server.clock import iso, utc_now
+from server.documents import ChatMessageDoc, as_doc
 from server.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
 from server.ids import new_id
 from server.validation import check_id
@@ -186,7 +187,7 @@ class ChatService:
         if claims.role == "viewer" and claims.viewer_id in (session.get("chat_muted") or []):
             raise Forbidden("the broadcaster has muted you in this chat", code="muted")
         now = self.clock()
-        doc: Doc = {
+        doc: ChatMessageDoc = {
             "id": new_id("msg"),
             "session_id": session_id,
             "seq": make_seq(now),
@@ -196,8 +197,8 @@ class ChatService:
             "deleted": False,
         }
         await self.store.insert("chat_messages", doc)
-        await self.bus.publish(session_id, message_event(doc))
-        return doc
+        await self.bus.publish(session_id, message_event(as_doc(doc)))
+        return as_doc(doc)
 
     async def history(
         self, claims: Claims, session_id: str, before: str | None, limit: object

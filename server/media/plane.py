@@ -23,6 +23,7 @@ from aiortc import sdp as aiortc_sdp
 
 from server.auth import Claims
 from server.clock import now_iso
+from server.domain import QUALITY_AUTO
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
 from server.media import aiortc_hooks, codecs, dtls, ice, offers
@@ -88,7 +89,7 @@ class Peer:
     link: ViewerLink | None = None
     selector: RungSelector | None = None
     rung: int = 0
-    choice: str = "auto"
+    choice: str = QUALITY_AUTO
     passthrough: bool = False
     probe_floor_bps: float = 0.0
     switch_at: float = 0.0
@@ -681,7 +682,7 @@ class MediaPlane:
         link.set_paced(link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now)
         if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
             return  # a switch waits for its key frame: judge the new rung once it delivers
-        if peer.choice != "auto":
+        if peer.choice != QUALITY_AUTO:
             wanted = next(
                 (i for i, r in enumerate(peer.ladder) if r.name == peer.choice), peer.rung
             )
@@ -725,7 +726,7 @@ class MediaPlane:
         """A viewer picks a rung by name, or "auto" (follow its link)."""
         peer = self._viewer_peer(claims, pc_id)
         names = [r.name for r in peer.ladder]
-        if not isinstance(choice, str) or (choice != "auto" and choice not in names):
+        if not isinstance(choice, str) or (choice != QUALITY_AUTO and choice not in names):
             raise Invalid(f"quality must be 'auto' or one of {names}", code="invalid_quality")
         peer.choice = choice
         if peer.link is not None:
@@ -764,7 +765,7 @@ class MediaPlane:
     def _viewer_state(self, peer: Peer) -> dict[str, Any]:
         rung = peer.ladder[peer.rung] if peer.ladder else None
         target = peer.link.target_bps() if peer.link is not None else None
-        limited = peer.choice == "auto" and peer.rung > 0 and peer.link is not None
+        limited = peer.choice == QUALITY_AUTO and peer.rung > 0 and peer.link is not None
         return {
             "pc_id": peer.id,
             "choice": peer.choice,

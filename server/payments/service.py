@@ -19,6 +19,7 @@ from typing import Any, Final
 from server import pix, pricing
 from server.auth import Claims
 from server.clock import iso, utc_now
+from server.documents import OrderDoc, as_doc
 from server.domain import STREAM_KINDS
 from server.errors import (
     Conflict,
@@ -207,7 +208,7 @@ class PaymentService:
                         single_use=True,
                     )
                 )
-            order: Doc = {
+            order: OrderDoc = {
                 "id": new_id("ord"),
                 "session_id": session["id"],
                 "viewer_id": viewer_id,
@@ -235,7 +236,7 @@ class PaymentService:
                 ",".join(streams),
                 status,
             )
-            return order
+            return as_doc(order)
         raise Unavailable("could not allocate a unique txid; retry", code="txid_collision")
 
     # -- viewer polling and QR -----------------------------------------------------------------

@@ -29,7 +29,7 @@ import pytest
 import tornado.httpserver
 import tornado.testing
 
-from server.app import make_app
+from multistream.app import make_app
 from server.lifespan import open_services
 from server.settings import Secret, Settings
 

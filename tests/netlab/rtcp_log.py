@@ -164,7 +164,7 @@ def install(out: IO[str]) -> None:
 
 
 def main() -> int:
-    from server.cli import main as cli_main
+    from multistream.cli import main as cli_main
 
     path = os.environ.get("MULTISTREAM_NETLAB_RTCP_LOG")
     if path:

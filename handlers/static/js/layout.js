@@ -1,16 +1,44 @@
 // Picture-in-picture placement shared by the studio preview and the viewer page: the stage carries
-// `data-corner` and a `--pip-size` percentage, and CSS positions the small video from them.
+// `data-corner` and a `--pip-size` percentage, and CSS positions the small video from them. Corners,
+// limits and defaults come from the server's vocabulary (server/domain.py), never retyped here.
 
-export const CORNERS = ["top-left", "top-right", "bottom-left", "bottom-right"];
+import { VOCABULARY } from "./vocabulary.js";
+
+const PIP = VOCABULARY.pip;
+export const CORNERS = PIP.fixed_corners;
+export const DEFAULT_PIP = PIP.default;
+const CORNER_LABELS = { auto: "Auto (least busy corner)" };
+
+// Until a page lays its stage out, the small video already has the default width.
+document.documentElement.style.setProperty("--pip-size", `${DEFAULT_PIP.size_pct}%`);
+
+export function cornerLabel(corner) {
+  const words = corner.replace("-", " ");
+  return CORNER_LABELS[corner] || words[0].toUpperCase() + words.slice(1);
+}
+
+// Fill a corner <select> (with "auto" first when `auto`) and a size range (with its <output>).
+export function setupPipControls(select, range, output, { auto = false } = {}) {
+  const corners = auto ? [...PIP.corners.filter((c) => !CORNERS.includes(c)), ...CORNERS] : CORNERS;
+  select.replaceChildren(
+    ...corners.map((c) => new Option(cornerLabel(c), c, c === DEFAULT_PIP.corner, c === DEFAULT_PIP.corner)),
+  );
+  range.min = String(PIP.size_min);
+  range.max = String(PIP.size_max);
+  range.step = "1";
+  range.value = String(DEFAULT_PIP.size_pct);
+  output.textContent = `${DEFAULT_PIP.size_pct}%`;
+}
 
 export function applyPip(stage, corner, sizePct) {
-  stage.dataset.corner = CORNERS.includes(corner) ? corner : "bottom-right";
-  stage.style.setProperty("--pip-size", `${Math.min(40, Math.max(10, Number(sizePct) || 25))}%`);
+  stage.dataset.corner = CORNERS.includes(corner) ? corner : DEFAULT_PIP.corner;
+  const size = Math.min(PIP.size_max, Math.max(PIP.size_min, Number(sizePct) || DEFAULT_PIP.size_pct));
+  stage.style.setProperty("--pip-size", `${size}%`);
 }
 
 // For corner "auto": the corner of the main video with the least detail, so the PiP covers the least
 // content. Detail = mean absolute difference between neighbouring luma samples in a small grab.
-export function quietestCorner(video, sizePct = 25) {
+export function quietestCorner(video, sizePct = DEFAULT_PIP.size_pct) {
   if (!video || video.readyState < 2 || !video.videoWidth) return null;
   const w = 64;
   const h = 36;

@@ -3,15 +3,15 @@
 
 import * as api from "./api.js";
 import { $, el, say } from "./dom.js";
-import { applyPip } from "./layout.js";
+import { applyPip, setupPipControls } from "./layout.js";
 import { applySenderLimits, captureErrorMessage, createPeer, negotiate, watchConnection } from "./rtc.js";
+import { VOCABULARY } from "./vocabulary.js";
 import "./chat.js"; // listens for "multistream:chat" and mounts the chat panel into #chat-panel
 
-const KINDS = ["screen", "camera"];
-const PRESETS = {
-  screen: { "720p": [1280, 720], "1080p": [1920, 1080], "1440p": [2560, 1440], "2160p": [3840, 2160] },
-  camera: { "360p": [640, 360], "480p": [854, 480], "720p": [1280, 720], "1080p": [1920, 1080] },
-};
+// Kinds, presets (name -> size), frame rates and content hints: the server's vocabulary.
+const KINDS = VOCABULARY.stream_kinds;
+const QUALITY = VOCABULARY.quality;
+const HINT_LABELS = { detail: "Detail (slides, video)", text: "Text (code, documents)" };
 // Screens keep their resolution (text stays sharp); cameras keep their motion.
 const DEGRADATION = { screen: "maintain-resolution", camera: "maintain-framerate" };
 const STATUS_POLL_MS = 3000;
@@ -43,9 +43,10 @@ const state = {
 function quality(kind) {
   const preset = $(`#${kind}-preset`).value;
   const fps = Number($(`#${kind}-fps`).value);
-  const hint = kind === "screen" ? $("#screen-hint").value : "motion";
+  const hintSelect = document.getElementById(`${kind}-hint`);
+  const hint = hintSelect ? hintSelect.value : QUALITY[kind].default_content_hint;
   const kbps = Number($(`#${kind}-bitrate`).value) || (kind === "screen" ? 2500 : 1200);
-  const [width, height] = PRESETS[kind][preset];
+  const { width, height } = QUALITY[kind].presets[preset];
   return { preset, fps, hint, width, height, bitrate: Math.round(kbps * 1000) };
 }
 
@@ -530,6 +531,30 @@ function newSession() {
 }
 
 // ---- wiring ------------------------------------------------------------------------------------
+
+function option(value, label, chosen) {
+  return new Option(label, String(value), chosen, chosen);
+}
+
+// The quality and layout controls, filled from the vocabulary with its defaults chosen.
+function setupControls() {
+  for (const kind of KINDS) {
+    const q = QUALITY[kind];
+    $(`#${kind}-preset`).replaceChildren(
+      ...Object.entries(q.presets).map(([name, p]) => option(name, p.label, name === q.default_preset)),
+    );
+    $(`#${kind}-fps`).replaceChildren(...q.fps_steps.map((f) => option(f, `${f} fps`, f === q.default_fps)));
+    const hint = document.getElementById(`${kind}-hint`);
+    if (hint) {
+      hint.replaceChildren(
+        ...q.content_hints.map((h) => option(h, HINT_LABELS[h] || h, h === q.default_content_hint)),
+      );
+    }
+  }
+  setupPipControls($("#preview-corner"), $("#preview-size"), $("#preview-size-out"));
+}
+
+setupControls();
 
 function updatePreviewLayout() {
   const size = Number($("#preview-size").value);

@@ -3,11 +3,13 @@
 
 import * as api from "./api.js";
 import { $, debounce, el, say } from "./dom.js";
-import { CORNERS, applyPip, quietestCorner } from "./layout.js";
+import { CORNERS, DEFAULT_PIP, applyPip, quietestCorner, setupPipControls } from "./layout.js";
 import { createPeer, firstFrame, negotiate, watchConnection } from "./rtc.js";
+import { VOCABULARY } from "./vocabulary.js";
 import "./chat.js"; // listens for "multistream:chat" and mounts the chat panel into #chat-panel
 
-const KINDS = ["screen", "camera"];
+const KINDS = VOCABULARY.stream_kinds;
+const defaultPrefs = () => ({ enabled_streams: [], mode: VOCABULARY.default_view_mode, pip: { ...DEFAULT_PIP } });
 const STATUS_POLL_MS = 3000;
 const AUTO_CORNER_MS = 2000;
 const SWITCH_GRACE_MS = 6000;
@@ -18,15 +20,15 @@ const tokenKey = `multistream.viewer.${sessionId}`;
 const state = {
   token: null,
   viewerId: null,
-  prefs: { enabled_streams: [], mode: "separate", pip: { corner: "bottom-right", size_pct: 25 } },
+  prefs: defaultPrefs(),
   // What the server has saved: subscriptions follow it, since the server authorises by it.
-  saved: { enabled_streams: [], mode: "separate", pip: { corner: "bottom-right", size_pct: 25 } },
+  saved: defaultPrefs(),
   streams: {}, // kind -> stream document
   session: null,
   signalBase: "",
   ended: false,
   subs: new Map(), // key -> subscription
-  autoCorner: "bottom-right",
+  autoCorner: DEFAULT_PIP.corner,
   muted: true,
   payment: null,
   entitled: new Set(), // kinds the server let this viewer watch (nothing owed for them)
@@ -336,7 +338,7 @@ function renderQuality(quality) {
     status.textContent = "";
     return;
   }
-  const options = [["auto", "Auto (follow my connection)"], ...quality.rungs.map((r) => [r.name, rungLabel(r)])];
+  const options = [[VOCABULARY.quality_auto, "Auto (follow my connection)"], ...quality.rungs.map((r) => [r.name, rungLabel(r)])];
   const current = [...select.options].map((o) => o.value).join(",");
   if (current !== options.map(([value]) => value).join(",")) {
     select.replaceChildren(...options.map(([value, label]) => el("option", { value, text: label })));
@@ -348,7 +350,7 @@ function renderQuality(quality) {
     status.textContent = `Your connection is limiting quality: showing ${rungLabel(showing)}.`;
     status.dataset.limited = "true";
   } else {
-    status.textContent = quality.choice === "auto" ? "Best quality for your connection." : "";
+    status.textContent = quality.choice === VOCABULARY.quality_auto ? "Best quality for your connection." : "";
     status.dataset.limited = "false";
   }
 }
@@ -441,7 +443,8 @@ function renderStageMessage(subs) {
 }
 
 function updateAutoCorner() {
-  if (state.prefs.pip.corner === "auto" && state.prefs.mode === "separate") {
+  // A corner that is not a fixed one is "auto": follow the screen's quietest corner.
+  if (!CORNERS.includes(state.prefs.pip.corner) && state.prefs.mode === "separate") {
     const screen = [...state.subs.values()].find((s) => s.kind === "screen" && s.ready);
     const corner = screen && quietestCorner(screen.video, state.prefs.pip.size_pct);
     if (corner && corner !== state.autoCorner) {
@@ -590,6 +593,7 @@ async function start() {
   updateAutoCorner();
 }
 
+setupPipControls($("#pip-corner"), $("#pip-size"), $("#pip-size-out"), { auto: true });
 for (const input of document.querySelectorAll("input[name=mode], #pip-corner")) {
   input.addEventListener("change", onControlsChanged);
 }

@@ -198,7 +198,7 @@ def convert(legacy: Doc, now: str) -> tuple[Doc, Doc]:
             "width": preset.width,
             "height": preset.height,
             "fps": rules.default_fps,
-            "content_hint": rules.content_hints[0],
+            "content_hint": rules.default_content_hint,
         },
         "created_at": created_at,
         # When a live legacy session starts publishing again, the service stamps `started_at`.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from server.app import make_app, make_http_server, make_metrics_app
+from multistream.app import make_app, make_http_server, make_metrics_app
 from server.lifespan import open_services
 from server.settings import Settings, split_address
 
@@ -104,7 +104,7 @@ async def serve(settings: Settings) -> int:
 
 
 async def migrate(settings: Settings, batch_size: int) -> int:
-    from store.migrate import migrate_legacy
+    from server.migrate import migrate_legacy
 
     async with open_services(settings) as services:
         result = await migrate_legacy(services.store, batch_size=batch_size, progress=print)

@@ -1,0 +1,5 @@
+"""`python -m multistream ...` is the `multistream` command."""
+
+from multistream.cli import main
+
+raise SystemExit(main())
