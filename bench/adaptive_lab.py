@@ -314,7 +314,7 @@ def main() -> None:
                     NS_S,
                     py,
                     "-m",
-                    "server.cli",
+                    "multistream.cli",
                     "serve",
                     "--host",
                     IP_S,
