@@ -206,7 +206,10 @@ class ViewerTrack(MediaStreamTrack):
         self._attached_at = source.next_index
         self._need_key = source.keyframes
         source.attach()
-        source.request_keyframe("join")
+        if not any(item.key for item in source.ring):
+            # Like a new reader: a key frame still in the ring is a start, and asking the
+            # source for another would give every other reader of it one too.
+            source.request_keyframe("join")
         old.detach()
         old._wake()  # a recv() parked on the old source re-reads the new one
         self._switched.set()
