@@ -25,6 +25,7 @@ from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings
 from tests import mongodb
+from tests.required import unavailable
 
 STORE_BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -54,9 +55,7 @@ def mongodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mongodb
             "no MongoDB wire server: run `make install` (secantusdb in .venv-mongo) "
             f"or set {mongodb.URI_ENV}"
         )
-        if mongodb.required():
-            pytest.fail(f"{mongodb.REQUIRE_ENV}=1 but {reason}")
-        pytest.skip(reason)
+        unavailable(mongodb.REQUIRE_ENV, "MongoDB tests", reason)
     server = mongodb.start(binary, tmp_path_factory.mktemp("mongodb") / "secantusd.log")
     try:
         yield server

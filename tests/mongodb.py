@@ -38,10 +38,6 @@ REQUIRE_ENV = "MULTISTREAM_REQUIRE_MONGODB"
 REPLICA_SET = "secantus"
 
 
-def required() -> bool:
-    return os.environ.get(REQUIRE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def secantusd() -> Path | None:
     """The `secantusd-py` launcher, if installed."""
     configured = os.environ.get(BIN_ENV)

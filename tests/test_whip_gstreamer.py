@@ -40,6 +40,7 @@ from server.media import ice
 from tests.browser.netns import NamespaceUnavailable, NetnsLoop
 from tests.conftest import Client, make_settings
 from tests.media_helpers import Viewer, join, new_pc, start_session, wait_stream_status
+from tests.required import unavailable
 from tests.whip_helpers import SDP, WHEP, WHIP
 
 SERVER_IP, CLIENT_IP = "10.213.0.1", "10.213.0.2"
@@ -66,9 +67,7 @@ AUDIO = (
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("MULTISTREAM_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"system-dependency tests required but cannot run: {reason}")
-    pytest.skip(reason)
+    unavailable("MULTISTREAM_REQUIRE_BROWSER", "system-dependency tests", reason)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ import tornado.testing
 from multistream.app import make_app
 from server.lifespan import open_services
 from server.settings import Secret, Settings
+from tests.required import mark_folder, unavailable
 
 from .chromium import Browser, find_chromium
 from .netns import NamespaceUnavailable, NetnsLoop
@@ -41,16 +42,11 @@ CAMERA_CLIP_SIZE = (640, 360)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
+    mark_folder(items, Path(__file__).parent, pytest.mark.browser)
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("MULTISTREAM_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"browser tests required but cannot run: {reason}")
-    pytest.skip(reason)
+    unavailable("MULTISTREAM_REQUIRE_BROWSER", "browser tests", reason)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import find_chromium
+from tests.required import mark_folder, unavailable
 
 from .lab import Lab, LabError, unavailable_reason
 from .scenario import LabRun
@@ -23,30 +24,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.netlab)
+    mark_folder(items, Path(__file__).parent, pytest.mark.netlab)
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get("MULTISTREAM_REQUIRE_NETLAB") == "1":
-        pytest.fail(f"network lab tests required but cannot run: {reason}")
-    pytest.skip(reason)
+def _unavailable(reason: str) -> None:
+    unavailable("MULTISTREAM_REQUIRE_NETLAB", "network lab tests", reason)
 
 
 @pytest.fixture(scope="package")
 def lab_ready() -> None:
     reason = unavailable_reason()
     if reason:
-        unavailable(reason)
+        _unavailable(reason)
 
 
 @pytest.fixture(scope="package")
 def chromium_path(lab_ready: None) -> str:
     path = find_chromium()
     if path is None:
-        unavailable("Chromium not installed (apt-get install -y chromium); .ci/run installs it")
+        _unavailable("Chromium not installed (apt-get install -y chromium); .ci/run installs it")
     assert path is not None
     return path
 
@@ -57,7 +53,7 @@ def lab(lab_ready: None) -> Iterator[Lab]:
         with Lab(viewers=2) as built:
             yield built
     except LabError as exc:
-        unavailable(f"cannot build the network lab: {exc}")
+        _unavailable(f"cannot build the network lab: {exc}")
 
 
 @pytest.fixture(scope="package")
