@@ -464,38 +464,111 @@ async def test_order_status_only_for_its_viewer(api, server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pix_body", "fragment"),
+    ("pix_body", "code", "field", "fragment"),
     [
-        ({"key": "dev@example.com", "merchant_name": "A" * 26, "merchant_city": "X"}, "at most 25"),
         (
-            {
-                "key": "dev@example.com",
-                "merchant_name": "Ana",
-                "merchant_city": "São José dos Campos",
-            },
-            "at most 15",
+            {"key": "dev@example.com", "merchant_name": "A" * 26, "merchant_city": "X"},
+            "invalid",
+            "pix.merchant_name",
+            "at most 25",
         ),
-        ({"key": "not a key", "merchant_name": "Ana", "merchant_city": "X"}, "pix.key"),
-        ({"key": "dev@example.com", "merchant_name": "Ana"}, "merchant_city is required"),
+        (
+            {"key": "dev@example.com", "merchant_name": "Ana", "merchant_city": "X" * 61},
+            "invalid",
+            "pix.merchant_city",
+            "at most 60",
+        ),
+        (
+            {"key": "not a key", "merchant_name": "Ana", "merchant_city": "X"},
+            "invalid_pix_key",
+            "pix.key",
+            "pix.key",
+        ),
+        (
+            {"key": "123.456.789-00", "merchant_name": "Ana", "merchant_city": "X"},
+            "invalid_pix_key",
+            "pix.key",
+            "check digits",
+        ),
+        (
+            {"key": "dev@example.com", "merchant_name": "Ana"},
+            "invalid",
+            "pix.merchant_city",
+            "merchant_city is required",
+        ),
         (
             {"key": "dev@example.com", "merchant_name": "東京", "merchant_city": "X"},
+            "invalid",
+            "pix.merchant_name",
             "BR Code can carry",
         ),
-        ({"key": "dev@example.com", "merchant_name": 5, "merchant_city": "X"}, "must be a string"),
+        (
+            {"key": "dev@example.com", "merchant_name": 5, "merchant_city": "X"},
+            "invalid",
+            "pix.merchant_name",
+            "must be a string",
+        ),
         (
             {"key": "dev@example.com", "merchant_name": "A", "merchant_city": "X", "extra": 1},
+            "invalid",
+            "pix",
             "unknown fields",
         ),
     ],
 )
 async def test_receiver_limits_enforced_at_session_start(
-    api, server, pix_body: dict, fragment: str
+    api, server, pix_body: dict, code: str, field: str, fragment: str
 ) -> None:
     before = await snapshot(server.services.store)
     r = await api.post(f"{PREFIX}/session/start", {**START_BODY, "pix": pix_body})
-    err = assert_error(r, 400, "invalid")
+    err = assert_error(r, 400, code)
     assert fragment in err["message"]
+    assert err["field"] == field, err
     assert await snapshot(server.services.store) == before
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("+55 11 91234-5678", "+5511912345678"),
+        ("11912345678", "+5511912345678"),
+        ("123.456.789-09", "12345678909"),
+        ("12.345.678/0001-95", "12345678000195"),
+        ("Dev@Example.com", "dev@example.com"),
+    ],
+)
+async def test_receiver_key_is_normalised_into_the_code(api, typed: str, stored: str) -> None:
+    body = {
+        **START_BODY,
+        "pix": {"key": typed, "merchant_name": "Ana", "merchant_city": "São José dos Campos"},
+    }
+    sid = await start(api, body)
+    code = pix.parse((await join(api, sid))["payment"]["pix_copia_e_cola"])
+    assert code.key == stored
+    # The city is cut to the 15 characters a BR Code holds (the studio warned beforehand).
+    assert code.merchant_city == "SAO JOSE DOS CA"
+
+
+async def test_receiver_check_answers_normalised_fields_and_warnings(api) -> None:
+    url = "/api/v1/payments/pix/receiver"
+    r = await api.post(url, {"key": "(11) 91234-5678", "merchant_city": "São José dos Campos"})
+    assert r.status == 200, r.body
+    assert r.json["receiver"] == {
+        "key": "+5511912345678",
+        "key_type": "phone",
+        "merchant_city": "SAO JOSE DOS CA",
+    }
+    [warning] = r.json["warnings"]
+    assert warning["field"] == "pix.merchant_city" and warning["code"] == "city_truncated"
+    r = await api.post(url, {"key": "123.456.789-00"})
+    err = assert_error(r, 400, "invalid_pix_key")
+    assert err["field"] == "pix.key"
+    assert "check digits" in err["messages"]["en"]
+    assert "verificadores" in err["messages"]["pt-BR"]
+    r = await api.post(url, {"merchant_name": "N" * 26})
+    err = assert_error(r, 400, "invalid")
+    assert err["field"] == "pix.merchant_name" and "25" in err["messages"]["pt-BR"]
+    assert_error(await api.post(url, {"nope": 1}), 400, "invalid")
 
 
 async def test_receiver_with_accents_is_accepted(api) -> None:

@@ -30,7 +30,7 @@ from server.errors import (
     Unavailable,
 )
 from server.ids import new_id
-from server.payments.receiver import validate_receiver
+from server.payments.receiver import check_receiver, validate_receiver
 from server.payments.webhook import PixCallback, RejectedItem, parse_callbacks, verify_signature
 from server.settings import Settings
 from server.validation import check_id
@@ -98,6 +98,11 @@ class PaymentService:
     def validate_receiver(self, raw: object) -> dict[str, Any]:
         """Called by the session service at start: the receiver every order's BR Code names."""
         return validate_receiver(raw)
+
+    def check_receiver(self, raw: object) -> dict[str, Any]:
+        """A receiver being typed: the fields given, normalised, and what to warn about."""
+        checked = check_receiver(raw, partial=True)
+        return {"receiver": checked.receiver, "warnings": checked.warnings}
 
     # -- reading -------------------------------------------------------------------------------
 
