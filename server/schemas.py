@@ -454,6 +454,19 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "streams": KINDS,
             "pix_copia_e_cola": {"type": "string"},
             "qr_url": {"type": ["string", "null"]},
+            "received_centavos": {
+                "type": ["integer", "null"],
+                "description": "a payment that was not credited (wrong amount, or after expiry)",
+            },
+        },
+    },
+    "Balance": {
+        "type": "object",
+        "description": "priced sessions: what this viewer has paid and what it owes now",
+        "required": ["paid_centavos", "due_centavos"],
+        "properties": {
+            "paid_centavos": {"type": "integer", "minimum": 0},
+            "due_centavos": {"type": "integer", "minimum": 0},
         },
     },
     "LegacyLivestream": {
@@ -503,6 +516,7 @@ RESPONSES: Final[dict[str, Schema]] = {
             "quote": ref("Quote"),
             "signaling_url": {"type": "string"},
             "payment": _PAYMENT,
+            "balance": ref("Balance"),
         },
     },
     "PreferencesSaved": {
@@ -512,6 +526,7 @@ RESPONSES: Final[dict[str, Schema]] = {
             "preferences": ref("ViewerPreferences"),
             "quote": ref("Quote"),
             "payment": _PAYMENT,
+            "balance": ref("Balance"),
         },
     },
     "StreamChanged": {

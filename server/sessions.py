@@ -68,6 +68,10 @@ class Payments(Protocol):
         self, session: Doc, viewer_id: str, kinds: Iterable[str]
     ) -> None: ...
 
+    async def balance(
+        self, session: Doc, viewer_id: str, payment: dict[str, Any] | None
+    ) -> dict[str, int]: ...
+
 
 class Draining(Protocol):
     """Lets the service refuse new work while the process drains."""
@@ -524,6 +528,7 @@ class SessionService:
         )
         if payment is not None:
             answer["payment"] = payment
+        answer["balance"] = await self.payments.balance(session, viewer_id, payment)
 
     # -- signaling authorisation -----------------------------------------------------------------
 

@@ -161,18 +161,24 @@ async def test_enabling_another_stream_quotes_only_the_difference(api, server) -
     sid = await start(api)
     joined = await join(api, sid)
     token, vid = joined["viewer_token"], joined["viewer_id"]
+    assert joined["balance"] == {"paid_centavos": 0, "due_centavos": 1945}
     only_screen = await set_enabled(api, sid, token, ["screen"])
     assert only_screen["payment"]["amount_centavos"] == 1500  # base + screen
+    assert only_screen["balance"] == {"paid_centavos": 0, "due_centavos": 1500}
     assert only_screen["payment"]["streams"] == ["screen"]
     assert (await pay(api, only_screen["payment"]["txid"], "15.00"))["outcome"] == "paid"
 
     # Paid for what is enabled: nothing owed, no payment object.
-    assert "payment" not in await set_enabled(api, sid, token, ["screen"])
+    paid_up = await set_enabled(api, sid, token, ["screen"])
+    assert "payment" not in paid_up
+    assert paid_up["balance"] == {"paid_centavos": 1500, "due_centavos": 0}
 
     both = await set_enabled(api, sid, token, ["screen", "camera"])
     # price({screen, camera}) - already paid = 1945 - 1500, the bundle discount on the whole set.
     assert both["quote"]["amount_centavos"] == 1945
     assert both["payment"]["amount_centavos"] == 445
+    # The price table's lines: the total, what is already paid, what is due now.
+    assert both["balance"] == {"paid_centavos": 1500, "due_centavos": 445}
     assert both["payment"]["streams"] == ["screen", "camera"]
     session = await server.services.sessions.get_session(sid)
     assert await server.services.payments.entitled_kinds(session, vid) == {"screen"}
@@ -256,6 +262,12 @@ async def test_valor_mismatch_is_recorded_and_not_honoured(api, server) -> None:
     assert order["mismatch"]["received_centavos"] == 1944
     assert order["mismatch"]["end_to_end_id"] == "EBAD"
     assert order["paid_at"] is None
+    # The viewer's poll says what arrived, so the page can say what to do next.
+    r = await api.get(
+        f"/api/v1/payments/orders/{payment['order_id']}", token=joined["viewer_token"]
+    )
+    assert r.json["order"]["status"] == "mismatch"
+    assert r.json["order"]["received_centavos"] == 1944
     session = await server.services.sessions.get_session(sid)
     assert await server.services.payments.entitled_kinds(session, vid) == set()
     # Overpaying is a mismatch too.
@@ -281,6 +293,10 @@ async def test_expired_order_is_not_honoured_and_a_new_one_is_made(api, server) 
     order = await server.services.store.get("orders", payment["order_id"])
     assert order["status"] == "expired" and order["paid_at"] is None
     assert order["late_payment"]["end_to_end_id"] == "ELATE"
+    r = await api.get(
+        f"/api/v1/payments/orders/{payment['order_id']}", token=joined["viewer_token"]
+    )
+    assert r.json["order"]["received_centavos"] == 1945
     session = await server.services.sessions.get_session(sid)
     assert await payments.entitled_kinds(session, vid) == set()
 
