@@ -43,6 +43,13 @@ class PreferencesHandler(ApiHandler):
         self.write_json(await self.services.sessions.put_preferences(claims, session_id, body))
 
 
+class DefaultLayoutHandler(ApiHandler):
+    async def put(self, session_id: str) -> None:
+        claims = self.claims()
+        body = validate(self.json_body(), "DefaultLayout")
+        self.write_json(await self.services.sessions.set_default_layout(claims, session_id, body))
+
+
 class StreamControlHandler(ApiHandler):
     async def post(self, session_id: str, kind: str, action: str) -> None:
         claims = self.claims()
@@ -75,6 +82,7 @@ routes = [
     (rf"{PREFIX}/session/{ID}/status", SessionStatusHandler),
     (rf"{PREFIX}/session/{ID}/join", JoinHandler),
     (rf"{PREFIX}/session/{ID}/preferences", PreferencesHandler),
+    (rf"{PREFIX}/session/{ID}/layout", DefaultLayoutHandler),
     (rf"{PREFIX}/session/{ID}/streams/{KIND}/(start|stop)", StreamControlHandler),
     (rf"{PREFIX}/session/{ID}/end", EndSessionHandler),
     (rf"{PREFIX}/sessions", SessionListHandler),
@@ -137,6 +145,19 @@ openapi = {
             auth=True,
             params=[_SESSION_ID],
         ),
+    },
+    f"{PREFIX}/session/{{session_id}}/layout": {
+        "put": operation(
+            "The broadcaster's picture-in-picture: the default layout of viewers who have not "
+            "chosen their own; their composites move at once",
+            (200, "the session's default layout", "DefaultLayoutSaved"),
+            403,
+            404,
+            409,
+            body="DefaultLayout",
+            auth=True,
+            params=[_SESSION_ID],
+        )
     },
     f"{PREFIX}/session/{{session_id}}/streams/{{kind}}/{{action}}": {
         "post": operation(

@@ -31,6 +31,7 @@ from server.payments.receiver import CITY_INPUT_MAX
 from server.payments.webhook import E2E_PATTERN, MAX_ITEMS, TXID_PATTERN, VALOR_PATTERN
 from server.pricing import CURRENCY, MAX_AMOUNT_CENTAVOS
 from server.schema_check import REF_PREFIX, check
+from server.sessions import BROADCASTER_NAME_MAX
 from server.validation import TEXT_PATTERN
 
 Schema = dict[str, Any]
@@ -177,6 +178,17 @@ REQUESTS: Final[dict[str, Schema]] = {
                 "additionalProperties": False,
             },
             "pix": ref("PixReceiver"),
+            "default_pip": {
+                **ref("Pip"),
+                "description": "the broadcaster's picture-in-picture: the layout of every viewer "
+                "who has not chosen one (changed live with `PUT .../layout`)",
+            },
+            "broadcaster_name": {
+                "type": "string",
+                "maxLength": BROADCASTER_NAME_MAX,
+                "pattern": TEXT_PATTERN,
+                "description": "shown on the stream list and the watch page",
+            },
         },
         "additionalProperties": False,
         "allOf": [
@@ -193,19 +205,19 @@ REQUESTS: Final[dict[str, Schema]] = {
         "properties": {
             "enabled_streams": KINDS,
             "mode": {"type": "string", "enum": list(VIEW_MODES)},
-            "pip": {
-                "type": "object",
-                "properties": {
-                    "corner": {"type": "string", "enum": list(PIP_CORNERS)},
-                    "size_pct": {
-                        "type": "integer",
-                        "minimum": PIP_SIZE_MIN,
-                        "maximum": PIP_SIZE_MAX,
-                    },
-                },
-                "additionalProperties": False,
+            "pip": ref("Pip"),
+            "pip_custom": {
+                "type": "boolean",
+                "description": "false: follow the broadcaster's layout again (a `pip` given "
+                "makes the layout the viewer's own)",
             },
         },
+        "additionalProperties": False,
+    },
+    "DefaultLayout": {
+        "type": "object",
+        "required": ["pip"],
+        "properties": {"pip": ref("Pip")},
         "additionalProperties": False,
     },
     "NoFields": {
@@ -318,6 +330,14 @@ _forbid_nul(REQUESTS)
 # -- shared components -------------------------------------------------------------------------
 
 COMPONENTS: Final[dict[str, Schema]] = {
+    "Pip": {
+        "type": "object",
+        "properties": {
+            "corner": {"type": "string", "enum": list(PIP_CORNERS)},
+            "size_pct": {"type": "integer", "minimum": PIP_SIZE_MIN, "maximum": PIP_SIZE_MAX},
+        },
+        "additionalProperties": False,
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -404,6 +424,8 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "pricing": ref("Pricing"),
             "streams": {"type": "array", "items": ref("Stream")},
             "viewer_count": {"type": "integer", "minimum": 0},
+            "default_pip": {"type": "object"},
+            "broadcaster_name": {"type": ["string", "null"]},
         },
     },
     "Quote": {
@@ -439,6 +461,7 @@ COMPONENTS: Final[dict[str, Schema]] = {
                     "size_pct": {"type": "integer"},
                 },
             },
+            "pip_custom": {"type": "boolean"},
             "updated_at": NULLABLE_TIME,
         },
     },
@@ -483,7 +506,7 @@ COMPONENTS: Final[dict[str, Schema]] = {
 }
 
 # Any of the receiver's fields, as a form holds them while being filled in.
-COMPONENTS["PixReceiverDraft"] = {
+REQUESTS["PixReceiverDraft"] = {
     k: v for k, v in COMPONENTS["PixReceiver"].items() if k != "required"
 }
 
@@ -528,6 +551,11 @@ RESPONSES: Final[dict[str, Schema]] = {
             "payment": _PAYMENT,
             "balance": ref("Balance"),
         },
+    },
+    "DefaultLayoutSaved": {
+        "type": "object",
+        "required": ["default_pip"],
+        "properties": {"default_pip": {"type": "object"}},
     },
     "StreamChanged": {
         "type": "object",
