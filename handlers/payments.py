@@ -93,9 +93,10 @@ openapi: dict[str, Any] = {
     f"{PREFIX}/pix/webhook": {"post": _WEBHOOK},
     f"{PREFIX}/pix/receiver": {
         "post": operation(
-            "Check a PIX receiver as typed (any of its fields): the key's type and how it is "
-            "stored, the city as PIX codes carry it, and warnings (a city cut to 15 characters); "
-            "a field that cannot work is a 400 naming it, in English and Portuguese",
+            "Check a PIX receiver as typed (any of its fields), for a form to show beside each "
+            "field: the key's type and how it is stored, the city as PIX codes carry it, warnings "
+            "(a city cut to 15 characters) and the fields that cannot work, in English and "
+            "Portuguese. A body that is not a receiver draft at all is a 400",
             (200, "the fields given, normalised, and warnings", "ReceiverChecked"),
             503,
             body="PixReceiverDraft",

@@ -506,8 +506,12 @@ COMPONENTS: Final[dict[str, Schema]] = {
 }
 
 # Any of the receiver's fields, as a form holds them while being filled in.
+# Its limits are what the check reports (as `problems`), so any text up to a sane length is taken.
+_DRAFT_TEXT: Final[Schema] = {"type": "string", "maxLength": 200, "pattern": NO_NUL}
 REQUESTS["PixReceiverDraft"] = {
-    k: v for k, v in COMPONENTS["PixReceiver"].items() if k != "required"
+    "type": "object",
+    "properties": {name: dict(_DRAFT_TEXT) for name in ("key", "merchant_name", "merchant_city")},
+    "additionalProperties": False,
 }
 
 _PAYMENT: Final[Schema] = {"anyOf": [{"type": "null"}, ref("Order")]}
@@ -655,7 +659,7 @@ RESPONSES: Final[dict[str, Schema]] = {
     },
     "ReceiverChecked": {
         "type": "object",
-        "required": ["receiver", "warnings"],
+        "required": ["receiver", "warnings", "problems"],
         "properties": {
             "receiver": {
                 "type": "object",
@@ -669,6 +673,12 @@ RESPONSES: Final[dict[str, Schema]] = {
                 },
             },
             "warnings": {"type": "array", "items": ref("Warning")},
+            "problems": {
+                "type": "array",
+                "description": "fields that cannot work as typed, each with its message in "
+                "English and Portuguese (the form shows them beside the field)",
+                "items": ref("Warning"),
+            },
         },
     },
     "OrderStatus": {

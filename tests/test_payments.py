@@ -576,15 +576,21 @@ async def test_receiver_check_answers_normalised_fields_and_warnings(api) -> Non
     }
     [warning] = r.json["warnings"]
     assert warning["field"] == "pix.merchant_city" and warning["code"] == "city_truncated"
-    r = await api.post(url, {"key": "123.456.789-00"})
-    err = assert_error(r, 400, "invalid_pix_key")
-    assert err["field"] == "pix.key"
-    assert "check digits" in err["messages"]["en"]
-    assert "verificadores" in err["messages"]["pt-BR"]
-    r = await api.post(url, {"merchant_name": "N" * 26})
-    err = assert_error(r, 400, "invalid")
-    assert err["field"] == "pix.merchant_name" and "25" in err["messages"]["pt-BR"]
+    assert r.json["problems"] == []
+    # Each field's problem on its own, in both languages; the good field still answers.
+    r = await api.post(
+        url, {"key": "123.456.789-00", "merchant_name": "N" * 26, "merchant_city": "Recife"}
+    )
+    assert r.status == 200, r.body
+    assert r.json["receiver"] == {"merchant_city": "RECIFE"}
+    key, name = r.json["problems"]
+    assert (key["field"], key["code"]) == ("pix.key", "invalid_pix_key")
+    assert "check digits" in key["messages"]["en"]
+    assert "verificadores" in key["messages"]["pt-BR"]
+    assert name["field"] == "pix.merchant_name" and "25" in name["messages"]["pt-BR"]
+    # Not a receiver draft at all: the usual 400.
     assert_error(await api.post(url, {"nope": 1}), 400, "invalid")
+    assert_error(await api.post(url, {"key": 5}), 400, "invalid")
 
 
 async def test_receiver_with_accents_is_accepted(api) -> None:

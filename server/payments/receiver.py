@@ -25,10 +25,12 @@ _WORST_AMOUNT = 99_999_999_99
 
 @dataclass(frozen=True, slots=True)
 class ReceiverCheck:
-    """A receiver as it will be stored and put into BR Codes, and what the broadcaster should know."""
+    """A receiver as it will be stored and put into BR Codes, and what the broadcaster should know:
+    warnings, and (checking a form being filled in) the fields that cannot work as typed."""
 
     receiver: dict[str, Any]
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
 
 
 _LABELS: Final = {
@@ -116,18 +118,33 @@ def check_receiver(raw: object, *, partial: bool = False) -> ReceiverCheck:
 
 
 def _check_fields(raw: dict[str, Any]) -> ReceiverCheck:
+    """Each field given, on its own: one field's problem does not hide another's."""
     receiver: dict[str, Any] = {}
     warnings: list[dict[str, Any]] = []
-    if raw.get("key") not in (None, ""):
-        key = pix_key.normalise(raw["key"])
-        receiver.update(key=key.key, key_type=key.kind)
-    if raw.get("merchant_name") not in (None, ""):
-        typed = _text_field(raw, "merchant_name")
-        _name(typed)
-        receiver["merchant_name"] = typed
-    if raw.get("merchant_city") not in (None, ""):
-        receiver["merchant_city"], warnings = _city(_text_field(raw, "merchant_city"))
-    return ReceiverCheck(receiver, warnings)
+    problems: list[dict[str, Any]] = []
+    for name in FIELDS:
+        if raw.get(name) in (None, ""):
+            continue
+        try:
+            if name == "key":
+                key = pix_key.normalise(raw["key"])
+                receiver.update(key=key.key, key_type=key.kind)
+            elif name == "merchant_name":
+                typed = _text_field(raw, "merchant_name")
+                _name(typed)
+                receiver["merchant_name"] = typed
+            else:
+                receiver["merchant_city"], warnings = _city(_text_field(raw, "merchant_city"))
+        except Invalid as exc:
+            problems.append(
+                {
+                    "field": exc.field or f"pix.{name}",
+                    "code": exc.code,
+                    "message": exc.message,
+                    "messages": exc.messages or {"en": exc.message},
+                }
+            )
+    return ReceiverCheck(receiver, warnings, problems)
 
 
 def _name(name_typed: str) -> str:

@@ -110,7 +110,11 @@ class PaymentService:
     def check_receiver(self, raw: object) -> dict[str, Any]:
         """A receiver being typed: the fields given, normalised, and what to warn about."""
         checked = check_receiver(raw, partial=True)
-        return {"receiver": checked.receiver, "warnings": checked.warnings}
+        return {
+            "receiver": checked.receiver,
+            "warnings": checked.warnings,
+            "problems": checked.problems,
+        }
 
     # -- reading -------------------------------------------------------------------------------
 
