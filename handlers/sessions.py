@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from handlers.openapi import operation, path_param
+from handlers.openapi import error_responses, operation, path_param
 from server import schemas
 from server.schemas import validate
 from server.sessions import MAX_PAGE
@@ -69,6 +69,24 @@ class EndSessionHandler(ApiHandler):
         self.write_json(await self.services.sessions.end_session(claims, session_id))
 
 
+class ThumbnailHandler(ApiHandler):
+    """A live session's stream-list picture: a small JPEG of its latest screen frame, rendered at
+    most every few seconds and only when asked (204 until a frame has been decoded)."""
+
+    async def get(self, session_id: str) -> None:
+        session = await self.services.sessions.get_session(session_id)
+        jpeg = None
+        if session["status"] == "live":
+            jpeg = await self.services.thumbnails.jpeg(session["id"])
+        if jpeg is None:
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(jpeg)
+
+
 class SessionListHandler(ApiHandler):
     async def get(self) -> None:
         page = await self.services.sessions.live_sessions(
@@ -85,6 +103,7 @@ routes = [
     (rf"{PREFIX}/session/{ID}/layout", DefaultLayoutHandler),
     (rf"{PREFIX}/session/{ID}/streams/{KIND}/(start|stop)", StreamControlHandler),
     (rf"{PREFIX}/session/{ID}/end", EndSessionHandler),
+    (rf"{PREFIX}/session/{ID}/thumbnail.jpg", ThumbnailHandler),
     (rf"{PREFIX}/sessions", SessionListHandler),
 ]
 
@@ -184,6 +203,21 @@ openapi = {
             auth=True,
             params=[_SESSION_ID],
         )
+    },
+    f"{PREFIX}/session/{{session_id}}/thumbnail.jpg": {
+        "get": {
+            "summary": "A live session's thumbnail: a 320x180 JPEG of its latest screen frame "
+            "(the camera's without a screen), re-rendered at most every 5 s, only when asked",
+            "parameters": [_SESSION_ID],
+            "responses": {
+                "200": {
+                    "description": "the JPEG",
+                    "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "204": {"description": "no frame yet (or the session has ended)"},
+                **error_responses(404),
+            },
+        }
     },
     f"{PREFIX}/sessions": {
         "get": operation(

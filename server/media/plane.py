@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
@@ -964,6 +965,11 @@ class MediaPlane:
     def _frames_of(self, session_id: str, kind: str) -> LatestFrame | None:
         media = self._media_of(session_id, kind)
         return media.frames if media is not None else None
+
+    def latest_frame(self, session_id: str, kind: str) -> av.VideoFrame | None:
+        """Read-only: the newest decoded frame of a session's stream, if any (thumbnails)."""
+        frames = self._frames_of(session_id, kind)
+        return frames.latest() if frames is not None else None
 
     def _encoder(
         self,

@@ -709,6 +709,36 @@ async function poll() {
   setTimeout(poll, STATUS_POLL_MS);
 }
 
+// ---- chat name ---------------------------------------------------------------------------------
+
+const NAME_KEY = "multistream.chat-name";
+const NAME_MAX = 40;
+// What the server refuses in a name (server/validation.py): control, bidi and, at the edges,
+// zero-width characters. Checked here too so the form can say so beside the field.
+const BAD_NAME = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]|^[\u200b-\u200d\u2060\ufeff]|[\u200b-\u200d\u2060\ufeff]$/;
+
+function mountChat() {
+  const name = localStorage.getItem(NAME_KEY) || "";
+  document.dispatchEvent(
+    new CustomEvent("multistream:chat", { detail: { sessionId, token: state.token, role: "viewer", name } }),
+  );
+}
+
+function saveChatName(event) {
+  event.preventDefault();
+  const name = $("#chat-name").value.split(/\s+/).filter(Boolean).join(" ");
+  const msg = $("#chat-name-msg");
+  if (name.length > NAME_MAX || BAD_NAME.test(name)) {
+    say(msg, `A name is at most ${NAME_MAX} plain characters.`, "error");
+    return;
+  }
+  if (name) localStorage.setItem(NAME_KEY, name);
+  else localStorage.removeItem(NAME_KEY);
+  $("#chat-name").value = name;
+  say(msg, name ? `You chat as “${name}”.` : "You chat without a name.", "ok");
+  if (state.token && !state.ended) mountChat();
+}
+
 // ---- start -------------------------------------------------------------------------------------
 
 async function join() {
@@ -755,11 +785,7 @@ async function start() {
   renderPayment(answer.payment || null);
   followBroadcasterLayout(state.session && state.session.default_pip);
   // Mount the chat unless something (an embedding page, a test) already mounted it.
-  if ($("#chat-panel").childElementCount === 0) {
-    document.dispatchEvent(
-      new CustomEvent("multistream:chat", { detail: { sessionId, token: state.token, role: "viewer" } }),
-    );
-  }
+  if ($("#chat-panel").childElementCount === 0) mountChat();
   syncMedia();
   setTimeout(poll, STATUS_POLL_MS);
   updateAutoCorner();
@@ -800,6 +826,8 @@ document.addEventListener("fullscreenchange", () => {
   $("#fullscreen").setAttribute("aria-pressed", String(on));
 });
 $("#payment-renew").addEventListener("click", () => savePreferences());
+$("#chat-name-form").addEventListener("submit", saveChatName);
+$("#chat-name").value = localStorage.getItem(NAME_KEY) || "";
 {
   const saved = Number(localStorage.getItem("multistream.volume"));
   if (localStorage.getItem("multistream.volume") !== null && saved >= 0 && saved <= 1) {
