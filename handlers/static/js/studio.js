@@ -686,8 +686,11 @@ async function resume() {
   state.token = saved.token;
   state.signalBase = (status.signaling_url || "").replace(/\/$/, "");
   state.streams = Object.fromEntries(status.streams.map((s) => [s.kind, s]));
-  // The quality each stream went live with (the server's record), and the bitrate caps.
-  for (const stream of status.streams) restoreQuality(stream.kind, stream.quality, (saved.bitrates || {})[stream.kind]);
+  // The quality of each stream: as last set in this studio (the remembered form, which follows
+  // every change made live), else as the server recorded it at going live.
+  if (!localStorage.getItem(FORM_KEY)) {
+    for (const stream of status.streams) restoreQuality(stream.kind, stream.quality, (saved.bitrates || {})[stream.kind]);
+  }
   const pip = status.session.default_pip;
   if (pip) {
     $("#preview-corner").value = pip.corner;
