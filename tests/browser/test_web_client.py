@@ -492,6 +492,61 @@ def test_composite_mode_and_corner_moves_the_camera(
     cdp_run(netns, check(), timeout=90)
 
 
+def test_the_studios_pip_is_the_default_layout_and_moves_it_live(
+    netns: NetnsLoop, browser: Browser, live: Live, web_server: WebServer
+) -> None:
+    """Issue 14: corner and size chosen in the studio are what a viewer without a layout of its
+    own gets, and moving them live moves that viewer's composite (same connection)."""
+
+    async def check() -> None:
+        studio = live.studio
+        await set_value(studio, "#preview-corner", "top-left")
+        await set_value(studio, "#preview-size", "35", "input")
+        await studio.wait_for("document.body.dataset.defaultPip === 'top-left 35'")
+        context = await browser.new_context()
+        try:
+            page = await browser.new_page(context)
+            await page.goto(f"{web_server.base_url}/watch/{live.session_id}")
+            await page.wait_for("document.body.dataset.viewerId")
+            controls = await page.evaluate(
+                "[document.querySelector('#pip-corner').value, document.querySelector('#pip-size').value]"
+            )
+            assert controls == ["top-left", "35"]
+            assert "broadcaster" in await page.evaluate(
+                "document.querySelector('#pip-source').textContent"
+            )
+            await pay(page, web_server.base_url)
+            # Composite mode is not a layout choice: the broadcaster's layout still applies.
+            await set_checked(page, "#mode-composite", True)
+            await page.wait_for(
+                "document.querySelector('#stage').dataset.showing === 'composite'", timeout=20
+            )
+            await composite_showing(page, "top-left")
+            pc_id = await page.evaluate(
+                "document.querySelector('#stage video[data-kind=composite]').dataset.pcId"
+            )
+            # The broadcaster moves it while live: the viewer's composite follows.
+            await set_value(studio, "#preview-corner", "bottom-left")
+            await studio.wait_for("document.body.dataset.defaultPip === 'bottom-left 35'")
+            frame = await composite_showing(page, "bottom-left")
+            assert frame.corner_share("top-left", "M") < 0.05, frame
+            assert (
+                await page.evaluate(
+                    "document.querySelector('#stage video[data-kind=composite]').dataset.pcId"
+                )
+                == pc_id
+            )
+            await page.wait_for("document.querySelector('#pip-corner').value === 'bottom-left'")
+            await assert_clean(page)
+        finally:
+            await browser.close_context(context)
+            await set_value(studio, "#preview-corner", "bottom-right")
+            await set_value(studio, "#preview-size", "25", "input")
+        await assert_clean(studio)
+
+    cdp_run(netns, check(), timeout=120)
+
+
 def test_reload_restores_preferences_and_viewer(netns: NetnsLoop, viewer: Viewer) -> None:
     async def check() -> None:
         page = viewer.page
