@@ -766,6 +766,10 @@ RESPONSES: Final[dict[str, Schema]] = {
     },
 }
 
+# `QualityChoice` is a request body kept beside the quality answers it belongs with: the NUL rule
+# applies to it as to every request (schemathesis found it sending NUL to `PUT .../quality`).
+_forbid_nul(RESPONSES["QualityChoice"])
+
 ALL: Final[dict[str, Schema]] = {**COMPONENTS, **REQUESTS, **RESPONSES}
 
 
