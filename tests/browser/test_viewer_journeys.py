@@ -621,9 +621,26 @@ def test_ended_page_offers_the_replay_and_other_live_sessions(
                 )
                 assert live == ["Still live"]
                 await assert_clean(page)
-            # A viewer who never paid is not offered (or sent to) a replay.
-            joined = (await Client(base).post(f"{PREFIX}/session/{other.session_id}/join")).json
-            assert joined["viewer_token"]
+                # Coming back later (a new tab, the same browser): the replay is still offered.
+                info = await page.cdp.send("Target.getTargetInfo", {"targetId": page.target_id})
+                back = await browser.new_page(info["targetInfo"]["browserContextId"])
+                await back.goto(f"{base}/watch/{b.session_id}")
+                await back.wait_for("document.body.dataset.endedReady === '1'", timeout=20)
+                again = await back.evaluate(
+                    "[...document.querySelectorAll('#replay-list a')].map(a => a.href)"
+                )
+                assert len(again) == len(links), again
+                await assert_clean(back)
+                await back.close()
+            # Someone who never watched it gets the ended page without a replay (and no errors).
+            async with page_in(browser, f"{base}/watch/{b.session_id}") as stranger:
+                await stranger.wait_for("document.body.dataset.endedReady === '1'", timeout=20)
+                assert await stranger.evaluate("document.querySelector('#replay').hidden")
+                assert (
+                    await stranger.evaluate("document.querySelectorAll('#more-live-list a').length")
+                    == 1
+                )
+                await assert_clean(stranger)
         finally:
             await stop(other, base)
             for pc in b.pcs:
