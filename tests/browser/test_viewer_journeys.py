@@ -459,6 +459,22 @@ def test_free_session_player_controls_and_chat_name(
                     timeout=15,
                 )
                 assert await page.evaluate("document.querySelector('#quality').value") == "auto"
+                # Choosing a rung reaches the server (the connection's choice), and stays chosen.
+                rung = await page.evaluate(
+                    "[...document.querySelector('#quality').options].at(-1).value"
+                )
+                await set_value(page, "#quality", rung)
+                token = await page.evaluate(
+                    f"localStorage.getItem('multistream.viewer.{b.session_id}')"
+                )
+                choices = (
+                    "fetch('/api/v1/livestream/session/"
+                    f"{b.session_id}/quality', {{headers: {{Authorization: 'Bearer {token}'}}}})"
+                    ".then(r => r.json()).then(j => (j.connections || [j]).map(c => c.choice))"
+                )
+                await page.wait_for(f"{choices}.then(c => c.includes({json.dumps(rung)}))")
+                await asyncio.sleep(3.5)  # a status poll later, the menu still shows the choice
+                assert await page.evaluate("document.querySelector('#quality').value") == rung
                 # A display name in chat, checked here and by the server.
                 await set_value(page, "#chat-name", "x" * 41)
                 await page.evaluate(
