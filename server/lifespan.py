@@ -47,7 +47,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             store, settings, on_refused=lambda action: metrics.rate_limited.labels(action).inc()
         )
         media = MediaPlane(settings, store, sessions, presence)
-        sessions.add_listener(media)
+        sessions.add_listener(media.listener)
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
@@ -55,7 +55,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions.add_listener(chat)
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
         # Changes made through other instances (shared store) reach this one's media and chat.
-        sync = SessionSync(store, settings, targets=[media, chat], feed=feed)
+        sync = SessionSync(store, settings, targets=[media.listener, chat], feed=feed)
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)

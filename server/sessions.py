@@ -338,6 +338,66 @@ class SessionService:
                 await listener.stream_stopped(stream)
         return public_stream(stream)
 
+    async def active_stream(self, session_id: str, kind: str) -> Doc | None:
+        """The session's stream of `kind` while it is pending or live, else None."""
+        for stream in await self.streams_of(session_id):
+            if stream["kind"] == kind and stream["status"] in _ACTIVE:
+                return stream
+        return None
+
+    async def mark_stream(
+        self, stream_id: str, status: str, expect_any: tuple[str, ...]
+    ) -> Doc | None:
+        """Record what the media plane saw of a stream's publisher (`live` once media flows,
+        `stopped`/`failed` when it goes), if the stream is still in one of `expect_any`. The
+        session service is the one writer of stream status; None when nothing changed hands."""
+        stream = await self.store.get("broadcast_streams", stream_id)
+        if stream is None or stream["status"] not in expect_any:
+            return None
+        fields: dict[str, Any] = {"status": status}
+        if status == "live" and stream["status"] != "live":
+            fields["started_at"] = now_iso()
+        if status in ("stopped", "failed"):
+            fields["stopped_at"] = now_iso()
+        updated = await self.store.update(
+            "broadcast_streams", stream_id, fields, expect={"status": stream["status"]}
+        )
+        if updated is not None and stream["status"] != status:
+            log.info(
+                "session=%s stream=%s status %s -> %s",
+                stream["session_id"],
+                stream_id,
+                stream["status"],
+                status,
+            )
+        return updated
+
+    async def release_streams(self) -> int:
+        """Drain: streams this instance ingested go back to `pending`. Their media is gone, the
+        session is not, and a publisher may reconnect (after a restart, or through another
+        instance). Answers how many were released."""
+        released = 0
+        sessions = await self.store.find(
+            "broadcast_sessions",
+            {"status": "live", "instance_id": self.settings.instance_id},
+            limit=1000,
+        )
+        for session in sessions:
+            streams = await self.store.find(
+                "broadcast_streams", {"session_id": session["id"], "status": "live"}, limit=10
+            )
+            for stream in streams:
+                updated = await self.store.update(
+                    "broadcast_streams",
+                    stream["id"],
+                    {"status": "pending"},
+                    expect={"status": "live"},
+                )
+                if updated is not None:
+                    released += 1
+                    log.info("session=%s stream=%s released by drain", session["id"], stream["id"])
+        return released
+
     async def end_session(self, claims: Claims, session_id: str) -> dict[str, Any]:
         """End the session and every stream in it. Ending twice answers the ended session."""
         session = await self.get_session(session_id)

@@ -595,8 +595,8 @@ def test_studio_shows_a_lost_stream_and_reconnects_it(
         row = ".stream-row[data-kind=screen]"
         pc_id = await studio.evaluate(f"document.querySelector('{row}').dataset.pcId")
         media = web_server.services.media
-        # No public API drops a publisher: close its server-side connection directly.
-        await media._close_peer(media._peers[pc_id])
+        # No HTTP API drops a publisher: close its server-side connection directly.
+        await media.close_peer(pc_id)
         await studio.wait_for(
             f"['lost', 'failed'].includes(document.querySelector('{row}').dataset.state)",
             timeout=30,
