@@ -99,6 +99,22 @@ class ChatMessageDoc(TypedDict):
     deleted: bool
 
 
+def as_session(document: Doc) -> SessionDoc:
+    """A stored session read back, in the shape the session service wrote it (the store checks no
+    shapes; every writer of `broadcast_sessions` builds a `SessionDoc`)."""
+    return cast(SessionDoc, document)
+
+
+def as_stream(document: Doc) -> StreamDoc:
+    """A stored stream read back, in the shape the session service wrote it."""
+    return cast(StreamDoc, document)
+
+
+def as_preferences(document: Doc) -> PreferencesDoc:
+    """Stored preferences read back, in the shape the session service wrote them."""
+    return cast(PreferencesDoc, document)
+
+
 def as_doc(document: Mapping[str, Any]) -> Doc:
     """A typed document handed to code that takes any stored document (the listeners, the media
     plane): the same object, seen as the store sees it. The one cast between the two views."""

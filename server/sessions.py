@@ -21,6 +21,8 @@ from server.documents import (
     StoredPreferences,
     StreamDoc,
     as_doc,
+    as_session,
+    as_stream,
 )
 from server.domain import (
     DEFAULT_VIEW_MODE,
@@ -311,7 +313,7 @@ class SessionService:
             return public_stream(stream)
         log.info("session=%s stream=%s kind=%s start", session_id, stream["id"], kind)
         for listener in self._listeners:
-            await listener.stream_started(stream)
+            await listener.stream_started(as_stream(stream))
         return public_stream(stream)
 
     async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
@@ -335,7 +337,7 @@ class SessionService:
             stream = updated or await self.get_stream(stream["id"])
             log.info("session=%s stream=%s kind=%s stop", session_id, stream["id"], kind)
             for listener in self._listeners:
-                await listener.stream_stopped(stream)
+                await listener.stream_stopped(as_stream(stream))
         return public_stream(stream)
 
     async def active_stream(self, session_id: str, kind: str) -> Doc | None:
@@ -430,7 +432,7 @@ class SessionService:
                 )
         log.info("session=%s ended", session["id"])
         for listener in self._listeners:
-            await listener.session_ended(session)
+            await listener.session_ended(as_session(session))
         return {"session": public_session(session, streams)}
 
     # -- viewers -------------------------------------------------------------------------------
@@ -493,7 +495,7 @@ class SessionService:
             prefs = as_doc(fresh)
             # Announced like any change, so other instances' sync sees it as local, not remote.
             for listener in self._listeners:
-                await listener.preferences_changed(prefs)
+                await listener.preferences_changed(fresh)
         log.info("session=%s viewer=%s join new=%s", session_id, viewer_id, is_new)
         answer = {
             "viewer_id": viewer_id,
@@ -566,7 +568,7 @@ class SessionService:
         }
         await self.store.upsert("viewer_preferences", prefs)
         for listener in self._listeners:
-            await listener.preferences_changed(as_doc(prefs))
+            await listener.preferences_changed(prefs)
         answer = {
             "preferences": public_preferences(prefs),
             "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),

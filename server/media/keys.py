@@ -8,11 +8,12 @@ the logs and task names have always used (`stream:<id>@360p#<rung>`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from server.domain import STREAM_KINDS, default_pip
 from server.media.composite import LayoutKey
-from store.protocol import Doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class EncoderKey:
         return f"{self.rendition} codec={self.codec}"
 
 
-def layout_of(prefs: Doc) -> LayoutKey:
+def layout_of(prefs: Mapping[str, Any]) -> LayoutKey:
     """The composite a viewer's preferences ask for; picture-in-picture fields it lacks take the
     domain's defaults (`server.domain.default_pip`)."""
     pip = {**default_pip(), **(prefs.get("pip") or {})}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from server.documents import PreferencesDoc, SessionDoc, StreamDoc
 from server.media.composite import LayoutKey
 from server.media.keys import layout_of
-from store.protocol import Doc
 
 if TYPE_CHECKING:  # the plane holds its listener; the name is only needed for annotations
     from server.media.plane import MediaPlane
@@ -28,13 +28,13 @@ class MediaListener:
         # The newest preferences stamp applied per (session, viewer).
         self._prefs_seen: dict[tuple[str, str], str] = {}
 
-    async def stream_started(self, stream: Doc) -> None:
+    async def stream_started(self, stream: StreamDoc) -> None:
         """Nothing to do until the broadcaster's offer arrives."""
 
-    async def stream_stopped(self, stream: Doc) -> None:
+    async def stream_stopped(self, stream: StreamDoc) -> None:
         await self.plane.teardown_stream(stream["id"])
 
-    async def session_ended(self, session: Doc) -> None:
+    async def session_ended(self, session: SessionDoc) -> None:
         session_id = session["id"]
         plane = self.plane
         for seen in [k for k in self._prefs_seen if k[0] == session_id]:
@@ -45,7 +45,7 @@ class MediaListener:
         for key in [k for k in plane.feeds.composites if k.session_id == session_id]:
             await plane.feeds.close_composite(key)
 
-    async def preferences_changed(self, prefs: Doc) -> None:
+    async def preferences_changed(self, prefs: PreferencesDoc) -> None:
         session_id, viewer_id = prefs["session_id"], prefs["viewer_id"]
         # Never let an older preference (replayed late) undo a newer one.
         updated = str(prefs.get("updated_at") or "")
