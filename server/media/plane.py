@@ -50,7 +50,6 @@ class MediaPlane:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        codecs.raise_aiortc_bitrate_caps(settings)
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.peers = Peers(settings, presence, self._spawn)
