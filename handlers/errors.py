@@ -65,7 +65,9 @@ class JsonErrors(RequestExceptionHook):
         self.clear_header("Content-Disposition")
         err = self._domain_error
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        field, messages = None, None
         if err is not None:
+            field, messages = err.field, err.messages
             code, message = err.code, err.message
             for name, value in err.headers.items():
                 self.set_header(name, value)
@@ -89,4 +91,9 @@ class JsonErrors(RequestExceptionHook):
             message = f"method {self.request.method} not allowed here; allowed: {allow}"
         if body_unread(self):
             self.set_header("Connection", "close")
-        self.finish(json.dumps(envelope(status_code, code, message), ensure_ascii=False))
+        self.finish(
+            json.dumps(
+                envelope(status_code, code, message, field=field, messages=messages),
+                ensure_ascii=False,
+            )
+        )

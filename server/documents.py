@@ -37,6 +37,10 @@ class SessionDoc(TypedDict):
     legacy: bool
     instance_id: str
     signaling_url: str
+    # The broadcaster's picture-in-picture: the layout of every viewer without one of its own.
+    default_pip: Pip
+    # Shown on the stream list and the watch page until broadcaster accounts name the session.
+    broadcaster_name: str | None
 
 
 class StreamDoc(TypedDict):
@@ -61,6 +65,9 @@ class PreferencesDoc(TypedDict):
     enabled_streams: list[str]
     mode: str  # domain.VIEW_MODES
     pip: Pip
+    # False while `pip` follows the session's `default_pip` (the viewer never chose a layout);
+    # a document without the field predates the default and keeps its layout.
+    pip_custom: bool
     updated_at: str
 
 

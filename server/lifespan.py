@@ -18,6 +18,7 @@ from server.services import Services
 from server.session_sync import SessionSync
 from server.sessions import SessionService
 from server.settings import Settings
+from server.thumbnails import Thumbnails
 from store import open_store
 from store.changes import feed_of
 
@@ -71,6 +72,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             drain=drain,
             limits=limits,
+            thumbnails=Thumbnails(media),
         )
         log.info(
             "services ready store=%s instance=%s",

@@ -55,6 +55,8 @@ from store.protocol import Doc, Store
 log = logging.getLogger(__name__)
 
 _ACTIVE = ("pending", "live")
+# A display name for the session's broadcaster (as long as a chat name).
+BROADCASTER_NAME_MAX = 40
 
 
 class Payments(Protocol):
@@ -69,6 +71,10 @@ class Payments(Protocol):
     async def require_entitled(
         self, session: Doc, viewer_id: str, kinds: Iterable[str]
     ) -> None: ...
+
+    async def balance(
+        self, session: Doc, viewer_id: str, payment: dict[str, Any] | None
+    ) -> dict[str, int]: ...
 
 
 class Draining(Protocol):
@@ -214,8 +220,15 @@ class SessionService:
 
     async def start_session(self, body: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
         self._refuse_if_draining()
-        only_fields(body, ("title", "streams", "pricing", "quality", "pix"))
+        only_fields(
+            body,
+            ("title", "streams", "pricing", "quality", "pix", "default_pip", "broadcaster_name"),
+        )
         title = get_str(body, "title", max_len=200, default="Untitled session")
+        default = _read_pip(get_object(body, "default_pip"), default_pip(), "default_pip")
+        broadcaster_name = get_str(
+            body, "broadcaster_name", max_len=BROADCASTER_NAME_MAX, default=None
+        )
         kinds = get_kinds(body, "streams", STREAM_KINDS, allow_empty=False) or list(STREAM_KINDS)
         price = pricing.validate_pricing(body.get("pricing"))
         quality_raw = get_object(body, "quality") or {}
@@ -243,6 +256,8 @@ class SessionService:
             "legacy": legacy,
             "instance_id": self.settings.instance_id,
             "signaling_url": self.settings.public_url,
+            "default_pip": default,
+            "broadcaster_name": broadcaster_name,
         }
         streams = [self._new_stream(session_id, kind, quality_raw.get(kind), now) for kind in kinds]
         await self.store.insert("broadcast_sessions", session)
@@ -435,18 +450,72 @@ class SessionService:
             await listener.session_ended(as_session(session))
         return {"session": public_session(session, streams)}
 
+    async def set_default_layout(
+        self, claims: Claims, session_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The broadcaster moves its picture-in-picture: the session's default changes, and so
+        does the layout of every viewer still on the default (their composites move live: each
+        viewer's preferences change, which the media plane follows as for any layout change)."""
+        session = await self._own_live_session(claims, session_id)
+        only_fields(body, ("pip",))
+        pip = _read_pip(get_object(body, "pip"), session_pip(session), "pip")
+        if pip != session_pip(session):
+            session = (
+                await self.store.update("broadcast_sessions", session_id, {"default_pip": pip})
+                or session
+            )
+            moved = 0
+            async for prefs in self._default_layout_viewers(session_id):
+                updated: StoredPreferences = {
+                    **prefs,  # type: ignore[typeddict-item]
+                    "pip": pip,
+                    "updated_at": now_iso(),
+                    "replay_on": self._replay_on(session),
+                }
+                await self.store.upsert("viewer_preferences", updated)
+                for listener in self._listeners:
+                    await listener.preferences_changed(as_doc(updated))
+                moved += 1
+            log.info(
+                "session=%s default layout %s %d%% (%d viewers follow)",
+                session_id,
+                pip["corner"],
+                pip["size_pct"],
+                moved,
+            )
+        return {"default_pip": dict(pip)}
+
+    async def _default_layout_viewers(self, session_id: str) -> Any:
+        """Every stored preference of the session that still follows the broadcaster's layout."""
+        last: str | None = None
+        while True:
+            page = await self.store.find(
+                "viewer_preferences",
+                {"session_id": session_id},
+                order_by="viewer_id",
+                after=("viewer_id", last) if last is not None else None,
+                limit=500,
+            )
+            for prefs in page:
+                if prefs.get("pip_custom") is False:
+                    yield prefs
+            if len(page) < 500:
+                return
+            last = page[-1]["viewer_id"]
+
     # -- viewers -------------------------------------------------------------------------------
 
     def default_preferences(
-        self, session_id: str, viewer_id: str, streams: list[Doc]
+        self, session: Doc, viewer_id: str, streams: list[Doc]
     ) -> PreferencesDoc:
         return {
-            "id": f"{session_id}:{viewer_id}",
-            "session_id": session_id,
+            "id": f"{session['id']}:{viewer_id}",
+            "session_id": session["id"],
             "viewer_id": viewer_id,
             "enabled_streams": [s["kind"] for s in streams if s["status"] in _ACTIVE],
             "mode": DEFAULT_VIEW_MODE,
-            "pip": default_pip(),
+            "pip": session_pip(session),
+            "pip_custom": False,
             "updated_at": now_iso(),
         }
 
@@ -457,11 +526,14 @@ class SessionService:
         owner = session.get("instance_id")
         return owner if owner and owner != self.settings.instance_id else None
 
-    async def preferences_for(self, session_id: str, viewer_id: str) -> Doc:
+    async def preferences_for(
+        self, session_id: str, viewer_id: str, session: Doc | None = None
+    ) -> Doc:
         prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
         if prefs is None:
+            session = session or await self.get_session(session_id)
             return as_doc(
-                self.default_preferences(session_id, viewer_id, await self.streams_of(session_id))
+                self.default_preferences(session, viewer_id, await self.streams_of(session_id))
             )
         return prefs
 
@@ -488,7 +560,7 @@ class SessionService:
         )
         if prefs is None:
             fresh: StoredPreferences = {
-                **self.default_preferences(session_id, viewer_id, streams),
+                **self.default_preferences(session, viewer_id, streams),
                 "replay_on": self._replay_on(session),
             }
             await self.store.upsert("viewer_preferences", fresh)
@@ -517,7 +589,7 @@ class SessionService:
     async def get_preferences(self, claims: Claims, session_id: str) -> dict[str, Any]:
         viewer_id = self._viewer_of(claims, session_id)
         session = await self.get_session(session_id)
-        prefs = await self.preferences_for(session_id, viewer_id)
+        prefs = await self.preferences_for(session_id, viewer_id, session)
         return {
             "preferences": public_preferences(prefs),
             "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
@@ -531,9 +603,9 @@ class SessionService:
         session = await self.get_session(session_id)
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
-        only_fields(body, ("enabled_streams", "mode", "pip"))
+        only_fields(body, ("enabled_streams", "mode", "pip", "pip_custom"))
         streams = await self.streams_of(session_id)
-        current = await self.preferences_for(session_id, viewer_id)
+        current = await self.preferences_for(session_id, viewer_id, session)
         session_kinds = [s["kind"] for s in streams]
         enabled = get_kinds(body, "enabled_streams", STREAM_KINDS)
         if enabled is not None:
@@ -541,21 +613,13 @@ class SessionService:
             if missing:
                 raise Invalid(f"session has no {', '.join(missing)} stream", code="unknown_stream")
         mode = get_enum(body, "mode", VIEW_MODES, default=current["mode"])
-        pip: Pip = {"corner": current["pip"]["corner"], "size_pct": current["pip"]["size_pct"]}
-        pip_raw = get_object(body, "pip")
-        if pip_raw is not None:
-            only_fields(pip_raw, ("corner", "size_pct"), "pip")
-            pip["corner"] = get_enum(
-                pip_raw, "corner", PIP_CORNERS, where="pip", default=pip["corner"]
-            )
-            pip["size_pct"] = get_int(
-                pip_raw,
-                "size_pct",
-                PIP_SIZE_MIN,
-                PIP_SIZE_MAX,
-                where="pip",
-                default=pip["size_pct"],
-            )
+        pip = _read_pip(get_object(body, "pip"), current["pip"], "pip")
+        # A layout the viewer sets is its own; `pip_custom: false` goes back to the broadcaster's.
+        custom = bool(current.get("pip_custom", True)) or "pip" in body
+        if body.get("pip_custom") is False:
+            custom, pip = False, session_pip(session)
+        elif body.get("pip_custom") is True:
+            custom = True
         prefs: StoredPreferences = {
             "id": f"{session_id}:{viewer_id}",
             "session_id": session_id,
@@ -563,6 +627,7 @@ class SessionService:
             "enabled_streams": current["enabled_streams"] if enabled is None else enabled,
             "mode": mode,
             "pip": pip,
+            "pip_custom": custom,
             "updated_at": now_iso(),
             "replay_on": self._replay_on(session),
         }
@@ -586,6 +651,7 @@ class SessionService:
         )
         if payment is not None:
             answer["payment"] = payment
+        answer["balance"] = await self.payments.balance(session, viewer_id, payment)
 
     # -- signaling authorisation -----------------------------------------------------------------
 
@@ -634,8 +700,27 @@ def public_preferences(prefs: Mapping[str, Any]) -> dict[str, Any]:
         "enabled_streams": list(prefs["enabled_streams"]),
         "mode": prefs["mode"],
         "pip": dict(prefs["pip"]),
+        "pip_custom": bool(prefs.get("pip_custom", True)),
         "updated_at": prefs.get("updated_at"),
     }
+
+
+def session_pip(session: Mapping[str, Any]) -> Pip:
+    """The broadcaster's layout (sessions from before it existed: the product default)."""
+    pip = session.get("default_pip") or default_pip()
+    return {"corner": str(pip["corner"]), "size_pct": int(pip["size_pct"])}
+
+
+def _read_pip(raw: dict[str, Any] | None, current: Mapping[str, Any], where: str) -> Pip:
+    """A picture-in-picture choice; fields left out keep `current`."""
+    pip: Pip = {"corner": str(current["corner"]), "size_pct": int(current["size_pct"])}
+    if raw is not None:
+        only_fields(raw, ("corner", "size_pct"), where)
+        pip["corner"] = get_enum(raw, "corner", PIP_CORNERS, where=where, default=pip["corner"])
+        pip["size_pct"] = get_int(
+            raw, "size_pct", PIP_SIZE_MIN, PIP_SIZE_MAX, where=where, default=pip["size_pct"]
+        )
+    return pip
 
 
 MAX_PAGE = 100

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import av
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from server.auth import Claims
@@ -72,6 +73,11 @@ class MediaPlane:
 
     def composite_feeds(self) -> list[CompositeFeed]:
         return list(self.feeds.composites.values())
+
+    def latest_frame(self, session_id: str, kind: str) -> av.VideoFrame | None:
+        """Read-only: the newest decoded frame of a session's stream, if any (thumbnails)."""
+        media = self.feeds.media_of(session_id, kind)
+        return media.frames.latest() if media is not None else None
 
     # -- publishing --------------------------------------------------------------------------
 
