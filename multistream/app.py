@@ -19,6 +19,7 @@ from server.settings import Settings
 # catch-all `/api/v1/livestream/{id}` comes last.
 ROUTE_MODULES: list[str] = [
     "handlers.sessions",
+    "handlers.accounts",  # sign-up, log-in, the account and its API tokens
     "handlers.payments",
     "handlers.chat",
     "handlers.signaling",

@@ -37,6 +37,8 @@ class SessionDoc(TypedDict):
     legacy: bool
     instance_id: str
     signaling_url: str
+    owner_id: str  # the broadcaster's account (`users`)
+    owner_name: str  # its display name when the session started (the stream list shows it)
 
 
 class StreamDoc(TypedDict):

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from server.accounts import AccountService
 from server.auth import TokenService
 from server.chat.wiring import open_chat
 from server.drain import Drain
@@ -71,6 +72,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             drain=drain,
             limits=limits,
+            accounts=AccountService(store, settings),
         )
         log.info(
             "services ready store=%s instance=%s",

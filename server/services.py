@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.accounts import AccountService
 from server.auth import TokenService
 from server.chat import ChatService
 from server.drain import Drain
@@ -36,3 +37,4 @@ class Services:
     metrics: Metrics
     drain: Drain
     limits: RateLimits
+    accounts: AccountService

@@ -11,13 +11,22 @@ import pytest
 
 from handlers.vocabulary import RENDERED_ASSETS
 from handlers.web import STATIC_DIR
+from tests.api_helpers import login_cookie
 
-PAGES = {"/": "index.html", "/studio": "studio.html", "/watch/ses_abc-123": "watch.html"}
+PAGES = {
+    "/": "index.html",
+    "/studio": "studio.html",
+    "/watch/ses_abc-123": "watch.html",
+    "/login": "login.html",
+    "/dashboard": "dashboard.html",
+}
+BROADCASTER_PAGES = ("/studio", "/dashboard")
 
 
 @pytest.mark.parametrize("path", sorted(PAGES))
-async def test_pages_are_served_with_a_strict_policy(api, path: str) -> None:
-    resp = await api.get(path)
+async def test_pages_are_served_with_a_strict_policy(server, api, path: str) -> None:
+    headers = await login_cookie(server) if path in BROADCASTER_PAGES else {}
+    resp = await api.get(path, headers=headers)
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
     assert resp.body == (STATIC_DIR / PAGES[path]).read_bytes()
@@ -29,9 +38,17 @@ async def test_pages_are_served_with_a_strict_policy(api, path: str) -> None:
 
 
 async def test_pages_revalidate_by_etag(api) -> None:
-    first = await api.get("/studio")
-    again = await api.get("/studio", headers={"If-None-Match": first.headers["Etag"]})
+    first = await api.get("/watch/ses_abc")
+    again = await api.get("/watch/ses_abc", headers={"If-None-Match": first.headers["Etag"]})
     assert again.status == 304
+
+
+@pytest.mark.parametrize("path", BROADCASTER_PAGES)
+async def test_broadcaster_pages_send_visitors_to_log_in(api, path: str) -> None:
+    for headers in ({}, {"Cookie": "ms_login=ms_forged"}):
+        resp = await api.get(path, headers=headers, follow_redirects=False)
+        assert resp.status == 302
+        assert resp.headers["Location"] == f"/login?next={path}"
 
 
 @pytest.mark.parametrize(

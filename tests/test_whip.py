@@ -208,7 +208,9 @@ async def test_whip_error_cases_change_nothing(server, api):
 
 
 async def test_whep_enforces_preferences_payment_and_quota(server, api):
-    resp = await api.post(f"{PREFIX}/session/start", START_BODY)  # priced session
+    resp = await api.post(
+        f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token
+    )  # priced session
     assert resp.status == 201
     sid, token = resp.json["session"]["id"], resp.json["broadcaster_token"]
     pub, r = await whip_publish(api, token, sid, "screen", PatternTrack("screen", 64, 64, 5))

@@ -25,7 +25,7 @@ from server import pix
 
 from .cdp import Page
 from .chromium import Browser
-from .conftest import WebServer
+from .conftest import WebServer, log_in
 from .netns import NetnsLoop
 
 PRICING = {"base": 200, "screen": 300, "camera": 400, "bundle_pct": 50}
@@ -189,7 +189,8 @@ def live(
     async def go_live() -> Live:
         context = await browser.new_context()
         studio = await browser.new_page(context)
-        await studio.goto(f"{web_server.base_url}/studio")
+        await log_in(studio, web_server.base_url, "/studio")
+        await studio.wait_for("document.querySelector('#go-live') !== null")
         # 720p keeps the server's decode load small on a shared 2-core CI machine.
         await set_value(studio, "#screen-preset", "720p")
         await studio.click("#screen-capture")

@@ -86,7 +86,7 @@ def published(netns: NetnsLoop, web_server: WebServer) -> Iterator[Published]:
     """A free session whose screen and camera are published by aiortc over WHIP."""
     from tests.whip_helpers import whip_publish
 
-    api = Client(web_server.base_url)
+    api = Client(web_server.base_url, broadcaster_token=web_server.broadcaster_token)
 
     async def go() -> Published:
         started = await start_session(api)
