@@ -20,6 +20,7 @@ from server.settings import Settings
 ROUTE_MODULES: list[str] = [
     "handlers.sessions",
     "handlers.accounts",  # sign-up, log-in, the account and its API tokens
+    "handlers.dashboard",  # the broadcaster's sessions, earnings and replays
     "handlers.payments",
     "handlers.chat",
     "handlers.signaling",

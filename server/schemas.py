@@ -759,6 +759,53 @@ RESPONSES: Final[dict[str, Schema]] = {
         "required": ["pix"],
         "properties": {"pix": {"anyOf": [ref("PixReceiver"), {"type": "null"}]}},
     },
+    "Earnings": {
+        "type": "object",
+        "required": ["paid_orders", "amount_centavos", "currency"],
+        "properties": {
+            "paid_orders": {"type": "integer", "minimum": 0},
+            "amount_centavos": {"type": "integer", "minimum": 0},
+            "currency": {"type": "string", "const": CURRENCY},
+        },
+    },
+    "ReplayState": {
+        "type": "object",
+        "required": ["status", "progress"],
+        "properties": {
+            "status": {"type": "string", "enum": ["none", "rendering", "done", "failed"]},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "url": {"type": "string"},
+            "duration_s": {"type": "number"},
+            "speed_x_realtime": {"type": "number"},
+            "error": {"type": "string"},
+        },
+    },
+    "DashboardSessions": {
+        "type": "object",
+        "required": ["sessions", "total_centavos", "currency"],
+        "properties": {
+            "sessions": {
+                "type": "array",
+                "items": {
+                    "allOf": [ref("Session")],
+                    "type": "object",
+                    "required": ["earnings"],
+                    "properties": {"earnings": ref("Earnings"), "replay": ref("ReplayState")},
+                },
+            },
+            "total_centavos": {"type": "integer", "minimum": 0},
+            "currency": {"type": "string", "const": CURRENCY},
+        },
+    },
+    "Replay": {
+        "type": "object",
+        "required": ["session_id", "recordings", "composite"],
+        "properties": {
+            "session_id": {"type": "string"},
+            "recordings": {"type": "array", "items": {"type": "object"}},
+            "composite": ref("ReplayState"),
+        },
+    },
     "OpenApiDocument": {
         "type": "object",
         "required": ["openapi", "info", "paths"],

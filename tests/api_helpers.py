@@ -11,6 +11,7 @@ from server.services import Services
 from store.protocol import QUERY_FIELDS, Doc, Store
 
 PREFIX = "/api/v1/livestream"
+ACCOUNT_PREFIX = "/api/v1/account"
 
 START_BODY: dict[str, Any] = {
     "title": "Refactoring live",

@@ -90,7 +90,11 @@ async def log_in(page: Page, base_url: str, next_path: str) -> None:
         f" document.querySelector('#login-password').value = {password};"
         " document.querySelector('#login-form').requestSubmit(); return true; })()"
     )
-    await page.wait_for(f"location.pathname === {json.dumps(next_path)}", timeout=15)
+    # Landed, and loaded as `goto` would wait for (module scripts have run by the load event).
+    await page.wait_for(
+        f"location.pathname === {json.dumps(next_path)} && document.readyState === 'complete'",
+        timeout=15,
+    )
 
 
 def write_camera_clip(path: Path, frames: int = 30) -> Path:

@@ -319,7 +319,8 @@ def test_denied_capture_shows_a_clear_message(
         denying = await Browser.launch(chromium_path, tmp_path / "deny", deny_media=True)
         try:
             page = await denying.new_page(await denying.new_context())
-            await page.goto(f"{web_server.base_url}/studio")
+            await log_in(page, web_server.base_url, "/studio")
+            await page.wait_for("document.querySelector('#camera-capture') !== null")
             message = (
                 "(() => { const m = document.querySelector('#studio-msg');"
                 " return !m.hidden && m.dataset.kind === 'error' && m.textContent; })()"
