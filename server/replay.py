@@ -167,16 +167,18 @@ def render(
     *,
     fps: int = FPS,
     progress: Callable[[float], None] | None = None,
+    kernels: str | None = None,
 ) -> dict[str, Any]:
     """Render the composite of `segments` to `out_path` (MP4, H.264 + the camera's Opus).
 
-    Blocking (decode, compose, encode): call it on a worker thread. Returns what was made."""
+    Blocking (decode, compose, encode): call it on a worker thread. Returns what was made.
+    `kernels` picks the compositor's implementation (`bench.replay_render` compares them)."""
     if not segments:
         raise ValueError("nothing to render: no finished recording")
     started = time.monotonic()
     end_s = max(s.end_s for s in segments)
     width, height = _canvas(segments)
-    compositor = Compositor(layout, size=(width, height))
+    compositor = Compositor(layout, size=(width, height), kernels=kernels)
     sources = {
         kind: _Source([s for s in segments if s.kind == kind]) for kind in ("screen", "camera")
     }
