@@ -185,3 +185,13 @@ async def test_dashboard_earnings_csv_and_composite_replay(server, api) -> None:
     assert (await api.get(url, token=viewer["viewer_token"])).status == 200
     assert_error(await api.get(url, token=unpaid["viewer_token"]), 402, "payment_required")
     assert_error(await api.get(url), 401)
+
+
+def test_the_replay_follows_the_sessions_default_layout() -> None:
+    from server.replay import layout_of
+
+    assert layout_of({"default_pip": {"corner": "top-left", "size_pct": 30}}) == Layout(
+        "top-left", 30
+    )
+    assert layout_of({}) == Layout()  # the product default (bottom-right, 25 %)
+    assert layout_of({"default_pip": {"corner": "nowhere", "size_pct": 30}}) == Layout()

@@ -177,6 +177,7 @@ def test_sign_up_go_live_get_paid_and_watch_the_replay(
             "document.querySelector('#replay').dataset.composite === 'done'", timeout=120
         )
         composite = await dash.evaluate(f"({PLAYS})('#composite-video')")
+        await dash.evaluate("document.querySelector('#composite-video').scrollIntoView(), true")
         await dash.screenshot(output_dir / "dashboard-replay.png")
         replay = await services.store.get("replays", sid)  # type: ignore[attr-defined]
         print(
