@@ -51,6 +51,20 @@ def _call(method: str, url: str, body: dict | None = None, token: str | None = N
         return json.loads(resp.read())
 
 
+def _cli(data_dir: Path, store: str | None, *args: str, stdin: str | None = None) -> str:
+    """Run `multistream ARGS` on the same data as the server; its stdout (exit 0 asserted)."""
+    store_args = ["--store", store] if store else []
+    done = subprocess.run(
+        [str(BIN), *args, "--data-dir", str(data_dir), *store_args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _stop(proc: subprocess.Popen[str]) -> int:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -67,11 +81,18 @@ def test_serve_restart_keeps_sessions_and_preferences(
 ) -> None:
     """On MongoDB this is also the start-up check: `serve --store mongodb://…` once crashed in
     `open_services` (a driver object tested for truth)."""
+    # The operator's way to a broadcaster: `users add` (token-only) and `users token`.
+    assert "added ana" in _cli(tmp_path / "data", store_url, "users", "add", "ana", "--no-password")
+    api_token = _cli(tmp_path / "data", store_url, "users", "token", "ana").strip()
+    assert api_token.startswith("ms_")
     proc, base = _start(tmp_path / "data", store_url)
     try:
         api = base + "/api/v1/livestream"
         started = _call(
-            "POST", api + "/session/start", {"title": "cli", "streams": ["screen", "camera"]}
+            "POST",
+            api + "/session/start",
+            {"title": "cli", "streams": ["screen", "camera"]},
+            token=api_token,
         )
         sid = started["session"]["id"]
         joined = _call("POST", f"{api}/session/{sid}/join")
