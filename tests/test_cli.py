@@ -162,3 +162,36 @@ def test_metrics_on_a_separate_address(tmp_path: Path) -> None:
         assert _call("GET", f"{public}/api/v1/livestream/sessions")["sessions"] == []
     finally:
         assert _stop(proc) == 0
+
+
+def test_users_cli_lists_disables_and_enables(tmp_path: Path) -> None:
+    """The operator's account commands on one data directory, as separate processes."""
+    data = tmp_path / "data"
+    added = _cli(
+        data,
+        None,
+        "users",
+        "add",
+        "Ana",
+        "--display-name",
+        "Ana Dev",
+        "--password-stdin",
+        stdin="a good password\n",
+    )
+    assert "added ana" in added and "(password)" in added
+    listed = _cli(data, None, "users", "list").splitlines()
+    assert len(listed) == 1
+    name, user_id, state, _created, display = listed[0].split("\t")
+    assert (name, state, display) == ("ana", "active", "Ana Dev") and user_id.startswith("usr_")
+    assert _cli(data, None, "users", "disable", "ana").strip() == "ana disabled"
+    assert "\tdisabled\t" in _cli(data, None, "users", "list")
+    assert _cli(data, None, "users", "enable", "ana").strip() == "ana enabled"
+    # Mistakes are one clear line on stderr (beside the log) and exit 1.
+    for args, message in (
+        (("users", "add", "ana", "--no-password"), "multistream: that username is taken"),
+        (("users", "token", "nobody"), "multistream: no account named 'nobody'"),
+    ):
+        done = subprocess.run(
+            [str(BIN), *args, "--data-dir", str(data)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1 and message in done.stderr.splitlines(), done.stderr
