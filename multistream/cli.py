@@ -249,10 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     tok = users_sub.add_parser("token", help="print a new API token for the account")
     tok.add_argument("username")
     tok.add_argument("--name", default="CLI token", help="a label shown on the dashboard")
-    for p in (add, tok, *users_sub.choices.values()):
-        if not any(a.dest == "store" for a in p._actions):
-            p.add_argument("--store", help="store URL (default: the embedded SQLite store)")
-            p.add_argument("--data-dir", help="data directory (default ./data)")
+    for p in users_sub.choices.values():
+        p.add_argument("--store", help="store URL (default: the embedded SQLite store)")
+        p.add_argument("--data-dir", help="data directory (default ./data)")
     return parser
 
 
