@@ -39,8 +39,10 @@ class SessionDoc(TypedDict):
     signaling_url: str
     # The broadcaster's picture-in-picture: the layout of every viewer without one of its own.
     default_pip: Pip
-    # Shown on the stream list and the watch page until broadcaster accounts name the session.
+    # Shown on the stream list and the watch page: the owner's name unless the start named another.
     broadcaster_name: str | None
+    owner_id: str  # the broadcaster's account (`users`)
+    owner_name: str  # its display name when the session started (the stream list shows it)
 
 
 class StreamDoc(TypedDict):
@@ -104,6 +106,22 @@ class ChatMessageDoc(TypedDict):
     text: str
     created_at: str
     deleted: bool
+
+
+def as_session(document: Doc) -> SessionDoc:
+    """A stored session read back, in the shape the session service wrote it (the store checks no
+    shapes; every writer of `broadcast_sessions` builds a `SessionDoc`)."""
+    return cast(SessionDoc, document)
+
+
+def as_stream(document: Doc) -> StreamDoc:
+    """A stored stream read back, in the shape the session service wrote it."""
+    return cast(StreamDoc, document)
+
+
+def as_preferences(document: Doc) -> PreferencesDoc:
+    """Stored preferences read back, in the shape the session service wrote them."""
+    return cast(PreferencesDoc, document)
 
 
 def as_doc(document: Mapping[str, Any]) -> Doc:

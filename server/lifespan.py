@@ -6,14 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from server.accounts import AccountService
 from server.auth import TokenService
 from server.chat.wiring import open_chat
+from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
 from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
 from server.ratelimit import RateLimits
+from server.replay import ReplayJobs
 from server.services import Services
 from server.session_sync import SessionSync
 from server.sessions import SessionService
@@ -48,7 +51,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             store, settings, on_refused=lambda action: metrics.rate_limited.labels(action).inc()
         )
         media = MediaPlane(settings, store, sessions, presence)
-        sessions.add_listener(media)
+        sessions.add_listener(media.listener)
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
@@ -56,10 +59,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions.add_listener(chat)
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
         # Changes made through other instances (shared store) reach this one's media and chat.
-        sync = SessionSync(store, settings, targets=[media, chat], feed=feed)
+        sync = SessionSync(store, settings, targets=[media.listener, chat], feed=feed)
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)
+        replays = ReplayJobs(store, settings)
+        stack.push_async_callback(replays.close)  # renders stop before the store closes
         services = Services(
             settings=settings,
             store=store,
@@ -73,6 +78,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             drain=drain,
             limits=limits,
             thumbnails=Thumbnails(media),
+            accounts=AccountService(store, settings),
+            dashboard=Dashboard(store, sessions),
+            replays=replays,
         )
         log.info(
             "services ready store=%s instance=%s",

@@ -7,6 +7,7 @@ store, and then tells its listeners (media plane, chat, payments) what changed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ from server.documents import (
     StoredPreferences,
     StreamDoc,
     as_doc,
+    as_session,
+    as_stream,
 )
 from server.domain import (
     DEFAULT_VIEW_MODE,
@@ -216,7 +219,10 @@ class SessionService:
         if self.drain is not None and self.drain.draining:
             raise Unavailable("server is draining; try another instance", code="draining")
 
-    async def start_session(self, body: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
+    async def start_session(
+        self, body: dict[str, Any], *, owner: Doc, legacy: bool = False
+    ) -> dict[str, Any]:
+        """Start a session for the broadcaster account `owner`."""
         self._refuse_if_draining()
         only_fields(
             body,
@@ -224,9 +230,11 @@ class SessionService:
         )
         title = get_str(body, "title", max_len=200, default="Untitled session")
         default = _read_pip(get_object(body, "default_pip"), default_pip(), "default_pip")
+        # The name viewers see: the account's, unless this session is presented under another.
         broadcaster_name = get_str(
             body, "broadcaster_name", max_len=BROADCASTER_NAME_MAX, default=None
         )
+        owner_name = owner.get("display_name") or owner["username"]
         kinds = get_kinds(body, "streams", STREAM_KINDS, allow_empty=False) or list(STREAM_KINDS)
         price = pricing.validate_pricing(body.get("pricing"))
         quality_raw = get_object(body, "quality") or {}
@@ -255,13 +263,15 @@ class SessionService:
             "instance_id": self.settings.instance_id,
             "signaling_url": self.settings.public_url,
             "default_pip": default,
-            "broadcaster_name": broadcaster_name,
+            "broadcaster_name": broadcaster_name or owner_name,
+            "owner_id": owner["id"],
+            "owner_name": owner_name,
         }
         streams = [self._new_stream(session_id, kind, quality_raw.get(kind), now) for kind in kinds]
         await self.store.insert("broadcast_sessions", session)
         for stream in streams:
             await self.store.insert("broadcast_streams", stream)
-        log.info("session=%s started streams=%s", session_id, ",".join(kinds))
+        log.info("session=%s started streams=%s owner=%s", session_id, ",".join(kinds), owner["id"])
         return {
             "session": public_session(session, streams),
             "broadcaster_token": self.tokens.issue_broadcaster(session_id),
@@ -326,7 +336,7 @@ class SessionService:
             return public_stream(stream)
         log.info("session=%s stream=%s kind=%s start", session_id, stream["id"], kind)
         for listener in self._listeners:
-            await listener.stream_started(stream)
+            await listener.stream_started(as_stream(stream))
         return public_stream(stream)
 
     async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
@@ -350,8 +360,68 @@ class SessionService:
             stream = updated or await self.get_stream(stream["id"])
             log.info("session=%s stream=%s kind=%s stop", session_id, stream["id"], kind)
             for listener in self._listeners:
-                await listener.stream_stopped(stream)
+                await listener.stream_stopped(as_stream(stream))
         return public_stream(stream)
+
+    async def active_stream(self, session_id: str, kind: str) -> Doc | None:
+        """The session's stream of `kind` while it is pending or live, else None."""
+        for stream in await self.streams_of(session_id):
+            if stream["kind"] == kind and stream["status"] in _ACTIVE:
+                return stream
+        return None
+
+    async def mark_stream(
+        self, stream_id: str, status: str, expect_any: tuple[str, ...]
+    ) -> Doc | None:
+        """Record what the media plane saw of a stream's publisher (`live` once media flows,
+        `stopped`/`failed` when it goes), if the stream is still in one of `expect_any`. The
+        session service is the one writer of stream status; None when nothing changed hands."""
+        stream = await self.store.get("broadcast_streams", stream_id)
+        if stream is None or stream["status"] not in expect_any:
+            return None
+        fields: dict[str, Any] = {"status": status}
+        if status == "live" and stream["status"] != "live":
+            fields["started_at"] = now_iso()
+        if status in ("stopped", "failed"):
+            fields["stopped_at"] = now_iso()
+        updated = await self.store.update(
+            "broadcast_streams", stream_id, fields, expect={"status": stream["status"]}
+        )
+        if updated is not None and stream["status"] != status:
+            log.info(
+                "session=%s stream=%s status %s -> %s",
+                stream["session_id"],
+                stream_id,
+                stream["status"],
+                status,
+            )
+        return updated
+
+    async def release_streams(self) -> int:
+        """Drain: streams this instance ingested go back to `pending`. Their media is gone, the
+        session is not, and a publisher may reconnect (after a restart, or through another
+        instance). Answers how many were released."""
+        released = 0
+        sessions = await self.store.find(
+            "broadcast_sessions",
+            {"status": "live", "instance_id": self.settings.instance_id},
+            limit=1000,
+        )
+        for session in sessions:
+            streams = await self.store.find(
+                "broadcast_streams", {"session_id": session["id"], "status": "live"}, limit=10
+            )
+            for stream in streams:
+                updated = await self.store.update(
+                    "broadcast_streams",
+                    stream["id"],
+                    {"status": "pending"},
+                    expect={"status": "live"},
+                )
+                if updated is not None:
+                    released += 1
+                    log.info("session=%s stream=%s released by drain", session["id"], stream["id"])
+        return released
 
     async def end_session(self, claims: Claims, session_id: str) -> dict[str, Any]:
         """End the session and every stream in it. Ending twice answers the ended session."""
@@ -385,7 +455,7 @@ class SessionService:
                 )
         log.info("session=%s ended", session["id"])
         for listener in self._listeners:
-            await listener.session_ended(session)
+            await listener.session_ended(as_session(session))
         return {"session": public_session(session, streams)}
 
     async def set_default_layout(
@@ -412,7 +482,7 @@ class SessionService:
                 }
                 await self.store.upsert("viewer_preferences", updated)
                 for listener in self._listeners:
-                    await listener.preferences_changed(as_doc(updated))
+                    await listener.preferences_changed(updated)
                 moved += 1
             log.info(
                 "session=%s default layout %s %d%% (%d viewers follow)",
@@ -505,7 +575,7 @@ class SessionService:
             prefs = as_doc(fresh)
             # Announced like any change, so other instances' sync sees it as local, not remote.
             for listener in self._listeners:
-                await listener.preferences_changed(prefs)
+                await listener.preferences_changed(fresh)
         log.info("session=%s viewer=%s join new=%s", session_id, viewer_id, is_new)
         answer = {
             "viewer_id": viewer_id,
@@ -571,7 +641,7 @@ class SessionService:
         }
         await self.store.upsert("viewer_preferences", prefs)
         for listener in self._listeners:
-            await listener.preferences_changed(as_doc(prefs))
+            await listener.preferences_changed(prefs)
         answer = {
             "preferences": public_preferences(prefs),
             "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
@@ -626,6 +696,14 @@ class SessionService:
         prefs = await self.entitlement.require_enabled(claims, session)
         assert prefs is not None  # a viewer's token (checked above)
         return session, prefs
+
+    async def owner_claims(self, user: Doc, session_id: str) -> Claims:
+        """The broadcaster's claims on a session its account owns (API token, log-in), else 403."""
+        session = await self.get_session(session_id)
+        if session.get("owner_id") != user["id"]:
+            raise Forbidden("this session belongs to another broadcaster", code="not_owner")
+        expires = int(time.time()) + self.settings.token_ttl_s
+        return Claims(role="broadcaster", session_id=session_id, viewer_id=None, expires_at=expires)
 
     def verify(self, token: str | None) -> Claims:
         if not token:
