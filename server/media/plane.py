@@ -23,7 +23,7 @@ from aiortc import sdp as aiortc_sdp
 
 from server.auth import Claims
 from server.clock import now_iso
-from server.domain import QUALITY_AUTO
+from server.domain import QUALITY_AUTO, StreamQuality
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
 from server.media import aiortc_hooks, codecs, dtls, ice, offers
@@ -56,6 +56,8 @@ SWITCH_HOLD_S = 3.0
 PACE_BELOW = 2.0
 # A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
 RATE_SETTLE_S = 6.0
+# A composite's nominal height when nothing caps it (its ladder's reference).
+_COMPOSITE_HEIGHT = 1080
 
 
 def _pts_offset_of(media: StreamMedia) -> int | None:
@@ -93,6 +95,8 @@ class Peer:
     passthrough: bool = False
     probe_floor_bps: float = 0.0
     switch_at: float = 0.0
+    # What this connection's server encodes follow (its stream's quality, or its composite's).
+    profile: codecs.EncodeProfile | None = None
 
 
 class MediaPlane:
@@ -201,6 +205,10 @@ class MediaPlane:
 
     def composite_feeds(self) -> list[CompositeFeed]:
         return list(self._composites.values())
+
+    def running_encoders(self) -> list[SharedEncoder]:
+        """Every running shared encoder (its name says its source; its profile what it makes)."""
+        return [e for e in self._encoders.values() if e.running]
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -316,20 +324,17 @@ class MediaPlane:
         video_t, audio_t, codec = await self._negotiate_viewer(
             peer, offer, want_audio, prefer=passthrough
         )
-        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+        quality = StreamQuality.of(stream["kind"], stream.get("quality"))
+        profile = codecs.profile_for(quality, self.settings)
         peer.codec = codec
+        peer.profile = profile
         if height is not None:
             # An explicit size: that variant only, no adaptation.
             feed = self._scaled_feed(media, height)
             profile = codecs.scaled_profile(profile, stream["kind"], height)
             source = self._encoder(feed.name, codec, feed.output, profile).broadcast
         else:
-            quality = stream.get("quality") or {}
-            hint = str(
-                quality.get("content_hint") or ("motion" if peer.kind == "camera" else "detail")
-            )
-            nominal = int(quality.get("height") or (1080 if peer.kind == "screen" else 720))
-            peer.ladder = ladder_for(profile, hint, nominal)
+            peer.ladder = ladder_for(profile, quality.content_hint, quality.max_height)
             # Same codec as the publisher at the top rung: forward its packets, encode nothing.
             peer.passthrough = passthrough is not None and codec == passthrough
             source = self._rung_source(peer, 0)
@@ -382,7 +387,10 @@ class MediaPlane:
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
         peer.codec = codec
-        peer.ladder = ladder_for(codecs.profile_for("composite", None, self.settings), "text", 1080)
+        peer.profile = await self._composite_profile(key)
+        peer.ladder = ladder_for(
+            peer.profile, peer.profile.tuning, peer.profile.max_height or _COMPOSITE_HEIGHT
+        )
         source = self._rung_source(peer, 0)
         camera = await self._camera_media(session_id) if want_audio else None
         self._attach(peer, video_t, audio_t, source, codec, camera)
@@ -566,7 +574,9 @@ class MediaPlane:
                     await self._close_peer(peer)
                 elif key != peer.layout and peer.video is not None and peer.codec is not None:
                     # Layout follows the preference live: same connection, another shared feed
-                    # (the same rung of it).
+                    # (the same rung of it). Its encoding follows the streams now enabled.
+                    if peer.layout is None or key.kinds != peer.layout.kinds:
+                        peer.profile = await self._composite_profile(key)
                     peer.layout = key
                     peer.video.switch(self._rung_source(peer, peer.rung))
                     log.info(
@@ -585,8 +595,10 @@ class MediaPlane:
         codec = peer.codec or "VP8"
         if peer.role == "composite":
             assert peer.layout is not None
+            assert peer.profile is not None
+            profile = peer.profile
             if rung.source:
-                return self._composite_encoder(peer.layout, codec).broadcast
+                return self._composite_encoder(peer.layout, codec, profile).broadcast
             base = f"composite:{peer.layout.name}"
             frames = self._composite_feed(peer.layout).output
             content = "composite"
@@ -594,7 +606,8 @@ class MediaPlane:
         else:
             assert peer.stream_id is not None
             media = self._media[peer.stream_id]
-            profile = codecs.profile_for(media.kind, media.stream.get("quality"), self.settings)
+            assert peer.profile is not None
+            profile = peer.profile
             if rung.source:
                 if peer.passthrough:
                     return media.video
@@ -611,7 +624,11 @@ class MediaPlane:
             feed = self._scaled_of(f"{base}@{rung.height}p", frames, rung.height)
             name, frames = feed.name, feed.output
         return self._encoder(
-            f"{name}#{rung.name}", codec, frames, rung.profile(content), timeline
+            f"{name}#{rung.name}",
+            codec,
+            frames,
+            codecs.rung_profile(profile, rung.profile(content)),
+            timeline,
         ).broadcast
 
     def _ensure_control_loop(self) -> None:
@@ -1039,10 +1056,21 @@ class MediaPlane:
             log.info("%s composite started", key.name)
         return feed
 
-    def _composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+    def _composite_encoder(
+        self, key: LayoutKey, codec: str, profile: codecs.EncodeProfile
+    ) -> SharedEncoder:
         feed = self._composite_feed(key)
-        profile = codecs.profile_for("composite", None, self.settings)
         return self._encoder(f"composite:{key.name}", codec, feed.output, profile)
+
+    async def _composite_profile(self, key: LayoutKey) -> codecs.EncodeProfile:
+        """What a layout's composite is encoded as: it follows its screen's quality (text: the
+        screen's frame rate, size cap and tuning), else its camera's (`codecs.composite_profile`)."""
+        quality = {
+            s["kind"]: StreamQuality.of(s["kind"], s.get("quality"))
+            for s in await self.sessions.streams_of(key.session_id)
+            if s["kind"] in key.kinds
+        }
+        return codecs.composite_profile(quality.get("screen"), quality.get("camera"), self.settings)
 
     async def _close_composite(self, key: LayoutKey) -> None:
         feed = self._composites.pop(key, None)
@@ -1058,7 +1086,9 @@ class MediaPlane:
         media = self._media.get(stream_id)
         if media is None or stream_id in self._recorders:
             return
-        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+        profile = codecs.profile_for(
+            StreamQuality.of(stream["kind"], stream.get("quality")), self.settings
+        )
         ingest = self._ingests.get(stream_id)
         if ingest is not None and not any(t.kind == "video" for t in ingest.pc.getTransceivers()):
             # An audio-only camera publication (WHIP): the microphone alone is recorded.
