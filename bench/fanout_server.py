@@ -39,7 +39,7 @@ def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) 
         ice_hosts=("127.0.0.1",),
         ice_servers=(),
         record=False,
-        video_codecs=(codec,),
+        video_codecs=tuple(codec.split(",")),  # "H264" or a preference list "H264,VP8"
         camera_bitrate_bps=bitrate,
         screen_bitrate_bps=max(bitrate, 2_500_000),
         instance_id="bench",

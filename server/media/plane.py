@@ -600,7 +600,7 @@ class MediaPlane:
             if rung.source:
                 return self._composite_encoder(peer.layout, codec, profile).broadcast
             base = f"composite:{peer.layout.name}"
-            frames = self._composite_feed(peer.layout).output
+            frames = self._composite_feed(peer.layout, profile).output
             content = "composite"
             timeline: StreamMedia | None = None
         else:
@@ -1048,10 +1048,14 @@ class MediaPlane:
             kinds,
         )
 
-    def _composite_feed(self, key: LayoutKey) -> CompositeFeed:
+    def _composite_feed(self, key: LayoutKey, profile: codecs.EncodeProfile) -> CompositeFeed:
         feed = self._composites.get(key)
         if feed is None:
-            feed = self._composites[key] = CompositeFeed(key, self._frames_of, self._executor)
+            # A text composite is led by its screen, at the screen's rate (server/media/composite).
+            led = profile.fps if profile.tuning == "text" and "screen" in key.kinds else None
+            feed = self._composites[key] = CompositeFeed(
+                key, self._frames_of, self._executor, screen_fps=led
+            )
             feed.start()
             log.info("%s composite started", key.name)
         return feed
@@ -1059,7 +1063,7 @@ class MediaPlane:
     def _composite_encoder(
         self, key: LayoutKey, codec: str, profile: codecs.EncodeProfile
     ) -> SharedEncoder:
-        feed = self._composite_feed(key)
+        feed = self._composite_feed(key, profile)
         return self._encoder(f"composite:{key.name}", codec, feed.output, profile)
 
     async def _composite_profile(self, key: LayoutKey) -> codecs.EncodeProfile:

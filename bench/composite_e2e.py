@@ -1,0 +1,367 @@
+"""Text in the composite, end to end: PSNR of the screen's text per composite rung, and the latency
+the composite adds over passthrough, through the real server.
+
+    .venv/bin/python -m bench.composite_e2e            # ~40 s: a server process, H.264 and VP8
+    .venv/bin/python -m pytest bench/bench_composite.py --benchmark-only
+
+One aiortc publisher (H.264, as a browser would send it) publishes a static 1080p document page as
+the screen (quality preset 1080p, 15 fps, content hint ``text``) and a noisy 720p30 camera. The same
+publisher feeds every path:
+
+- **passthrough**: a viewer of the screen stream gets the publisher's own packets;
+- **composite, per rung**: one viewer per rung of the composite ladder (pinned to it through
+  ``PUT /session/{id}/quality``) receives the server's composite (camera 25 % bottom-right) as the
+  server encodes it; the top rung once with H.264 and once with VP8 (a VP8-only viewer).
+
+Every viewer decodes with aiortc. **Text PSNR**: luma of the text region (the page outside the camera
+overlay and outside the frame-number code) against the page the publisher sent; a scaled rung is
+compared with the page scaled by the same area filter. **Latency**: the page carries its frame
+number as a block code in its top margin, so each viewer records when each frame number arrived;
+the composite's *added* latency is the median over frames both received of (composite arrival −
+passthrough arrival): the server's decode + compose + encode, and any wait for the frame's turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCSessionDescription
+from aiortc.codecs import h264
+from aiortc.mediastreams import MediaStreamTrack
+
+from bench import bench_fanout as fan
+from bench import content
+from bench.text_psnr_e2e import LoopTrack
+from compositor import Layout, Scaler, plane_views
+from compositor.layout import overlay_rect
+from tests.media_helpers import new_pc
+
+PREFIX = fan.PREFIX
+W, H = 1920, 1080
+CAMERA = (1280, 720)
+LAYOUT = Layout(corner="bottom-right", size_pct=25)
+SCREEN_FPS = 15
+# The frame-number code: BITS blocks of BLOCK x BLOCK pixels in the page's blank top margin.
+BITS, BLOCK, CODE_X, CODE_Y = 16, 24, 16, 12
+U8 = npt.NDArray[np.uint8]
+
+
+def stamp(luma: U8, n: int) -> None:
+    for bit in range(BITS):
+        x = CODE_X + bit * BLOCK
+        luma[CODE_Y : CODE_Y + BLOCK, x : x + BLOCK] = 16 if (n >> bit) & 1 else 235
+
+
+def read_stamp(luma: U8) -> int:
+    """The frame number in a decoded picture of any size (the code scales with the picture)."""
+    s = luma.shape[1] / W
+    n = 0
+    for bit in range(BITS):
+        cx = int((CODE_X + bit * BLOCK + BLOCK / 2) * s)
+        cy = int((CODE_Y + BLOCK / 2) * s)
+        r = max(1, int(BLOCK * s / 4))
+        if luma[cy - r : cy + r, cx - r : cx + r].mean() < 125:
+            n |= 1 << bit
+    return n
+
+
+def text_mask(width: int, height: int) -> npt.NDArray[np.bool_]:
+    """The text region at `width`x`height`: all but the camera overlay and the frame code."""
+    s = width / W
+    r = overlay_rect(width, height, *CAMERA, LAYOUT, "bottom-right")
+    m = int(8 * s) + 2
+    mask = np.ones((height, width), bool)
+    mask[max(0, r.y - m) : r.y + r.h + m, max(0, r.x - m) : r.x + r.w + m] = False
+    mask[: int((CODE_Y + BLOCK + 8) * s) + 2, : int((CODE_X + BITS * BLOCK + 8) * s) + 2] = False
+    return mask
+
+
+def psnr(a: U8, b: U8) -> float:
+    d = a.astype(np.float32) - b.astype(np.float32)
+    mse = float(np.vdot(d, d)) / d.size
+    return 99.0 if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
+
+
+class StampedPage(MediaStreamTrack):
+    """The static page at `fps`, each frame carrying its number; remembers when each was made."""
+
+    kind = "video"
+
+    def __init__(self, page: U8, fps: int) -> None:
+        super().__init__()
+        self.page, self.fps = page, fps
+        self.made: dict[int, float] = {}
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        delay = self._start + self._n / self.fps - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        frame = av.VideoFrame(W, H, "yuv420p")
+        y, u, v = plane_views(frame)
+        y[...] = self.page
+        stamp(y, self._n)
+        u[...] = 128
+        v[...] = 128
+        frame.pts, frame.time_base = self._n * (90000 // self.fps), fractions.Fraction(1, 90000)
+        self.made[self._n] = time.monotonic()
+        self._n += 1
+        return frame
+
+
+@dataclass
+class Path:
+    """One viewer: what it asked for and what it received in the measuring window."""
+
+    name: str
+    codec: str
+    rung: str
+    arrivals: dict[int, float] = field(default_factory=dict)
+    scores: list[float] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
+    window: list[float] = field(default_factory=list)  # [start, end] once set
+
+
+@dataclass
+class Row:
+    name: str
+    codec: str
+    rung: str
+    size: str
+    fps: float
+    psnr_mean: float
+    psnr_min: float
+    latency_ms: float
+    added_ms: float | None
+
+
+async def _receive(
+    track_ready: asyncio.Future[Any],
+    path: Path,
+    references: dict[tuple[int, int], tuple[U8, npt.NDArray[np.bool_]]],
+    psnr_every: int,
+) -> None:
+    track = await asyncio.wait_for(track_ready, 30)
+    k = 0
+    while True:
+        frame = await track.recv()
+        now = time.monotonic()
+        if not path.window or not path.window[0] <= now:
+            continue
+        if len(path.window) > 1 and now > path.window[1]:
+            continue
+        luma = plane_views(frame)[0] if frame.format.name == "yuv420p" else None
+        if luma is None:
+            luma = plane_views(frame.reformat(format="yuv420p"))[0]
+        path.size = (frame.width, frame.height)
+        path.arrivals.setdefault(read_stamp(luma), now)
+        k += 1
+        if k % psnr_every == 0:
+            ref = references.get((frame.width, frame.height))
+            if ref is not None:
+                page, mask = ref
+                path.scores.append(psnr(luma[mask], page[mask]))
+
+
+def _references(page: U8) -> dict[tuple[int, int], tuple[U8, npt.NDArray[np.bool_]]]:
+    """The page (code region masked out) at every size a rung may have, area-scaled."""
+    out = {(W, H): (page, text_mask(W, H))}
+    for height in (720, 540, 360, 270, 180):
+        width = round(W * height / H / 2) * 2
+        frame = av.VideoFrame(W, H, "yuv420p")
+        y, u, v = plane_views(frame)
+        y[...], u[...], v[...] = page, 128, 128
+        scaled = Scaler(width, height, buffers=1).scale(frame)
+        out[(width, height)] = (plane_views(scaled)[0].copy(), text_mask(width, height))
+    return out
+
+
+async def _viewer(
+    http: fan.Http, path: str, token: str, codec: str
+) -> tuple[Any, dict[str, Any], asyncio.Future[Any]]:
+    pc = new_pc()
+    fan.prefer(pc.addTransceiver("video", direction="recvonly"), codec)
+    track_ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    pc.on("track", lambda t: track_ready.done() or track_ready.set_result(t))
+    answer = await http.post(path, await fan.offer(pc), token)
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    return pc, answer, track_ready
+
+
+async def measure(
+    base: str,
+    *,
+    settle_s: float = 6.0,
+    window_s: float = 10.0,
+    publisher_bps: int = 2_500_000,
+    all_rungs: bool = True,
+    vp8: bool = True,
+    psnr_every: int = 2,
+) -> list[Row]:
+    """Run the scene against the server at `base`; one row per path (passthrough first)."""
+    # The publisher is aiortc's own H.264 encoder, held at the given bitrate (this process only).
+    h264.DEFAULT_BITRATE = h264.MIN_BITRATE = h264.MAX_BITRATE = publisher_bps  # type: ignore[attr-defined]
+    page = content.document_page(W, H, 11)
+    references = _references(page)
+    camera_src = content.CameraSource(*CAMERA)
+    screen = StampedPage(page, SCREEN_FPS)
+    http = fan.Http(base)
+    pcs: list[Any] = []
+    tasks: list[asyncio.Task[None]] = []
+    paths: list[Path] = []
+    try:
+        started = await http.post(
+            f"{PREFIX}/session/start",
+            {
+                "title": "composite e2e",
+                "streams": ["screen", "camera"],
+                "quality": {
+                    "screen": {"preset": "1080p", "fps": SCREEN_FPS, "content_hint": "text"},
+                    "camera": {"preset": "720p", "fps": 30},
+                },
+            },
+        )
+        token, session_id = started["broadcaster_token"], started["session"]["id"]
+        streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+        for kind, track in (
+            ("screen", screen),
+            ("camera", LoopTrack([camera_src.frame(n) for n in range(60)])),
+        ):
+            pcs.append(
+                await fan.publish(
+                    http, f"{PREFIX}/stream/{streams[kind]}/signal/offer", track, "H264", token
+                )
+            )
+
+        async def open_path(name: str, codec: str, composite: bool, rung: str) -> list[str]:
+            joined = await http.post(f"{PREFIX}/session/{session_id}/join", {})
+            viewer_token = joined["viewer_token"]
+            if composite:
+                await http.put(
+                    f"{PREFIX}/session/{session_id}/preferences",
+                    {
+                        "enabled_streams": ["screen", "camera"],
+                        "mode": "composite",
+                        "pip": {"corner": "bottom-right", "size_pct": LAYOUT.size_pct},
+                    },
+                    viewer_token,
+                )
+                url = f"{PREFIX}/session/{session_id}/composite/signal/offer"
+            else:
+                url = f"{PREFIX}/stream/{streams['screen']}/signal/offer"
+            pc, answer, track_ready = await _viewer(http, url, viewer_token, codec)
+            pcs.append(pc)
+            # Pinned to its rung: adaptation must not move a measuring viewer.
+            state = await http.put(
+                f"{PREFIX}/session/{session_id}/quality",
+                {"pc_id": answer["pc_id"], "quality": rung},
+                viewer_token,
+            )
+            path = Path(name, codec, rung)
+            paths.append(path)
+            tasks.append(asyncio.create_task(_receive(track_ready, path, references, psnr_every)))
+            return [r["name"] for r in state["rungs"]]
+
+        await open_path("passthrough", "H264", False, "source")
+        rungs = await open_path("composite", "H264", True, "source")
+        for rung in rungs[1:] if all_rungs else []:
+            await open_path("composite", "H264", True, rung)
+        if vp8:
+            await open_path("composite", "VP8", True, "source")
+        await asyncio.sleep(settle_s)
+        start = time.monotonic()
+        for path in paths:
+            path.window[:] = [start, start + window_s]
+        await asyncio.sleep(window_s + 0.5)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for pc in pcs:
+            await pc.close()
+    return _rows(paths, screen.made, window_s)
+
+
+def _rows(paths: list[Path], made: dict[int, float], window_s: float) -> list[Row]:
+    passthrough = paths[0].arrivals
+    rows = []
+    for path in paths:
+        latencies = [t - made[n] for n, t in path.arrivals.items() if n in made]
+        added = [t - passthrough[n] for n, t in path.arrivals.items() if n in passthrough]
+        rows.append(
+            Row(
+                path.name,
+                path.codec,
+                path.rung,
+                f"{path.size[0]}x{path.size[1]}",
+                round(len(path.arrivals) / window_s, 1),
+                round(statistics.mean(path.scores), 1) if path.scores else float("nan"),
+                round(min(path.scores), 1) if path.scores else float("nan"),
+                round(statistics.median(latencies) * 1e3, 1) if latencies else float("nan"),
+                None if path is paths[0] or not added else round(statistics.median(added) * 1e3, 1),
+            )
+        )
+    return rows
+
+
+HEADER = (
+    "| path | codec | rung | size | fps | text PSNR dB (mean / min) | latency ms (median) | "
+    "added vs passthrough ms (median) |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"
+)
+
+
+def render_row(r: Row | dict[str, Any]) -> str:
+    d = r if isinstance(r, dict) else r.__dict__
+    added = "-" if d["added_ms"] is None else f"{d['added_ms']}"
+    return (
+        f"| {d['name']} | {d['codec']} | {d['rung']} | {d['size']} | {d['fps']} | "
+        f"{d['psnr_mean']} / {d['psnr_min']} | {d['latency_ms']} | {added} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settle", type=float, default=6.0)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--publisher-bps", type=int, default=2_500_000)
+    parser.add_argument("--top-only", action="store_true", help="only the top composite rung")
+    args = parser.parse_args(argv)
+    server = fan.start_server("ours", "H264,VP8", 2_500_000)
+    try:
+        rows = asyncio.run(
+            measure(
+                server.base,
+                settle_s=args.settle,
+                window_s=args.window,
+                publisher_bps=args.publisher_bps,
+                all_rungs=not args.top_only,
+            )
+        )
+    finally:
+        server.stop()
+    print(
+        f"static 1080p document page (frame number coded in its margin), publisher aiortc H.264 "
+        f"{args.publisher_bps / 1e6:.1f} Mb/s at {SCREEN_FPS} fps, content hint text; camera "
+        f"720p30 at 25 % bottom-right; {args.window:g} s window after {args.settle:g} s. One "
+        f"frame at {SCREEN_FPS} fps = {1000 / SCREEN_FPS:.1f} ms.\n"
+    )
+    print(HEADER)
+    for row in rows:
+        print(render_row(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
