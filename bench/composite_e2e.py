@@ -36,7 +36,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import RTCSessionDescription
-from aiortc.codecs import h264
+from aiortc.codecs import h264 as aiortc_h264
 from aiortc.mediastreams import MediaStreamTrack
 
 from bench import bench_fanout as fan
@@ -143,6 +143,7 @@ class Row:
     size: str
     fps: float
     psnr_mean: float
+    psnr_median: float
     psnr_min: float
     latency_ms: float
     added_ms: float | None
@@ -209,11 +210,16 @@ async def measure(
     publisher_bps: int = 2_500_000,
     all_rungs: bool = True,
     vp8: bool = True,
+    h264: bool = True,
     psnr_every: int = 2,
 ) -> list[Row]:
     """Run the scene against the server at `base`; one row per path (passthrough first)."""
-    # The publisher is aiortc's own H.264 encoder, held at the given bitrate (this process only).
-    h264.DEFAULT_BITRATE = h264.MIN_BITRATE = h264.MAX_BITRATE = publisher_bps  # type: ignore[attr-defined]
+    # The publisher is aiortc's own H.264 encoder, held at the given bitrate while this runs
+    # (module constants: restored after, the tests' server shares the process).
+    names = ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE")
+    saved = {name: getattr(aiortc_h264, name) for name in names}
+    for name in names:
+        setattr(aiortc_h264, name, publisher_bps)
     page = content.document_page(W, H, 11)
     references = _references(page)
     camera_src = content.CameraSource(*CAMERA)
@@ -276,9 +282,10 @@ async def measure(
             return [r["name"] for r in state["rungs"]]
 
         await open_path("passthrough", "H264", False, "source")
-        rungs = await open_path("composite", "H264", True, "source")
-        for rung in rungs[1:] if all_rungs else []:
-            await open_path("composite", "H264", True, rung)
+        if h264:
+            rungs = await open_path("composite", "H264", True, "source")
+            for rung in rungs[1:] if all_rungs else []:
+                await open_path("composite", "H264", True, rung)
         if vp8:
             await open_path("composite", "VP8", True, "source")
         await asyncio.sleep(settle_s)
@@ -291,6 +298,8 @@ async def measure(
             t.cancel()
         for pc in pcs:
             await pc.close()
+        for name, value in saved.items():
+            setattr(aiortc_h264, name, value)
     return _rows(paths, screen.made, window_s)
 
 
@@ -308,6 +317,7 @@ def _rows(paths: list[Path], made: dict[int, float], window_s: float) -> list[Ro
                 f"{path.size[0]}x{path.size[1]}",
                 round(len(path.arrivals) / window_s, 1),
                 round(statistics.mean(path.scores), 1) if path.scores else float("nan"),
+                round(statistics.median(path.scores), 1) if path.scores else float("nan"),
                 round(min(path.scores), 1) if path.scores else float("nan"),
                 round(statistics.median(latencies) * 1e3, 1) if latencies else float("nan"),
                 None if path is paths[0] or not added else round(statistics.median(added) * 1e3, 1),
@@ -317,7 +327,7 @@ def _rows(paths: list[Path], made: dict[int, float], window_s: float) -> list[Ro
 
 
 HEADER = (
-    "| path | codec | rung | size | fps | text PSNR dB (mean / min) | latency ms (median) | "
+    "| path | codec | rung | size | fps | text PSNR dB (mean / median / min) | latency ms (median) | "
     "added vs passthrough ms (median) |\n| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"
 )
 
@@ -327,7 +337,7 @@ def render_row(r: Row | dict[str, Any]) -> str:
     added = "-" if d["added_ms"] is None else f"{d['added_ms']}"
     return (
         f"| {d['name']} | {d['codec']} | {d['rung']} | {d['size']} | {d['fps']} | "
-        f"{d['psnr_mean']} / {d['psnr_min']} | {d['latency_ms']} | {added} |"
+        f"{d['psnr_mean']} / {d['psnr_median']} / {d['psnr_min']} | {d['latency_ms']} | {added} |"
     )
 
 
