@@ -23,7 +23,7 @@ from aiortc import sdp as aiortc_sdp
 
 from server.auth import Claims
 from server.clock import now_iso
-from server.domain import QUALITY_AUTO, StreamQuality
+from server.domain import QUALITY_AUTO, StreamQuality, default_pip
 from server.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooManyRequests
 from server.ids import new_id
 from server.media import aiortc_hooks, codecs, dtls, ice, offers
@@ -35,6 +35,7 @@ from server.media.ingest import Ingest, StreamMedia
 from server.media.ladder import HEADROOM, Rung, RungSelector, ladder_for
 from server.media.library import RecordingLibrary
 from server.media.link import ViewerLink
+from server.media.planner import Output, OutputPlanner
 from server.media.recorder import Recorder
 from server.media.scaling import ScaledFeed, variant_height
 from server.presence import Presence
@@ -97,6 +98,10 @@ class Peer:
     switch_at: float = 0.0
     # What this connection's server encodes follow (its stream's quality, or its composite's).
     profile: codecs.EncodeProfile | None = None
+    # A composite's layout as the viewer chose it (`layout` is what it gets: the nearest running
+    # one when the output budget is spent, `substitute` then).
+    wanted: LayoutKey | None = None
+    substitute: bool = False
 
 
 class MediaPlane:
@@ -126,6 +131,7 @@ class MediaPlane:
         self._control: asyncio.Task[None] | None = None
         # Last measured bitrate of each rung's encoder (key: encoder source key).
         self._rung_measured: dict[str, float] = {}
+        self._planner = OutputPlanner(settings.composite_budget, settings.session_composite_budget)
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
@@ -166,6 +172,9 @@ class MediaPlane:
             "passthrough_viewers": sum(m.video.readers for m in self._media.values()),
             "decoding_streams": sum(1 for i in self._ingests.values() if i.decoding),
             "composite_layouts": len(self._composites),
+            "composite_budget": self._planner.instance_budget,
+            "composite_substitutions": self._planner.substitutions,
+            "composite_over_budget": self._planner.over_budget_starts,
             "scaled_variants": len(self._scaled),
             "recorders": len(self._recorders),
             "frames_dropped": self._dropped_closed
@@ -383,6 +392,7 @@ class MediaPlane:
             "composite",
             viewer_id=claims.viewer_id,
             layout=key,
+            wanted=key,
             whep=whep,
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
@@ -547,6 +557,7 @@ class MediaPlane:
             await self._close_peer(peer)
         for key in [k for k in self._composites if k.session_id == session_id]:
             await self._close_composite(key)
+        self._planner.forget_session(session_id)
 
     async def preferences_changed(self, prefs: Doc) -> None:
         session_id, viewer_id = prefs["session_id"], prefs["viewer_id"]
@@ -567,17 +578,17 @@ class MediaPlane:
                 await self._close_peer(peer)
             elif peer.role == "composite":
                 key = self._layout_key(prefs)
-                if peer.whep and peer.layout is not None:
+                if peer.whep and peer.wanted is not None:
                     # Its URL chose the layout; only the enabled streams follow the preferences.
-                    key = LayoutKey(session_id, peer.layout.corner, peer.layout.size_pct, key.kinds)
+                    key = LayoutKey(session_id, peer.wanted.corner, peer.wanted.size_pct, key.kinds)
                 if (prefs["mode"] != "composite" and not peer.whep) or not key.kinds:
                     await self._close_peer(peer)
-                elif key != peer.layout and peer.video is not None and peer.codec is not None:
+                elif key != peer.wanted and peer.video is not None and peer.codec is not None:
                     # Layout follows the preference live: same connection, another shared feed
                     # (the same rung of it). Its encoding follows the streams now enabled.
-                    if peer.layout is None or key.kinds != peer.layout.kinds:
+                    if peer.wanted is None or key.kinds != peer.wanted.kinds:
                         peer.profile = await self._composite_profile(key)
-                    peer.layout = key
+                    peer.wanted = key
                     peer.video.switch(self._rung_source(peer, peer.rung))
                     log.info(
                         "session=%s viewer=%s pc=%s layout -> %s",
@@ -594,11 +605,15 @@ class MediaPlane:
         rung = peer.ladder[index]
         codec = peer.codec or "VP8"
         if peer.role == "composite":
-            assert peer.layout is not None
-            assert peer.profile is not None
+            assert peer.wanted is not None and peer.profile is not None
+            # Under the output budget: this layout's output, or the nearest running one.
+            grant = self._planner.plan(Output(peer.wanted, codec, rung.name))
+            peer.layout, peer.substitute = grant.output.layout, grant.substitute
             profile = peer.profile
             if rung.source:
-                return self._composite_encoder(peer.layout, codec, profile).broadcast
+                encoder = self._composite_encoder(peer.layout, codec, profile)
+                self._planner.track((f"composite:{peer.layout.name}", codec), grant.output)
+                return encoder.broadcast
             base = f"composite:{peer.layout.name}"
             frames = self._composite_feed(peer.layout, profile).output
             content = "composite"
@@ -623,13 +638,16 @@ class MediaPlane:
         else:
             feed = self._scaled_of(f"{base}@{rung.height}p", frames, rung.height)
             name, frames = feed.name, feed.output
-        return self._encoder(
+        encoder = self._encoder(
             f"{name}#{rung.name}",
             codec,
             frames,
             codecs.rung_profile(profile, rung.profile(content)),
             timeline,
-        ).broadcast
+        )
+        if peer.role == "composite":
+            self._planner.track((f"{name}#{rung.name}", codec), grant.output)
+        return encoder.broadcast
 
     def _ensure_control_loop(self) -> None:
         if self._control is None or self._control.done():
@@ -798,6 +816,15 @@ class MediaPlane:
             ),
             "target_bps": target,
             "limited_by_connection": limited,
+            # A composite's layout: as chosen, as delivered, and whether the output budget gave
+            # it the nearest running one instead (the watch page says so).
+            "layout": None
+            if peer.wanted is None or peer.layout is None
+            else {
+                "requested": {"corner": peer.wanted.corner, "size_pct": peer.wanted.size_pct},
+                "delivered": {"corner": peer.layout.corner, "size_pct": peer.layout.size_pct},
+                "substitute": peer.substitute,
+            },
         }
 
     def viewers_debug(self, session_id: str) -> list[dict[str, Any]]:
@@ -1011,6 +1038,10 @@ class MediaPlane:
         if self._encoders.get(key) is encoder:
             del self._encoders[key]
             self._dropped_closed += encoder.broadcast.dropped
+            if key in self._planner.running:
+                session_id = self._planner.running[key].layout.session_id
+                self._planner.release(key)
+                self._spawn(self._upgrade_substitutes(session_id))
         self._spawn(encoder.close())
         # Encoder keys: "<source>[@<variant>][#<rung>]"; a scaled feed is "<source>@<variant>".
         feed_name = key[0].split("#")[0]
@@ -1039,14 +1070,43 @@ class MediaPlane:
         return feed
 
     def _layout_key(self, prefs: Doc) -> LayoutKey:
-        pip = prefs.get("pip") or {}
+        """The concrete layout of a viewer's preferences (size snapped, `auto` resolved)."""
+        pip = {**default_pip(), **(prefs.get("pip") or {})}
         kinds = tuple(k for k in ("screen", "camera") if k in prefs["enabled_streams"])
-        return LayoutKey(
-            prefs["session_id"],
-            str(pip.get("corner", "bottom-right")),
-            int(pip.get("size_pct", 25)),
-            kinds,
+        session_id = prefs["session_id"]
+
+        def screen() -> Any:
+            frames = self._frames_of(session_id, "screen")
+            return frames.frame if frames is not None else None
+
+        return self._planner.layout(
+            session_id, str(pip["corner"]), int(pip["size_pct"]), kinds, screen
         )
+
+    async def _upgrade_substitutes(self, session_id: str) -> None:
+        """An output stopped, so the budget has room: viewers given a substitute layout get
+        their own where it now fits (same connection, the same rung)."""
+        for peer in list(self._peers.values()):
+            if (
+                peer.session_id == session_id
+                and peer.substitute
+                and not peer.closing
+                and peer.video is not None
+                and peer.wanted is not None
+                and peer.codec is not None
+            ):
+                grant = self._planner.plan(
+                    Output(peer.wanted, peer.codec, peer.ladder[peer.rung].name)
+                )
+                if not grant.substitute and not grant.over_budget:
+                    peer.video.switch(self._rung_source(peer, peer.rung))
+                    log.info(
+                        "session=%s viewer=%s pc=%s layout %s (budget freed)",
+                        session_id,
+                        peer.viewer_id,
+                        peer.id,
+                        peer.wanted.name,
+                    )
 
     def _composite_feed(self, key: LayoutKey, profile: codecs.EncodeProfile) -> CompositeFeed:
         feed = self._composites.get(key)
