@@ -176,6 +176,9 @@ class CompositeFeed:
         if got is not None:
             seq, screen_frame = got
             last_screen = time.monotonic()
+            if self._too_soon(screen_frame, interval):
+                # A screen faster than the composite's rate: its next frame is taken instead.
+                return seq, last_out, last_screen
         elif cam is None or time.monotonic() - last_out < gap:
             return seq, last_out, last_screen
         else:
@@ -192,6 +195,15 @@ class CompositeFeed:
         self.frames_composed += 1
         self.output.publish(frame)
         return seq, last_out, last_screen
+
+    def _too_soon(self, screen: av.VideoFrame, interval: float) -> bool:
+        media = screen.time
+        if media is None or self._offset is None:
+            return False
+        stamp = media + self._offset
+        if abs(stamp - time.monotonic()) > _REANCHOR_S:
+            return False  # a restarted screen clock: `_stamp` re-anchors it
+        return stamp - self._last_stamp < 0.75 * interval
 
     def _stamp(self, screen: av.VideoFrame | None, wall: float) -> float:
         """The output's time: the screen frame's own time when it leads (a burst of frames that
