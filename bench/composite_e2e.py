@@ -9,9 +9,11 @@ the screen (quality preset 1080p, 15 fps, content hint ``text``) and a noisy 720
 publisher feeds every path:
 
 - **passthrough**: a viewer of the screen stream gets the publisher's own packets;
-- **composite, per rung**: one viewer per rung of the composite ladder (pinned to it through
-  ``PUT /session/{id}/quality``) receives the server's composite (camera 25 % bottom-right) as the
-  server encodes it; the top rung once with H.264 and once with VP8 (a VP8-only viewer).
+- **composite, per rung**: a composite viewer (camera 25 % bottom-right) pinned to each rung of the
+  composite ladder in turn (``PUT /session/{id}/quality``), each rung measured in its own window
+  next to the passthrough frames of that window; the top rung once more with a VP8-only viewer.
+  Two viewers decode at a time, so the client (which also runs the publisher's 1080p encoder)
+  keeps up.
 
 Every viewer decodes with aiortc. **Text PSNR**: luma of the text region (the page outside the camera
 overlay and outside the frame-number code) against the page the publisher sent; a scaled rung is
@@ -124,7 +126,7 @@ class StampedPage(MediaStreamTrack):
 
 @dataclass
 class Path:
-    """One viewer: what it asked for and what it received in the measuring window."""
+    """One viewer's frames in one measuring window."""
 
     name: str
     codec: str
@@ -132,7 +134,13 @@ class Path:
     arrivals: dict[int, float] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)
-    window: list[float] = field(default_factory=list)  # [start, end] once set
+
+
+@dataclass
+class Sink:
+    """Where a viewer's decoded frames go: the current window's `Path`, or nowhere between."""
+
+    path: Path | None = None
 
 
 @dataclass
@@ -151,7 +159,7 @@ class Row:
 
 async def _receive(
     track_ready: asyncio.Future[Any],
-    path: Path,
+    sink: Sink,
     references: dict[tuple[int, int], tuple[U8, npt.NDArray[np.bool_]]],
     psnr_every: int,
 ) -> None:
@@ -160,9 +168,8 @@ async def _receive(
     while True:
         frame = await track.recv()
         now = time.monotonic()
-        if not path.window or not path.window[0] <= now:
-            continue
-        if len(path.window) > 1 and now > path.window[1]:
+        path = sink.path
+        if path is None:
             continue
         luma = plane_views(frame)[0] if frame.format.name == "yuv420p" else None
         if luma is None:
@@ -206,14 +213,21 @@ async def measure(
     base: str,
     *,
     settle_s: float = 6.0,
-    window_s: float = 10.0,
+    window_s: float = 8.0,
+    rung_settle_s: float = 3.0,
     publisher_bps: int = 2_500_000,
     all_rungs: bool = True,
     vp8: bool = True,
     h264: bool = True,
     psnr_every: int = 2,
 ) -> list[Row]:
-    """Run the scene against the server at `base`; one row per path (passthrough first)."""
+    """Run the scene against the server at `base`; one row per path (passthrough first).
+
+    Two viewers decode at a time (this process also runs the publisher's 1080p encoder): the
+    passthrough viewer and one composite viewer, moved from rung to rung (`PUT .../quality`), each
+    rung measured in its own window next to the passthrough frames of that window; then a VP8
+    composite viewer for its top rung.
+    """
     # The publisher is aiortc's own H.264 encoder, held at the given bitrate while this runs
     # (module constants: restored after, the tests' server shares the process).
     names = ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE")
@@ -227,7 +241,7 @@ async def measure(
     http = fan.Http(base)
     pcs: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
-    paths: list[Path] = []
+    rows: list[Row] = []
     try:
         started = await http.post(
             f"{PREFIX}/session/start",
@@ -252,7 +266,9 @@ async def measure(
                 )
             )
 
-        async def open_path(name: str, codec: str, composite: bool, rung: str) -> list[str]:
+        async def open_viewer(
+            codec: str, composite: bool
+        ) -> tuple[Sink, Any, tuple[str, str], list[str]]:
             joined = await http.post(f"{PREFIX}/session/{session_id}/join", {})
             viewer_token = joined["viewer_token"]
             if composite:
@@ -270,29 +286,38 @@ async def measure(
                 url = f"{PREFIX}/stream/{streams['screen']}/signal/offer"
             pc, answer, track_ready = await _viewer(http, url, viewer_token, codec)
             pcs.append(pc)
-            # Pinned to its rung: adaptation must not move a measuring viewer.
+            rungs = await pin(answer["pc_id"], viewer_token, "source")
+            sink = Sink()
+            tasks.append(asyncio.create_task(_receive(track_ready, sink, references, psnr_every)))
+            return sink, pc, (answer["pc_id"], viewer_token), rungs
+
+        async def pin(pc_id: str, viewer_token: str, rung: str) -> list[str]:
+            # Pinned to a rung: adaptation must not move a measuring viewer.
             state = await http.put(
                 f"{PREFIX}/session/{session_id}/quality",
-                {"pc_id": answer["pc_id"], "quality": rung},
+                {"pc_id": pc_id, "quality": rung},
                 viewer_token,
             )
-            path = Path(name, codec, rung)
-            paths.append(path)
-            tasks.append(asyncio.create_task(_receive(track_ready, path, references, psnr_every)))
             return [r["name"] for r in state["rungs"]]
 
-        await open_path("passthrough", "H264", False, "source")
-        if h264:
-            rungs = await open_path("composite", "H264", True, "source")
-            for rung in rungs[1:] if all_rungs else []:
-                await open_path("composite", "H264", True, rung)
-        if vp8:
-            await open_path("composite", "VP8", True, "source")
-        await asyncio.sleep(settle_s)
-        start = time.monotonic()
-        for path in paths:
-            path.window[:] = [start, start + window_s]
-        await asyncio.sleep(window_s + 0.5)
+        passthrough, _, _, _ = await open_viewer("H264", False)
+        for codec in [c for c, on in (("H264", h264), ("VP8", vp8)) if on]:
+            sink, pc, who, rungs = await open_viewer(codec, True)
+            settle = settle_s
+            for rung in rungs if all_rungs and codec == "H264" else ["source"]:
+                if rung != "source":
+                    await pin(*who, rung)
+                await asyncio.sleep(settle)
+                settle = rung_settle_s
+                reference = Path("passthrough", "H264", "source")
+                measured = Path("composite", codec, rung)
+                passthrough.path, sink.path = reference, measured
+                await asyncio.sleep(window_s)
+                passthrough.path = sink.path = None
+                if not rows:
+                    rows.append(_row(reference, None, screen.made, window_s))
+                rows.append(_row(measured, reference, screen.made, window_s))
+            await pc.close()
     finally:
         for t in tasks:
             t.cancel()
@@ -300,30 +325,29 @@ async def measure(
             await pc.close()
         for name, value in saved.items():
             setattr(aiortc_h264, name, value)
-    return _rows(paths, screen.made, window_s)
-
-
-def _rows(paths: list[Path], made: dict[int, float], window_s: float) -> list[Row]:
-    passthrough = paths[0].arrivals
-    rows = []
-    for path in paths:
-        latencies = [t - made[n] for n, t in path.arrivals.items() if n in made]
-        added = [t - passthrough[n] for n, t in path.arrivals.items() if n in passthrough]
-        rows.append(
-            Row(
-                path.name,
-                path.codec,
-                path.rung,
-                f"{path.size[0]}x{path.size[1]}",
-                round(len(path.arrivals) / window_s, 1),
-                round(statistics.mean(path.scores), 1) if path.scores else float("nan"),
-                round(statistics.median(path.scores), 1) if path.scores else float("nan"),
-                round(min(path.scores), 1) if path.scores else float("nan"),
-                round(statistics.median(latencies) * 1e3, 1) if latencies else float("nan"),
-                None if path is paths[0] or not added else round(statistics.median(added) * 1e3, 1),
-            )
-        )
     return rows
+
+
+def _row(path: Path, reference: Path | None, made: dict[int, float], window_s: float) -> Row:
+    latencies = [t - made[n] for n, t in path.arrivals.items() if n in made]
+    added = (
+        [t - reference.arrivals[n] for n, t in path.arrivals.items() if n in reference.arrivals]
+        if reference is not None
+        else []
+    )
+    nan = float("nan")
+    return Row(
+        path.name,
+        path.codec,
+        path.rung,
+        f"{path.size[0]}x{path.size[1]}",
+        round(len(path.arrivals) / window_s, 1),
+        round(statistics.mean(path.scores), 1) if path.scores else nan,
+        round(statistics.median(path.scores), 1) if path.scores else nan,
+        round(min(path.scores), 1) if path.scores else nan,
+        round(statistics.median(latencies) * 1e3, 1) if latencies else nan,
+        round(statistics.median(added) * 1e3, 1) if added else None,
+    )
 
 
 HEADER = (
@@ -344,7 +368,7 @@ def render_row(r: Row | dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settle", type=float, default=6.0)
-    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--publisher-bps", type=int, default=2_500_000)
     parser.add_argument("--top-only", action="store_true", help="only the top composite rung")
     args = parser.parse_args(argv)
@@ -364,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"static 1080p document page (frame number coded in its margin), publisher aiortc H.264 "
         f"{args.publisher_bps / 1e6:.1f} Mb/s at {SCREEN_FPS} fps, content hint text; camera "
-        f"720p30 at 25 % bottom-right; {args.window:g} s window after {args.settle:g} s. One "
+        f"720p30 at 25 % bottom-right; one {args.window:g} s window per rung (after {args.settle:g} "
+        f"s, then 3 s per rung switch), each next to the passthrough frames of that window. One "
         f"frame at {SCREEN_FPS} fps = {1000 / SCREEN_FPS:.1f} ms.\n"
     )
     print(HEADER)

@@ -144,9 +144,16 @@ BUDGET = 3
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, request):
     # Adaptation off: every viewer stays on the top rung, so the count is the layouts' alone.
-    return make_settings(tmp_path / "data", composite_budget=BUDGET, adaptive=False, record=False)
+    budget, session_budget = getattr(request, "param", (BUDGET, 0))
+    return make_settings(
+        tmp_path / "data",
+        composite_budget=budget,
+        composite_budget_session=session_budget,
+        adaptive=False,
+        record=False,
+    )
 
 
 async def test_viewers_with_random_layouts_over_budget_share_the_nearest_outputs(server, api):
@@ -191,5 +198,50 @@ async def test_viewers_with_random_layouts_over_budget_share_the_nearest_outputs
     finally:
         for viewer, _, _ in viewers:
             await viewer.close()
+        for pub in pubs:
+            await pub.pc.close()
+
+
+async def _layout_state(api, session_id: str, viewer, token: str) -> dict:
+    resp = await api.get(f"{PREFIX}/session/{session_id}/quality?pc_id={viewer.pc_id}", token=token)
+    assert resp.status == 200, resp.body
+    return resp.json["layout"]
+
+
+@pytest.mark.parametrize("settings", [(2, 2)], indirect=True)
+async def test_a_substitute_gets_its_own_layout_when_the_budget_frees(server, api):
+    started = await start_session(api)
+    session_id, token = started["session"]["id"], started["broadcaster_token"]
+    streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+    pubs = [
+        await publish(api, token, streams["screen"], PatternTrack("screen", 640, 360, 10)),
+        await publish(api, token, streams["camera"], PatternTrack("camera", 320, 240, 15)),
+    ]
+    a, _ = await view_composite(api, session_id, {"corner": "top-left", "size_pct": 20})
+    c, _ = await view_composite(api, session_id, {"corner": "bottom-right", "size_pct": 40})
+    b, joined = await view_composite(api, session_id, {"corner": "top-left", "size_pct": 30})
+    viewers = [a, b, c]
+    try:
+        await asyncio.gather(*(v.wait_frames(2, 20) for v in viewers))
+        state = await _layout_state(api, session_id, b, joined["viewer_token"])
+        assert state["substitute"] and state["delivered"] == {"corner": "top-left", "size_pct": 20}
+        # C leaves: its output stops, the budget has room, B gets the layout it chose.
+        await c.close()
+        viewers.remove(c)
+        for _ in range(200):
+            state = await _layout_state(api, session_id, b, joined["viewer_token"])
+            if not state["substitute"]:
+                break
+            await asyncio.sleep(0.05)
+        assert state == {
+            "requested": {"corner": "top-left", "size_pct": 30},
+            "delivered": {"corner": "top-left", "size_pct": 30},
+            "substitute": False,
+        }
+        await b.wait_frames(3, 20)
+        assert server.services.media.counters()["composite_encoders"] <= 2
+    finally:
+        for v in viewers:
+            await v.close()
         for pub in pubs:
             await pub.pc.close()
