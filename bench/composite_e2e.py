@@ -4,9 +4,11 @@ the composite adds over passthrough, through the real server.
     .venv/bin/python -m bench.composite_e2e            # ~40 s: a server process, H.264 and VP8
     .venv/bin/python -m pytest bench/bench_composite.py --benchmark-only
 
-One aiortc publisher (H.264, as a browser would send it) publishes a static 1080p document page as
-the screen (quality preset 1080p, 15 fps, content hint ``text``) and a noisy 720p30 camera. The same
-publisher feeds every path:
+One aiortc publisher sends a static 1080p document page as the screen (quality preset 1080p, 15 fps,
+content hint ``text``; H.264 as a browser's sender makes it: x264 zerolatency, Constrained Baseline,
+2.5 Mb/s, finest quantiser 14 so the page reaches passthrough viewers at ~46.5 dB as from a live
+sender, pre-encoded once so the reference is the same on every run) and a noisy 720p30 camera
+(pre-encoded too). The same publisher feeds every path:
 
 - **passthrough**: a viewer of the screen stream gets the publisher's own packets;
 - **composite, per rung**: a composite viewer (camera 25 % bottom-right) pinned to each rung of the
@@ -38,14 +40,14 @@ import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import RTCSessionDescription
-from aiortc.codecs import h264 as aiortc_h264
 from aiortc.mediastreams import MediaStreamTrack
 
 from bench import bench_fanout as fan
 from bench import content
-from bench.text_psnr_e2e import LoopTrack
 from compositor import Layout, Scaler, plane_views
 from compositor.layout import overlay_rect
+from server.media import aiortc_hooks
+from server.media.ingest import is_keyframe
 from tests.media_helpers import new_pc
 
 PREFIX = fan.PREFIX
@@ -53,6 +55,10 @@ W, H = 1920, 1080
 CAMERA = (1280, 720)
 LAYOUT = Layout(corner="bottom-right", size_pct=25)
 SCREEN_FPS = 15
+CLIP_S, CLIP_KEY_S = 30, 4
+# The clip's finest quantiser: a live sender never refines a still page to near-lossless (aiortc's
+# live x264 sender measured 46.5 dB passthrough on this page, issue 13); QP 14 gives ~46.3 dB.
+CLIP_QMIN = 14
 # The frame-number code: BITS blocks of BLOCK x BLOCK pixels in the page's blank top margin.
 BITS, BLOCK, CODE_X, CODE_Y = 16, 24, 16, 12
 U8 = npt.NDArray[np.uint8]
@@ -94,34 +100,75 @@ def psnr(a: U8, b: U8) -> float:
     return 99.0 if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
 
 
-class StampedPage(MediaStreamTrack):
-    """The static page at `fps`, each frame carrying its number; remembers when each was made."""
+def page_clip(page: U8, bitrate: int) -> list[bytes]:
+    """`CLIP_S` seconds of the page at `SCREEN_FPS`, each frame stamped with its number, encoded
+    once as a browser's H.264 sender would (x264, zerolatency, Constrained Baseline, ABR at
+    `bitrate`, a key frame every `CLIP_KEY_S`) and cached on disk. A clip rather than a live
+    encoder: the publisher's quality is then the same on every run (a live encoder in this busy
+    process drops frames and re-sends key frames, and the passthrough reference moves with it)."""
+
+    def encode() -> list[av.Packet]:
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = W, H, "yuv420p"
+        ctx.time_base = fractions.Fraction(1, SCREEN_FPS)
+        ctx.framerate = fractions.Fraction(SCREEN_FPS, 1)
+        ctx.bit_rate = bitrate
+        ctx.gop_size = SCREEN_FPS * CLIP_KEY_S
+        ctx.options = {"preset": "veryfast", "tune": "zerolatency", "bframes": "0"}
+        ctx.qmin = CLIP_QMIN
+        ctx.profile = "Baseline"
+        out: list[av.Packet] = []
+        for n in range(CLIP_S * SCREEN_FPS):
+            frame = av.VideoFrame(W, H, "yuv420p")
+            y, u, v = plane_views(frame)
+            y[...] = page
+            stamp(y, n)
+            u[...] = 128
+            v[...] = 128
+            frame.pts, frame.time_base = n, ctx.time_base
+            out.extend(ctx.encode(frame))
+        out.extend(ctx.encode(None))
+        return out
+
+    key = f"stamped-page-{W}x{H}-h264-{SCREEN_FPS}-{CLIP_S}-{CLIP_KEY_S}-{bitrate}-q{CLIP_QMIN}-v1"
+    return content.cached(key, encode)
+
+
+class PageTrack(MediaStreamTrack):
+    """The page clip, looped at `SCREEN_FPS`; remembers when each frame number was sent. A key
+    frame request (PLI/FIR from the server) is answered as a live sender would: the next frame
+    sent is the clip's next key frame (the frame numbers jump ahead, the timing does not)."""
 
     kind = "video"
 
-    def __init__(self, page: U8, fps: int) -> None:
+    def __init__(self, payloads: list[bytes]) -> None:
         super().__init__()
-        self.page, self.fps = page, fps
+        self.payloads = payloads
+        self.keys = [i for i, p in enumerate(payloads) if is_keyframe("H264", p)]
         self.made: dict[int, float] = {}
-        self._n = 0
+        self.key_requests = 0
+        self._n = 0  # frames sent: the clock
+        self._i = 0  # position in the clip
         self._start: float | None = None
 
-    async def recv(self) -> av.VideoFrame:
+    def request_keyframe(self) -> None:
+        self.key_requests += 1
+        self._i = next((k for k in self.keys if k >= self._i % len(self.payloads)), 0)
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
         if self._start is None:
             self._start = time.monotonic()
-        delay = self._start + self._n / self.fps - time.monotonic()
+        delay = self._start + self._n / SCREEN_FPS - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        frame = av.VideoFrame(W, H, "yuv420p")
-        y, u, v = plane_views(frame)
-        y[...] = self.page
-        stamp(y, self._n)
-        u[...] = 128
-        v[...] = 128
-        frame.pts, frame.time_base = self._n * (90000 // self.fps), fractions.Fraction(1, 90000)
-        self.made[self._n] = time.monotonic()
+        i = self._i % len(self.payloads)
+        packet = av.Packet(self.payloads[i])
+        packet.pts = self._n * (90_000 // SCREEN_FPS)
+        packet.time_base = fractions.Fraction(1, 90_000)
+        self.made[i] = time.monotonic()
         self._n += 1
-        return frame
+        self._i = i + 1
+        return packet
 
 
 @dataclass
@@ -228,16 +275,9 @@ async def measure(
     rung measured in its own window next to the passthrough frames of that window; then a VP8
     composite viewer for its top rung.
     """
-    # The publisher is aiortc's own H.264 encoder, held at the given bitrate while this runs
-    # (module constants: restored after, the tests' server shares the process).
-    names = ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE")
-    saved = {name: getattr(aiortc_h264, name) for name in names}
-    for name in names:
-        setattr(aiortc_h264, name, publisher_bps)
     page = content.document_page(W, H, 11)
     references = _references(page)
-    camera_src = content.CameraSource(*CAMERA)
-    screen = StampedPage(page, SCREEN_FPS)
+    screen = PageTrack(page_clip(page, publisher_bps))
     http = fan.Http(base)
     pcs: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
@@ -256,15 +296,17 @@ async def measure(
         )
         token, session_id = started["broadcaster_token"], started["session"]["id"]
         streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
-        for kind, track in (
-            ("screen", screen),
-            ("camera", LoopTrack([camera_src.frame(n) for n in range(60)])),
-        ):
+        # The camera too is a pre-encoded loop (720p30 H.264, `bench.bench_fanout`'s clip).
+        camera = fan.ClipTrack("video", fan.session_clips("H264")["camera"], 30, 90_000)
+        for kind, track in (("screen", screen), ("camera", camera)):
             pcs.append(
                 await fan.publish(
                     http, f"{PREFIX}/stream/{streams[kind]}/signal/offer", track, "H264", token
                 )
             )
+        aiortc_hooks.forward_keyframe_requests(
+            pcs[0].getTransceivers()[0].sender, screen.request_keyframe
+        )
 
         async def open_viewer(
             codec: str, composite: bool
@@ -323,8 +365,6 @@ async def measure(
             t.cancel()
         for pc in pcs:
             await pc.close()
-        for name, value in saved.items():
-            setattr(aiortc_h264, name, value)
     return rows
 
 

@@ -1,6 +1,7 @@
 """Text stays readable in the composite (issue 13, item 9), end to end through the real server.
 
-An aiortc publisher sends a static 1080p document page (content hint `text`, 15 fps) and a camera;
+An aiortc publisher sends a static 1080p document page (content hint `text`, 15 fps; pre-encoded
+as a browser's H.264 sender would, ~46.5 dB on its own) and a camera;
 aiortc viewers decode the passthrough screen and the composite's top rung, once negotiated as H.264
 and once as VP8. PSNR of the page's text region is a quality figure, not a timing (`bench.
 composite_e2e` prints every rung, the mean and the latency)."""
@@ -37,6 +38,4 @@ async def test_top_rung_of_a_text_composite_keeps_text_at_45_db(server, codec):
     assert not math.isnan(by_path[("passthrough", "H264")].psnr_mean), rows
     top = by_path[("composite", codec)]
     assert top.rung == "source" and top.size == "1920x1080", rows
-    # The median frame: a key frame forced by loss on a loaded machine dips a few frames for a
-    # moment (the mean, printed by the bench, includes them).
-    assert top.psnr_median >= TEXT_DB, rows
+    assert top.psnr_mean >= TEXT_DB, rows
