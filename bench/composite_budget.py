@@ -49,6 +49,8 @@ class Level:
     fps_median: float
     fps_min: float
     distinct_layouts: int
+    silent: int = 0  # viewers that received no frame in the window
+    encoded_per_s: float = 0.0  # frames the server's encoders made per second (all encoders)
 
 
 async def _metrics(base: str) -> dict[str, float]:
@@ -143,6 +145,7 @@ async def run_mode(
                 await asyncio.gather(*(add() for _ in range(min(5, n - len(counters)))))
             await asyncio.sleep(settle_s)
             frames0 = [c.frames for c in counters]
+            encoded0 = (await _metrics(server.base)).get("multistream_frames_encoded_total", 0)
             cpu0, t0 = server.cpu_s(), time.monotonic()
             await asyncio.sleep(window_s)
             dt = time.monotonic() - t0
@@ -161,6 +164,8 @@ async def run_mode(
                     round(statistics.median(fps), 1),
                     round(min(fps), 1),
                     len(layouts),
+                    sum(1 for f in fps if f == 0),
+                    round((m.get("multistream_frames_encoded_total", 0) - encoded0) / dt, 1),
                 )
             )
             print(render_row(rows[-1]), flush=True)
@@ -173,8 +178,9 @@ async def run_mode(
 
 HEADER = (
     "| server | composite viewers | distinct layouts asked | composite encoders | layouts running "
-    "| viewers on a nearest layout | server CPU % of a core | viewer fps median / min |\n"
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    "| viewers given a nearest layout (total) | frames encoded/s | server CPU % of a core "
+    "| viewer fps median / min | viewers with no frame |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 )
 
 
@@ -182,8 +188,9 @@ def render_row(r: Level | dict[str, Any]) -> str:
     d = r if isinstance(r, dict) else r.__dict__
     return (
         f"| {d['mode']} | {d['viewers']} | {d['distinct_layouts']} | {d['composite_encoders']} | "
-        f"{d['composite_layouts']} | {d['substitutions']} | {d['server_cpu_pct']} | "
-        f"{d['fps_median']} / {d['fps_min']} |"
+        f"{d['composite_layouts']} | {d['substitutions']} | {d.get('encoded_per_s', '-')} | "
+        f"{d['server_cpu_pct']} | "
+        f"{d['fps_median']} / {d['fps_min']} | {d.get('silent', 0)} |"
     )
 
 
