@@ -81,6 +81,7 @@ class CompositeFeed:
         # The screen-led clock (`_stamp`): seconds on the monotonic clock's scale.
         self._offset: float | None = None
         self._last_stamp = self._last_wall = time.monotonic()
+        self._next_due = 0.0
 
     def start(self) -> None:
         if self._task is None:
@@ -188,6 +189,7 @@ class CompositeFeed:
             return seq, last_out, last_screen
         last_out = time.monotonic()
         stamp = self._stamp(screen_frame if got is not None else None, last_out)
+        self._next_due = max(self._next_due, stamp - interval) + interval
         frame = await asyncio.get_running_loop().run_in_executor(
             self._executor, self._compose, screen_frame, cam_frame
         )
@@ -203,7 +205,10 @@ class CompositeFeed:
         stamp = media + self._offset
         if abs(stamp - time.monotonic()) > _REANCHOR_S:
             return False  # a restarted screen clock: `_stamp` re-anchors it
-        return stamp - self._last_stamp < 0.75 * interval
+        # The encoder's own rule (server/media/encoder.py): a frame is due once the previous one
+        # is an interval old, a quarter of an interval early allowed. A 23 fps screen under a
+        # 15 fps cap then gives ~14 fps, not every other frame (11.5).
+        return stamp < self._next_due - interval / 4
 
     def _stamp(self, screen: av.VideoFrame | None, wall: float) -> float:
         """The output's time: the screen frame's own time when it leads (a burst of frames that
