@@ -22,10 +22,11 @@ from server.media import codecs
 from server.media.fanout import PacketBroadcast
 from server.media.feeds import Feeds
 from server.media.ingest import StreamMedia
-from server.media.keys import FeedKey, Rendition, SourceKey
+from server.media.keys import EncoderKey, FeedKey, Rendition, SourceKey
 from server.media.ladder import HEADROOM, RungSelector
 from server.media.link import ViewerLink
 from server.media.peers import Peer, Peers
+from server.media.planner import Output
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,17 +72,25 @@ class Adaptation:
         codec = peer.codec or "VP8"
         feeds = self.feeds
         timeline: StreamMedia | None
+        assert peer.profile is not None
+        profile = peer.profile
+        grant: Output | None = None
         if peer.role == "composite":
-            assert peer.layout is not None
+            assert peer.wanted is not None
+            # Under the output budget: this layout's output, or the nearest running one.
+            planned = feeds.planner.plan(Output(peer.wanted, codec, rung.name))
+            grant = planned.output
+            peer.layout, peer.substitute = grant.layout, planned.substitute
             if rung.source:
-                return feeds.composite_encoder(peer.layout, codec).broadcast
-            frames = feeds.composite(peer.layout).output
+                encoder = feeds.composite_encoder(peer.layout, codec, profile)
+                feeds.planner.track(EncoderKey(self._rendition_of_source(peer), codec), grant)
+                return encoder.broadcast
+            frames = feeds.composite(peer.layout, profile).output
             content = "composite"
             timeline = None
         else:
             assert peer.stream_id is not None
             media = feeds.media[peer.stream_id]
-            profile = codecs.profile_for(media.kind, media.stream.get("quality"), self.settings)
             if rung.source:
                 if peer.passthrough:
                     return media.video
@@ -93,7 +102,39 @@ class Adaptation:
         rendition = self._rendition(peer, index)
         if rung.height is not None:
             frames = feeds.scaled(FeedKey(rendition.source, rung.height), frames).output
-        return feeds.encoder(rendition, codec, frames, rung.profile(content), timeline).broadcast
+        rung_profile = codecs.rung_profile(profile, rung.profile(content))
+        encoder = feeds.encoder(rendition, codec, frames, rung_profile, timeline)
+        if grant is not None:
+            feeds.planner.track(EncoderKey(rendition, codec), grant)
+        return encoder.broadcast
+
+    def _rendition_of_source(self, peer: Peer) -> Rendition:
+        return Rendition(self._source_of(peer))
+
+    async def upgrade_substitutes(self, session_id: str) -> None:
+        """A composite output stopped, so the budget has room: viewers given a substitute
+        layout get their own where it now fits (same connection, the same rung)."""
+        for peer in list(self.peers):
+            if (
+                peer.session_id != session_id
+                or not peer.substitute
+                or peer.closing
+                or peer.video is None
+                or peer.wanted is None
+                or peer.codec is None
+            ):
+                continue
+            wanted = Output(peer.wanted, peer.codec, peer.ladder[peer.rung].name)
+            planned = self.feeds.planner.plan(wanted)
+            if not planned.substitute and not planned.over_budget:
+                peer.video.switch(self.rung_source(peer, peer.rung))
+                log.info(
+                    "session=%s viewer=%s pc=%s layout %s (budget freed)",
+                    session_id,
+                    peer.viewer_id,
+                    peer.id,
+                    peer.wanted.name,
+                )
 
     def start_link(self, peer: Peer, sender: RTCRtpSender) -> None:
         """Give an adaptive viewer its link and selector, and make sure the loop runs."""
@@ -255,6 +296,15 @@ class Adaptation:
             ),
             "target_bps": target,
             "limited_by_connection": limited,
+            # A composite's layout: as chosen, as delivered, and whether the output budget gave
+            # it the nearest running one instead (the watch page says so).
+            "layout": None
+            if peer.wanted is None or peer.layout is None
+            else {
+                "requested": {"corner": peer.wanted.corner, "size_pct": peer.wanted.size_pct},
+                "delivered": {"corner": peer.layout.corner, "size_pct": peer.layout.size_pct},
+                "substitute": peer.substitute,
+            },
         }
 
     # -- metrics and debugging ---------------------------------------------------------------

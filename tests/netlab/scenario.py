@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from server.domain import KIND_RULES
 from tests.api_helpers import web_broadcaster
 from tests.browser.cdp import Page
 from tests.browser.chromium import Browser
@@ -406,10 +407,14 @@ class LabRun:
         source: dict[str, float] = {}
         if viewer.session is not None:
             for kind in viewer.kinds:
-                # A composite runs at the camera's rate (the screen may be slower).
-                key = (viewer.session.id, "camera" if kind == "composite" else kind)
+                # A composite with a screen carries text: it runs at the screen's quality frame
+                # rate (the session's default), never faster than the screen is published.
+                key = (viewer.session.id, "screen" if kind == "composite" else kind)
                 if key in start.published and key in end.published:
-                    source[kind] = (end.published[key] - start.published[key]) / window
+                    rate = (end.published[key] - start.published[key]) / window
+                    if kind == "composite":
+                        rate = min(rate, KIND_RULES["screen"].default_fps)
+                    source[kind] = rate
         return Result(views, sent * 8 / window / 1e6, window, source)
 
     def watch(self, viewer: LabViewer, warmup: float, seconds: float) -> Result:
