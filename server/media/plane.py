@@ -56,6 +56,11 @@ SWITCH_HOLD_S = 3.0
 PACE_BELOW = 2.0
 # A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
 RATE_SETTLE_S = 6.0
+# How long a viewer of the original keeps the stream decoded while its link is unproven.
+WARM_S = 20.0
+# A rung's measured rate counts up to this multiple of its nominal one (VP8 and x264 meet their
+# targets within a few % on the lab's scrolling text; more is key frames asked for by loss).
+MEASURED_CAP = 1.2
 
 
 def _pts_offset_of(media: StreamMedia) -> int | None:
@@ -197,6 +202,26 @@ class MediaPlane:
                     + peer.link.moot,
                 }
             )
+        return out
+
+    def keyframe_requests(self) -> dict[tuple[str, str, str], int]:
+        """(target, reason, outcome) -> count of key-frame requests (metrics): target "publisher"
+        (PLIs sent to publishers) or "encoder" (forced key frames of shared encoders)."""
+        out: dict[tuple[str, str, str], int] = {}
+
+        def add(key: tuple[str, str, str], n: int) -> None:
+            out[key] = out.get(key, 0) + n
+
+        for ingest in self._ingests.values():
+            for reason, n in ingest.plis_sent.items():
+                add(("publisher", reason, "sent"), n)
+        sources = [("publisher", m.video) for m in self._media.values()]
+        sources += [("encoder", e.broadcast) for e in self._encoders.values()]
+        for target, broadcast in sources:
+            for reason, n in broadcast.key_requests.items():
+                add((target, reason, "forwarded"), n)
+            for reason, n in broadcast.key_requests_suppressed_by.items():
+                add((target, reason, "suppressed"), n)
         return out
 
     def composite_feeds(self) -> list[CompositeFeed]:
@@ -457,6 +482,11 @@ class MediaPlane:
             peer.link.install()
             peer.link.on_unrecoverable = peer.video.resync
             peer.selector = RungSelector(len(peer.ladder), time.monotonic())
+            peer.video.recover = functools.partial(self._recover_on_rung, peer)
+            if peer.passthrough and peer.stream_id in self._media:
+                # Decode while this viewer's link is unproven: should it need an encoded rung,
+                # the decoder runs already (it starts on this viewer's join key frame).
+                self._media[peer.stream_id].frames.keep_warm(WARM_S)
             self._ensure_control_loop()
         if audio_t is not None and audio_media is not None:
             # A composite's audio outlives one camera stream: it waits for the next one.
@@ -614,6 +644,46 @@ class MediaPlane:
             f"{name}#{rung.name}", codec, frames, rung.profile(content), timeline
         ).broadcast
 
+    def _recover_on_rung(self, peer: Peer, reason: str) -> bool:
+        """A viewer of the publisher's own packets, shared with others, lost its picture
+        (`reason`: its PLI, a packet that will not be resent, frames too late for its link).
+        A key frame from the publisher would reach every viewer; when the stream is being
+        decoded anyway, move this one to the encoded rung its link carries instead: that
+        encoder's key frame reaches only its own viewers. (It climbs back by the selector.)"""
+        track, link, selector = peer.video, peer.link, peer.selector
+        media = self._media.get(peer.stream_id or "")
+        if (
+            track is None
+            or link is None
+            or selector is None
+            or peer.closing
+            or not peer.passthrough
+            or peer.rung != 0
+            or len(peer.ladder) < 2
+            or peer.choice != QUALITY_AUTO
+            or track.pending is not None
+            or media is None
+            or media.ingest is None
+            or not media.ingest.decoding
+        ):
+            return False
+        rates = self._rung_rates(peer)
+        usable = link.target_bps() * HEADROOM
+        index = next((i for i in range(1, len(rates)) if rates[i] <= usable), len(rates) - 1)
+        now = time.monotonic()
+        selector.index, selector.changed_at, selector.fits_since = index, now, None
+        peer.rung, peer.switch_at = index, now
+        log.info(
+            "session=%s viewer=%s pc=%s recovers (%s) on rung %s, not on the shared original",
+            peer.session_id,
+            peer.viewer_id,
+            peer.id,
+            reason,
+            peer.ladder[index].name,
+        )
+        track.switch(self._rung_source(peer, index))
+        return True
+
     def _ensure_control_loop(self) -> None:
         if self._control is None or self._control.done():
             self._control = asyncio.get_running_loop().create_task(
@@ -665,8 +735,10 @@ class MediaPlane:
                     # (While a switch waits, `current` is still the rung being left.)
                     measured = current.rate_bps(settled_s=RATE_SETTLE_S)
                     if measured > 0:
-                        self._rung_measured[key] = measured
-                rate = max(rate, self._rung_measured.get(key, 0.0))
+                        # Smoothed: one window holding a key frame is not the rung's rate.
+                        known = self._rung_measured.get(key, measured)
+                        self._rung_measured[key] = 0.8 * known + 0.2 * measured
+                rate = max(rate, min(self._rung_measured.get(key, 0.0), MEASURED_CAP * rate))
             rates.append(rate)
         return rates
 
@@ -679,7 +751,10 @@ class MediaPlane:
         now = time.monotonic()
         # Pace only where the link could be the bottleneck (the hook has a per-packet cost).
         rate_now = self._rung_rates(peer)[peer.rung]
-        link.set_paced(link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now)
+        at_risk = link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now
+        link.set_paced(at_risk)
+        if at_risk and peer.passthrough and peer.rung == 0 and peer.stream_id in self._media:
+            self._media[peer.stream_id].frames.keep_warm(WARM_S)
         if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
             return  # a switch waits for its key frame: judge the new rung once it delivers
         if peer.choice != QUALITY_AUTO:
@@ -804,6 +879,10 @@ class MediaPlane:
                 "probes_failed": peer.selector.probes_failed if peer.selector is not None else 0,
             }
             if peer.video is not None:
+                entry["keyframes"] = peer.video.source.keyframe_stats()
+                media = self._media.get(peer.stream_id or "")
+                if media is not None and media.ingest is not None:
+                    entry["keyframes"]["publisher_plis"] = dict(media.ingest.plis_sent)
                 entry["frames_delivered"] = peer.video.delivered
                 entry["frames_dropped"] = peer.video.dropped
                 entry["frames_dropped_late"] = peer.video.dropped_late
