@@ -14,6 +14,7 @@ import signal
 import sys
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 
@@ -25,8 +26,9 @@ class BareJsonHandler(tornado.web.RequestHandler):
 async def serve(host: str, port: int) -> None:
     app = tornado.web.Application([(r"/bare/([^/]+)", BareJsonHandler)])
     server = tornado.httpserver.HTTPServer(app)
-    server.listen(port, host)
-    bound = next(iter(server._sockets.values())).getsockname()[1]
+    sockets = tornado.netutil.bind_sockets(port, host)
+    server.add_sockets(sockets)
+    bound = sockets[0].getsockname()[1]
     print(f"listening on http://{host}:{bound}/", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
-from server.media import codecs, ice
+from server.media import ice
 from server.settings import Secret, Settings
 
 
@@ -100,11 +101,17 @@ async def run_relay(port: int, bitrate: int) -> None:
         ]
     )
     server = tornado.httpserver.HTTPServer(app)
-    server.listen(port, "127.0.0.1")
-    print(f"PORT {next(iter(server._sockets.values())).getsockname()[1]}", flush=True)
+    print(f"PORT {_listen(server, port)}", flush=True)
     await _until_signal()
     for pc in list(state.pcs):
         await pc.close()
+
+
+def _listen(server: tornado.httpserver.HTTPServer, port: int) -> int:
+    """Listen on loopback; the port bound, through Tornado's public socket API."""
+    sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
+    server.add_sockets(sockets)
+    return int(sockets[0].getsockname()[1])
 
 
 async def run_ours(port: int, codec: str, bitrate: int, passthrough: bool) -> None:
@@ -113,12 +120,10 @@ async def run_ours(port: int, codec: str, bitrate: int, passthrough: bool) -> No
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp), codec, bitrate, passthrough)
-        codecs.raise_aiortc_bitrate_caps(settings)
         async with open_services(settings) as services:
             app = make_app(settings, services)
             server = tornado.httpserver.HTTPServer(app)
-            server.listen(port, "127.0.0.1")
-            print(f"PORT {next(iter(server._sockets.values())).getsockname()[1]}", flush=True)
+            print(f"PORT {_listen(server, port)}", flush=True)
             log_to = os.environ.get("FANOUT_COUNTERS")
             task = asyncio.create_task(_log_counters(services.media, log_to)) if log_to else None
             await _until_signal()

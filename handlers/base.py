@@ -16,6 +16,7 @@ import tornado.web
 import tornado.websocket
 
 from handlers.errors import JsonErrors
+from handlers.tornado_hooks import MessageHook, finished
 from server.auth import Claims
 from server.errors import (
     DomainError,
@@ -112,7 +113,7 @@ class ApiHandler(JsonErrors):
     def data_received(self, chunk: bytes) -> None:
         # A chunked body has no Content-Length to refuse up front: answer 413 as soon as it passes
         # the limit (raising here would make Tornado reset the connection with no answer at all).
-        if self._finished:
+        if finished(self):
             return
         self._body.extend(chunk)
         limit = self.services.settings.max_body_bytes
@@ -143,7 +144,7 @@ class ApiHandler(JsonErrors):
         return parse_object(self.body, allow_empty=allow_empty)
 
     def write_json(self, obj: Any, status: int = 200) -> None:
-        if self._finished:
+        if finished(self):
             return  # already answered (a body over the limit)
         self.set_status(status)
         self.finish(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
@@ -192,18 +193,18 @@ class NotFoundHandler(ApiHandler):
         raise tornado.web.HTTPError(404, "no such route")
 
 
-class StrictTextProtocol(tornado.websocket.WebSocketProtocol13):
+class StrictTextProtocol(MessageHook):
     """A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455 §7.4.1), where Tornado
     would drop the connection without a close frame."""
 
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode == 0x1 and not self.client_terminated and not self._frame_compressed:
+    def accept_message(self, opcode: int, data: bytes) -> bool:
+        if opcode == 0x1 and not self.client_terminated:
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 self.close(1007, "text frame is not valid UTF-8")
-                return None
-        return super()._handle_message(opcode, data)
+                return False
+        return True
 
 
 class ApiWebSocketHandler(JsonErrors, tornado.websocket.WebSocketHandler):

@@ -14,6 +14,7 @@ from typing import Any
 
 import tornado.web
 
+from handlers.tornado_hooks import RequestExceptionHook, body_unread, finished, reason
 from server.errors import DomainError, envelope
 
 # Methods a handler can implement; a class allows those it overrides (`Allow` on 405).
@@ -32,25 +33,18 @@ def status_code_name(status: int) -> str:
         return "error"
 
 
-def body_unread(handler: tornado.web.RequestHandler) -> bool:
-    """True when answering before a streamed request body was read: the connection must close
-    (Tornado closes it anyway), and saying so lets the client know rather than see a reset."""
-    future = getattr(handler.request, "_body_future", None)
-    return future is not None and not future.done()
-
-
-class JsonErrors(tornado.web.RequestHandler):
+class JsonErrors(RequestExceptionHook):
     """Mixin (first in the bases): errors as the API's JSON envelope, never Tornado's HTML page."""
 
     _domain_error: DomainError | None = None
 
-    def _handle_request_exception(self, e: BaseException) -> None:
+    def handle_exception(self, e: BaseException) -> bool:
         # Domain errors carry their own status; Tornado would otherwise answer every non-HTTPError 500.
-        if isinstance(e, DomainError) and not self._finished:
+        if isinstance(e, DomainError) and not finished(self):
             self._domain_error = e
             self.send_error(e.status)
-            return
-        super()._handle_request_exception(e)
+            return True
+        return False
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if (
@@ -71,7 +65,9 @@ class JsonErrors(tornado.web.RequestHandler):
         self.clear_header("Content-Disposition")
         err = self._domain_error
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        field, messages = None, None
         if err is not None:
+            field, messages = err.field, err.messages
             code, message = err.code, err.message
             for name, value in err.headers.items():
                 self.set_header(name, value)
@@ -88,11 +84,16 @@ class JsonErrors(tornado.web.RequestHandler):
         elif status_code >= 500:
             code, message = "internal", "internal server error"
         else:
-            code, message = status_code_name(status_code), self._reason
+            code, message = status_code_name(status_code), reason(self)
         if status_code == 405:
             allow = ", ".join(allowed_methods(type(self)))
             self.set_header("Allow", allow)
             message = f"method {self.request.method} not allowed here; allowed: {allow}"
         if body_unread(self):
             self.set_header("Connection", "close")
-        self.finish(json.dumps(envelope(status_code, code, message), ensure_ascii=False))
+        self.finish(
+            json.dumps(
+                envelope(status_code, code, message, field=field, messages=messages),
+                ensure_ascii=False,
+            )
+        )

@@ -14,6 +14,7 @@ from handlers.base import ApiHandler
 from handlers.openapi import error_responses, operation, path_param
 from server.errors import Unavailable
 from server.payments import PaymentService
+from server.schemas import validate
 
 PREFIX = "/api/v1/payments"
 ID = r"([^/]+)"
@@ -40,6 +41,12 @@ class PixWebhookHandler(_PaymentsHandler):
         self.write_json(result)
 
 
+class ReceiverCheckHandler(_PaymentsHandler):
+    async def post(self) -> None:
+        body = validate(self.json_body(), "PixReceiverDraft", "pix")
+        self.write_json(self.payments.check_receiver(body))
+
+
 class OrderHandler(_PaymentsHandler):
     async def get(self, order_id: str) -> None:
         self.write_json(await self.payments.order_status(self.claims(), order_id))
@@ -57,6 +64,7 @@ class OrderQrHandler(_PaymentsHandler):
 
 routes = [
     (rf"{PREFIX}/pix/webhook", PixWebhookHandler),
+    (rf"{PREFIX}/pix/receiver", ReceiverCheckHandler),
     (rf"{PREFIX}/orders/{ID}", OrderHandler),
     (rf"{PREFIX}/orders/{ID}/qr.svg", OrderQrHandler),
 ]
@@ -83,6 +91,17 @@ _WEBHOOK = operation(
 
 openapi: dict[str, Any] = {
     f"{PREFIX}/pix/webhook": {"post": _WEBHOOK},
+    f"{PREFIX}/pix/receiver": {
+        "post": operation(
+            "Check a PIX receiver as typed (any of its fields), for a form to show beside each "
+            "field: the key's type and how it is stored, the city as PIX codes carry it, warnings "
+            "(a city cut to 15 characters) and the fields that cannot work, in English and "
+            "Portuguese. A body that is not a receiver draft at all is a 400",
+            (200, "the fields given, normalised, and warnings", "ReceiverChecked"),
+            503,
+            body="PixReceiverDraft",
+        )
+    },
     f"{PREFIX}/orders/{{order_id}}": {
         "get": operation(
             "An order's status, for its viewer to poll until paid",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from handlers.openapi import operation, path_param
+from handlers.openapi import error_responses, operation, path_param
 from server import schemas
 from server.schemas import validate
 from server.sessions import MAX_PAGE
@@ -43,6 +43,13 @@ class PreferencesHandler(ApiHandler):
         self.write_json(await self.services.sessions.put_preferences(claims, session_id, body))
 
 
+class DefaultLayoutHandler(ApiHandler):
+    async def put(self, session_id: str) -> None:
+        claims = self.claims()
+        body = validate(self.json_body(), "DefaultLayout")
+        self.write_json(await self.services.sessions.set_default_layout(claims, session_id, body))
+
+
 class StreamControlHandler(ApiHandler):
     async def post(self, session_id: str, kind: str, action: str) -> None:
         claims = self.claims()
@@ -62,6 +69,24 @@ class EndSessionHandler(ApiHandler):
         self.write_json(await self.services.sessions.end_session(claims, session_id))
 
 
+class ThumbnailHandler(ApiHandler):
+    """A live session's stream-list picture: a small JPEG of its latest screen frame, rendered at
+    most every few seconds and only when asked (204 until a frame has been decoded)."""
+
+    async def get(self, session_id: str) -> None:
+        session = await self.services.sessions.get_session(session_id)
+        jpeg = None
+        if session["status"] == "live":
+            jpeg = await self.services.thumbnails.jpeg(session["id"])
+        if jpeg is None:
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(jpeg)
+
+
 class SessionListHandler(ApiHandler):
     async def get(self) -> None:
         page = await self.services.sessions.live_sessions(
@@ -75,8 +100,10 @@ routes = [
     (rf"{PREFIX}/session/{ID}/status", SessionStatusHandler),
     (rf"{PREFIX}/session/{ID}/join", JoinHandler),
     (rf"{PREFIX}/session/{ID}/preferences", PreferencesHandler),
+    (rf"{PREFIX}/session/{ID}/layout", DefaultLayoutHandler),
     (rf"{PREFIX}/session/{ID}/streams/{KIND}/(start|stop)", StreamControlHandler),
     (rf"{PREFIX}/session/{ID}/end", EndSessionHandler),
+    (rf"{PREFIX}/session/{ID}/thumbnail.jpg", ThumbnailHandler),
     (rf"{PREFIX}/sessions", SessionListHandler),
 ]
 
@@ -138,6 +165,19 @@ openapi = {
             params=[_SESSION_ID],
         ),
     },
+    f"{PREFIX}/session/{{session_id}}/layout": {
+        "put": operation(
+            "The broadcaster's picture-in-picture: the default layout of viewers who have not "
+            "chosen their own; their composites move at once",
+            (200, "the session's default layout", "DefaultLayoutSaved"),
+            403,
+            404,
+            409,
+            body="DefaultLayout",
+            auth=True,
+            params=[_SESSION_ID],
+        )
+    },
     f"{PREFIX}/session/{{session_id}}/streams/{{kind}}/{{action}}": {
         "post": operation(
             "Start or stop one stream while the others go on",
@@ -163,6 +203,21 @@ openapi = {
             auth=True,
             params=[_SESSION_ID],
         )
+    },
+    f"{PREFIX}/session/{{session_id}}/thumbnail.jpg": {
+        "get": {
+            "summary": "A live session's thumbnail: a 320x180 JPEG of its latest screen frame "
+            "(the camera's without a screen), re-rendered at most every 5 s, only when asked",
+            "parameters": [_SESSION_ID],
+            "responses": {
+                "200": {
+                    "description": "the JPEG",
+                    "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "204": {"description": "no frame yet (or the session has ended)"},
+                **error_responses(404),
+            },
+        }
     },
     f"{PREFIX}/sessions": {
         "get": operation(

@@ -15,6 +15,7 @@ from typing import Any
 import tornado.web
 
 from handlers.errors import JsonErrors
+from server.errors import NotFound
 from server.services import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -56,12 +57,12 @@ class PageHandler(JsonErrors):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
 
-    def get(self, *_args: Any) -> None:
+    async def get(self, *_args: Any) -> None:
         # Pages are a few KB read from the package; Tornado adds the ETag and answers 304 itself.
         self.write((STATIC_DIR / self.page).read_bytes())
 
-    def head(self, *_args: Any) -> None:
-        self.get()
+    async def head(self, *args: Any) -> None:
+        await self.get(*args)
 
 
 class IndexPage(PageHandler):
@@ -73,7 +74,19 @@ class StudioPage(PageHandler):
 
 
 class WatchPage(PageHandler):
+    """`/watch/<id>`: the viewer page, or a real 404 page (with the sessions live now) when no
+    session has that id, rather than a viewer page with every control disabled."""
+
     page = "watch.html"
+
+    async def get(self, *args: Any) -> None:
+        try:
+            await self.services.sessions.get_session(args[0])
+        except NotFound:
+            self.set_status(404)
+            self.write((STATIC_DIR / "notfound.html").read_bytes())
+            return
+        await super().get(*args)
 
 
 class AssetHandler(JsonErrors, tornado.web.StaticFileHandler):

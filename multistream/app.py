@@ -7,6 +7,7 @@ from typing import Any
 
 import tornado.web
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from handlers.base import NotFoundHandler
 from handlers.openapi import OpenApiHandler, build_document
@@ -63,6 +64,14 @@ def make_metrics_app(settings: Settings, services: Services) -> tornado.web.Appl
         default_handler_args=args,
         log_function=make_log_function(services.metrics),
     )
+
+
+def listen(server: HTTPServer, port: int, host: str) -> int:
+    """`server.listen(port, host)`, answering the port bound (port 0 picks a free one) through
+    Tornado's public socket API rather than the server's private socket map."""
+    sockets = bind_sockets(port, host)
+    server.add_sockets(sockets)
+    return int(sockets[0].getsockname()[1])
 
 
 def make_http_server(app: tornado.web.Application, settings: Settings) -> HTTPServer:

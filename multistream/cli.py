@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from multistream.app import make_app, make_http_server, make_metrics_app
+from multistream.app import listen, make_app, make_http_server, make_metrics_app
 from server.lifespan import open_services
 from server.settings import Settings, split_address
 
@@ -86,11 +86,9 @@ async def serve(settings: Settings) -> int:
             metrics_server = make_http_server(
                 make_metrics_app(services.settings, services), services.settings
             )
-            metrics_server.listen(metrics_port, metrics_host)
-            bound = next(iter(metrics_server._sockets.values())).getsockname()[1]
+            bound = listen(metrics_server, metrics_port, metrics_host)
             log.info("metrics on http://%s:%d/metrics", metrics_host, bound)
-        server.listen(settings.port, settings.host)
-        port = next(iter(server._sockets.values())).getsockname()[1]
+        port = listen(server, settings.port, settings.host)
         log.info(
             "listening on http://%s:%d/ instance=%s", settings.host, port, settings.instance_id
         )

@@ -37,6 +37,10 @@ class SessionDoc(TypedDict):
     legacy: bool
     instance_id: str
     signaling_url: str
+    # The broadcaster's picture-in-picture: the layout of every viewer without one of its own.
+    default_pip: Pip
+    # Shown on the stream list and the watch page until broadcaster accounts name the session.
+    broadcaster_name: str | None
 
 
 class StreamDoc(TypedDict):
@@ -61,6 +65,9 @@ class PreferencesDoc(TypedDict):
     enabled_streams: list[str]
     mode: str  # domain.VIEW_MODES
     pip: Pip
+    # False while `pip` follows the session's `default_pip` (the viewer never chose a layout);
+    # a document without the field predates the default and keeps its layout.
+    pip_custom: bool
     updated_at: str
 
 
@@ -97,6 +104,22 @@ class ChatMessageDoc(TypedDict):
     text: str
     created_at: str
     deleted: bool
+
+
+def as_session(document: Doc) -> SessionDoc:
+    """A stored session read back, in the shape the session service wrote it (the store checks no
+    shapes; every writer of `broadcast_sessions` builds a `SessionDoc`)."""
+    return cast(SessionDoc, document)
+
+
+def as_stream(document: Doc) -> StreamDoc:
+    """A stored stream read back, in the shape the session service wrote it."""
+    return cast(StreamDoc, document)
+
+
+def as_preferences(document: Doc) -> PreferencesDoc:
+    """Stored preferences read back, in the shape the session service wrote them."""
+    return cast(PreferencesDoc, document)
 
 
 def as_doc(document: Mapping[str, Any]) -> Doc:

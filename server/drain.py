@@ -86,31 +86,6 @@ class Drain:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hurry.wait(), min(_POLL_S, end - self._clock()))
 
-    async def _release_streams(self, services: Services) -> int:
-        """Streams this instance ingested go back to `pending`: their media is gone, the session
-        is not, and a publisher may reconnect (after a restart, or through another instance)."""
-        released = 0
-        sessions = await services.store.find(
-            "broadcast_sessions",
-            {"status": "live", "instance_id": services.settings.instance_id},
-            limit=1000,
-        )
-        for session in sessions:
-            streams = await services.store.find(
-                "broadcast_streams", {"session_id": session["id"], "status": "live"}, limit=10
-            )
-            for stream in streams:
-                updated = await services.store.update(
-                    "broadcast_streams",
-                    stream["id"],
-                    {"status": "pending"},
-                    expect={"status": "live"},
-                )
-                if updated is not None:
-                    released += 1
-                    log.info("session=%s stream=%s released by drain", session["id"], stream["id"])
-        return released
-
     async def run(self, services: Services, server: _HttpServer | None) -> None:
         """The whole sequence after the signal; never raises, so the process still exits cleanly."""
         if not self.draining:
@@ -128,7 +103,7 @@ class Drain:
                 log.exception("drain could not close %s", name)
             self.mark(f"{name}_closed")
         try:
-            self.mark("streams_released", streams=await self._release_streams(services))
+            self.mark("streams_released", streams=await services.sessions.release_streams())
         except Exception:
             log.exception("drain could not release streams")
         if server is not None:

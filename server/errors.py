@@ -17,11 +17,22 @@ class DomainError(Exception):
     # Response headers the error implies (e.g. `Upgrade` on 426); the edge writes them.
     headers: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        messages: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        # The request field at fault (`pix.key`), so a form can show the message beside it, and the
+        # message per language (`{"en": ..., "pt-BR": ...}`) where a person, not a program, reads it.
+        self.field = field
+        self.messages = dict(messages) if messages else None
 
 
 class Invalid(DomainError):
@@ -108,10 +119,23 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
-def envelope(status: int, code: str, message: str) -> dict[str, dict[str, object]]:
-    """The one error shape every edge writes, HTTP bodies and WebSocket frames alike."""
-    return {"error": {"status": status, "code": code, "message": message}}
+def envelope(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    messages: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, object]]:
+    """The one error shape every edge writes, HTTP bodies and WebSocket frames alike; `field` and
+    `messages` only when the error names them."""
+    error: dict[str, object] = {"status": status, "code": code, "message": message}
+    if field:
+        error["field"] = field
+    if messages:
+        error["messages"] = dict(messages)
+    return {"error": error}
 
 
 def error_envelope(err: DomainError) -> dict[str, dict[str, object]]:
-    return envelope(err.status, err.code, err.message)
+    return envelope(err.status, err.code, err.message, field=err.field, messages=err.messages)

@@ -18,6 +18,7 @@ from server.services import Services
 from server.session_sync import SessionSync
 from server.sessions import SessionService
 from server.settings import Settings
+from server.thumbnails import Thumbnails
 from store import open_store
 from store.changes import feed_of
 
@@ -47,7 +48,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             store, settings, on_refused=lambda action: metrics.rate_limited.labels(action).inc()
         )
         media = MediaPlane(settings, store, sessions, presence)
-        sessions.add_listener(media)
+        sessions.add_listener(media.listener)
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
@@ -55,7 +56,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions.add_listener(chat)
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
         # Changes made through other instances (shared store) reach this one's media and chat.
-        sync = SessionSync(store, settings, targets=[media, chat], feed=feed)
+        sync = SessionSync(store, settings, targets=[media.listener, chat], feed=feed)
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)
@@ -71,6 +72,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             metrics=metrics,
             drain=drain,
             limits=limits,
+            thumbnails=Thumbnails(media),
         )
         log.info(
             "services ready store=%s instance=%s",

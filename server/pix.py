@@ -21,6 +21,7 @@ from typing import Final
 
 import segno
 
+from server import pix_key
 from server.errors import Invalid
 
 GUI: Final = "br.gov.bcb.pix"
@@ -34,15 +35,6 @@ NO_TXID: Final = "***"
 _TXID_RE: Final = re.compile(r"[A-Za-z0-9]{1,25}")
 _AMOUNT_RE: Final = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?")
 _CRC_RE: Final = re.compile(r"[0-9A-F]{4}")
-# Receiver key shapes accepted by the DICT (Banco Central's key directory).
-_KEY_SHAPES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
-    ("cpf", re.compile(r"[0-9]{11}")),
-    ("cnpj", re.compile(r"[0-9]{14}")),
-    ("phone", re.compile(r"\+[1-9][0-9]{7,14}")),
-    ("evp", re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")),
-    ("email", re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")),
-)
-_EMAIL_MAX: Final = 77
 
 
 def crc16_ccitt_false(data: bytes) -> int:
@@ -121,18 +113,31 @@ def merchant_city(raw: str) -> str:
     return city
 
 
-def key_type(raw: str) -> str:
-    """Classify a PIX key (cpf, cnpj, phone, evp, email) or raise Invalid naming what is wrong."""
-    key = _text(raw, "pix.key").strip()
-    for kind, pattern in _KEY_SHAPES:
-        if pattern.fullmatch(key):
-            if kind == "email" and len(key) > _EMAIL_MAX:
-                break
-            return kind
-    raise Invalid(
-        "pix.key must be a CPF (11 digits), CNPJ (14 digits), phone (+5511999998888), "
-        "random key (lower-case UUID) or e-mail address"
+def fit_city(raw: str) -> tuple[str, bool]:
+    """The city as field 60 can hold it, and whether it had to be cut to `CITY_MAX` characters.
+
+    Cities longer than 15 characters are common ("São José dos Campos"); the code carries the
+    first 15 (the payer's bank shows them), so a form warns with exactly this text beforehand.
+    """
+    city = _printable_ascii(
+        "pix.merchant_city", strip_accents(_text(raw, "pix.merchant_city")).upper()
     )
+    if len(city) <= CITY_MAX:
+        return city, False
+    return city[:CITY_MAX].rstrip(), True
+
+
+def key_type(raw: str) -> str:
+    """Classify a PIX key (cpf, cnpj, phone, evp, email) or raise Invalid naming what is wrong;
+    the key must already be written as the DICT stores it (`server.pix_key.normalise` makes it so)."""
+    key = _text(raw, "pix.key")
+    checked = pix_key.normalise(key)
+    if checked.key != key:
+        raise Invalid(
+            f"pix.key is a {checked.kind} written as {key!r}; the BR Code needs {checked.key!r}",
+            field="pix.key",
+        )
+    return checked.kind
 
 
 def _text(raw: object, label: str) -> str:

@@ -59,11 +59,59 @@ def validate_pricing(raw: object) -> dict[str, Any]:
     discount = as_int(raw.get("bundle_discount_pct", 0))
     if discount is None or not 0 <= discount <= 100:
         raise Invalid("pricing.bundle_discount_pct must be an integer from 0 to 100")
-    return {
+    price = {
         "base": _amount(raw.get("base", 0), "pricing.base"),
         "addons": {k: _amount(addons_raw.get(k, 0), f"pricing.addons.{k}") for k in STREAM_KINDS},
         "bundle_discount_pct": discount,
     }
+    check_monotonic(price)
+    return price
+
+
+def max_bundle_discount_pct(pricing: Mapping[str, Any]) -> int:
+    """The largest bundle discount that keeps both streams at least as dear as either alone:
+    the discount may not exceed the cheaper add-on (or adding it would lower the price)."""
+    addons = sum(pricing["addons"].get(kind, 0) for kind in BUNDLE)
+    cheaper = min(pricing["addons"].get(kind, 0) for kind in BUNDLE)
+    if addons == 0:
+        return 100
+    return next(pct for pct in range(100, -1, -1) if (addons * pct + 50) // 100 <= cheaper)
+
+
+def check_monotonic(pricing: Mapping[str, Any]) -> None:
+    """Refuse a price list where more streams cost less than fewer: a viewer who enabled both
+    would pay less than one who enabled only the screen, and a viewer adding a stream would be
+    owed money. The message says which set is cheaper and the largest discount that works."""
+    both = quote(pricing, BUNDLE)["amount_centavos"]
+    for kind in STREAM_KINDS:
+        alone = quote(pricing, [kind])["amount_centavos"]
+        if both < alone:
+            pct = pricing["bundle_discount_pct"]
+            limit = max_bundle_discount_pct(pricing)
+            label = {"screen": ("the screen", "só a tela"), "camera": ("the camera", "só a câmera")}
+            en = (
+                f"With a {pct}% bundle discount, screen + camera would cost {brl(both)}, less "
+                f"than {label[kind][0]} alone ({brl(alone)}). Use a discount of at most "
+                f"{limit}%, or raise the cheaper add-on."
+            )
+            pt = (
+                f"Com {pct}% de desconto no pacote, tela + câmera custariam {brl(both)}, menos "
+                f"que {label[kind][1]} ({brl(alone)}). Use no máximo {limit}% de desconto, ou "
+                "aumente o adicional mais barato."
+            )
+            raise Invalid(
+                f"pricing.bundle_discount_pct: {en}",
+                code="bundle_cheaper",
+                field="pricing.bundle_discount_pct",
+                messages={"en": en, "pt-BR": pt},
+            )
+
+
+def brl(centavos: int) -> str:
+    """`1350` → `R$ 13,50` (Brazilian notation), for messages people read."""
+    whole, cents = divmod(abs(centavos), 100)
+    sign = "-" if centavos < 0 else ""
+    return f"{sign}R$ {whole:,}".replace(",", ".") + f",{cents:02d}"
 
 
 def bundle_discount(pricing: Mapping[str, Any], enabled: frozenset[str]) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from server import pix
+from server import pix, pix_key
 from server.domain import (
     KIND_RULES,
     PIP_CORNERS,
@@ -27,9 +27,11 @@ from server.domain import (
 from server.media.ice import MAX_CANDIDATE_CHARS
 from server.media.offers import MAX_SDP_CHARS
 from server.media.scaling import MAX_HEIGHT_MAX, MAX_HEIGHT_MIN
+from server.payments.receiver import CITY_INPUT_MAX
 from server.payments.webhook import E2E_PATTERN, MAX_ITEMS, TXID_PATTERN, VALOR_PATTERN
 from server.pricing import CURRENCY, MAX_AMOUNT_CENTAVOS
 from server.schema_check import REF_PREFIX, check
+from server.sessions import BROADCASTER_NAME_MAX
 from server.validation import TEXT_PATTERN
 
 Schema = dict[str, Any]
@@ -42,6 +44,8 @@ def ref(name: str) -> Schema:
 # -- building blocks ---------------------------------------------------------------------------
 
 TITLE_MAX: Final = 200
+# What a person may type as a PIX key: a formatted CNPJ is 18, an e-mail at most 77 characters.
+PIX_KEY_INPUT_MAX: Final = 100
 KIND: Final[Schema] = {"type": "string", "enum": list(STREAM_KINDS)}
 KINDS: Final[Schema] = {"type": "array", "items": KIND, "uniqueItems": True}
 AMOUNT: Final[Schema] = {
@@ -57,29 +61,42 @@ _BR_CODE_CHARS: Final = r" -~\u00c0-\u00c5\u00c7-\u00cf\u00d1-\u00d6\u00d9-\u00d
 _BR_CODE_TEXT: Final = (
     f"^[{_BR_CODE_CHARS}]*[{_BR_CODE_CHARS.replace(' -~', '!-~', 1)}][{_BR_CODE_CHARS}]*$"
 )
-# The receiver key shapes of `server.pix`, ASCII-only for e-mail (the BR Code is ASCII).
-_PIX_KEY_PATTERNS: Final = (
-    r"^[0-9]{11}$",
-    r"^[0-9]{14}$",
-    r"^\+[1-9][0-9]{7,14}$",
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-    r"^[!-?A-~]{1,64}@[!-?A-~]+\.[!-?A-~]+$",
-)
 
 
-def _br_code_text(field: str, max_len: int) -> Schema:
+def _br_code_text(field: str, max_len: int, en: str, pt: str) -> Schema:
+    """Text a BR Code field can carry; the errors say so per language (the studio shows them)."""
+    where = f"pix.{field}"
+    chars_en = (
+        f"{en} must be letters, digits and punctuation a PIX code can carry (accents are removed)"
+    )
+    chars_pt = (
+        f"{pt}: use letras, números e pontuação que o código PIX comporta (acentos são removidos)"
+    )
     return {
         "type": "string",
-        "maxLength": max_len,
         "allOf": [
+            {
+                "maxLength": max_len,
+                "x-error": {
+                    "code": "invalid",
+                    "field": where,
+                    "message": f"{where} must be at most {max_len} characters",
+                    "messages": {
+                        "en": f"{en} must be at most {max_len} characters",
+                        "pt-BR": f"{pt}: no máximo {max_len} caracteres",
+                    },
+                },
+            },
             {
                 "pattern": _BR_CODE_TEXT,
                 "x-error": {
                     "code": "invalid",
-                    "message": f"pix.{field} must be visible text a BR Code can carry "
+                    "field": where,
+                    "message": f"{where} must be visible text a BR Code can carry "
                     "(letters, digits, punctuation; accents are removed)",
+                    "messages": {"en": chars_en, "pt-BR": chars_pt},
                 },
-            }
+            },
         ],
     }
 
@@ -138,7 +155,12 @@ _PRICED: Final[Schema] = {
 
 _PIX_REQUIRED: Final = {
     "code": "pix_required",
+    "field": "pix",
     "message": "a priced session needs a pix receiver (key, merchant_name, merchant_city)",
+    "messages": {
+        "en": "a paid session needs a PIX receiver: key, name and city",
+        "pt-BR": "uma sessão paga precisa de um recebedor PIX: chave, nome e cidade",
+    },
 }
 
 # -- requests ----------------------------------------------------------------------------------
@@ -156,6 +178,17 @@ REQUESTS: Final[dict[str, Schema]] = {
                 "additionalProperties": False,
             },
             "pix": ref("PixReceiver"),
+            "default_pip": {
+                **ref("Pip"),
+                "description": "the broadcaster's picture-in-picture: the layout of every viewer "
+                "who has not chosen one (changed live with `PUT .../layout`)",
+            },
+            "broadcaster_name": {
+                "type": "string",
+                "maxLength": BROADCASTER_NAME_MAX,
+                "pattern": TEXT_PATTERN,
+                "description": "shown on the stream list and the watch page",
+            },
         },
         "additionalProperties": False,
         "allOf": [
@@ -172,19 +205,19 @@ REQUESTS: Final[dict[str, Schema]] = {
         "properties": {
             "enabled_streams": KINDS,
             "mode": {"type": "string", "enum": list(VIEW_MODES)},
-            "pip": {
-                "type": "object",
-                "properties": {
-                    "corner": {"type": "string", "enum": list(PIP_CORNERS)},
-                    "size_pct": {
-                        "type": "integer",
-                        "minimum": PIP_SIZE_MIN,
-                        "maximum": PIP_SIZE_MAX,
-                    },
-                },
-                "additionalProperties": False,
+            "pip": ref("Pip"),
+            "pip_custom": {
+                "type": "boolean",
+                "description": "false: follow the broadcaster's layout again (a `pip` given "
+                "makes the layout the viewer's own)",
             },
         },
+        "additionalProperties": False,
+    },
+    "DefaultLayout": {
+        "type": "object",
+        "required": ["pip"],
+        "properties": {"pip": ref("Pip")},
         "additionalProperties": False,
     },
     "NoFields": {
@@ -297,6 +330,14 @@ _forbid_nul(REQUESTS)
 # -- shared components -------------------------------------------------------------------------
 
 COMPONENTS: Final[dict[str, Schema]] = {
+    "Pip": {
+        "type": "object",
+        "properties": {
+            "corner": {"type": "string", "enum": list(PIP_CORNERS)},
+            "size_pct": {"type": "integer", "minimum": PIP_SIZE_MIN, "maximum": PIP_SIZE_MAX},
+        },
+        "additionalProperties": False,
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -332,13 +373,31 @@ COMPONENTS: Final[dict[str, Schema]] = {
         "properties": {
             "key": {
                 "type": "string",
-                "maxLength": 77,
-                "anyOf": [{"pattern": p} for p in _PIX_KEY_PATTERNS],
+                "minLength": 1,
+                "maxLength": PIX_KEY_INPUT_MAX,
+                "pattern": TEXT_PATTERN,
+                "description": "a CPF, CNPJ, phone, e-mail or random key as people write it "
+                "(`123.456.789-09`, `+55 11 91234-5678`, `(11) 91234-5678`); the server checks "
+                "the check digits and stores it as the DICT does (`12345678909`, `+5511912345678`)",
             },
-            "merchant_name": _br_code_text("merchant_name", pix.NAME_MAX),
-            "merchant_city": _br_code_text("merchant_city", pix.CITY_MAX),
+            "merchant_name": _br_code_text("merchant_name", pix.NAME_MAX, "The name", "O nome"),
+            "merchant_city": {
+                **_br_code_text("merchant_city", CITY_INPUT_MAX, "The city", "A cidade"),
+                "description": f"PIX codes carry the first {pix.CITY_MAX} characters (accents "
+                "removed, upper case); `POST /api/v1/payments/pix/receiver` warns beforehand",
+            },
         },
         "additionalProperties": False,
+    },
+    "Warning": {
+        "type": "object",
+        "required": ["field", "code", "messages"],
+        "properties": {
+            "field": {"type": "string"},
+            "code": {"type": "string"},
+            "value": {"type": "string"},
+            "messages": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
     },
     "Stream": {
         "type": "object",
@@ -365,6 +424,8 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "pricing": ref("Pricing"),
             "streams": {"type": "array", "items": ref("Stream")},
             "viewer_count": {"type": "integer", "minimum": 0},
+            "default_pip": {"type": "object"},
+            "broadcaster_name": {"type": ["string", "null"]},
         },
     },
     "Quote": {
@@ -400,6 +461,7 @@ COMPONENTS: Final[dict[str, Schema]] = {
                     "size_pct": {"type": "integer"},
                 },
             },
+            "pip_custom": {"type": "boolean"},
             "updated_at": NULLABLE_TIME,
         },
     },
@@ -415,6 +477,19 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "streams": KINDS,
             "pix_copia_e_cola": {"type": "string"},
             "qr_url": {"type": ["string", "null"]},
+            "received_centavos": {
+                "type": ["integer", "null"],
+                "description": "a payment that was not credited (wrong amount, or after expiry)",
+            },
+        },
+    },
+    "Balance": {
+        "type": "object",
+        "description": "priced sessions: what this viewer has paid and what it owes now",
+        "required": ["paid_centavos", "due_centavos"],
+        "properties": {
+            "paid_centavos": {"type": "integer", "minimum": 0},
+            "due_centavos": {"type": "integer", "minimum": 0},
         },
     },
     "LegacyLivestream": {
@@ -428,6 +503,15 @@ COMPONENTS: Final[dict[str, Schema]] = {
             "price_centavos": {"type": "integer"},
         },
     },
+}
+
+# Any of the receiver's fields, as a form holds them while being filled in.
+# Its limits are what the check reports (as `problems`), so any text up to a sane length is taken.
+_DRAFT_TEXT: Final[Schema] = {"type": "string", "maxLength": 200, "pattern": NO_NUL}
+REQUESTS["PixReceiverDraft"] = {
+    "type": "object",
+    "properties": {name: dict(_DRAFT_TEXT) for name in ("key", "merchant_name", "merchant_city")},
+    "additionalProperties": False,
 }
 
 _PAYMENT: Final[Schema] = {"anyOf": [{"type": "null"}, ref("Order")]}
@@ -459,6 +543,7 @@ RESPONSES: Final[dict[str, Schema]] = {
             "quote": ref("Quote"),
             "signaling_url": {"type": "string"},
             "payment": _PAYMENT,
+            "balance": ref("Balance"),
         },
     },
     "PreferencesSaved": {
@@ -468,7 +553,13 @@ RESPONSES: Final[dict[str, Schema]] = {
             "preferences": ref("ViewerPreferences"),
             "quote": ref("Quote"),
             "payment": _PAYMENT,
+            "balance": ref("Balance"),
         },
+    },
+    "DefaultLayoutSaved": {
+        "type": "object",
+        "required": ["default_pip"],
+        "properties": {"default_pip": {"type": "object"}},
     },
     "StreamChanged": {
         "type": "object",
@@ -565,6 +656,30 @@ RESPONSES: Final[dict[str, Schema]] = {
         "type": "object",
         "required": ["ok"],
         "properties": {"ok": {"type": "boolean", "enum": [True]}},
+    },
+    "ReceiverChecked": {
+        "type": "object",
+        "required": ["receiver", "warnings", "problems"],
+        "properties": {
+            "receiver": {
+                "type": "object",
+                "description": "the fields given, as they will be stored (the key as the DICT "
+                "writes it, the city as the PIX code carries it)",
+                "properties": {
+                    "key": {"type": "string"},
+                    "key_type": {"type": "string", "enum": list(pix_key.KEY_TYPES)},
+                    "merchant_name": {"type": "string"},
+                    "merchant_city": {"type": "string"},
+                },
+            },
+            "warnings": {"type": "array", "items": ref("Warning")},
+            "problems": {
+                "type": "array",
+                "description": "fields that cannot work as typed, each with its message in "
+                "English and Portuguese (the form shows them beside the field)",
+                "items": ref("Warning"),
+            },
+        },
     },
     "OrderStatus": {
         "type": "object",

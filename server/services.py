@@ -18,6 +18,7 @@ from server.presence import Presence
 from server.ratelimit import RateLimits
 from server.sessions import SessionService
 from server.settings import Settings
+from server.thumbnails import Thumbnails
 from store.protocol import Store
 
 
@@ -36,3 +37,4 @@ class Services:
     metrics: Metrics
     drain: Drain
     limits: RateLimits
+    thumbnails: Thumbnails

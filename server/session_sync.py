@@ -27,6 +27,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 
 from server.clock import iso, parse_iso, utc_now
+from server.documents import (
+    PreferencesDoc,
+    SessionDoc,
+    StreamDoc,
+    as_preferences,
+    as_session,
+    as_stream,
+)
 from server.events import SessionEvents
 from server.settings import Settings
 from server.tasks import stop_and_wait
@@ -79,16 +87,16 @@ class SessionSync:
 
     # -- local changes (this instance's SessionService) -------------------------------------------
 
-    async def stream_started(self, stream: Doc) -> None:
+    async def stream_started(self, stream: StreamDoc) -> None:
         self._streams[stream["id"]] = stream["status"]
 
-    async def stream_stopped(self, stream: Doc) -> None:
+    async def stream_stopped(self, stream: StreamDoc) -> None:
         self._streams[stream["id"]] = stream["status"]
 
-    async def session_ended(self, session: Doc) -> None:
+    async def session_ended(self, session: SessionDoc) -> None:
         self._ended.add(session["id"])
 
-    async def preferences_changed(self, prefs: Doc) -> None:
+    async def preferences_changed(self, prefs: PreferencesDoc) -> None:
         self._prefs_seen[prefs["id"]] = prefs["updated_at"]
 
     # -- polling ----------------------------------------------------------------------------------
@@ -177,7 +185,9 @@ class SessionSync:
         self._sessions.discard(session_id)
         if session.get("status") == "ended":
             if session_id not in self._ended and self._for_me(session):
-                await self._replay("session_ended", session, lambda t, d: t.session_ended(d))
+                await self._replay(
+                    "session_ended", session, lambda t, d: t.session_ended(as_session(d))
+                )
             self._ended.discard(session_id)
 
     async def _stream_seen(self, stream: Doc) -> None:
@@ -187,9 +197,13 @@ class SessionSync:
         if before is None or before == now or not self._for_me(stream):
             return
         if now == "stopped":
-            await self._replay("stream_stopped", stream, lambda t, d: t.stream_stopped(d))
+            await self._replay(
+                "stream_stopped", stream, lambda t, d: t.stream_stopped(as_stream(d))
+            )
         elif now == "pending" and before in ("stopped", "failed"):
-            await self._replay("stream_started", stream, lambda t, d: t.stream_started(d))
+            await self._replay(
+                "stream_started", stream, lambda t, d: t.stream_started(as_stream(d))
+            )
 
     async def _prefs_seen_now(self, prefs: Doc, live: set[str]) -> None:
         if not self._for_me(prefs):
@@ -202,7 +216,9 @@ class SessionSync:
             return
         self._prefs_seen[prefs["id"]] = stamp
         if prefs["session_id"] in live:
-            await self._replay("preferences_changed", prefs, lambda t, d: t.preferences_changed(d))
+            await self._replay(
+                "preferences_changed", prefs, lambda t, d: t.preferences_changed(as_preferences(d))
+            )
 
     async def poll(self) -> None:
         """One diff of the store against what this instance last saw; replays remote changes."""

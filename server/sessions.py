@@ -21,6 +21,8 @@ from server.documents import (
     StoredPreferences,
     StreamDoc,
     as_doc,
+    as_session,
+    as_stream,
 )
 from server.domain import (
     DEFAULT_VIEW_MODE,
@@ -53,6 +55,8 @@ from store.protocol import Doc, Store
 log = logging.getLogger(__name__)
 
 _ACTIVE = ("pending", "live")
+# A display name for the session's broadcaster (as long as a chat name).
+BROADCASTER_NAME_MAX = 40
 
 
 class Payments(Protocol):
@@ -67,6 +71,10 @@ class Payments(Protocol):
     async def require_entitled(
         self, session: Doc, viewer_id: str, kinds: Iterable[str]
     ) -> None: ...
+
+    async def balance(
+        self, session: Doc, viewer_id: str, payment: dict[str, Any] | None
+    ) -> dict[str, int]: ...
 
 
 class Draining(Protocol):
@@ -212,8 +220,15 @@ class SessionService:
 
     async def start_session(self, body: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
         self._refuse_if_draining()
-        only_fields(body, ("title", "streams", "pricing", "quality", "pix"))
+        only_fields(
+            body,
+            ("title", "streams", "pricing", "quality", "pix", "default_pip", "broadcaster_name"),
+        )
         title = get_str(body, "title", max_len=200, default="Untitled session")
+        default = _read_pip(get_object(body, "default_pip"), default_pip(), "default_pip")
+        broadcaster_name = get_str(
+            body, "broadcaster_name", max_len=BROADCASTER_NAME_MAX, default=None
+        )
         kinds = get_kinds(body, "streams", STREAM_KINDS, allow_empty=False) or list(STREAM_KINDS)
         price = pricing.validate_pricing(body.get("pricing"))
         quality_raw = get_object(body, "quality") or {}
@@ -241,6 +256,8 @@ class SessionService:
             "legacy": legacy,
             "instance_id": self.settings.instance_id,
             "signaling_url": self.settings.public_url,
+            "default_pip": default,
+            "broadcaster_name": broadcaster_name,
         }
         streams = [self._new_stream(session_id, kind, quality_raw.get(kind), now) for kind in kinds]
         await self.store.insert("broadcast_sessions", session)
@@ -311,7 +328,7 @@ class SessionService:
             return public_stream(stream)
         log.info("session=%s stream=%s kind=%s start", session_id, stream["id"], kind)
         for listener in self._listeners:
-            await listener.stream_started(stream)
+            await listener.stream_started(as_stream(stream))
         return public_stream(stream)
 
     async def stop_stream(self, claims: Claims, session_id: str, kind: str) -> dict[str, Any]:
@@ -335,8 +352,68 @@ class SessionService:
             stream = updated or await self.get_stream(stream["id"])
             log.info("session=%s stream=%s kind=%s stop", session_id, stream["id"], kind)
             for listener in self._listeners:
-                await listener.stream_stopped(stream)
+                await listener.stream_stopped(as_stream(stream))
         return public_stream(stream)
+
+    async def active_stream(self, session_id: str, kind: str) -> Doc | None:
+        """The session's stream of `kind` while it is pending or live, else None."""
+        for stream in await self.streams_of(session_id):
+            if stream["kind"] == kind and stream["status"] in _ACTIVE:
+                return stream
+        return None
+
+    async def mark_stream(
+        self, stream_id: str, status: str, expect_any: tuple[str, ...]
+    ) -> Doc | None:
+        """Record what the media plane saw of a stream's publisher (`live` once media flows,
+        `stopped`/`failed` when it goes), if the stream is still in one of `expect_any`. The
+        session service is the one writer of stream status; None when nothing changed hands."""
+        stream = await self.store.get("broadcast_streams", stream_id)
+        if stream is None or stream["status"] not in expect_any:
+            return None
+        fields: dict[str, Any] = {"status": status}
+        if status == "live" and stream["status"] != "live":
+            fields["started_at"] = now_iso()
+        if status in ("stopped", "failed"):
+            fields["stopped_at"] = now_iso()
+        updated = await self.store.update(
+            "broadcast_streams", stream_id, fields, expect={"status": stream["status"]}
+        )
+        if updated is not None and stream["status"] != status:
+            log.info(
+                "session=%s stream=%s status %s -> %s",
+                stream["session_id"],
+                stream_id,
+                stream["status"],
+                status,
+            )
+        return updated
+
+    async def release_streams(self) -> int:
+        """Drain: streams this instance ingested go back to `pending`. Their media is gone, the
+        session is not, and a publisher may reconnect (after a restart, or through another
+        instance). Answers how many were released."""
+        released = 0
+        sessions = await self.store.find(
+            "broadcast_sessions",
+            {"status": "live", "instance_id": self.settings.instance_id},
+            limit=1000,
+        )
+        for session in sessions:
+            streams = await self.store.find(
+                "broadcast_streams", {"session_id": session["id"], "status": "live"}, limit=10
+            )
+            for stream in streams:
+                updated = await self.store.update(
+                    "broadcast_streams",
+                    stream["id"],
+                    {"status": "pending"},
+                    expect={"status": "live"},
+                )
+                if updated is not None:
+                    released += 1
+                    log.info("session=%s stream=%s released by drain", session["id"], stream["id"])
+        return released
 
     async def end_session(self, claims: Claims, session_id: str) -> dict[str, Any]:
         """End the session and every stream in it. Ending twice answers the ended session."""
@@ -370,21 +447,75 @@ class SessionService:
                 )
         log.info("session=%s ended", session["id"])
         for listener in self._listeners:
-            await listener.session_ended(session)
+            await listener.session_ended(as_session(session))
         return {"session": public_session(session, streams)}
+
+    async def set_default_layout(
+        self, claims: Claims, session_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The broadcaster moves its picture-in-picture: the session's default changes, and so
+        does the layout of every viewer still on the default (their composites move live: each
+        viewer's preferences change, which the media plane follows as for any layout change)."""
+        session = await self._own_live_session(claims, session_id)
+        only_fields(body, ("pip",))
+        pip = _read_pip(get_object(body, "pip"), session_pip(session), "pip")
+        if pip != session_pip(session):
+            session = (
+                await self.store.update("broadcast_sessions", session_id, {"default_pip": pip})
+                or session
+            )
+            moved = 0
+            async for prefs in self._default_layout_viewers(session_id):
+                updated: StoredPreferences = {
+                    **prefs,  # type: ignore[typeddict-item]
+                    "pip": pip,
+                    "updated_at": now_iso(),
+                    "replay_on": self._replay_on(session),
+                }
+                await self.store.upsert("viewer_preferences", updated)
+                for listener in self._listeners:
+                    await listener.preferences_changed(as_doc(updated))
+                moved += 1
+            log.info(
+                "session=%s default layout %s %d%% (%d viewers follow)",
+                session_id,
+                pip["corner"],
+                pip["size_pct"],
+                moved,
+            )
+        return {"default_pip": dict(pip)}
+
+    async def _default_layout_viewers(self, session_id: str) -> Any:
+        """Every stored preference of the session that still follows the broadcaster's layout."""
+        last: str | None = None
+        while True:
+            page = await self.store.find(
+                "viewer_preferences",
+                {"session_id": session_id},
+                order_by="viewer_id",
+                after=("viewer_id", last) if last is not None else None,
+                limit=500,
+            )
+            for prefs in page:
+                if prefs.get("pip_custom") is False:
+                    yield prefs
+            if len(page) < 500:
+                return
+            last = page[-1]["viewer_id"]
 
     # -- viewers -------------------------------------------------------------------------------
 
     def default_preferences(
-        self, session_id: str, viewer_id: str, streams: list[Doc]
+        self, session: Doc, viewer_id: str, streams: list[Doc]
     ) -> PreferencesDoc:
         return {
-            "id": f"{session_id}:{viewer_id}",
-            "session_id": session_id,
+            "id": f"{session['id']}:{viewer_id}",
+            "session_id": session["id"],
             "viewer_id": viewer_id,
             "enabled_streams": [s["kind"] for s in streams if s["status"] in _ACTIVE],
             "mode": DEFAULT_VIEW_MODE,
-            "pip": default_pip(),
+            "pip": session_pip(session),
+            "pip_custom": False,
             "updated_at": now_iso(),
         }
 
@@ -395,11 +526,14 @@ class SessionService:
         owner = session.get("instance_id")
         return owner if owner and owner != self.settings.instance_id else None
 
-    async def preferences_for(self, session_id: str, viewer_id: str) -> Doc:
+    async def preferences_for(
+        self, session_id: str, viewer_id: str, session: Doc | None = None
+    ) -> Doc:
         prefs = await self.store.get("viewer_preferences", f"{session_id}:{viewer_id}")
         if prefs is None:
+            session = session or await self.get_session(session_id)
             return as_doc(
-                self.default_preferences(session_id, viewer_id, await self.streams_of(session_id))
+                self.default_preferences(session, viewer_id, await self.streams_of(session_id))
             )
         return prefs
 
@@ -426,14 +560,14 @@ class SessionService:
         )
         if prefs is None:
             fresh: StoredPreferences = {
-                **self.default_preferences(session_id, viewer_id, streams),
+                **self.default_preferences(session, viewer_id, streams),
                 "replay_on": self._replay_on(session),
             }
             await self.store.upsert("viewer_preferences", fresh)
             prefs = as_doc(fresh)
             # Announced like any change, so other instances' sync sees it as local, not remote.
             for listener in self._listeners:
-                await listener.preferences_changed(prefs)
+                await listener.preferences_changed(fresh)
         log.info("session=%s viewer=%s join new=%s", session_id, viewer_id, is_new)
         answer = {
             "viewer_id": viewer_id,
@@ -455,7 +589,7 @@ class SessionService:
     async def get_preferences(self, claims: Claims, session_id: str) -> dict[str, Any]:
         viewer_id = self._viewer_of(claims, session_id)
         session = await self.get_session(session_id)
-        prefs = await self.preferences_for(session_id, viewer_id)
+        prefs = await self.preferences_for(session_id, viewer_id, session)
         return {
             "preferences": public_preferences(prefs),
             "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
@@ -469,9 +603,9 @@ class SessionService:
         session = await self.get_session(session_id)
         if session["status"] != "live":
             raise Conflict("session has ended", code="session_ended")
-        only_fields(body, ("enabled_streams", "mode", "pip"))
+        only_fields(body, ("enabled_streams", "mode", "pip", "pip_custom"))
         streams = await self.streams_of(session_id)
-        current = await self.preferences_for(session_id, viewer_id)
+        current = await self.preferences_for(session_id, viewer_id, session)
         session_kinds = [s["kind"] for s in streams]
         enabled = get_kinds(body, "enabled_streams", STREAM_KINDS)
         if enabled is not None:
@@ -479,21 +613,13 @@ class SessionService:
             if missing:
                 raise Invalid(f"session has no {', '.join(missing)} stream", code="unknown_stream")
         mode = get_enum(body, "mode", VIEW_MODES, default=current["mode"])
-        pip: Pip = {"corner": current["pip"]["corner"], "size_pct": current["pip"]["size_pct"]}
-        pip_raw = get_object(body, "pip")
-        if pip_raw is not None:
-            only_fields(pip_raw, ("corner", "size_pct"), "pip")
-            pip["corner"] = get_enum(
-                pip_raw, "corner", PIP_CORNERS, where="pip", default=pip["corner"]
-            )
-            pip["size_pct"] = get_int(
-                pip_raw,
-                "size_pct",
-                PIP_SIZE_MIN,
-                PIP_SIZE_MAX,
-                where="pip",
-                default=pip["size_pct"],
-            )
+        pip = _read_pip(get_object(body, "pip"), current["pip"], "pip")
+        # A layout the viewer sets is its own; `pip_custom: false` goes back to the broadcaster's.
+        custom = bool(current.get("pip_custom", True)) or "pip" in body
+        if body.get("pip_custom") is False:
+            custom, pip = False, session_pip(session)
+        elif body.get("pip_custom") is True:
+            custom = True
         prefs: StoredPreferences = {
             "id": f"{session_id}:{viewer_id}",
             "session_id": session_id,
@@ -501,12 +627,13 @@ class SessionService:
             "enabled_streams": current["enabled_streams"] if enabled is None else enabled,
             "mode": mode,
             "pip": pip,
+            "pip_custom": custom,
             "updated_at": now_iso(),
             "replay_on": self._replay_on(session),
         }
         await self.store.upsert("viewer_preferences", prefs)
         for listener in self._listeners:
-            await listener.preferences_changed(as_doc(prefs))
+            await listener.preferences_changed(prefs)
         answer = {
             "preferences": public_preferences(prefs),
             "quote": pricing.quote(session["pricing"], prefs["enabled_streams"]),
@@ -524,6 +651,7 @@ class SessionService:
         )
         if payment is not None:
             answer["payment"] = payment
+        answer["balance"] = await self.payments.balance(session, viewer_id, payment)
 
     # -- signaling authorisation -----------------------------------------------------------------
 
@@ -572,8 +700,27 @@ def public_preferences(prefs: Mapping[str, Any]) -> dict[str, Any]:
         "enabled_streams": list(prefs["enabled_streams"]),
         "mode": prefs["mode"],
         "pip": dict(prefs["pip"]),
+        "pip_custom": bool(prefs.get("pip_custom", True)),
         "updated_at": prefs.get("updated_at"),
     }
+
+
+def session_pip(session: Mapping[str, Any]) -> Pip:
+    """The broadcaster's layout (sessions from before it existed: the product default)."""
+    pip = session.get("default_pip") or default_pip()
+    return {"corner": str(pip["corner"]), "size_pct": int(pip["size_pct"])}
+
+
+def _read_pip(raw: dict[str, Any] | None, current: Mapping[str, Any], where: str) -> Pip:
+    """A picture-in-picture choice; fields left out keep `current`."""
+    pip: Pip = {"corner": str(current["corner"]), "size_pct": int(current["size_pct"])}
+    if raw is not None:
+        only_fields(raw, ("corner", "size_pct"), where)
+        pip["corner"] = get_enum(raw, "corner", PIP_CORNERS, where=where, default=pip["corner"])
+        pip["size_pct"] = get_int(
+            raw, "size_pct", PIP_SIZE_MIN, PIP_SIZE_MAX, where=where, default=pip["size_pct"]
+        )
+    return pip
 
 
 MAX_PAGE = 100

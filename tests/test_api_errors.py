@@ -95,6 +95,17 @@ BAD_START_BODIES = [
     ({"pricing": {"addons": {"screen": "100"}}}, "invalid_amount"),
     ({"pricing": {"bundle_discount_pct": 150}}, "invalid"),
     ({"pricing": {"base": 100}}, "pix_required"),
+    (
+        {
+            "pricing": {
+                "base": 500,
+                "addons": {"screen": 1000, "camera": 700},
+                "bundle_discount_pct": 50,
+            },
+            "pix": {"key": "dev@example.com", "merchant_name": "Ana", "merchant_city": "Recife"},
+        },
+        "bundle_cheaper",
+    ),
     ({"quality": {"screen": {"fps": 60}}}, "invalid"),
     ({"quality": {"screen": {"fps": 15.5}}}, "invalid"),
     ({"quality": {"camera": {"preset": "2160p"}}}, "invalid"),

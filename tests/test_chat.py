@@ -493,3 +493,26 @@ async def test_configured_cross_origin_can_read_history_and_connect(server, conn
     assert_error(
         await server.client.request("OPTIONS", path, headers=evil), 403, "origin_not_allowed"
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    # (C0 controls never arrive: Tornado's get_argument turns them into spaces.)
+    ["N" * 41, "Ana\u202eevil", "\u200bAna", "Ana\u2066x"],
+    ids=["too-long", "bidi-override", "zero-width-edge", "bidi-isolate"],
+)
+async def test_a_display_name_is_checked_before_the_socket_opens(server, connect, name) -> None:
+    """Display names (the watch page's "Your name") are validated server-side: length and the one
+    text rule; the refusal is the API's JSON error, before any WebSocket traffic."""
+    s = await start_session(server)
+    _, ta = await join(server, s.id)
+    request = tornado.httpclient.HTTPRequest(chat_url(server, s.id, access_token=ta, name=name))
+    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+        await tornado.websocket.websocket_connect(request)
+    assert info.value.code == 400
+    body = json.loads(info.value.response.body)
+    assert body["error"]["code"] == "invalid_name"
+    assert server.services.chat.peer_count(s.id) == 0
+    # A name at the limit is taken, trimmed and with inner runs of spaces folded.
+    ok = await connect(s.id, ta, name=" Ana   Maria " + "a" * 28)
+    assert ok.hello["you"]["name"] == "Ana Maria " + "a" * 28

@@ -16,7 +16,7 @@ import tornado.httpclient
 import tornado.websocket
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from server.media.plane import close_refused
+from server.media.negotiation import close_refused
 from tests.api_helpers import PREFIX, snapshot
 from tests.media_helpers import join, new_pc, offer_of, start_session
 from tests.sdp_mutations import mutate_sdp

@@ -11,8 +11,10 @@ import queue
 import time
 from typing import Any
 
+import aioice
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import h264, vpx
 from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
@@ -21,9 +23,11 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
+from server.lifespan import open_services
 from server.media import aiortc_hooks, ice
 from server.media.aiortc_hooks import AiortcShapeError
 from server.media.link import PACING_FACTOR, ViewerLink
+from tests.conftest import make_settings
 from tests.media_helpers import LOOPBACK, PatternTrack, new_pc, offer_of
 
 
@@ -178,3 +182,38 @@ async def test_hooks_rtx_ssrcs_and_replace_decoder_queue_find_their_fields(pair)
     finally:
         # The running decoder thread reads the original; closing must reach it.
         aiortc_hooks.replace_decoder_queue(receiver, original)
+
+
+async def test_hooks_dtls_role_and_set_dtls_role_choose_the_answer_role():
+    pc = new_pc()
+    try:
+        transport = pc.addTransceiver("video", direction="recvonly").receiver.transport
+        assert aiortc_hooks.dtls_role(transport) == "auto", "dtls_role: aiortc starts decided"
+        aiortc_hooks.set_dtls_role(transport, "server")
+        assert aiortc_hooks.dtls_role(transport) == "server", "set_dtls_role: role not taken"
+    finally:
+        await pc.close()
+    with pytest.raises(AiortcShapeError, match="set_dtls_role"):
+        aiortc_hooks.set_dtls_role(object(), "server")  # type: ignore[arg-type]
+
+
+async def test_hook_ice_connection_reaches_the_aioice_agent():
+    pc = new_pc()
+    try:
+        transport = pc.addTransceiver("video", direction="recvonly").receiver.transport
+        conn = aiortc_hooks.ice_connection(transport.transport.iceGatherer)
+        assert isinstance(conn, aioice.Connection), f"ice_connection: got {type(conn)!r}"
+    finally:
+        await pc.close()
+    with pytest.raises(AiortcShapeError, match="ice_connection"):
+        aiortc_hooks.ice_connection(object())  # type: ignore[arg-type]
+
+
+async def test_serving_leaves_aiortc_module_constants_as_shipped(tmp_path):
+    """No process-wide patch: aiortc's own encoders' bitrate caps stay what aiortc ships, however
+    high the server's own ceiling is (it used to raise them for the whole process)."""
+    shipped = (vpx.MAX_BITRATE, h264.MAX_BITRATE)
+    settings = make_settings(tmp_path, max_bitrate_bps=50_000_000)
+    async with open_services(settings) as services:
+        assert services.media.counters()["peer_connections"] == 0
+        assert shipped == (vpx.MAX_BITRATE, h264.MAX_BITRATE)

@@ -161,18 +161,24 @@ async def test_enabling_another_stream_quotes_only_the_difference(api, server) -
     sid = await start(api)
     joined = await join(api, sid)
     token, vid = joined["viewer_token"], joined["viewer_id"]
+    assert joined["balance"] == {"paid_centavos": 0, "due_centavos": 1945}
     only_screen = await set_enabled(api, sid, token, ["screen"])
     assert only_screen["payment"]["amount_centavos"] == 1500  # base + screen
+    assert only_screen["balance"] == {"paid_centavos": 0, "due_centavos": 1500}
     assert only_screen["payment"]["streams"] == ["screen"]
     assert (await pay(api, only_screen["payment"]["txid"], "15.00"))["outcome"] == "paid"
 
     # Paid for what is enabled: nothing owed, no payment object.
-    assert "payment" not in await set_enabled(api, sid, token, ["screen"])
+    paid_up = await set_enabled(api, sid, token, ["screen"])
+    assert "payment" not in paid_up
+    assert paid_up["balance"] == {"paid_centavos": 1500, "due_centavos": 0}
 
     both = await set_enabled(api, sid, token, ["screen", "camera"])
     # price({screen, camera}) - already paid = 1945 - 1500, the bundle discount on the whole set.
     assert both["quote"]["amount_centavos"] == 1945
     assert both["payment"]["amount_centavos"] == 445
+    # The price table's lines: the total, what is already paid, what is due now.
+    assert both["balance"] == {"paid_centavos": 1500, "due_centavos": 445}
     assert both["payment"]["streams"] == ["screen", "camera"]
     session = await server.services.sessions.get_session(sid)
     assert await server.services.payments.entitled_kinds(session, vid) == {"screen"}
@@ -256,6 +262,12 @@ async def test_valor_mismatch_is_recorded_and_not_honoured(api, server) -> None:
     assert order["mismatch"]["received_centavos"] == 1944
     assert order["mismatch"]["end_to_end_id"] == "EBAD"
     assert order["paid_at"] is None
+    # The viewer's poll says what arrived, so the page can say what to do next.
+    r = await api.get(
+        f"/api/v1/payments/orders/{payment['order_id']}", token=joined["viewer_token"]
+    )
+    assert r.json["order"]["status"] == "mismatch"
+    assert r.json["order"]["received_centavos"] == 1944
     session = await server.services.sessions.get_session(sid)
     assert await server.services.payments.entitled_kinds(session, vid) == set()
     # Overpaying is a mismatch too.
@@ -281,6 +293,10 @@ async def test_expired_order_is_not_honoured_and_a_new_one_is_made(api, server) 
     order = await server.services.store.get("orders", payment["order_id"])
     assert order["status"] == "expired" and order["paid_at"] is None
     assert order["late_payment"]["end_to_end_id"] == "ELATE"
+    r = await api.get(
+        f"/api/v1/payments/orders/{payment['order_id']}", token=joined["viewer_token"]
+    )
+    assert r.json["order"]["received_centavos"] == 1945
     session = await server.services.sessions.get_session(sid)
     assert await payments.entitled_kinds(session, vid) == set()
 
@@ -464,38 +480,117 @@ async def test_order_status_only_for_its_viewer(api, server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pix_body", "fragment"),
+    ("pix_body", "code", "field", "fragment"),
     [
-        ({"key": "dev@example.com", "merchant_name": "A" * 26, "merchant_city": "X"}, "at most 25"),
         (
-            {
-                "key": "dev@example.com",
-                "merchant_name": "Ana",
-                "merchant_city": "São José dos Campos",
-            },
-            "at most 15",
+            {"key": "dev@example.com", "merchant_name": "A" * 26, "merchant_city": "X"},
+            "invalid",
+            "pix.merchant_name",
+            "at most 25",
         ),
-        ({"key": "not a key", "merchant_name": "Ana", "merchant_city": "X"}, "pix.key"),
-        ({"key": "dev@example.com", "merchant_name": "Ana"}, "merchant_city is required"),
+        (
+            {"key": "dev@example.com", "merchant_name": "Ana", "merchant_city": "X" * 61},
+            "invalid",
+            "pix.merchant_city",
+            "at most 60",
+        ),
+        (
+            {"key": "not a key", "merchant_name": "Ana", "merchant_city": "X"},
+            "invalid_pix_key",
+            "pix.key",
+            "pix.key",
+        ),
+        (
+            {"key": "123.456.789-00", "merchant_name": "Ana", "merchant_city": "X"},
+            "invalid_pix_key",
+            "pix.key",
+            "check digits",
+        ),
+        (
+            {"key": "dev@example.com", "merchant_name": "Ana"},
+            "invalid",
+            "pix.merchant_city",
+            "merchant_city is required",
+        ),
         (
             {"key": "dev@example.com", "merchant_name": "東京", "merchant_city": "X"},
+            "invalid",
+            "pix.merchant_name",
             "BR Code can carry",
         ),
-        ({"key": "dev@example.com", "merchant_name": 5, "merchant_city": "X"}, "must be a string"),
+        (
+            {"key": "dev@example.com", "merchant_name": 5, "merchant_city": "X"},
+            "invalid",
+            "pix.merchant_name",
+            "must be a string",
+        ),
         (
             {"key": "dev@example.com", "merchant_name": "A", "merchant_city": "X", "extra": 1},
+            "invalid",
+            "pix",
             "unknown fields",
         ),
     ],
 )
 async def test_receiver_limits_enforced_at_session_start(
-    api, server, pix_body: dict, fragment: str
+    api, server, pix_body: dict, code: str, field: str, fragment: str
 ) -> None:
     before = await snapshot(server.services.store)
     r = await api.post(f"{PREFIX}/session/start", {**START_BODY, "pix": pix_body})
-    err = assert_error(r, 400, "invalid")
+    err = assert_error(r, 400, code)
     assert fragment in err["message"]
+    assert err["field"] == field, err
     assert await snapshot(server.services.store) == before
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("+55 11 91234-5678", "+5511912345678"),
+        ("11912345678", "+5511912345678"),
+        ("123.456.789-09", "12345678909"),
+        ("12.345.678/0001-95", "12345678000195"),
+        ("Dev@Example.com", "dev@example.com"),
+    ],
+)
+async def test_receiver_key_is_normalised_into_the_code(api, typed: str, stored: str) -> None:
+    body = {
+        **START_BODY,
+        "pix": {"key": typed, "merchant_name": "Ana", "merchant_city": "São José dos Campos"},
+    }
+    sid = await start(api, body)
+    code = pix.parse((await join(api, sid))["payment"]["pix_copia_e_cola"])
+    assert code.key == stored
+    # The city is cut to the 15 characters a BR Code holds (the studio warned beforehand).
+    assert code.merchant_city == "SAO JOSE DOS CA"
+
+
+async def test_receiver_check_answers_normalised_fields_and_warnings(api) -> None:
+    url = "/api/v1/payments/pix/receiver"
+    r = await api.post(url, {"key": "(11) 91234-5678", "merchant_city": "São José dos Campos"})
+    assert r.status == 200, r.body
+    assert r.json["receiver"] == {
+        "key": "+5511912345678",
+        "key_type": "phone",
+        "merchant_city": "SAO JOSE DOS CA",
+    }
+    [warning] = r.json["warnings"]
+    assert warning["field"] == "pix.merchant_city" and warning["code"] == "city_truncated"
+    assert r.json["problems"] == []
+    # Each field's problem on its own, in both languages; the good field still answers.
+    r = await api.post(
+        url, {"key": "123.456.789-00", "merchant_name": "N" * 26, "merchant_city": "Recife"}
+    )
+    assert r.status == 200, r.body
+    assert r.json["receiver"] == {"merchant_city": "RECIFE"}
+    key, name = r.json["problems"]
+    assert (key["field"], key["code"]) == ("pix.key", "invalid_pix_key")
+    assert "check digits" in key["messages"]["en"]
+    assert "verificadores" in key["messages"]["pt-BR"]
+    assert name["field"] == "pix.merchant_name" and "25" in name["messages"]["pt-BR"]
+    # Not a receiver draft at all: the usual 400.
+    assert_error(await api.post(url, {"nope": 1}), 400, "invalid")
+    assert_error(await api.post(url, {"key": 5}), 400, "invalid")
 
 
 async def test_receiver_with_accents_is_accepted(api) -> None:

@@ -135,8 +135,8 @@ def test_city_refuses_empty_or_unrepresentable(bad: str) -> None:
 @pytest.mark.parametrize(
     ("key", "kind"),
     [
-        ("12345678901", "cpf"),
-        ("12345678000199", "cnpj"),
+        ("12345678909", "cpf"),
+        ("12345678000195", "cnpj"),
         ("+5511999998888", "phone"),
         ("123e4567-e12b-12d1-a456-426655440000", "evp"),
         ("thalesog@me.com", "email"),
@@ -146,10 +146,31 @@ def test_key_types(key: str, kind: str) -> None:
     assert pix.key_type(key) == kind
 
 
-@pytest.mark.parametrize("bad", ["", "123", "not a key", "a@b", "x" * 70 + "@example.com", 5])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "123",
+        "not a key",
+        "a@b",
+        "x" * 70 + "@example.com",
+        5,
+        "12345678901",  # an 11-digit "CPF" whose check digits are wrong (the old code took it)
+        "12345678000199",  # the same for a CNPJ
+        "11912345678",  # a phone without +55: the DICT key is +5511912345678
+        "123.456.789-09",  # a CPF, but written with punctuation
+    ],
+)
 def test_key_type_refuses(bad: object) -> None:
     with pytest.raises(Invalid, match=r"pix\.key"):
         pix.key_type(bad)  # type: ignore[arg-type]
+
+
+def test_city_longer_than_the_code_is_cut_with_notice() -> None:
+    assert pix.fit_city("São José dos Campos") == ("SAO JOSE DOS CA", True)
+    assert pix.fit_city("Rio de Janeiro ") == ("RIO DE JANEIRO", False)
+    # A cut that ends on a space never leaves it dangling.
+    assert pix.fit_city("Campina Grande do Sul") == ("CAMPINA GRANDE", True)
 
 
 def test_field_26_limit_shared_by_key_and_message() -> None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from server.errors import Invalid
-from server.pricing import bundle_discount, price_list, quote, validate_pricing
+from server.pricing import (
+    bundle_discount,
+    max_bundle_discount_pct,
+    price_list,
+    quote,
+    validate_pricing,
+)
 
 PRICING = validate_pricing(
     {"base": 500, "addons": {"screen": 1000, "camera": 700}, "bundle_discount_pct": 15}
@@ -38,10 +46,66 @@ def test_bundle_discount_applies_to_addons_rounded_half_up() -> None:
         {"base": 0, "addons": {"screen": 500, "camera": 501}, "bundle_discount_pct": 33}
     )
     assert bundle_discount(odd, frozenset({"screen", "camera"})) == 330
-    half = validate_pricing(
-        {"base": 0, "addons": {"screen": 500, "camera": 501}, "bundle_discount_pct": 50}
-    )
+    # (A price list a session may not have, see below: the rounding rule alone.)
+    half = {"base": 0, "addons": {"screen": 500, "camera": 501}, "bundle_discount_pct": 50}
     assert bundle_discount(half, frozenset({"screen", "camera"})) == 501
+
+
+@pytest.mark.parametrize(
+    ("price", "cheaper_than", "limit"),
+    [
+        # The case: both streams R$ 13,50, the screen alone R$ 15,00.
+        (
+            {"base": 500, "addons": {"screen": 1000, "camera": 700}, "bundle_discount_pct": 50},
+            "the screen",
+            41,
+        ),
+        (
+            {"base": 200, "addons": {"screen": 300, "camera": 400}, "bundle_discount_pct": 50},
+            "the camera",
+            42,
+        ),
+        (
+            {"base": 0, "addons": {"screen": 500, "camera": 0}, "bundle_discount_pct": 1},
+            "the screen",
+            0,
+        ),
+    ],
+)
+def test_a_bundle_cheaper_than_a_single_stream_is_refused(
+    price: dict, cheaper_than: str, limit: int
+) -> None:
+    with pytest.raises(Invalid) as caught:
+        validate_pricing(price)
+    err = caught.value
+    assert (err.code, err.field) == ("bundle_cheaper", "pricing.bundle_discount_pct")
+    assert err.messages is not None
+    assert f"less than {cheaper_than} alone" in err.messages["en"]
+    assert f"at most {limit}%" in err.messages["en"] and f"{limit}%" in err.messages["pt-BR"]
+    # The limit it suggests is accepted, and one more percent is not.
+    assert validate_pricing({**price, "bundle_discount_pct": limit})
+    assert max_bundle_discount_pct({**price, "bundle_discount_pct": limit}) == limit
+
+
+def test_every_accepted_price_list_charges_more_for_more_streams() -> None:
+    rng = random.Random(14)
+    accepted = 0
+    for _ in range(3000):
+        price = {
+            "base": rng.choice([0, 100, 500]),
+            "addons": {"screen": rng.randrange(0, 2000), "camera": rng.randrange(0, 2000)},
+            "bundle_discount_pct": rng.randrange(0, 101),
+        }
+        try:
+            validate_pricing(price)
+        except Invalid:
+            assert price["bundle_discount_pct"] > max_bundle_discount_pct(price)
+            continue
+        accepted += 1
+        both = quote(price, ["screen", "camera"])["amount_centavos"]
+        assert both >= quote(price, ["screen"])["amount_centavos"]
+        assert both >= quote(price, ["camera"])["amount_centavos"]
+    assert accepted > 500
 
 
 def test_nothing_enabled_costs_nothing() -> None:

@@ -23,11 +23,20 @@ from tests.api_helpers import FREE_BODY, START_BODY
 
 PIX = START_BODY["pix"]
 VALID: dict[str, list[Any]] = {
-    "StartSession": [START_BODY, FREE_BODY, {}, {"title": "  padded  ", "streams": ["camera"]}],
+    "StartSession": [
+        START_BODY,
+        FREE_BODY,
+        {},
+        {"title": "  padded  ", "streams": ["camera"]},
+        {"default_pip": {"corner": "top-left", "size_pct": 40}, "broadcaster_name": "Ana"},
+    ],
+    "DefaultLayout": [{"pip": {"corner": "top-left", "size_pct": 40}}, {"pip": {}}],
+    "PixReceiverDraft": [{}, {"key": "(11) 91234-5678"}, {"merchant_city": "São José"}, PIX],
     "Preferences": [
         {},
         {"enabled_streams": ["screen"], "mode": "composite", "pip": {"corner": "auto"}},
         {"pip": {"size_pct": 35.0}},
+        {"pip_custom": False, "mode": "separate"},
     ],
     "NoFields": [{}],
     "Offer": [{"sdp": "v=0\r\n", "type": "offer", "max_height": 720}, {"sdp": "x"}],

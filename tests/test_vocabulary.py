@@ -263,9 +263,6 @@ def _pip_size_literals(tree: ast.AST) -> list[int]:
 # Files allowed to write a corner name: the definition, the placement's tie-break order (typed
 # `Corner`, so mypy holds it to the definition), and the demo picture's examples.
 CORNER_WRITERS = {"compositor/layout.py", "compositor/placement.py", "compositor/demo.py"}
-# Pending: the media plane is being rewritten on another branch (issue 12.1) and falls back to the
-# default layout itself (`server/media/plane.py`, `_composite_key`); it goes when that lands.
-PENDING_MEDIA_PLANE = {"server/media/plane.py"}
 
 
 def test_each_corner_preset_and_pip_default_is_written_once_in_python() -> None:
@@ -276,11 +273,11 @@ def test_each_corner_preset_and_pip_default_is_written_once_in_python() -> None:
             rel = path.relative_to(ROOT).as_posix()
             tree = ast.parse(path.read_text())
             for lineno, value in _string_constants(tree):
-                if value in corners and rel not in CORNER_WRITERS | PENDING_MEDIA_PLANE:
+                if value in corners and rel not in CORNER_WRITERS:
                     bad.append(f"{rel}:{lineno}: corner {value!r}")
                 if value in PRESET_NAMES and rel != "server/domain.py":
                     bad.append(f"{rel}:{lineno}: preset {value!r}")
-            if rel not in {"compositor/demo.py"} | PENDING_MEDIA_PLANE:
+            if rel != "compositor/demo.py":
                 bad += [f"{rel}:{n}: a PiP size/corner literal" for n in _pip_size_literals(tree)]
     assert not bad, "written outside the vocabulary:\n" + "\n".join(bad)
 

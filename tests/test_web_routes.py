@@ -12,12 +12,13 @@ import pytest
 from handlers.vocabulary import RENDERED_ASSETS
 from handlers.web import STATIC_DIR
 
-PAGES = {"/": "index.html", "/studio": "studio.html", "/watch/ses_abc-123": "watch.html"}
+PAGES = {"/": "index.html", "/studio": "studio.html", "/watch/{live}": "watch.html"}
 
 
 @pytest.mark.parametrize("path", sorted(PAGES))
 async def test_pages_are_served_with_a_strict_policy(api, path: str) -> None:
-    resp = await api.get(path)
+    started = await api.post("/api/v1/livestream/session/start", {"title": "page"})
+    resp = await api.get(path.format(live=started.json["session"]["id"]))
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
     assert resp.body == (STATIC_DIR / PAGES[path]).read_bytes()
@@ -26,6 +27,18 @@ async def test_pages_are_served_with_a_strict_policy(api, path: str) -> None:
     assert "frame-ancestors 'none'" in csp
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+async def test_an_unknown_session_gets_a_real_not_found_page(api) -> None:
+    resp = await api.get("/watch/ses_abc-123")
+    assert resp.status == 404
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert resp.body == (STATIC_DIR / "notfound.html").read_bytes()
+    assert b"Session not found" in resp.body and b"/static/js/list.js" in resp.body
+    assert "script-src 'self';" in resp.headers["Content-Security-Policy"]
+    # A HEAD says the same; an id no session can have is a 404 too.
+    assert (await api.request("HEAD", "/watch/ses_abc-123")).status == 404
+    assert (await api.get("/watch/" + "x" * 64)).status == 404
 
 
 async def test_pages_revalidate_by_etag(api) -> None:

@@ -1,28 +1,15 @@
-"""The one hook into aiortc internals (server/media/dtls.py): fails loudly if aiortc changes shape.
-
-It also checks the behaviour the hook exists for: an `actpass` offer is answered `passive` (we are
-the DTLS server) and the connection still comes up; a fixed-role offer is left alone."""
+"""The DTLS role policy of server/media/dtls.py: an `actpass` offer is answered `passive` (we are the
+DTLS server) and the connection still comes up; a fixed-role offer is left alone. (The aiortc hooks
+it uses, `dtls_role`/`set_dtls_role`, are checked in tests/test_media_aiortc_hooks.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 
-from aiortc import RTCDtlsTransport, RTCSessionDescription
+from aiortc import RTCSessionDescription
 
 from server.media import dtls, ice
 from tests.media_helpers import PatternTrack, new_pc, offer_of
-
-
-async def test_aiortc_still_has_the_dtls_role_shape_the_adapter_uses() -> None:
-    assert hasattr(RTCDtlsTransport, "_set_role"), "aiortc renamed RTCDtlsTransport._set_role"
-    pc = new_pc()
-    transceiver = pc.addTransceiver("video", direction="recvonly")
-    transport = transceiver.receiver.transport
-    assert isinstance(transport, RTCDtlsTransport)
-    assert transport._role == "auto", "aiortc no longer starts with an undecided DTLS role"
-    transport._set_role("server")
-    assert transport._role == "server"
-    await pc.close()
 
 
 async def _answer(offer_sdp: str) -> tuple[object, str]:

@@ -26,7 +26,7 @@ from server.chat.events import (
 )
 from server.chat.ratelimit import TokenBucket
 from server.clock import iso, utc_now
-from server.documents import ChatMessageDoc, as_doc
+from server.documents import ChatMessageDoc, PreferencesDoc, SessionDoc, StreamDoc, as_doc
 from server.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
 from server.ids import new_id
 from server.validation import check_id
@@ -288,16 +288,16 @@ class ChatService:
 
     # -- session lifecycle (SessionEvents) -----------------------------------------------------
 
-    async def stream_started(self, stream: Doc) -> None:
+    async def stream_started(self, stream: StreamDoc) -> None:
         return None
 
-    async def stream_stopped(self, stream: Doc) -> None:
+    async def stream_stopped(self, stream: StreamDoc) -> None:
         return None
 
-    async def preferences_changed(self, prefs: Doc) -> None:
+    async def preferences_changed(self, prefs: PreferencesDoc) -> None:
         return None
 
-    async def session_ended(self, session: Doc) -> None:
+    async def session_ended(self, session: SessionDoc) -> None:
         await self.bus.publish(session["id"], ended_event())
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtp as aiortc_rtp
 
 
@@ -199,3 +199,24 @@ def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
     on decode errors with the same call)."""
     send: Callable[[int], Awaitable[None]] = _require(receiver, "_send_rtcp_pli", "send_pli")
     return send(media_ssrc)
+
+
+# -- DTLS role and ICE agent (every connection) -------------------------------------------------
+
+
+def dtls_role(transport: RTCDtlsTransport) -> str:
+    """The DTLS role the transport will take: "auto" (aiortc then answers as the client),
+    "client" or "server". aiortc sets it from the offer in `setRemoteDescription`."""
+    return str(_require(transport, "_role", "dtls_role"))
+
+
+def set_dtls_role(transport: RTCDtlsTransport, role: str) -> None:
+    """Choose the DTLS role before `createAnswer` writes it as `a=setup:` (server/media/dtls.py)."""
+    set_role: Callable[[str], None] = _require(transport, "_set_role", "set_dtls_role")
+    set_role(role)
+
+
+def ice_connection(gatherer: RTCIceGatherer) -> Any:
+    """The aioice `Connection` behind an ICE gatherer (its candidate gathering is ours to shape,
+    server/media/ice.py through server/media/aioice_hooks.py)."""
+    return _require(gatherer, "_connection", "ice_connection")

@@ -14,8 +14,6 @@ from typing import Any
 
 import av
 from aiortc import RTCRtpSender
-from aiortc.codecs import h264 as aiortc_h264
-from aiortc.codecs import vpx as aiortc_vpx
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from server.settings import Settings
@@ -132,14 +130,3 @@ def video_preferences(names: Iterable[str]) -> list[RTCRtpCodecCapability]:
         ordered += [c for c in caps if c.mimeType.lower() == f"video/{name.lower()}"]
     ordered += [c for c in caps if c.mimeType.lower() == "video/rtx"]
     return ordered
-
-
-def raise_aiortc_bitrate_caps(settings: Settings) -> None:
-    """aiortc caps the bitrate of the encoders *it* runs with module constants (VP8 1.5 Mbps,
-    H.264 3 Mbps), too low for a 1080p text-heavy picture. Our shared encoders do not use them,
-    but every place aiortc still encodes (nothing in the server today; the benchmark's MediaRelay
-    baseline) gets the configured ceiling. Process-wide by nature of aiortc: called once, here.
-    """
-    for module in (aiortc_vpx, aiortc_h264):
-        current = int(getattr(module, "MAX_BITRATE"))  # noqa: B009 - a module constant, on purpose
-        setattr(module, "MAX_BITRATE", max(current, settings.max_bitrate_bps))  # noqa: B010

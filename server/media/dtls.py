@@ -9,16 +9,17 @@ that fix the role (`a=setup:passive`, e.g. FFmpeg's whip muxer; `active`) are le
 peer offering `actpass` accepts either role by definition (RFC 5763 §5).
 
 aiortc has no public knob for this: the answer's role is whatever `RTCDtlsTransport._role` holds
-when `createAnswer` runs ("auto" → client). This module is the one place that touches it;
-`tests/test_whip_interop_adapter.py` fails loudly if aiortc changes that shape.
+when `createAnswer` runs ("auto" → client). The hooks that read and set it live with aiortc's other
+internals (`server.media.aiortc_hooks.dtls_role`/`set_dtls_role`), each tested by
+`tests/test_media_aiortc_hooks.py`; `tests/test_whip_interop_adapter.py` checks the policy.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiortc import RTCDtlsTransport, RTCPeerConnection
 from aiortc import sdp as aiortc_sdp
+
+from server.media import aiortc_hooks
 
 
 def _transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
@@ -44,6 +45,5 @@ def answer_as_server(pc: RTCPeerConnection) -> None:
     if remote is None or remote.type != "offer" or not offer_lets_us_choose(remote.sdp):
         return
     for transport in _transports(pc):
-        role: Any = transport._role
-        if role == "auto":
-            transport._set_role("server")
+        if aiortc_hooks.dtls_role(transport) == "auto":
+            aiortc_hooks.set_dtls_role(transport, "server")

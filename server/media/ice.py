@@ -7,24 +7,23 @@
 - UDP ports: with `settings.udp_ports` the host sockets bind inside that range (for firewalls).
 aiortc exposes neither knob, so `restrict()` replaces the candidate gathering of each connection's
 aioice `Connection` before gathering starts (after `setRemoteDescription` on the answering side,
-before `setLocalDescription` on the offering side).
+before `setLocalDescription` on the offering side), through `server.media.aioice_hooks` (and
+`aiortc_hooks.ice_connection` to reach the aioice connection).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aioice import Candidate
-from aioice.ice import StunProtocol, candidate_foundation, candidate_priority
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
 from server.errors import Invalid
+from server.media import aioice_hooks, aiortc_hooks
 from server.validation import as_int
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ def _connections(pc: RTCPeerConnection) -> list[Any]:
     transports = {t.receiver.transport.transport for t in pc.getTransceivers()}
     if pc.sctp is not None:
         transports.add(pc.sctp.transport.transport)
-    return [t.iceGatherer._connection for t in transports]
+    return [aiortc_hooks.ice_connection(t.iceGatherer) for t in transports]
 
 
 def restrict(
@@ -63,60 +62,41 @@ def restrict(
     if not hosts and ports is None:
         return
     for conn in _connections(pc):
-        if getattr(conn, "_multistream_restricted", False):
-            continue
-        original = conn.get_component_candidates
+        aioice_hooks.gather_with(conn, _gathering(conn, tuple(hosts), ports))
 
-        async def gather(
-            component: int,
-            addresses: list[str],
-            timeout: int = 5,
-            _conn: Any = conn,
-            _original: Any = original,
-        ) -> list[Candidate]:
-            chosen = list(hosts) if hosts else addresses
-            if ports is None:
-                return list(await _original(component=component, addresses=chosen, timeout=timeout))
-            candidates = await _bind_in_range(_conn, component, chosen, ports)
-            # STUN/TURN candidates (if configured) still come from aioice.
-            candidates += await _original(component=component, addresses=[], timeout=timeout)
-            return candidates
 
-        conn.get_component_candidates = gather
-        conn._multistream_restricted = True
+def _gathering(
+    conn: Any, hosts: tuple[str, ...], ports: tuple[int, int] | None
+) -> Callable[[aioice_hooks.Gather, int, list[str], int], Awaitable[list[Candidate]]]:
+    """The host-candidate gathering of one aioice connection under this policy."""
+
+    async def gather(
+        aioice_gather: aioice_hooks.Gather, component: int, addresses: list[str], timeout: int
+    ) -> list[Candidate]:
+        chosen = list(hosts) if hosts else addresses
+        if ports is None:
+            return await aioice_gather(component, chosen, timeout)
+        candidates = await _bind_in_range(conn, component, chosen, ports)
+        # STUN/TURN candidates (if configured) still come from aioice.
+        return candidates + await aioice_gather(component, [], timeout)
+
+    return gather
 
 
 async def _bind_in_range(
     conn: Any, component: int, addresses: list[str], ports: tuple[int, int]
 ) -> list[Candidate]:
     """Host candidates like aioice's, but on a free port of `ports`."""
-    loop = asyncio.get_running_loop()
     candidates = []
     lo, hi = ports
     for address in addresses:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         order = list(range(lo, hi + 1))
         random.shuffle(order)
         for port in order:
-            try:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: StunProtocol(conn), local_addr=(address, port), family=family
-                )
-            except OSError:
-                continue
-            host, bound = protocol.transport.get_extra_info("sockname")[:2]
-            protocol.local_candidate = Candidate(
-                foundation=candidate_foundation("host", "udp", host),
-                component=component,
-                transport="udp",
-                priority=candidate_priority(component, "host"),
-                host=host,
-                port=bound,
-                type="host",
-            )
-            conn._protocols.append(protocol)
-            candidates.append(protocol.local_candidate)
-            break
+            candidate = await aioice_hooks.bind_host_candidate(conn, component, address, port)
+            if candidate is not None:
+                candidates.append(candidate)
+                break
         else:
             log.warning("no free UDP port in %d-%d on %s", lo, hi, address)
     return candidates

@@ -30,7 +30,7 @@ from server.errors import (
     Unavailable,
 )
 from server.ids import new_id
-from server.payments.receiver import validate_receiver
+from server.payments.receiver import check_receiver, validate_receiver
 from server.payments.webhook import PixCallback, RejectedItem, parse_callbacks, verify_signature
 from server.settings import Settings
 from server.validation import check_id
@@ -68,7 +68,15 @@ def public_order(order: Doc) -> dict[str, Any]:
         "created_at": order["created_at"],
         "expires_at": order["expires_at"],
         "paid_at": order.get("paid_at"),
+        # What a payment that was not credited brought (a wrong amount, or after expiry), so the
+        # viewer is told what happened and what to do next.
+        "received_centavos": _received(order),
     }
+
+
+def _received(order: Doc) -> int | None:
+    attempt = order.get("mismatch") if order["status"] == "mismatch" else order.get("late_payment")
+    return int(attempt["received_centavos"]) if attempt else None
 
 
 def entitled_from(price: dict[str, Any], paid_orders: Iterable[Doc]) -> set[str]:
@@ -98,6 +106,15 @@ class PaymentService:
     def validate_receiver(self, raw: object) -> dict[str, Any]:
         """Called by the session service at start: the receiver every order's BR Code names."""
         return validate_receiver(raw)
+
+    def check_receiver(self, raw: object) -> dict[str, Any]:
+        """A receiver being typed: the fields given, normalised, and what to warn about."""
+        checked = check_receiver(raw, partial=True)
+        return {
+            "receiver": checked.receiver,
+            "warnings": checked.warnings,
+            "problems": checked.problems,
+        }
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -143,6 +160,18 @@ class PaymentService:
                 "preferences first",
                 code="payment_required",
             )
+
+    async def balance(
+        self, session: Doc, viewer_id: str, payment: dict[str, Any] | None
+    ) -> dict[str, int]:
+        """What this viewer has paid in this session and what it owes now (`payment`, if any)."""
+        paid = sum(
+            o["amount_centavos"]
+            for o in await self.orders_of(session["id"], viewer_id)
+            if o["status"] == "paid"
+        )
+        due = payment["amount_centavos"] if payment and payment["status"] != "paid" else 0
+        return {"paid_centavos": paid, "due_centavos": due}
 
     # -- ordering ------------------------------------------------------------------------------
 

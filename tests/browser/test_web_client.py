@@ -28,9 +28,10 @@ from .chromium import Browser
 from .conftest import WebServer
 from .netns import NetnsLoop
 
-PRICING = {"base": 200, "screen": 300, "camera": 400, "bundle_pct": 50}
-# base + screen + camera - 50 % of the add-ons
-BUNDLE_TOTAL = 200 + 300 + 400 - 350
+# (A 50 % bundle would make both streams cheaper than the camera alone: the studio refuses it.)
+PRICING = {"base": 200, "screen": 300, "camera": 400, "bundle_pct": 40}
+# base + screen + camera - 40 % of the add-ons
+BUNDLE_TOTAL = 200 + 300 + 400 - 280
 SCREEN_ONLY_TOTAL = 200 + 300
 WEBHOOK_SECRET = "browser-webhook-secret"
 
@@ -412,7 +413,7 @@ def test_viewer_pays_and_receives_screen_and_camera_separately(
         codes = await page.evaluate(
             "[...document.querySelectorAll('#quote tr')].map(r => r.dataset.code)"
         )
-        assert codes == ["base", "addon:screen", "addon:camera", "bundle_discount", "total"]
+        assert codes == ["base", "addon:screen", "addon:camera", "bundle_discount", "total", "due"]
         assert await page.evaluate("document.querySelector('#stage').dataset.showing") == ""
         await pay(page, web_server.base_url)
         viewer.paid = True
@@ -444,7 +445,12 @@ def test_price_follows_the_enabled_streams(netns: NetnsLoop, viewer: Viewer) -> 
         codes = await page.evaluate(
             "[...document.querySelectorAll('#quote tr')].map(r => r.dataset.code)"
         )
-        assert codes == ["base", "addon:screen", "total"]
+        # Already paid for both: the smaller set is covered, nothing is due.
+        assert codes == ["base", "addon:screen", "total", "paid", "due"]
+        assert await page.evaluate(
+            "[...document.querySelectorAll('#quote tr[data-code=paid], #quote tr[data-code=due]')]"
+            ".map(r => r.dataset.amount)"
+        ) == [str(BUNDLE_TOTAL), "0"]
         await page.wait_for("document.querySelector('#stage').dataset.showing === 'screen'")
         await page.wait_for("!document.querySelector('#stage video[data-kind=camera]')")
         await page.press(" ", "Space", 32)
@@ -484,6 +490,61 @@ def test_composite_mode_and_corner_moves_the_camera(
         await assert_clean(page)
 
     cdp_run(netns, check(), timeout=90)
+
+
+def test_the_studios_pip_is_the_default_layout_and_moves_it_live(
+    netns: NetnsLoop, browser: Browser, live: Live, web_server: WebServer
+) -> None:
+    """Issue 14: corner and size chosen in the studio are what a viewer without a layout of its
+    own gets, and moving them live moves that viewer's composite (same connection)."""
+
+    async def check() -> None:
+        studio = live.studio
+        await set_value(studio, "#preview-corner", "top-left")
+        await set_value(studio, "#preview-size", "35", "input")
+        await studio.wait_for("document.body.dataset.defaultPip === 'top-left 35'")
+        context = await browser.new_context()
+        try:
+            page = await browser.new_page(context)
+            await page.goto(f"{web_server.base_url}/watch/{live.session_id}")
+            await page.wait_for("document.body.dataset.viewerId")
+            controls = await page.evaluate(
+                "[document.querySelector('#pip-corner').value, document.querySelector('#pip-size').value]"
+            )
+            assert controls == ["top-left", "35"]
+            assert "broadcaster" in await page.evaluate(
+                "document.querySelector('#pip-source').textContent"
+            )
+            await pay(page, web_server.base_url)
+            # Composite mode is not a layout choice: the broadcaster's layout still applies.
+            await set_checked(page, "#mode-composite", True)
+            await page.wait_for(
+                "document.querySelector('#stage').dataset.showing === 'composite'", timeout=20
+            )
+            await composite_showing(page, "top-left")
+            pc_id = await page.evaluate(
+                "document.querySelector('#stage video[data-kind=composite]').dataset.pcId"
+            )
+            # The broadcaster moves it while live: the viewer's composite follows.
+            await set_value(studio, "#preview-corner", "bottom-left")
+            await studio.wait_for("document.body.dataset.defaultPip === 'bottom-left 35'")
+            frame = await composite_showing(page, "bottom-left")
+            assert frame.corner_share("top-left", "M") < 0.05, frame
+            assert (
+                await page.evaluate(
+                    "document.querySelector('#stage video[data-kind=composite]').dataset.pcId"
+                )
+                == pc_id
+            )
+            await page.wait_for("document.querySelector('#pip-corner').value === 'bottom-left'")
+            await assert_clean(page)
+        finally:
+            await browser.close_context(context)
+            await set_value(studio, "#preview-corner", "bottom-right")
+            await set_value(studio, "#preview-size", "25", "input")
+        await assert_clean(studio)
+
+    cdp_run(netns, check(), timeout=120)
 
 
 def test_reload_restores_preferences_and_viewer(netns: NetnsLoop, viewer: Viewer) -> None:
@@ -595,8 +656,8 @@ def test_studio_shows_a_lost_stream_and_reconnects_it(
         row = ".stream-row[data-kind=screen]"
         pc_id = await studio.evaluate(f"document.querySelector('{row}').dataset.pcId")
         media = web_server.services.media
-        # No public API drops a publisher: close its server-side connection directly.
-        await media._close_peer(media._peers[pc_id])
+        # No HTTP API drops a publisher: close its server-side connection directly.
+        await media.close_peer(pc_id)
         await studio.wait_for(
             f"['lost', 'failed'].includes(document.querySelector('{row}').dataset.state)",
             timeout=30,
@@ -645,18 +706,26 @@ def test_studio_reload_resumes_the_live_session(
 ) -> None:
     async def check() -> None:
         studio = live.studio
+        # The quality set live (the test before: text hint, 1500 kbps, 10 fps) survives the reload.
         await studio.reload()
         await studio.wait_for(f"document.body.dataset.sessionId === '{live.session_id}'")
         assert await studio.evaluate("document.querySelector('#golive-form').hidden") is True
+        # One click puts both streams back on air (capturing a screen needs a click).
+        await studio.wait_for("!document.querySelector('#resume').hidden")
+        await studio.click("#resume")
         for kind in ("screen", "camera"):
             row = f".stream-row[data-kind={kind}]"
             await studio.wait_for(
-                f"document.querySelector('{row} button.toggle')?.textContent === 'Start'"
-            )
-            await studio.click(f"{row} button.toggle")
-            await studio.wait_for(
                 f"document.querySelector('{row}').dataset.state === 'live'", timeout=20
             )
+        row = ".stream-row[data-kind=screen]"
+        await studio.wait_for(
+            f"(r => r.dataset.hint === 'text' && r.dataset.maxBitrate === '1500000'"
+            f" && r.dataset.maxFramerate === '10')(document.querySelector('{row}'))"
+        )
+        assert await studio.evaluate(
+            "[document.querySelector('#screen-fps').value, document.querySelector('#screen-hint').value]"
+        ) == ["10", "text"]
         await viewer.page.wait_for(
             "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=20
         )
@@ -677,7 +746,15 @@ def test_ending_the_session_tells_the_viewer_and_leaves_the_list(
         await listing.goto(f"{web_server.base_url}/")
         card = f"document.querySelector(\".session-card[data-session-id='{live.session_id}']\")"
         await listing.wait_for(f"!!{card}")
+        # Ending asks first; keeping on streaming changes nothing.
         await live.studio.click("#end-session")
+        await live.studio.wait_for("document.querySelector('#end-dialog').open")
+        await live.studio.click("#end-cancel")
+        await live.studio.wait_for("!document.querySelector('#end-dialog').open")
+        assert await live.studio.evaluate("document.querySelector('#live-panel').hidden") is False
+        await live.studio.click("#end-session")
+        await live.studio.wait_for("document.querySelector('#end-dialog').open")
+        await live.studio.click("#end-confirm")
         await live.studio.wait_for("!document.querySelector('#ended-panel').hidden")
         await viewer.page.wait_for(
             "document.querySelector('#stage').dataset.state === 'ended'", timeout=15
@@ -686,6 +763,13 @@ def test_ending_the_session_tells_the_viewer_and_leaves_the_list(
             "document.querySelector('#stage-msg').textContent"
         )
         assert await viewer.page.evaluate("document.querySelectorAll('#stage video').length") == 0
+        # The ended page: focus on its heading, and the replay offer (recording is off in this
+        # suite, so the list is empty and hidden) and other live sessions once they are known.
+        await viewer.page.wait_for("document.body.dataset.endedReady === '1'")
+        assert await viewer.page.evaluate(
+            "!document.querySelector('#ended-panel').hidden"
+            " && document.activeElement.id === 'ended-title'"
+        )
         await listing.wait_for(f"!{card}", timeout=10)
         await assert_clean(listing)
         await browser.close_context(list_context)

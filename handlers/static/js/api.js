@@ -41,11 +41,14 @@ export async function request(method, path, { token, body, base = "", signal, pr
   }
   if (!response.ok) {
     const error = (data && data.error) || {};
-    throw new ApiError(
+    const failure = new ApiError(
       response.status,
       error.code || `http_${response.status}`,
       error.message || response.statusText || "Request failed",
     );
+    failure.field = error.field || null;
+    failure.messages = error.messages || null;
+    throw failure;
   }
   return data;
 }
@@ -69,6 +72,24 @@ export const endSession = (sessionId, token) =>
   request("POST", `/session/${id(sessionId)}/end`, { token, body: {} });
 export const getOrder = (orderId, token) =>
   request("GET", `/orders/${id(orderId)}`, { token, prefix: PAYMENTS_PREFIX });
+export const checkReceiver = (fields, signal) =>
+  request("POST", "/pix/receiver", { body: fields, prefix: PAYMENTS_PREFIX, signal });
+export const setDefaultLayout = (sessionId, token, pip) =>
+  request("PUT", `/session/${id(sessionId)}/layout`, { token, body: { pip } });
+export const listRecordings = (sessionId, token) =>
+  request("GET", `/session/${id(sessionId)}/recordings`, { token });
+// A <video src> or download link cannot send headers: the token goes in the query.
+export const recordingUrl = (sessionId, recordingId, token) =>
+  `${API_PREFIX}/session/${id(sessionId)}/recordings/${id(recordingId)}?access_token=${encodeURIComponent(token)}`;
+
+// The message of an error for the page's language: the server's per-language text when it has
+// one (`messages`), else its message.
+export function errorText(err) {
+  const messages = err && err.messages;
+  if (!messages) return err.message;
+  const lang = (navigator.language || "en").toLowerCase();
+  return (lang.startsWith("pt") ? messages["pt-BR"] : messages.en) || err.message;
+}
 
 // Signaling goes to the instance that ingests the session (`signaling_url`, empty = this origin).
 // So does the quality of a connection: that instance holds it.

@@ -2,7 +2,7 @@
 // each stream on its own RTCPeerConnection so either can stop, start or reconnect alone.
 
 import * as api from "./api.js";
-import { $, el, say } from "./dom.js";
+import { $, debounce, el, say } from "./dom.js";
 import { applyPip, setupPipControls } from "./layout.js";
 import { applySenderLimits, captureErrorMessage, createPeer, negotiate, watchConnection } from "./rtc.js";
 import { VOCABULARY } from "./vocabulary.js";
@@ -72,6 +72,7 @@ async function applyQuality(kind) {
   }
   const pub = state.pubs[kind];
   if (pub && pub.sender) await limitSender(kind, pub.sender);
+  remember();
   renderRows();
 }
 
@@ -227,8 +228,24 @@ async function setOnAir(kind, on) {
     }
   } finally {
     state.busy[kind] = false;
+    remember();
     renderRows();
   }
+}
+
+// The microphone is the camera stream's audio track: muting disables it (silence is sent, the
+// connection and the video go on), so unmuting is instant.
+function micTrack() {
+  const media = state.media.camera;
+  return media ? media.getAudioTracks()[0] || null : null;
+}
+
+function toggleMic() {
+  const track = micTrack();
+  if (!track) return;
+  track.enabled = !track.enabled;
+  say($("#server-msg"), track.enabled ? "Microphone on." : "Microphone muted: viewers hear nothing.", "info");
+  renderRows();
 }
 
 // ---- live panel --------------------------------------------------------------------------------
@@ -275,6 +292,7 @@ function renderRows() {
     const needsReconnect = on && (row.conn === "lost" || row.conn === "failed");
     const a = applied(kind);
     const dataset = { kind, state: row.conn, pcId: state.pubs[kind]?.pcId || "" };
+    if (kind === "camera" && micTrack()) dataset.mic = micTrack().enabled ? "on" : "muted";
     if (a) Object.assign(dataset, { maxBitrate: a.maxBitrate, maxFramerate: a.maxFramerate, degradation: a.degradation, hint: a.hint });
     return el(
       "li",
@@ -290,6 +308,18 @@ function renderRows() {
             text: "Reconnect",
             "aria-label": `Reconnect ${name.toLowerCase()}`,
             onclick: () => publish(kind),
+          }),
+        kind === "camera" &&
+          on &&
+          micTrack() &&
+          el("button", {
+            type: "button",
+            className: "mic",
+            id: "mic-toggle",
+            text: micTrack().enabled ? "Mute mic" : "Unmute mic",
+            "aria-pressed": String(!micTrack().enabled),
+            "aria-label": micTrack().enabled ? "Mute microphone" : "Unmute microphone",
+            onclick: toggleMic,
           }),
         el("button", {
           type: "button",
@@ -359,6 +389,166 @@ async function pollStatus() {
   }
 }
 
+// ---- per-field messages ------------------------------------------------------------------------
+
+// The form's inputs by the request field the server names in its errors.
+const FIELD_INPUTS = {
+  "pix.key": "pix-key",
+  "pix.merchant_name": "pix-name",
+  "pix.merchant_city": "pix-city",
+  pix: "pix-key",
+  "pricing.bundle_discount_pct": "price-bundle",
+  "pricing.base": "price-base",
+  "pricing.addons.screen": "price-screen",
+  "pricing.addons.camera": "price-camera",
+  title: "title",
+  broadcaster_name: "broadcaster-name",
+};
+
+function messageOf(messages, fallback = "") {
+  if (!messages) return fallback;
+  const lang = (navigator.language || "en").toLowerCase();
+  return (lang.startsWith("pt") ? messages["pt-BR"] : messages.en) || messages.en || fallback;
+}
+
+// A message beside one input ("error" | "warn" | "ok" | "info"); empty text clears it.
+function fieldMsg(inputId, text, kind = "info") {
+  const node = document.getElementById(`${inputId}-msg`);
+  const input = document.getElementById(inputId);
+  if (!node) return false;
+  node.textContent = text || "";
+  node.dataset.kind = kind;
+  node.hidden = !text;
+  node.setAttribute("role", kind === "error" ? "alert" : "status");
+  if (input) input.setAttribute("aria-invalid", String(Boolean(text) && kind === "error"));
+  return true;
+}
+
+// A refusal from the server, shown beside the field it names (and focused), else in the banner.
+function showServerError(err, prefix) {
+  const inputId = err.field && FIELD_INPUTS[err.field];
+  if (inputId && fieldMsg(inputId, api.errorText(err), "error")) {
+    say($("#studio-msg"), `${prefix}: see the highlighted field.`, "error");
+    document.getElementById(inputId).focus();
+    return;
+  }
+  say($("#studio-msg"), `${prefix}: ${api.errorText(err)}`, "error");
+}
+
+const KEY_TYPE_LABELS = { cpf: "CPF", cnpj: "CNPJ", phone: "Phone", email: "E-mail", evp: "Random key" };
+const RECEIVER_INPUTS = { key: "pix-key", merchant_name: "pix-name", merchant_city: "pix-city" };
+let receiverCheck = null;
+
+// The receiver as typed, checked by the server while the broadcaster types: the key's type and
+// how it is stored, the city as PIX codes will show it, and anything that cannot work.
+async function checkReceiverNow() {
+  const fields = {};
+  for (const [name, id] of Object.entries(RECEIVER_INPUTS)) {
+    const value = $(`#${id}`).value.trim();
+    if (value) fields[name] = value;
+    else fieldMsg(id, "");
+  }
+  if (receiverCheck) receiverCheck.abort();
+  if (Object.keys(fields).length === 0) return;
+  const controller = new AbortController();
+  receiverCheck = controller;
+  let answer;
+  try {
+    answer = await api.checkReceiver(fields, controller.signal);
+  } catch (err) {
+    if (err.name !== "AbortError") fieldMsg("pix-key", err.message, "error");
+    return;
+  }
+  if (receiverCheck !== controller) return;
+  const receiver = answer.receiver;
+  if (receiver.key) {
+    const shown = receiver.key === fields.key ? "" : `, stored as ${receiver.key}`;
+    fieldMsg("pix-key", `${KEY_TYPE_LABELS[receiver.key_type] || receiver.key_type} key${shown}.`, "ok");
+  }
+  if (receiver.merchant_name) fieldMsg("pix-name", "");
+  if (receiver.merchant_city) {
+    const cut = answer.warnings.find((w) => w.field === "pix.merchant_city");
+    fieldMsg(
+      "pix-city",
+      cut ? messageOf(cut.messages) : `Payers will see “${receiver.merchant_city}”.`,
+      cut ? "warn" : "ok",
+    );
+  }
+  for (const problem of answer.problems) {
+    const id = FIELD_INPUTS[problem.field];
+    if (id) fieldMsg(id, messageOf(problem.messages, problem.message), "error");
+  }
+}
+const checkReceiverSoon = debounce(checkReceiverNow, 300);
+
+// Pricing whose bundle makes both streams cheaper than one alone is refused by the server; say
+// so while typing, with the largest discount that works (the same arithmetic as server/pricing.py).
+function checkPricing() {
+  let price;
+  try {
+    price = readPricing();
+  } catch (err) {
+    fieldMsg("price-bundle", "");
+    fieldMsg("price", err.message, "error");
+    return false;
+  }
+  fieldMsg("price", "");
+  const { screen, camera } = price.addons;
+  const addons = screen + camera;
+  const discount = Math.floor((addons * price.bundle_discount_pct + 50) / 100);
+  const both = price.base + addons - discount;
+  const cheaper = Math.min(screen, camera);
+  if (discount > cheaper) {
+    let limit = 100;
+    while (limit > 0 && Math.floor((addons * limit + 50) / 100) > cheaper) limit -= 1;
+    const alone = screen >= camera ? ["the screen", price.base + screen] : ["the camera", price.base + camera];
+    fieldMsg(
+      "price-bundle",
+      `With ${price.bundle_discount_pct}% off, screen + camera would cost ${api.formatBRL(both)}, less than ` +
+        `${alone[0]} alone (${api.formatBRL(alone[1])}). Use at most ${limit}%, or raise the cheaper add-on.`,
+      "error",
+    );
+    return false;
+  }
+  fieldMsg("price-bundle", "");
+  return true;
+}
+
+// ---- remembered form ---------------------------------------------------------------------------
+
+// The form's last values (never the broadcaster token: that stays in this tab's sessionStorage).
+const FORM_KEY = "multistream.studio.form";
+const REMEMBERED = [
+  "title", "broadcaster-name", "price-base", "price-screen", "price-camera", "price-bundle",
+  "pix-key", "pix-name", "pix-city", "screen-preset", "screen-fps", "screen-hint", "screen-bitrate",
+  "camera-preset", "camera-fps", "camera-bitrate", "preview-corner", "preview-size",
+];
+
+function rememberForm() {
+  const values = Object.fromEntries(REMEMBERED.map((id) => [id, $(`#${id}`).value]));
+  values["camera-mic"] = $("#camera-mic").checked;
+  localStorage.setItem(FORM_KEY, JSON.stringify(values));
+}
+
+function restoreForm() {
+  let values = null;
+  try {
+    values = JSON.parse(localStorage.getItem(FORM_KEY) || "null");
+  } catch {
+    values = null;
+  }
+  if (!values || typeof values !== "object") return;
+  for (const id of REMEMBERED) {
+    const input = $(`#${id}`);
+    const value = values[id];
+    if (typeof value !== "string") continue;
+    // A select keeps its value only if the option still exists (the vocabulary may change).
+    if (input.tagName === "SELECT" && ![...input.options].some((o) => o.value === value)) continue;
+    input.value = value;
+  }
+  if (typeof values["camera-mic"] === "boolean") $("#camera-mic").checked = values["camera-mic"];
+}
+
 // ---- session -----------------------------------------------------------------------------------
 
 function readPricing() {
@@ -410,8 +600,16 @@ async function goLive(event) {
     };
     const pix = readPix();
     if (pix) body.pix = pix;
+    const name = $("#broadcaster-name").value.trim();
+    if (name) body.broadcaster_name = name;
+    body.default_pip = previewPip();
   } catch (err) {
     say($("#studio-msg"), err.message, "error");
+    return;
+  }
+  if (!checkPricing()) {
+    say($("#studio-msg"), "Could not go live: see the highlighted field.", "error");
+    $("#price-bundle").focus();
     return;
   }
   const button = $("#go-live");
@@ -424,11 +622,14 @@ async function goLive(event) {
     state.streams = Object.fromEntries(answer.session.streams.map((s) => [s.kind, s]));
   } catch (err) {
     button.disabled = false;
-    say($("#studio-msg"), `Could not go live: ${err.message}`, "error");
+    showServerError(err, "Could not go live");
     return;
   }
+  rememberForm();
   $("#golive-form").hidden = true;
   $("#live-panel").hidden = false;
+  // The form the focus was in is gone: put it at the top of what replaced it, not the page's top.
+  $("#live-title").focus({ preventScroll: true });
   $("#share-url").value = new URL(`/watch/${encodeURIComponent(state.session.id)}`, location.href).href;
   say($("#studio-msg"), `You are live: “${state.session.title}”.`, "ok");
   document.body.dataset.sessionId = state.session.id;
@@ -453,7 +654,13 @@ function showChat() {
 const RESUME_KEY = "multistream.studio";
 
 function remember() {
-  sessionStorage.setItem(RESUME_KEY, JSON.stringify({ sessionId: state.session.id, token: state.token }));
+  if (!state.session) return;
+  const onAir = KINDS.filter((kind) => state.media[kind]);
+  const bitrates = Object.fromEntries(KINDS.map((kind) => [kind, $(`#${kind}-bitrate`).value]));
+  sessionStorage.setItem(
+    RESUME_KEY,
+    JSON.stringify({ sessionId: state.session.id, token: state.token, onAir, bitrates }),
+  );
 }
 
 async function resume() {
@@ -479,18 +686,62 @@ async function resume() {
   state.token = saved.token;
   state.signalBase = (status.signaling_url || "").replace(/\/$/, "");
   state.streams = Object.fromEntries(status.streams.map((s) => [s.kind, s]));
+  // The quality of each stream: as last set in this studio (the remembered form, which follows
+  // every change made live), else as the server recorded it at going live.
+  if (!localStorage.getItem(FORM_KEY)) {
+    for (const stream of status.streams) restoreQuality(stream.kind, stream.quality, (saved.bitrates || {})[stream.kind]);
+  }
+  const pip = status.session.default_pip;
+  if (pip) {
+    $("#preview-corner").value = pip.corner;
+    $("#preview-size").value = String(pip.size_pct);
+    updatePreviewLayout();
+  }
   $("#golive-form").hidden = true;
   $("#live-panel").hidden = false;
   $("#share-url").value = new URL(`/watch/${encodeURIComponent(state.session.id)}`, location.href).href;
   document.body.dataset.sessionId = state.session.id;
-  say(
-    $("#studio-msg"),
-    `“${state.session.title}” is still live. Press Start on each stream to put it back on air.`,
-    "info",
-  );
+  state.resumeKinds = (saved.onAir || []).filter((kind) => state.streams[kind]);
+  if (state.resumeKinds.length) {
+    const names = state.resumeKinds.map((k) => api.KIND_LABELS[k].toLowerCase()).join(" and ");
+    say(
+      $("#studio-msg"),
+      `“${state.session.title}” is still live. Press “Resume broadcast” to put your ${names} back on air with the same quality.`,
+      "info",
+    );
+    $("#resume").hidden = false;
+    $("#resume").focus({ preventScroll: true });
+  } else {
+    say($("#studio-msg"), `“${state.session.title}” is still live. Press Start on a stream to put it on air.`, "info");
+  }
   renderRows();
   showChat();
   state.pollTimer = setTimeout(pollStatus, 500);
+}
+
+function restoreQuality(kind, q, kbps) {
+  if (!q) return;
+  const set = (id, value) => {
+    const input = document.getElementById(id);
+    if (input && value !== undefined && value !== null && [...(input.options || [{ value: String(value) }])].some((o) => o.value === String(value))) {
+      input.value = String(value);
+    }
+  };
+  set(`${kind}-preset`, q.preset);
+  set(`${kind}-fps`, q.fps);
+  set(`${kind}-hint`, q.content_hint);
+  if (kbps) $(`#${kind}-bitrate`).value = kbps;
+}
+
+// One click puts every stream that was on air before the reload back on air (capturing a screen
+// needs a click: browsers allow it only in answer to one).
+async function resumeBroadcast() {
+  const kinds = state.resumeKinds || [];
+  $("#resume").hidden = true;
+  state.resumeKinds = [];
+  for (const kind of kinds) await setOnAir(kind, true);
+  if (kinds.every((kind) => state.media[kind])) say($("#studio-msg"), "Back on air.", "ok");
+  $("#live-title").focus({ preventScroll: true });
 }
 
 function finish(message) {
@@ -507,6 +758,12 @@ function finish(message) {
   $("#live-panel").hidden = true;
   $("#ended-panel").hidden = false;
   say($("#studio-msg"), message, "info");
+}
+
+function confirmEnd() {
+  const dialog = $("#end-dialog");
+  dialog.returnValue = "";
+  dialog.showModal();
 }
 
 async function endSession() {
@@ -556,10 +813,30 @@ function setupControls() {
 
 setupControls();
 
+function previewPip() {
+  return { corner: $("#preview-corner").value, size_pct: Number($("#preview-size").value) };
+}
+
 function updatePreviewLayout() {
   const size = Number($("#preview-size").value);
   $("#preview-size-out").textContent = `${size}%`;
   applyPip($("#preview"), $("#preview-corner").value, size);
+}
+
+// While live, the preview's corner and size are the viewers' default layout: send it.
+const sendDefaultLayout = debounce(async () => {
+  if (!state.session) return;
+  try {
+    const saved = await api.setDefaultLayout(state.session.id, state.token, previewPip());
+    document.body.dataset.defaultPip = `${saved.default_pip.corner} ${saved.default_pip.size_pct}`;
+  } catch (err) {
+    say($("#server-msg"), `Could not change the viewers' layout: ${err.message}`, "error");
+  }
+}, 250);
+
+function onPreviewLayout() {
+  updatePreviewLayout();
+  sendDefaultLayout();
 }
 
 $("#screen-capture").addEventListener("click", () => setOnAir("screen", !state.media.screen));
@@ -570,10 +847,24 @@ for (const kind of KINDS) {
   }
 }
 $("#screen-hint").addEventListener("change", () => applyQuality("screen"));
-$("#preview-corner").addEventListener("change", updatePreviewLayout);
-$("#preview-size").addEventListener("input", updatePreviewLayout);
+$("#preview-corner").addEventListener("change", onPreviewLayout);
+$("#preview-size").addEventListener("input", onPreviewLayout);
 $("#golive-form").addEventListener("submit", goLive);
-$("#end-session").addEventListener("click", endSession);
+$("#end-session").addEventListener("click", confirmEnd);
+$("#end-dialog").addEventListener("close", () => {
+  if ($("#end-dialog").returnValue === "end") endSession();
+  else $("#end-session").focus();
+});
+$("#resume").addEventListener("click", resumeBroadcast);
+for (const id of REMEMBERED) {
+  $(`#${id}`).addEventListener("input", rememberForm);
+  $(`#${id}`).addEventListener("change", rememberForm);
+}
+$("#camera-mic").addEventListener("change", rememberForm);
+for (const id of Object.values(RECEIVER_INPUTS)) $(`#${id}`).addEventListener("input", checkReceiverSoon);
+for (const id of ["price-base", "price-screen", "price-camera", "price-bundle"]) {
+  $(`#${id}`).addEventListener("input", checkPricing);
+}
 $("#new-session").addEventListener("click", newSession);
 $("#copy-link").addEventListener("click", async () => {
   try {
@@ -586,6 +877,7 @@ $("#copy-link").addEventListener("click", async () => {
 window.addEventListener("beforeunload", () => {
   for (const kind of KINDS) unpublish(kind);
 });
+restoreForm();
 updatePreviewLayout();
 renderPreview();
 resume();

@@ -30,7 +30,10 @@ const state = {
   subs: new Map(), // key -> subscription
   autoCorner: DEFAULT_PIP.corner,
   muted: true,
+  volume: 0.8,
   payment: null,
+  balance: null,
+  free: false,
   entitled: new Set(), // kinds the server let this viewer watch (nothing owed for them)
   saving: Promise.resolve(),
 };
@@ -63,13 +66,16 @@ function writeControls(prefs) {
 // Saves run one after another so the server ends with the latest choice.
 function savePreferences() {
   const wanted = readControls();
+  // A layout the viewer never touched keeps following the broadcaster's.
+  if (!state.layoutTouched && state.saved.pip_custom === false) delete wanted.pip;
   state.saving = state.saving.then(async () => {
     try {
       const answer = await api.putPreferences(sessionId, state.token, wanted);
       state.saved = answer.preferences;
+      state.prefs = { ...state.prefs, pip: answer.preferences.pip, pip_custom: answer.preferences.pip_custom };
       markSaved();
       noteEntitlement(answer);
-      renderQuote(answer.quote);
+      renderQuote(answer.quote, answer.balance);
       renderPayment(answer.payment || null);
       say($("#watch-msg"), "");
     } catch (err) {
@@ -97,6 +103,9 @@ function markSaved() {
 
 function onControlsChanged(event) {
   // Layout changes show at once; the saved copy (and the price) follow from the server.
+  if (event.target && (event.target.id === "pip-corner" || event.target.id === "pip-size")) {
+    state.layoutTouched = true;
+  }
   state.prefs = { ...state.prefs, ...readControls() };
   $("#pip-size-out").textContent = `${state.prefs.pip.size_pct}%`;
   layout();
@@ -106,9 +115,11 @@ function onControlsChanged(event) {
 
 // ---- price and payment -------------------------------------------------------------------------
 
-function renderQuote(quote) {
+function renderQuote(quote, balance = null) {
   const body = $("#quote tbody");
   if (!quote) return;
+  state.balance = balance;
+  state.lastQuote = quote;
   const rows = quote.items.map((item) =>
     el(
       "tr",
@@ -128,6 +139,27 @@ function renderQuote(quote) {
       el("td", { id: "quote-total", text: api.formatBRL(quote.amount_centavos) }),
     ),
   );
+  // What is already paid and what is due now, so "Total" never sits alone beside a smaller "Pay".
+  if (balance && quote.items.length) {
+    if (balance.paid_centavos > 0) {
+      rows.push(
+        el(
+          "tr",
+          { className: "paid", dataset: { code: "paid", amount: String(balance.paid_centavos) } },
+          el("td", { text: "Already paid" }),
+          el("td", { text: `−${api.formatBRL(balance.paid_centavos)}` }),
+        ),
+      );
+    }
+    rows.push(
+      el(
+        "tr",
+        { className: "due", dataset: { code: "due", amount: String(balance.due_centavos) } },
+        el("td", { text: "Due now" }),
+        el("td", { id: "quote-due", text: api.formatBRL(balance.due_centavos) }),
+      ),
+    );
+  }
   body.replaceChildren(...rows);
 }
 
@@ -138,40 +170,86 @@ function noteEntitlement(answer) {
   }
 }
 
+// Anything but a paid order means money is still owed: nothing unpaid is requested from the
+// server (it would answer 402), whatever state the order is in.
 function owed() {
-  return Boolean(state.payment && state.payment.status === "pending");
+  return Boolean(state.payment && state.payment.status !== "paid");
+}
+
+// Orders that can still be paid; the page polls them until they change.
+const PAYABLE = new Set(["pending", "mismatch"]);
+
+function clock(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function streamsText(payment) {
+  return payment.streams.map((k) => api.KIND_LABELS[k] || k).join(" + ");
 }
 
 function renderPayment(payment) {
   const panel = $("#payment");
   const previous = state.payment;
   state.payment = payment;
-  if (!payment || !payment.pix_copia_e_cola) {
+  if (!payment || (!payment.pix_copia_e_cola && payment.status !== "paid")) {
     panel.hidden = true;
+    delete panel.dataset.status;
     return;
   }
   panel.hidden = false;
-  const paid = payment.status === "paid";
-  $("#payment-status").textContent = paid
-    ? "Paid. Enjoy the stream!"
-    : `Pay ${api.formatBRL(payment.amount_centavos)} by PIX to watch ${payment.streams
-        .map((k) => api.KIND_LABELS[k] || k)
-        .join(" + ")}.`;
-  $("#payment-code").value = payment.pix_copia_e_cola;
   panel.dataset.status = payment.status;
+  const amount = api.formatBRL(payment.amount_centavos);
+  const received = payment.received_centavos == null ? null : api.formatBRL(payment.received_centavos);
+  let status = "";
+  let next = "";
+  let nextKind = "info";
+  if (payment.status === "paid") {
+    status = "Paid. Enjoy the stream!";
+  } else if (payment.status === "pending") {
+    status = `Pay ${amount} by PIX to watch ${streamsText(payment)}.`;
+    next = payment.expires_at ? `This code is valid until ${clock(payment.expires_at)}.` : "";
+  } else if (payment.status === "mismatch") {
+    status = `Payment not credited: we received ${received}, but this code is for ${amount}.`;
+    next =
+      `Ask the broadcaster to refund the ${received}, then pay exactly ${amount} with the same code below. ` +
+      "Your stream starts as soon as the right amount arrives.";
+    nextKind = "error";
+  } else if (payment.status === "expired") {
+    status = `This PIX code expired at ${clock(payment.expires_at)} before a payment arrived.`;
+    next = received
+      ? `A payment of ${received} arrived after it expired and was not credited: ask the broadcaster for a refund. Get a new code to watch.`
+      : "Get a new code to pay and watch.";
+    nextKind = received ? "error" : "info";
+  }
+  $("#payment-status").textContent = status;
+  say($("#payment-next"), next, nextKind);
+  const payable = PAYABLE.has(payment.status);
+  $("#payment-renew").hidden = payment.status !== "expired";
+  $("#payment-code-box").hidden = !payable;
+  $("#payment-code").value = payable ? payment.pix_copia_e_cola : "";
   const img = $("#payment-qr");
   // The QR URL is a capability (random order id) and needs no token, so a plain <img> loads it.
-  if (payment.qr_url && (!previous || previous.qr_url !== payment.qr_url)) img.src = payment.qr_url;
-  img.hidden = !payment.qr_url;
+  if (payable && payment.qr_url && (!previous || previous.qr_url !== payment.qr_url)) img.src = payment.qr_url;
+  img.hidden = !(payable && payment.qr_url);
 }
 
 async function pollOrder() {
   const payment = state.payment;
-  if (payment && payment.order_id && payment.status === "pending" && !state.ended) {
+  if (payment && payment.order_id && PAYABLE.has(payment.status) && !state.ended) {
     try {
       const { order } = await api.getOrder(payment.order_id, state.token);
-      if (order.status !== payment.status) {
-        if (order.status === "paid") for (const kind of order.streams) state.entitled.add(kind);
+      if (order.status !== payment.status || order.received_centavos !== payment.received_centavos) {
+        if (order.status === "paid") {
+          for (const kind of order.streams) state.entitled.add(kind);
+          if (state.balance) {
+            state.balance = {
+              paid_centavos: state.balance.paid_centavos + order.amount_centavos,
+              due_centavos: 0,
+            };
+            renderQuote(state.lastQuote, state.balance);
+          }
+        }
         renderPayment({ ...payment, ...order });
         syncMedia();
       }
@@ -256,6 +334,7 @@ async function connect(sub) {
       "aria-label": sub.kind === "composite" ? "Combined video" : `${api.KIND_LABELS[sub.kind]} video`,
     });
     sub.video.muted = state.muted;
+    sub.video.volume = state.volume;
     $("#stage").prepend(sub.video);
   }
   sub.ready = false;
@@ -294,6 +373,16 @@ async function connect(sub) {
   } catch (err) {
     if (sub.pc !== pc || !state.subs.has(sub.key)) return;
     sub.error = err.message;
+    if (err.status === 402 || err.status === 403) {
+      // Not (or no longer) allowed: asking again would only be refused again. Drop it and let
+      // the server say what is owed (a preferences answer carries the payment).
+      for (const kind of sub.kind === "composite" ? state.saved.enabled_streams : [sub.kind]) {
+        state.entitled.delete(kind);
+      }
+      close(sub);
+      savePreferences();
+      return;
+    }
     retry(sub);
   }
 }
@@ -424,6 +513,15 @@ function layout() {
   renderToggles();
 }
 
+const PAY_MESSAGE = "pay";
+
+function focusPayment(event) {
+  event.preventDefault();
+  const panel = $("#payment");
+  panel.scrollIntoView({ block: "start" });
+  panel.focus({ preventScroll: true });
+}
+
 function renderStageMessage(subs) {
   let message = "";
   const anyLive = KINDS.some(isLive);
@@ -434,10 +532,21 @@ function renderStageMessage(subs) {
   else if (!anyLive) message = "Waiting for the broadcaster to go on air…";
   else if (state.prefs.enabled_streams.length === 0) message = "Turn on a stream to watch.";
   else if (!state.prefs.enabled_streams.some(isLive)) message = "The streams you picked are off air right now.";
-  else if (owed() && !subs.some((s) => s.wanted)) message = "Pay with PIX (see “Pay with PIX”) to start watching.";
+  else if (owed() && !subs.some((s) => s.wanted)) message = PAY_MESSAGE;
   else if (subs.some((s) => s.wanted && !s.ready)) message = "Connecting…";
   const node = $("#stage-msg");
-  node.textContent = message;
+  if (message === PAY_MESSAGE) {
+    // The caption points at the payment panel with a real link (on a phone it is right above).
+    if (!node.querySelector("a")) {
+      node.replaceChildren(
+        "Pay with PIX (see ",
+        el("a", { href: "#payment", id: "pay-link", text: "“Pay with PIX”", onclick: focusPayment }),
+        ") to start watching.",
+      );
+    }
+  } else {
+    node.textContent = message;
+  }
   node.hidden = !message;
   $("#stage").dataset.state = state.ended ? "ended" : message.startsWith("Reconnecting") ? "reconnecting" : message ? "waiting" : "playing";
 }
@@ -487,11 +596,49 @@ function renderToggles() {
 // ---- session status ----------------------------------------------------------------------------
 
 function endedNow(reason = "ended") {
+  const first = !state.ended;
   state.ended = true;
   state.endReason = reason;
   for (const sub of [...state.subs.values()]) close(sub);
   for (const input of $("#controls").querySelectorAll("input, select, button")) input.disabled = true;
   layout();
+  if (first && reason === "ended") showEnded();
+}
+
+// The ended page: the replay of what this viewer may watch (the same rule as live: the
+// recordings API answers only entitled viewers) and the sessions live now.
+async function showEnded() {
+  document.body.dataset.page = "ended";
+  $("#ended-panel").hidden = false;
+  $("#payment").hidden = true;
+  $("#player-bar").hidden = true;
+  $("#ended-title").focus({ preventScroll: true });
+  const entitled = state.token && (state.free || state.entitled.size > 0);
+  const [replay, live] = await Promise.all([
+    entitled ? replayLinks(sessionId, state.token).catch(() => []) : [],
+    api.listSessions().then((page) => page.sessions.filter((s) => s.id !== sessionId)).catch(() => []),
+  ]);
+  $("#replay-list").replaceChildren(...replay.map((r) => el("li", {}, el("a", { href: r.href, text: r.label }))));
+  $("#replay").hidden = replay.length === 0;
+  $("#more-live-list").replaceChildren(
+    ...live.slice(0, 5).map((s) =>
+      el("li", {}, el("a", { href: `/watch/${encodeURIComponent(s.id)}`, text: s.title || "Untitled session" })),
+    ),
+  );
+  $("#more-live").hidden = live.length === 0;
+  document.body.dataset.endedReady = "1";
+}
+
+// Replay links: one per recording this viewer may watch. Broadcaster accounts (a dashboard with a
+// composite replay) can replace this by listening for "multistream:replay-links".
+async function replayLinks(id, token) {
+  const hook = new CustomEvent("multistream:replay-links", { detail: { sessionId: id, token, links: null }, cancelable: true });
+  if (!document.dispatchEvent(hook) && Array.isArray(hook.detail.links)) return hook.detail.links;
+  const { recordings } = await api.listRecordings(id, token);
+  return recordings.map((r, i) => ({
+    href: api.recordingUrl(id, r.id, token),
+    label: `${api.KIND_LABELS[r.kind] || r.kind || "Recording"} ${i + 1}${r.started_at ? ` · ${clock(r.started_at)}` : ""}`,
+  }));
 }
 
 async function refreshStatus() {
@@ -511,8 +658,19 @@ async function refreshStatus() {
   }
 }
 
+function isFree(priceList) {
+  return !priceList || (!priceList.base_centavos && !Object.values(priceList.addons_centavos || {}).some(Boolean));
+}
+
 function applyStatus(status) {
   state.session = status.session;
+  state.free = isFree(status.price_list);
+  // A free session shows no table of R$ 0,00 lines.
+  $("#price-panel").hidden = state.free;
+  const name = status.session.broadcaster_name;
+  $("#session-byline").textContent = name ? `by ${name}` : "";
+  $("#session-byline").hidden = !name;
+  followBroadcasterLayout(status.session.default_pip);
   $("#session-title").textContent = status.session.title || "Untitled session";
   document.title = `${status.session.title || "Watch"} · multistream`;
   $("#viewer-count").textContent = `${status.viewer_count} watching`;
@@ -523,6 +681,19 @@ function applyStatus(status) {
     writeControls(state.prefs);
   }
   if (status.session.status === "ended" && !state.ended) endedNow();
+}
+
+// A viewer who never chose a layout sees the broadcaster's, and sees it move.
+function followBroadcasterLayout(pip) {
+  const following = state.saved.pip_custom === false && !state.layoutTouched;
+  $("#pip-source").textContent = following ? "Layout: the broadcaster’s choice (change it to make it yours)." : "";
+  if (!following || !pip) return;
+  const current = state.prefs.pip;
+  if (current.corner === pip.corner && current.size_pct === pip.size_pct) return;
+  state.prefs = { ...state.prefs, pip: { ...pip } };
+  state.saved = { ...state.saved, pip: { ...pip } };
+  writeControls(state.prefs);
+  layout();
 }
 
 async function poll() {
@@ -536,6 +707,36 @@ async function poll() {
   await pollOrder();
   await refreshQuality();
   setTimeout(poll, STATUS_POLL_MS);
+}
+
+// ---- chat name ---------------------------------------------------------------------------------
+
+const NAME_KEY = "multistream.chat-name";
+const NAME_MAX = 40;
+// What the server refuses in a name (server/validation.py): control, bidi and, at the edges,
+// zero-width characters. Checked here too so the form can say so beside the field.
+const BAD_NAME = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]|^[\u200b-\u200d\u2060\ufeff]|[\u200b-\u200d\u2060\ufeff]$/;
+
+function mountChat() {
+  const name = localStorage.getItem(NAME_KEY) || "";
+  document.dispatchEvent(
+    new CustomEvent("multistream:chat", { detail: { sessionId, token: state.token, role: "viewer", name } }),
+  );
+}
+
+function saveChatName(event) {
+  event.preventDefault();
+  const name = $("#chat-name").value.split(/\s+/).filter(Boolean).join(" ");
+  const msg = $("#chat-name-msg");
+  if (name.length > NAME_MAX || BAD_NAME.test(name)) {
+    say(msg, `A name is at most ${NAME_MAX} plain characters.`, "error");
+    return;
+  }
+  if (name) localStorage.setItem(NAME_KEY, name);
+  else localStorage.removeItem(NAME_KEY);
+  $("#chat-name").value = name;
+  say(msg, name ? `You chat as “${name}”.` : "You chat without a name.", "ok");
+  if (state.token && !state.ended) mountChat();
 }
 
 // ---- start -------------------------------------------------------------------------------------
@@ -580,14 +781,11 @@ async function start() {
   noteEntitlement(answer);
   document.body.dataset.viewerId = answer.viewer_id;
   writeControls(state.prefs);
-  renderQuote(answer.quote);
+  renderQuote(answer.quote, answer.balance || null);
   renderPayment(answer.payment || null);
+  followBroadcasterLayout(state.session && state.session.default_pip);
   // Mount the chat unless something (an embedding page, a test) already mounted it.
-  if ($("#chat-panel").childElementCount === 0) {
-    document.dispatchEvent(
-      new CustomEvent("multistream:chat", { detail: { sessionId, token: state.token, role: "viewer" } }),
-    );
-  }
+  if ($("#chat-panel").childElementCount === 0) mountChat();
   syncMedia();
   setTimeout(poll, STATUS_POLL_MS);
   updateAutoCorner();
@@ -600,12 +798,43 @@ for (const input of document.querySelectorAll("input[name=mode], #pip-corner")) 
 $("#pip-size").addEventListener("input", onControlsChanged);
 $("#quality").addEventListener("change", onQualityChanged);
 $("#controls").addEventListener("submit", (event) => event.preventDefault());
-$("#unmute").addEventListener("click", () => {
-  state.muted = !state.muted;
+function setMuted(muted) {
+  state.muted = muted;
   for (const sub of state.subs.values()) if (sub.video) sub.video.muted = state.muted;
   $("#unmute").textContent = state.muted ? "Unmute" : "Mute";
   $("#unmute").setAttribute("aria-pressed", String(!state.muted));
+}
+$("#unmute").addEventListener("click", () => setMuted(!state.muted));
+$("#volume").addEventListener("input", () => {
+  state.volume = Number($("#volume").value) / 100;
+  for (const sub of state.subs.values()) if (sub.video) sub.video.volume = state.volume;
+  // Turning the volume up is asking to hear it.
+  if (state.volume > 0 && state.muted) setMuted(false);
+  localStorage.setItem("multistream.volume", String(state.volume));
 });
+$("#fullscreen").addEventListener("click", async () => {
+  try {
+    if (document.fullscreenElement) await document.exitFullscreen();
+    else await $("#stage").requestFullscreen();
+  } catch (err) {
+    say($("#watch-msg"), `Full screen is not available here: ${err.message}`, "error");
+  }
+});
+document.addEventListener("fullscreenchange", () => {
+  const on = document.fullscreenElement === $("#stage");
+  $("#fullscreen").textContent = on ? "Exit full screen" : "Full screen";
+  $("#fullscreen").setAttribute("aria-pressed", String(on));
+});
+$("#payment-renew").addEventListener("click", () => savePreferences());
+$("#chat-name-form").addEventListener("submit", saveChatName);
+$("#chat-name").value = localStorage.getItem(NAME_KEY) || "";
+{
+  const saved = Number(localStorage.getItem("multistream.volume"));
+  if (localStorage.getItem("multistream.volume") !== null && saved >= 0 && saved <= 1) {
+    state.volume = saved;
+    $("#volume").value = String(Math.round(saved * 100));
+  }
+}
 $("#payment-copy").addEventListener("click", async () => {
   try {
     await navigator.clipboard.writeText($("#payment-code").value);
