@@ -21,6 +21,7 @@ from server.documents import (
     StoredPreferences,
     StreamDoc,
     as_doc,
+    as_preferences,
     as_session,
     as_stream,
 )
@@ -474,7 +475,7 @@ class SessionService:
                 }
                 await self.store.upsert("viewer_preferences", updated)
                 for listener in self._listeners:
-                    await listener.preferences_changed(as_doc(updated))
+                    await listener.preferences_changed(as_preferences(as_doc(updated)))
                 moved += 1
             log.info(
                 "session=%s default layout %s %d%% (%d viewers follow)",
