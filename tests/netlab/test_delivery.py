@@ -63,7 +63,11 @@ def test_congested_link_is_not_flooded_and_keeps_moving(
     result = _watch(lab_run, 0, mode, warmup=10, seconds=30)
     (view,) = result.views.values()
     assert result.send_mbps <= 1.3, result.brief()
-    assert view.median_fps >= 15 - SAMPLING_SLACK_FPS, result.brief()
+    # 15 fps from a 30 fps publisher (the rungs take every other frame). A machine too busy to
+    # publish 30 fps (a CI neighbour) gives the rungs fewer frames to take: that is CPU, not the
+    # link, so the floor follows the publisher like the clean-link test's does.
+    (source_fps,) = result.source_fps.values()
+    assert view.median_fps >= min(15, source_fps / 2) - SAMPLING_SLACK_FPS, result.brief()
     assert view.stalled_seconds <= 1, result.brief()
 
 
