@@ -20,6 +20,7 @@ from server.auth import Claims
 from server.domain import QUALITY_AUTO
 from server.errors import Invalid
 from server.media import codecs
+from server.media.estimator import LOSS_LOW
 from server.media.fanout import PacketBroadcast
 from server.media.feeds import Feeds
 from server.media.ingest import StreamMedia
@@ -37,13 +38,15 @@ CONTROL_INTERVAL_S = 0.5
 INITIAL_HEADROOM = 1.5
 # A rung switch still waiting for its key frame after this long may be reconsidered.
 SWITCH_HOLD_S = 3.0
-# A link whose estimate is under this multiple of its rung's bitrate is paced.
-PACE_BELOW = 2.0
+# A viewer on the top rung is paced when its estimate is under this multiple of the rung's rate.
+PACE_BELOW = 1.4
 # A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
 RATE_SETTLE_S = 6.0
 # A rung's measured rate counts up to this multiple of its nominal one (VP8 and x264 meet their
 # targets within a few % on the lab's scrolling text; more is key frames asked for by loss).
 MEASURED_CAP = 1.2
+# A link estimated under this multiple of the rate it gets may be short (see `_short`).
+SHORT_BELOW = 1.25
 # How long a new viewer of the original keeps the stream decoded (a congested link shows itself
 # within 1-3 s; while it does, the viewer keeps it warm): decoding costs ~3 ms a 720p frame.
 WARM_S = 6.0
@@ -123,10 +126,23 @@ class Adaptation:
                 self._control_loop(), name="media-adapt"
             )
 
+    @staticmethod
+    def _short(link: ViewerLink, rate_bps: float, below: float = 0.0) -> bool:
+        """Evidence that this link may not carry `rate_bps`: congestion, loss over GCC's 2 %,
+        or an estimate under `below` (default `SHORT_BELOW`) times the rate (a clean link's
+        estimate runs at 1.5x what it carries)."""
+        est = link.estimator
+        return (
+            est.congested()
+            or est.feedback.loss > LOSS_LOW
+            or link.target_bps() < (below or SHORT_BELOW) * rate_bps
+        )
+
     def _recover_on_rung(self, peer: Peer, reason: str) -> bool:
         """A viewer of the publisher's own packets, shared with others, lost its picture
         (`reason`: its PLI, a packet that will not be resent, frames too late for its link).
-        A key frame from the publisher would reach every viewer; when the stream is being
+        A key frame from the publisher would reach every viewer; when its link is the problem
+        (`_short`) and the stream is being
         decoded anyway, move this one to the encoded rung its link carries instead: that
         encoder's key frame reaches only its own viewers. (It climbs back by the selector.)"""
         track, link, selector = peer.video, peer.link, peer.selector
@@ -147,7 +163,12 @@ class Adaptation:
         ):
             return False
         rates = self._rung_rates(peer)
-        usable = link.target_bps() * HEADROOM
+        target = link.target_bps()
+        if not self._short(link, rates[0]):
+            # Nothing says its link is short: the picture was lost to something else (this
+            # server falling behind, a lone loss). An encoder would not help; ask (rate-limited).
+            return False
+        usable = target * HEADROOM
         index = next((i for i in range(1, len(rates)) if rates[i] <= usable), len(rates) - 1)
         now = time.monotonic()
         selector.index, selector.changed_at, selector.fits_since = index, now, None
@@ -217,12 +238,18 @@ class Adaptation:
             return
         link.tick()
         now = time.monotonic()
-        # Pace only where the link could be the bottleneck (the hook has a per-packet cost).
+        # Pace only where the link could be the bottleneck (the hook has a per-packet cost): a
+        # viewer below the top rung, or one whose link may be short. A clean link's estimate runs
+        # at 1.5x what it carries (the estimator's growth cap), so it is not paced.
         rate_now = self._rung_rates(peer)[peer.rung]
-        at_risk = link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now
-        link.set_paced(at_risk)
+        link.set_paced(peer.rung > 0 or self._short(link, rate_now, PACE_BELOW))
         media = self.feeds.media.get(peer.stream_id or "")
-        if at_risk and peer.passthrough and peer.rung == 0 and media is not None:
+        if (
+            peer.passthrough
+            and peer.rung == 0
+            and media is not None
+            and self._short(link, rate_now)
+        ):
             media.frames.keep_warm(WARM_S)
         if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
             return  # a switch waits for its key frame: judge the new rung once it delivers

@@ -12,8 +12,7 @@ an SFU without transport-wide feedback can observe. One AIMD estimate, moved by 
   draining). Noise — a few ms of jitter, a lone late report — moves nothing.
 - **loss** (GCC's loss-based controller): judged over windows of at least `LOSS_WINDOW_S` and
   `LOSS_WINDOW_PACKETS`, because Chromium attaches a report to every NACK and one report's fraction
-  is noise. Over `LOSS_HIGH` (10 %) cuts by `1 - 0.5 * loss`, and at least to what got through
-  (sent less lost, or the receiver's REMB). Below it the link is *not* judged
+  is noise. Over `LOSS_HIGH` (10 %) cuts by `1 - 0.5 * loss`. Below it the link is *not* judged
   full: random loss of a few percent (a wireless hop) says nothing about capacity, and GCC's
   classic 2–10 % "hold" would freeze the estimate wherever an early overshoot left it. Resends
   (a budget, `pacer.py`) cover the random loss.
@@ -181,13 +180,11 @@ class BandwidthEstimator:
         elapsed = max(0.0, min(now - self._last_update, 2.0))
         self._last_update = now
         if loss > LOSS_HIGH:
-            # GCC's cut, and at least down to what got through (on a link flooded from a high
-            # start, cutting by half the loss window after window would take seconds to get there).
+            # GCC's loss-based cut. (Not "down to what got through": a burst's window of 40 %
+            # loss against a lagging send rate sank the estimate to a quarter of the link.)
             self.loss_cuts += 1
-            remb = self.remb(now) or 0
-            through = max(sent_bps * (1.0 - loss), float(remb)) if sent_bps > 0 else 0.0
-            cut = self.loss_based_bps * (1.0 - 0.5 * loss)
-            self._cut(now, min(cut, through) if through > 0 else cut, through or cut)
+            through = sent_bps * (1.0 - loss) if sent_bps > 0 else self.loss_based_bps
+            self._cut(now, self.loss_based_bps * (1.0 - 0.5 * loss), through)
             return
         if self.state != "normal" or now - self._last_cut < HOLD_AFTER_CUT_S:
             return
