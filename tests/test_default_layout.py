@@ -16,7 +16,7 @@ from tests.test_media_composite import (
 
 
 async def _start(api, body: dict) -> dict:
-    resp = await api.post(f"{PREFIX}/session/start", body)
+    resp = await api.post(f"{PREFIX}/session/start", body, token=api.broadcaster_token)
     assert resp.status == 201, resp.body
     return resp.json
 
@@ -70,7 +70,11 @@ async def test_only_the_broadcaster_sets_the_default_layout(api, server) -> None
     assert_error(await api.put(url, body, token=viewer["viewer_token"]), 403, "forbidden")
     assert_error(await api.put(url, {"pip": {"size_pct": 90}}, token=token), 400, "invalid")
     assert_error(await api.put(url, {"pip": {}, "x": 1}, token=token), 400, "invalid")
-    bad_start = await api.post(f"{PREFIX}/session/start", {"default_pip": {"corner": "middle"}})
+    bad_start = await api.post(
+        f"{PREFIX}/session/start",
+        {"default_pip": {"corner": "middle"}},
+        token=api.broadcaster_token,
+    )
     assert_error(bad_start, 400, "invalid")
     await api.post(f"{PREFIX}/session/{sid}/end", token=token)
     assert_error(await api.put(url, body, token=token), 409, "session_ended")

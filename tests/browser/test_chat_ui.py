@@ -54,7 +54,12 @@ def test_chat_between_viewer_and_studio(
     base = web_server.base_url
 
     async def scenario() -> None:
-        started = await _post(base, f"{PREFIX}/session/start", {"title": "chat ui"})
+        started = await _post(
+            base,
+            f"{PREFIX}/session/start",
+            {"title": "chat ui"},
+            token=web_server.broadcaster_token,
+        )
         sid, btoken = started["session"]["id"], started["broadcaster_token"]
         joined = await _post(base, f"{PREFIX}/session/{sid}/join")
         vtoken, vid = joined["viewer_token"], joined["viewer_id"]

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 
+from tests.api_helpers import web_broadcaster
 from tests.browser.cdp import Page
 from tests.browser.chromium import Browser
 from tests.browser.netns import NetnsLoop
@@ -118,6 +119,7 @@ class LabRun:
         self.browsers: list[Browser] = []
         self.publisher_browser: Browser | None = None
         self._sessions: list[LabSession] = []
+        self._broadcaster_token: str | None = None  # the lab's broadcaster (signed up on first use)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -239,6 +241,9 @@ class LabRun:
 
     async def _publish(self, kinds: tuple[str, ...], timeout: float) -> LabSession:
         api = self._api()
+        if self._broadcaster_token is None:
+            self._broadcaster_token = await web_broadcaster(api)
+        api.broadcaster_token = self._broadcaster_token
         started = await start_session(api, kinds)
         token = started["broadcaster_token"]
         streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
