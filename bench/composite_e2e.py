@@ -260,7 +260,7 @@ async def measure(
     base: str,
     *,
     settle_s: float = 6.0,
-    window_s: float = 8.0,
+    window_s: float = 10.0,
     rung_settle_s: float = 3.0,
     publisher_bps: int = 2_500_000,
     all_rungs: bool = True,
@@ -408,7 +408,7 @@ def render_row(r: Row | dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settle", type=float, default=6.0)
-    parser.add_argument("--window", type=float, default=8.0)
+    parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--publisher-bps", type=int, default=2_500_000)
     parser.add_argument("--top-only", action="store_true", help="only the top composite rung")
     args = parser.parse_args(argv)
