@@ -33,7 +33,9 @@ async def one_run(adaptive: bool, viewers: int, window_s: float) -> dict[str, An
     pcs: list[Any] = []
     try:
         started = await http.post(
-            f"{PREFIX}/session/start", {"title": "cost", "streams": ["screen"]}
+            f"{PREFIX}/session/start",
+            {"title": "cost", "streams": ["screen"]},
+            token=await http.account(),
         )
         stream_id = started["session"]["streams"][0]["id"]
         session_id = started["session"]["id"]

@@ -26,7 +26,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
+
+from bench.broadcaster import cli_token
 
 NS_S, NS_V = "msal_s", "msal_v"
 IP_S, IP_V = "10.78.0.1", "10.78.0.2"
@@ -337,8 +340,10 @@ def main() -> None:
                 break
             except RuntimeError:
                 time.sleep(0.1)
+        account = cli_token(Path(tmp))  # the server's data dir, from outside the namespace
         started = sh(
             f"ip netns exec {NS_S} curl -s -X POST -H 'Content-Type: application/json' "
+            f"-H 'Authorization: Bearer {account}' "
             f'-d \'{{"title":"lab","streams":["screen"]}}\' '
             f"http://{IP_S}:{PORT}{PREFIX}/session/start"
         )

@@ -59,6 +59,8 @@ from typing import Any
 
 import psutil
 
+from bench.broadcaster import cli_token
+
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "/api/v1/livestream"
 LISTENING = re.compile(rb"listening on http://([\d.]+):(\d+)/")
@@ -213,9 +215,10 @@ class Fixture:
     viewers: list[tuple[str, str]]  # (session id, viewer token)
 
 
-def make_fixture(port: int) -> Fixture:
+def make_fixture(port: int, account: str | None = None) -> Fixture:
+    """`account`: a broadcaster's API token (`bench.broadcaster.cli_token`); starting needs one."""
     session_ids = [
-        _call(port, "POST", f"{PREFIX}/session/start", START_BODY)["session"]["id"]
+        _call(port, "POST", f"{PREFIX}/session/start", START_BODY, token=account)["session"]["id"]
         for _ in range(N_SESSIONS)
     ]
     viewers = []
@@ -593,11 +596,12 @@ def run(options: Options) -> Result:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="multistream-bench-")))
         app = stack.enter_context(app_server(tmp / "app", options.app_root))
         bare = stack.enter_context(bare_server(tmp / "bare"))
-        fixture = make_fixture(app.port)
+        fixture = make_fixture(app.port, cli_token(tmp / "app" / "data"))
         targets = app_targets(app, fixture)
         if options.baseline_root is not None:
             baseline = stack.enter_context(app_server(tmp / "baseline", options.baseline_root))
-            targets += app_targets(baseline, make_fixture(baseline.port), " [baseline]")
+            account = cli_token(tmp / "baseline" / "data")
+            targets += app_targets(baseline, make_fixture(baseline.port, account), " [baseline]")
         previous = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         _pin(CLIENT_CPU)
         try:

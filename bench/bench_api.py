@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from bench import api_load
+from bench.broadcaster import cli_token
 
 WARMUP_S = 0.3
 DURATION_S = 1.5
@@ -35,7 +36,7 @@ def targets() -> Iterator[dict[str, api_load.Target]]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="multistream-bench-")))
         app = stack.enter_context(api_load.app_server(tmp / "app"))
         bare = stack.enter_context(api_load.bare_server(tmp / "bare"))
-        fixture = api_load.make_fixture(app.port)
+        fixture = api_load.make_fixture(app.port, cli_token(tmp / "app" / "data"))
         found = {t.name: t for t in [api_load.bare_target(bare, fixture)]}
         found.update({t.name: t for t in api_load.app_targets(app, fixture)})
         previous = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None

@@ -48,6 +48,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from bench import content
+from bench.broadcaster import signup_token
 from server.media import ice
 from tests.media_helpers import LOOPBACK, PatternTrack, new_pc
 
@@ -135,6 +136,13 @@ class Http:
     def __init__(self, base: str) -> None:
         self.base = base
         self.client = tornado.httpclient.AsyncHTTPClient()
+        self._account: str | None = None
+
+    async def account(self) -> str:
+        """The bench broadcaster's API token (signed up on the fresh server once)."""
+        if self._account is None:
+            self._account = await signup_token(self.base)
+        return self._account
 
     async def post(self, path: str, body: Any, token: str | None = None) -> Any:
         headers = {"Content-Type": "application/json"}
@@ -255,7 +263,8 @@ async def setup_session(http: Http, codec: str) -> tuple[list[RTCPeerConnection]
     clips = session_clips(codec)
     started = await http.post(
         f"{PREFIX}/session/start",
-        {
+        token=await http.account(),
+        body={
             "title": "bench session",
             "streams": ["screen", "camera"],
             "quality": {
@@ -325,7 +334,8 @@ async def setup_stream(http: Http, impl: str) -> tuple[list[RTCPeerConnection], 
         return [pub], add
     started = await http.post(
         f"{PREFIX}/session/start",
-        {
+        token=await http.account(),
+        body={
             "title": "bench",
             "streams": ["camera"],
             "quality": {"camera": {"preset": "360p", "fps": 30}},
@@ -349,7 +359,8 @@ async def setup_composite(http: Http) -> tuple[list[RTCPeerConnection], Any]:
     """1080p15 screen + 720p30 camera; every viewer on one layout (bottom-right 25 %)."""
     started = await http.post(
         f"{PREFIX}/session/start",
-        {
+        token=await http.account(),
+        body={
             "title": "bench composite",
             "streams": ["screen", "camera"],
             "quality": {

@@ -115,7 +115,8 @@ async def run(settle_s: float, window_s: float, publisher_bps: int, screen_fps: 
     try:
         started = await http.post(
             f"{PREFIX}/session/start",
-            {
+            token=await http.account(),
+            body={
                 "title": "text psnr",
                 "streams": ["screen", "camera"],
                 "quality": {

@@ -12,11 +12,13 @@ import math
 from typing import Any
 from urllib.parse import urlsplit
 
+import tornado.httputil
 import tornado.web
 import tornado.websocket
 
 from handlers.errors import JsonErrors
 from handlers.tornado_hooks import MessageHook, finished
+from server.accounts import is_account_token
 from server.auth import Claims
 from server.errors import (
     DomainError,
@@ -30,6 +32,7 @@ from server.errors import (
 from server.ratelimit import Action, client_address
 from server.services import Services
 from server.validation import parse_object
+from store.protocol import Doc
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,64 @@ def write_preflight(handler: tornado.web.RequestHandler, methods: str, headers: 
     handler.set_header("Access-Control-Allow-Methods", methods)
     handler.set_header("Access-Control-Allow-Headers", headers)
     handler.set_header("Access-Control-Max-Age", "600")
+
+
+# The web log-in cookie: HttpOnly (scripts never see it), SameSite=Lax (not sent on cross-site
+# sub-requests or form posts), Path=/ (pages and API), Secure when the request came over HTTPS.
+LOGIN_COOKIE = "ms_login"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_same_origin(request: tornado.httputil.HTTPServerRequest) -> None:
+    """CSRF guard for writes authenticated by the log-in cookie: the browser's `Origin` must name
+    this host. Browsers send `Origin` on every non-GET request (Fetch standard), same-origin ones
+    included, and a page cannot forge it, so no token has to be threaded through forms and pages.
+    SameSite=Lax already keeps the cookie off cross-site posts; this also covers sibling sites
+    (same site, other origin) and older browsers without SameSite. Bearer-token requests need no
+    guard: a browser never attaches those by itself."""
+    if request.method in _SAFE_METHODS:
+        return
+    origin = request.headers.get("Origin")
+    if origin is None or urlsplit(origin).netloc.lower() != request.host.lower():
+        raise Forbidden(
+            "cross-site request refused: a logged-in write must come from this site's pages",
+            code="csrf_refused",
+        )
+
+
+async def account_of(
+    handler: tornado.web.RequestHandler, services: Services, token: str | None
+) -> Doc:
+    """The broadcaster account behind a request: an API token (`Bearer ms_...`) or, without an
+    Authorization header, the log-in cookie (writes must pass `check_same_origin`)."""
+    if token is not None:
+        if not is_account_token(token):
+            raise Unauthorized(
+                "this needs a broadcaster: log in, or send an API token "
+                "(multistream users token NAME, or the dashboard)",
+                code="login_required",
+            )
+        return await services.accounts.authenticate(token, kind="api")
+    cookie = handler.get_cookie(LOGIN_COOKIE)
+    if not cookie:
+        raise Unauthorized(
+            "this needs a broadcaster: log in, or send an API token", code="login_required"
+        )
+    check_same_origin(handler.request)
+    return await services.accounts.authenticate(cookie, kind="web")
+
+
+async def session_claims_of(
+    handler: tornado.web.RequestHandler, services: Services, session_id: str, token: str | None
+) -> Claims:
+    """Claims on one session: a session token as before, or the session owner's account (API
+    token or log-in cookie) acting as its broadcaster."""
+    if token is not None and not is_account_token(token):
+        return services.sessions.verify(token)
+    if token is None and not handler.get_cookie(LOGIN_COOKIE):
+        return services.sessions.verify(None)  # 401 missing_token, as before accounts
+    user = await account_of(handler, services, token)
+    return await services.sessions.owner_claims(user, session_id)
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -172,6 +233,14 @@ class ApiHandler(JsonErrors):
 
     def optional_token(self) -> str | None:
         return bearer_token(self.request.headers.get("Authorization"))
+
+    async def account(self) -> Doc:
+        """The logged-in broadcaster (API token or log-in cookie), else 401."""
+        return await account_of(self, self.services, self.optional_token())
+
+    async def session_claims(self, session_id: str) -> Claims:
+        """`claims()` that also accepts the session owner's API token or log-in."""
+        return await session_claims_of(self, self.services, session_id, self.optional_token())
 
     async def rate_limit(self, action: Action) -> None:
         """Spend one of this client's tokens for `action` (429 with Retry-After when none)."""

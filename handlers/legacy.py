@@ -8,6 +8,7 @@ from __future__ import annotations
 from handlers.base import ApiHandler
 from handlers.openapi import operation, path_param
 from server import legacy
+from server.accounts import with_saved_receiver
 from server.schemas import validate
 
 PREFIX = "/api/v1/livestream"
@@ -16,8 +17,9 @@ PREFIX = "/api/v1/livestream"
 class LegacyStartHandler(ApiHandler):
     async def post(self) -> None:
         await self.rate_limit("session_start")
-        body = validate(self.json_body(), "LegacyStart")
-        self.write_json(await legacy.start(self.services.sessions, body), 201)
+        owner = await self.account()
+        body = validate(with_saved_receiver(self.json_body(), owner), "LegacyStart")
+        self.write_json(await legacy.start(self.services.sessions, body, owner), 201)
 
 
 class LegacyGetHandler(ApiHandler):
@@ -27,7 +29,7 @@ class LegacyGetHandler(ApiHandler):
 
 class LegacyStopHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
-        claims = self.claims()
+        claims = await self.session_claims(session_id)
         validate(self.json_body(allow_empty=True), "NoFields")
         self.write_json(await legacy.stop(self.services.sessions, claims, session_id))
 
@@ -44,10 +46,13 @@ openapi = {
     f"{PREFIX}/start": {
         "post": {
             **operation(
-                "Legacy: start a single-stream (camera) livestream",
+                "Legacy: start a single-stream (camera) livestream (API token)",
                 (201, "livestream and token", "LegacyStarted"),
+                401,
+                403,
                 503,
                 body="LegacyStart",
+                auth=True,
                 limited=True,
             ),
             "deprecated": True,

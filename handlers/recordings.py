@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tornado.web
 
-from handlers.base import ApiHandler, bearer_token
+from handlers.base import ApiHandler, bearer_token, session_claims_of
 from handlers.errors import JsonErrors
 from handlers.openapi import error_responses, json_response
 from server.errors import DomainError
@@ -26,7 +26,7 @@ def _library(services: Services) -> RecordingLibrary:
 
 class RecordingListHandler(ApiHandler):
     async def get(self, session_id: str) -> None:
-        claims = self.claims()
+        claims = await self.session_claims(session_id)
         recordings = await _library(self.services).list(claims, session_id)
         self.write_json({"recordings": recordings})
 
@@ -43,7 +43,8 @@ class RecordingFileHandler(JsonErrors, tornado.web.StaticFileHandler):
             token = bearer_token(self.request.headers.get("Authorization")) or self.get_argument(
                 "access_token", None
             )
-            claims = self.services.sessions.verify(token)
+            # A session or viewer token, or the owner's API token or log-in (the dashboard).
+            claims = await session_claims_of(self, self.services, session_id, token)
             _, relpath = await _library(self.services).file(claims, session_id, recording_id)
         except DomainError as err:
             self.fail(err)
@@ -58,10 +59,54 @@ class RecordingFileHandler(JsonErrors, tornado.web.StaticFileHandler):
         return "video/x-matroska"
 
 
+class CompositeReplayFileHandler(JsonErrors, tornado.web.StaticFileHandler):
+    """The composite replay (MP4) under the live rule: the broadcaster, or a viewer entitled to
+    every stream kind the composite shows (enabled and, on a priced session, paid)."""
+
+    def initialize(self, services: Services) -> None:  # type: ignore[override]
+        self.services = services
+        super().initialize(path=str(services.settings.recordings_dir))
+
+    async def get(self, session_id: str, include_body: bool = True) -> None:  # type: ignore[override]
+        try:
+            token = bearer_token(self.request.headers.get("Authorization")) or self.get_argument(
+                "access_token", None
+            )
+            claims = await session_claims_of(self, self.services, session_id, token)
+            session = await self.services.sessions.get_session(session_id)
+            doc, relpath = await self.services.replays.file(session_id)
+            await self.services.sessions.entitlement.require(claims, session, doc["kinds"])
+        except DomainError as err:
+            self.fail(err)
+            return
+        self.set_header("Content-Disposition", f'attachment; filename="{session_id}.mp4"')
+        await super().get(relpath, include_body)
+
+    async def head(self, session_id: str) -> None:  # type: ignore[override]
+        await self.get(session_id, include_body=False)
+
+    def get_content_type(self) -> str:
+        return "video/mp4"
+
+
 _SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _REC_ID = {"name": "recording_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 openapi = {
+    f"{PREFIX}/session/{{session_id}}/replay/composite": {
+        "get": {
+            "summary": "Download the composite replay (MP4, H.264 + Opus) rendered after the "
+            "session: the broadcaster, or a viewer entitled to every stream it shows (402/403 "
+            "otherwise); Range requests supported",
+            "responses": {
+                "200": {"description": "the file"},
+                "206": {"description": "a range"},
+                **error_responses(401, 402, 403, 404),
+            },
+            "security": [{"bearer": []}],
+            "parameters": [_SESSION_ID],
+        }
+    },
     f"{PREFIX}/session/{{session_id}}/recordings": {
         "get": {
             "summary": "Recordings of this session (broadcaster: all; viewer: enabled and, on a "
@@ -89,6 +134,7 @@ openapi = {
 }
 
 routes = [
+    (rf"{PREFIX}/session/{ID}/replay/composite", CompositeReplayFileHandler),
     (rf"{PREFIX}/session/{ID}/recordings", RecordingListHandler),
     (rf"{PREFIX}/session/{ID}/recordings/{ID}", RecordingFileHandler),
 ]

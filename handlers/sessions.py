@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers.base import ApiHandler
 from handlers.openapi import error_responses, operation, path_param
 from server import schemas
+from server.accounts import with_saved_receiver
 from server.schemas import validate
 from server.sessions import MAX_PAGE
 
@@ -16,8 +17,9 @@ KIND = r"(screen|camera|[^/]+)"
 class StartSessionHandler(ApiHandler):
     async def post(self) -> None:
         await self.rate_limit("session_start")
-        body = validate(self.json_body(), "StartSession")
-        self.write_json(await self.services.sessions.start_session(body), 201)
+        owner = await self.account()
+        body = validate(with_saved_receiver(self.json_body(), owner), "StartSession")
+        self.write_json(await self.services.sessions.start_session(body, owner=owner), 201)
 
 
 class SessionStatusHandler(ApiHandler):
@@ -52,7 +54,7 @@ class DefaultLayoutHandler(ApiHandler):
 
 class StreamControlHandler(ApiHandler):
     async def post(self, session_id: str, kind: str, action: str) -> None:
-        claims = self.claims()
+        claims = await self.session_claims(session_id)
         validate(self.json_body(allow_empty=True), "NoFields")
         sessions = self.services.sessions
         if action == "start":
@@ -64,7 +66,7 @@ class StreamControlHandler(ApiHandler):
 
 class EndSessionHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
-        claims = self.claims()
+        claims = await self.session_claims(session_id)
         validate(self.json_body(allow_empty=True), "NoFields")  # `{"admin": true}` is refused
         self.write_json(await self.services.sessions.end_session(claims, session_id))
 
@@ -115,10 +117,13 @@ _ACTION = {**path_param("action"), "schema": {"type": "string", "enum": ["start"
 openapi = {
     f"{PREFIX}/session/start": {
         "post": operation(
-            "Start a broadcast session with its streams",
+            "Start a broadcast session with its streams (a broadcaster: API token or log-in)",
             (201, "the session and the broadcaster token", "SessionStarted"),
+            401,
+            403,
             503,
             body="StartSession",
+            auth=True,
             limited=True,
         )
     },

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from tornado.escape import url_escape
 
+from handlers.base import LOGIN_COOKIE
 from handlers.errors import JsonErrors
-from server.errors import NotFound
+from server.errors import NotFound, Unauthorized
 from server.services import Services
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -44,9 +46,11 @@ def security_headers(handler: tornado.web.RequestHandler, connect_origins: tuple
 
 
 class PageHandler(JsonErrors):
-    """Serves one HTML page; the page's script reads ids from the URL and talks to the API."""
+    """Serves one HTML page; the page's script reads ids from the URL and talks to the API.
+    A page for broadcasters (`login_required`) sends a visitor without a log-in to `/login`."""
 
     page = "index.html"
+    login_required = False
 
     def initialize(self, services: Services) -> None:
         self.services = services
@@ -58,11 +62,23 @@ class PageHandler(JsonErrors):
         self.set_header("Cache-Control", "no-cache")
 
     async def get(self, *_args: Any) -> None:
+        if self.login_required and not await self._logged_in():
+            self.redirect(
+                "/login?next=" + url_escape(self.request.path, plus=False).replace("%2F", "/")
+            )
+            return
         # Pages are a few KB read from the package; Tornado adds the ETag and answers 304 itself.
         self.write((STATIC_DIR / self.page).read_bytes())
 
     async def head(self, *args: Any) -> None:
         await self.get(*args)
+
+    async def _logged_in(self) -> bool:
+        try:
+            await self.services.accounts.authenticate(self.get_cookie(LOGIN_COOKIE), kind="web")
+        except Unauthorized:
+            return False
+        return True
 
 
 class IndexPage(PageHandler):
@@ -71,6 +87,16 @@ class IndexPage(PageHandler):
 
 class StudioPage(PageHandler):
     page = "studio.html"
+    login_required = True
+
+
+class DashboardPage(PageHandler):
+    page = "dashboard.html"
+    login_required = True
+
+
+class LoginPage(PageHandler):
+    page = "login.html"
 
 
 class WatchPage(PageHandler):
@@ -112,6 +138,8 @@ class FaviconRedirect(JsonErrors, tornado.web.RedirectHandler):
 routes = [
     (r"/", IndexPage),
     (r"/studio", StudioPage),
+    (r"/dashboard", DashboardPage),
+    (r"/login", LoginPage),
     (r"/watch/([A-Za-z0-9_-]{1,64})", WatchPage),
     (r"/static/(.*)", AssetHandler, {"path": str(STATIC_DIR)}),
     (r"/favicon\.ico", FaviconRedirect, {"url": "/static/favicon.svg"}),

@@ -73,11 +73,17 @@ class _WhipBase(ApiHandler):
         return decode_text(self.body)
 
     async def trickle(
-        self, session_id: str, pc_id: str, *, role: str, kind: str | None = None
+        self,
+        session_id: str,
+        pc_id: str,
+        *,
+        role: str,
+        kind: str | None = None,
+        owner_token: bool = False,
     ) -> None:
         """PATCH with `application/trickle-ice-sdpfrag`: candidates for a publication or playback
         (204), ICE restarts refused with the RFC's codes."""
-        claims = self.claims()
+        claims = await self.session_claims(session_id) if owner_token else self.claims()
         text = self.frag_text()
         await self.service().patch(
             claims,
@@ -100,7 +106,7 @@ class WhipEndpoint(_WhipBase):
     """POST an `application/sdp` offer to publish one stream kind of a session."""
 
     async def post(self, session_id: str, kind: str) -> None:
-        claims = self.claims()
+        claims = await self.session_claims(session_id)  # a session token, or the owner's API token
         await self.rate_limit("offer")
         sdp = self.offer_text()
         self.created(await self.service().publish(claims, session_id, kind, sdp))
@@ -110,10 +116,10 @@ class WhipResource(_WhipBase):
     """The publication: PATCH trickles ICE candidates, DELETE ends it (stream `stopped`)."""
 
     async def patch(self, session_id: str, kind: str, pc_id: str) -> None:
-        await self.trickle(session_id, pc_id, role="publisher", kind=kind)
+        await self.trickle(session_id, pc_id, role="publisher", kind=kind, owner_token=True)
 
     async def delete(self, session_id: str, kind: str, pc_id: str) -> None:
-        claims = self.claims()
+        claims = await self.session_claims(session_id)
         await self.service().end_publication(claims, session_id, kind, pc_id)
         self.set_status(200)
         self.finish()

@@ -20,6 +20,8 @@ from server.settings import Settings
 # catch-all `/api/v1/livestream/{id}` comes last.
 ROUTE_MODULES: list[str] = [
     "handlers.sessions",
+    "handlers.accounts",  # sign-up, log-in, the account and its API tokens
+    "handlers.dashboard",  # the broadcaster's sessions, earnings and replays
     "handlers.payments",
     "handlers.chat",
     "handlers.signaling",

@@ -1,4 +1,5 @@
-"""The `multistream` command: `serve` runs the server, `migrate` converts legacy documents."""
+"""The `multistream` command: `serve` runs the server, `migrate` converts legacy documents, `users`
+manages broadcaster accounts, `orders` settles payments by hand."""
 
 from __future__ import annotations
 
@@ -92,6 +93,14 @@ async def serve(settings: Settings) -> int:
         log.info(
             "listening on http://%s:%d/ instance=%s", settings.host, port, settings.instance_id
         )
+        if settings.signup != "closed" and not await services.accounts.any_user():
+            # Zero-setup: the first visitor creates the broadcaster account from the web page.
+            log.info(
+                "no broadcaster account yet: open http://%s:%d/login to create the first one "
+                "(or run: multistream users add NAME)",
+                settings.host,
+                port,
+            )
         await stop.wait()
         log.info("shutting down instance=%s", settings.instance_id)
         await drain.run(services, server)
@@ -125,6 +134,55 @@ async def orders_mark_paid(settings: Settings, txid: str) -> int:
         f"amount_centavos={order['amount_centavos']} streams={','.join(order['streams'])}"
     )
     return 0
+
+
+async def users(settings: Settings, args: argparse.Namespace) -> int:
+    """`multistream users add|list|disable|enable|token`: the operator's side of accounts."""
+    from server.accounts import public_user
+    from server.errors import DomainError
+
+    async with open_services(settings) as services:
+        accounts = services.accounts
+        try:
+            if args.users_command == "add":
+                password = _password(args)
+                user = await accounts.create_user(args.username, password, args.display_name)
+                kind = "password" if password else "token-only"
+                print(f"added {user['username']} id={user['id']} ({kind})")
+            elif args.users_command == "list":
+                for user in await accounts.list_users():
+                    shown = public_user(user)
+                    state = "disabled" if shown["disabled"] else "active"
+                    print(
+                        f"{shown['username']}\t{shown['id']}\t{state}\t{shown['created_at']}\t"
+                        f"{shown['display_name']}"
+                    )
+            elif args.users_command in ("disable", "enable"):
+                disabled = args.users_command == "disable"
+                user = await accounts.set_disabled(args.username, disabled)
+                print(f"{user['username']} {'disabled' if disabled else 'enabled'}")
+            elif args.users_command == "token":
+                user = await accounts.by_username(args.username)
+                _, secret = await accounts.issue_token(user, args.name)
+                print(secret)  # alone on stdout, for scripts: TOKEN=$(multistream users token ana)
+        except DomainError as exc:
+            print(f"multistream: {exc.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """From `--password-stdin` (scripts), a prompt (people), or none (`--no-password`)."""
+    if args.no_password:
+        return None
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("multistream: the passwords differ")
+    return first
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +229,29 @@ def build_parser() -> argparse.ArgumentParser:
     paid.add_argument("txid")
     paid.add_argument("--store", help="store URL (default: the embedded SQLite store)")
     paid.add_argument("--data-dir", help="data directory (default ./data)")
+
+    users_p = sub.add_parser("users", help="broadcaster accounts")
+    users_sub = users_p.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser(
+        "add", help="create an account (any time, whatever MULTISTREAM_SIGNUP)"
+    )
+    add.add_argument("username")
+    add.add_argument("--display-name")
+    how = add.add_mutually_exclusive_group()
+    how.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    how.add_argument(
+        "--no-password", action="store_true", help="token-only account (scripts, OBS): no log-in"
+    )
+    users_sub.add_parser("list", help="every account: name, id, state, created, display name")
+    for name, text in (("disable", "refuse its log-ins and tokens"), ("enable", "undo disable")):
+        one = users_sub.add_parser(name, help=text)
+        one.add_argument("username")
+    tok = users_sub.add_parser("token", help="print a new API token for the account")
+    tok.add_argument("username")
+    tok.add_argument("--name", default="CLI token", help="a label shown on the dashboard")
+    for p in users_sub.choices.values():
+        p.add_argument("--store", help="store URL (default: the embedded SQLite store)")
+        p.add_argument("--data-dir", help="data directory (default ./data)")
     return parser
 
 
@@ -186,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(settings))
     if args.command == "migrate":
         return asyncio.run(migrate(settings, args.batch_size))
+    if args.command == "users":
+        return asyncio.run(users(settings, args))
     if args.command == "orders" and args.orders_command == "mark-paid":
         return asyncio.run(orders_mark_paid(settings, args.txid))
     return 2

@@ -39,8 +39,10 @@ class SessionDoc(TypedDict):
     signaling_url: str
     # The broadcaster's picture-in-picture: the layout of every viewer without one of its own.
     default_pip: Pip
-    # Shown on the stream list and the watch page until broadcaster accounts name the session.
+    # Shown on the stream list and the watch page: the owner's name unless the start named another.
     broadcaster_name: str | None
+    owner_id: str  # the broadcaster's account (`users`)
+    owner_name: str  # its display name when the session started (the stream list shows it)
 
 
 class StreamDoc(TypedDict):

@@ -11,10 +11,11 @@ from typing import Any
 from server.auth import Claims
 from server.sessions import SessionService, public_session
 from server.validation import only_fields
+from store.protocol import Doc
 
 
-async def start(sessions: SessionService, body: dict[str, Any]) -> dict[str, Any]:
-    """One camera stream, priced by a single optional amount."""
+async def start(sessions: SessionService, body: dict[str, Any], owner: Doc) -> dict[str, Any]:
+    """One camera stream, priced by a single optional amount, for the account `owner`."""
     only_fields(body, ("title", "price_centavos", "pix", "quality"))
     started = await sessions.start_session(
         {
@@ -28,6 +29,7 @@ async def start(sessions: SessionService, body: dict[str, Any]) -> dict[str, Any
             **({"pix": body["pix"]} if "pix" in body else {}),
             **({"quality": {"camera": body["quality"]}} if "quality" in body else {}),
         },
+        owner=owner,
         legacy=True,
     )
     return {"livestream": view(started["session"]), "token": started["broadcaster_token"]}

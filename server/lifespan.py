@@ -6,14 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from server.accounts import AccountService
 from server.auth import TokenService
 from server.chat.wiring import open_chat
+from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
 from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
 from server.ratelimit import RateLimits
+from server.replay import ReplayJobs
 from server.services import Services
 from server.session_sync import SessionSync
 from server.sessions import SessionService
@@ -60,6 +63,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)
+        replays = ReplayJobs(store, settings)
+        stack.push_async_callback(replays.close)  # renders stop before the store closes
         services = Services(
             settings=settings,
             store=store,
@@ -73,6 +78,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             drain=drain,
             limits=limits,
             thumbnails=Thumbnails(media),
+            accounts=AccountService(store, settings),
+            dashboard=Dashboard(store, sessions),
+            replays=replays,
         )
         log.info(
             "services ready store=%s instance=%s",

@@ -196,6 +196,17 @@ class _LiveCollector(Collector):
         resends.add_metric(["resent"], sum(link["resent"] for link in links))
         resends.add_metric(["skipped"], sum(link["resend_skipped"] for link in links))
         yield resends
+        requests_of = getattr(media, "keyframe_requests", None)
+        if requests_of is not None:
+            keys = GaugeMetricFamily(
+                "multistream_keyframe_requests",
+                "Key-frame requests of the running sources, by target (publisher: PLIs sent to "
+                "it; encoder: forced key frames of a shared encoder), reason and outcome.",
+                labels=["target", "reason", "outcome"],
+            )
+            for (target, reason, outcome), n in sorted(requests_of().items()):
+                keys.add_metric([target, reason, outcome], n)
+            yield keys
 
 
 _BITRATE_BUCKETS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)

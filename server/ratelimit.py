@@ -23,8 +23,8 @@ from server.errors import TooManyRequests
 from server.settings import Settings
 from store.protocol import Store
 
-Action = Literal["session_start", "join", "offer", "webhook"]
-ACTIONS: Final[tuple[Action, ...]] = ("session_start", "join", "offer", "webhook")
+Action = Literal["session_start", "join", "offer", "webhook", "login"]
+ACTIONS: Final[tuple[Action, ...]] = ("session_start", "join", "offer", "webhook", "login")
 _MAX_REMEMBERED = 10_000
 
 
@@ -66,6 +66,7 @@ class RateLimits:
             "join": settings.rate_join,
             "offer": settings.rate_offer,
             "webhook": settings.rate_webhook,
+            "login": settings.rate_login,
         }
         self._refused_until: dict[str, float] = {}
 

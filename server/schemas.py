@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from server import pix, pix_key
+from server.accounts import DISPLAY_NAME_MAX, TOKEN_NAME_MAX, USERNAME_PATTERN
 from server.domain import (
     KIND_RULES,
     PIP_CORNERS,
@@ -28,6 +29,7 @@ from server.domain import (
 from server.media.ice import MAX_CANDIDATE_CHARS
 from server.media.offers import MAX_SDP_CHARS
 from server.media.scaling import MAX_HEIGHT_MAX, MAX_HEIGHT_MIN
+from server.passwords import PASSWORD_MAX, PASSWORD_MIN
 from server.payments.receiver import CITY_INPUT_MAX
 from server.payments.webhook import E2E_PATTERN, MAX_ITEMS, TXID_PATTERN, VALOR_PATTERN
 from server.pricing import CURRENCY, MAX_AMOUNT_CENTAVOS
@@ -164,6 +166,26 @@ _PIX_REQUIRED: Final = {
     },
 }
 
+_USERNAME: Final[Schema] = {
+    "type": "string",
+    # Either case: names are kept in lower case (`Ana` signs up as `ana`).
+    "pattern": USERNAME_PATTERN.replace("a-z", "A-Za-z"),
+    "x-error": {
+        "code": "invalid_username",
+        "message": "username must be 3-32 characters: letters, digits, '.', '_' or "
+        "'-' (starting with a letter or digit)",
+    },
+}
+_PASSWORD: Final[Schema] = {
+    "type": "string",
+    "minLength": PASSWORD_MIN,
+    "maxLength": PASSWORD_MAX,
+    "x-error": {
+        "code": "invalid_password",
+        "message": f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters",
+    },
+}
+
 # -- requests ----------------------------------------------------------------------------------
 
 REQUESTS: Final[dict[str, Schema]] = {
@@ -281,6 +303,44 @@ REQUESTS: Final[dict[str, Schema]] = {
                 "x-error": _PIX_REQUIRED,
             }
         ],
+    },
+    "Signup": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {
+            "username": _USERNAME,
+            "password": _PASSWORD,
+            "display_name": {
+                "type": "string",
+                "maxLength": DISPLAY_NAME_MAX,
+                "pattern": TEXT_PATTERN,
+            },
+        },
+        "additionalProperties": False,
+    },
+    "Login": {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {
+            # Any string: a malformed name or password is just wrong credentials (401), so the
+            # answer never says which part was wrong.
+            "username": {"type": "string", "maxLength": 64},
+            "password": {"type": "string", "maxLength": PASSWORD_MAX},
+        },
+        "additionalProperties": False,
+    },
+    "TokenCreate": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": TOKEN_NAME_MAX, "pattern": TEXT_PATTERN}
+        },
+        "additionalProperties": False,
+    },
+    "AccountPix": {
+        "type": "object",
+        "required": ["pix"],
+        "properties": {"pix": {"anyOf": [ref("PixReceiver"), {"type": "null"}]}},
+        "additionalProperties": False,
     },
     "PixCallback": {
         "type": "object",
@@ -779,12 +839,118 @@ RESPONSES: Final[dict[str, Schema]] = {
             "quality_auto": {"type": "string", "const": QUALITY_AUTO},
         },
     },
+    "User": {
+        "type": "object",
+        "required": ["id", "username", "display_name", "created_at", "disabled"],
+        "properties": {
+            "id": {"type": "string"},
+            "username": {"type": "string"},
+            "display_name": {"type": "string"},
+            "created_at": {"type": "string"},
+            "disabled": {"type": "boolean"},
+            "has_password": {"type": "boolean"},
+            "pix": {"anyOf": [ref("PixReceiver"), {"type": "null"}]},
+        },
+    },
+    "AuthState": {
+        "type": "object",
+        "required": ["user", "signup_open"],
+        "properties": {
+            "user": {"anyOf": [ref("User"), {"type": "null"}]},
+            "signup_open": {"type": "boolean"},
+        },
+    },
+    "Account": {
+        "type": "object",
+        "required": ["user"],
+        "properties": {"user": ref("User")},
+    },
+    "ApiToken": {
+        "type": "object",
+        "required": ["id", "name", "kind", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["api"]},
+            "created_at": {"type": "string"},
+            "expires_at": NULLABLE_TIME,
+        },
+    },
+    "TokenList": {
+        "type": "object",
+        "required": ["tokens"],
+        "properties": {"tokens": {"type": "array", "items": ref("ApiToken")}},
+    },
+    "TokenCreated": {
+        "type": "object",
+        "required": ["token", "secret"],
+        "properties": {
+            "token": ref("ApiToken"),
+            "secret": {"type": "string", "description": "shown once: keep it"},
+        },
+    },
+    "AccountPixSaved": {
+        "type": "object",
+        "required": ["pix"],
+        "properties": {"pix": {"anyOf": [ref("PixReceiver"), {"type": "null"}]}},
+    },
+    "Earnings": {
+        "type": "object",
+        "required": ["paid_orders", "amount_centavos", "currency"],
+        "properties": {
+            "paid_orders": {"type": "integer", "minimum": 0},
+            "amount_centavos": {"type": "integer", "minimum": 0},
+            "currency": {"type": "string", "const": CURRENCY},
+        },
+    },
+    "ReplayState": {
+        "type": "object",
+        "required": ["status", "progress"],
+        "properties": {
+            "status": {"type": "string", "enum": ["none", "rendering", "done", "failed"]},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "url": {"type": "string"},
+            "duration_s": {"type": "number"},
+            "speed_x_realtime": {"type": "number"},
+            "error": {"type": "string"},
+        },
+    },
+    "DashboardSessions": {
+        "type": "object",
+        "required": ["sessions", "total_centavos", "currency"],
+        "properties": {
+            "sessions": {
+                "type": "array",
+                "items": {
+                    "allOf": [ref("Session")],
+                    "type": "object",
+                    "required": ["earnings"],
+                    "properties": {"earnings": ref("Earnings"), "replay": ref("ReplayState")},
+                },
+            },
+            "total_centavos": {"type": "integer", "minimum": 0},
+            "currency": {"type": "string", "const": CURRENCY},
+        },
+    },
+    "Replay": {
+        "type": "object",
+        "required": ["session_id", "recordings", "composite"],
+        "properties": {
+            "session_id": {"type": "string"},
+            "recordings": {"type": "array", "items": {"type": "object"}},
+            "composite": ref("ReplayState"),
+        },
+    },
     "OpenApiDocument": {
         "type": "object",
         "required": ["openapi", "info", "paths"],
         "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}},
     },
 }
+
+# `QualityChoice` is a request body kept beside the quality answers it belongs with: the NUL rule
+# applies to it as to every request (schemathesis found it sending NUL to `PUT .../quality`).
+_forbid_nul(RESPONSES["QualityChoice"])
 
 ALL: Final[dict[str, Schema]] = {**COMPONENTS, **REQUESTS, **RESPONSES}
 

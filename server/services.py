@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.accounts import AccountService
 from server.auth import TokenService
 from server.chat import ChatService
+from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
 from server.metrics import Metrics
 from server.payments import PaymentService
 from server.presence import Presence
 from server.ratelimit import RateLimits
+from server.replay import ReplayJobs
 from server.sessions import SessionService
 from server.settings import Settings
 from server.thumbnails import Thumbnails
@@ -38,3 +41,6 @@ class Services:
     drain: Drain
     limits: RateLimits
     thumbnails: Thumbnails
+    accounts: AccountService
+    dashboard: Dashboard
+    replays: ReplayJobs

@@ -7,6 +7,7 @@ store, and then tells its listeners (media plane, chat, payments) what changed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -218,7 +219,10 @@ class SessionService:
         if self.drain is not None and self.drain.draining:
             raise Unavailable("server is draining; try another instance", code="draining")
 
-    async def start_session(self, body: dict[str, Any], *, legacy: bool = False) -> dict[str, Any]:
+    async def start_session(
+        self, body: dict[str, Any], *, owner: Doc, legacy: bool = False
+    ) -> dict[str, Any]:
+        """Start a session for the broadcaster account `owner`."""
         self._refuse_if_draining()
         only_fields(
             body,
@@ -226,9 +230,11 @@ class SessionService:
         )
         title = get_str(body, "title", max_len=200, default="Untitled session")
         default = _read_pip(get_object(body, "default_pip"), default_pip(), "default_pip")
+        # The name viewers see: the account's, unless this session is presented under another.
         broadcaster_name = get_str(
             body, "broadcaster_name", max_len=BROADCASTER_NAME_MAX, default=None
         )
+        owner_name = owner.get("display_name") or owner["username"]
         kinds = get_kinds(body, "streams", STREAM_KINDS, allow_empty=False) or list(STREAM_KINDS)
         price = pricing.validate_pricing(body.get("pricing"))
         quality_raw = get_object(body, "quality") or {}
@@ -257,13 +263,15 @@ class SessionService:
             "instance_id": self.settings.instance_id,
             "signaling_url": self.settings.public_url,
             "default_pip": default,
-            "broadcaster_name": broadcaster_name,
+            "broadcaster_name": broadcaster_name or owner_name,
+            "owner_id": owner["id"],
+            "owner_name": owner_name,
         }
         streams = [self._new_stream(session_id, kind, quality_raw.get(kind), now) for kind in kinds]
         await self.store.insert("broadcast_sessions", session)
         for stream in streams:
             await self.store.insert("broadcast_streams", stream)
-        log.info("session=%s started streams=%s", session_id, ",".join(kinds))
+        log.info("session=%s started streams=%s owner=%s", session_id, ",".join(kinds), owner["id"])
         return {
             "session": public_session(session, streams),
             "broadcaster_token": self.tokens.issue_broadcaster(session_id),
@@ -474,7 +482,7 @@ class SessionService:
                 }
                 await self.store.upsert("viewer_preferences", updated)
                 for listener in self._listeners:
-                    await listener.preferences_changed(as_doc(updated))
+                    await listener.preferences_changed(updated)
                 moved += 1
             log.info(
                 "session=%s default layout %s %d%% (%d viewers follow)",
@@ -688,6 +696,14 @@ class SessionService:
         prefs = await self.entitlement.require_enabled(claims, session)
         assert prefs is not None  # a viewer's token (checked above)
         return session, prefs
+
+    async def owner_claims(self, user: Doc, session_id: str) -> Claims:
+        """The broadcaster's claims on a session its account owns (API token, log-in), else 403."""
+        session = await self.get_session(session_id)
+        if session.get("owner_id") != user["id"]:
+            raise Forbidden("this session belongs to another broadcaster", code="not_owner")
+        expires = int(time.time()) + self.settings.token_ttl_s
+        return Claims(role="broadcaster", session_id=session_id, viewer_id=None, expires_at=expires)
 
     def verify(self, token: str | None) -> Claims:
         if not token:

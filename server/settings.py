@@ -82,6 +82,18 @@ def _rate(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[
     return burst, per_min
 
 
+SIGNUP_MODES = ("first", "open", "closed")
+
+
+def _signup(raw: str) -> str:
+    value = raw.strip().lower() or "first"
+    if value not in SIGNUP_MODES:
+        raise ValueError(
+            f"MULTISTREAM_SIGNUP must be one of {', '.join(SIGNUP_MODES)}, got {raw!r}"
+        )
+    return value
+
+
 def _port_range(raw: str) -> tuple[int, int] | None:
     if not raw:
         return None
@@ -165,6 +177,15 @@ class Settings:
     rate_join: tuple[int, int] = (30, 60)
     rate_offer: tuple[int, int] = (30, 120)
     rate_webhook: tuple[int, int] = (120, 1200)
+    # Log-in attempts, per client address and, separately, per account name (password guessing
+    # spread over many addresses still meets the second bucket).
+    rate_login: tuple[int, int] = (10, 10)
+    # Who may create a broadcaster account from the web page: `first` (default) only while no
+    # account exists -- the zero-setup path: the first visitor of a fresh server becomes its
+    # broadcaster; more accounts come from `multistream users add` --, `open` anyone, `closed` nobody.
+    signup: str = "first"
+    # How long a web log-in (the session cookie) lasts.
+    login_ttl_s: int = 14 * 86400
     # The client address for rate limits is the TCP peer unless this names a header set by a
     # trusted reverse proxy (e.g. X-Forwarded-For; its last hop is used). Off by default: a
     # client could otherwise pick its own address.
@@ -245,6 +266,9 @@ class Settings:
             rate_join=_rate(env, "MULTISTREAM_RATE_JOIN", cls.rate_join),
             rate_offer=_rate(env, "MULTISTREAM_RATE_OFFER", cls.rate_offer),
             rate_webhook=_rate(env, "MULTISTREAM_RATE_WEBHOOK", cls.rate_webhook),
+            rate_login=_rate(env, "MULTISTREAM_RATE_LOGIN", cls.rate_login),
+            signup=_signup(env.get("MULTISTREAM_SIGNUP", cls.signup)),
+            login_ttl_s=_int(env, "MULTISTREAM_LOGIN_TTL", cls.login_ttl_s, 300, 365 * 86400),
             trusted_proxy_header=env.get("MULTISTREAM_TRUSTED_PROXY_HEADER", "").strip(),
             adaptive=_bool(env, "MULTISTREAM_ADAPTIVE", True),
             composite_budget=_int(

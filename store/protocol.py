@@ -23,12 +23,15 @@ Collection = Literal[
     "payment_rejects",
     "recordings",
     "livestreams",
+    "users",
+    "api_tokens",
+    "replays",
 ]
 
 # Fields each collection may be filtered or sorted on; backends index them.
 # `livestreams` is the pre-multistream collection, read only by `multistream migrate`.
 QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
-    "broadcast_sessions": ("status", "created_at", "legacy_id", "instance_id"),
+    "broadcast_sessions": ("status", "created_at", "legacy_id", "instance_id", "owner_id"),
     "broadcast_streams": ("session_id", "kind", "status"),
     "viewer_preferences": ("session_id", "viewer_id", "updated_at", "replay_on"),
     "chat_messages": ("session_id", "created_at", "seq", "deleted"),
@@ -37,11 +40,17 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "payment_rejects": ("txid", "received_at"),
     "recordings": ("session_id", "stream_id", "status", "started_at"),
     "livestreams": ("status", "created_at"),
+    # Broadcaster accounts, and the hashed secrets that stand for one: API tokens (scripts, OBS)
+    # and web log-ins (the cookie). A token document's id is the SHA-256 of its secret.
+    "users": ("username", "created_at", "disabled"),
+    "api_tokens": ("user_id", "kind", "created_at", "expires_at"),
+    # Offline composite renders of ended sessions (one per session), with their progress.
+    "replays": ("session_id", "status", "created_at"),
 }
 # Rate-limit buckets live beside the collections (`take_token`): not documents, never queried.
 RATE_BUCKETS: Final = "rate_buckets"
 # (collection, field) pairs that must be unique across documents.
-UNIQUE_FIELDS: Final[tuple[tuple[str, str], ...]] = (("orders", "txid"),)
+UNIQUE_FIELDS: Final[tuple[tuple[str, str], ...]] = (("orders", "txid"), ("users", "username"))
 
 
 class DuplicateKey(Exception):

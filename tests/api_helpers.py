@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
-from store.protocol import QUERY_FIELDS, Store
+from server.errors import Conflict
+from server.services import Services
+from store.protocol import QUERY_FIELDS, Doc, Store
 
 PREFIX = "/api/v1/livestream"
+ACCOUNT_PREFIX = "/api/v1/account"
 
 START_BODY: dict[str, Any] = {
     "title": "Refactoring live",
@@ -21,6 +25,18 @@ START_BODY: dict[str, Any] = {
 }
 
 FREE_BODY: dict[str, Any] = {"title": "Free session", "streams": ["screen", "camera"]}
+BROADCASTER = "broadcaster"
+
+
+async def make_broadcaster(services: Services, username: str = BROADCASTER) -> tuple[Doc, str]:
+    """A token-only broadcaster account (made once per store; no argon2 cost) and a new API token
+    for it: what every test that starts a session authenticates with."""
+    try:
+        user = await services.accounts.create_user(username, None)
+    except Conflict:
+        user = await services.accounts.by_username(username)
+    _, token = await services.accounts.issue_token(user, "tests")
+    return user, token
 
 
 async def snapshot(store: Store) -> str:
@@ -44,3 +60,39 @@ def assert_error(resp: Any, status: int, code: str | None = None) -> dict[str, A
     if code is not None:
         assert err["code"] == code, err
     return err
+
+
+WEB_PASSWORD = "correct horse battery"
+
+
+async def web_broadcaster(client: Any, username: str = BROADCASTER) -> str:
+    """The zero-setup path over HTTP, for servers running in other processes: sign up (the first
+    visitor of a fresh server may), or log in when the account exists, then make an API token with
+    the log-in cookie. Sets and returns `client.broadcaster_token`."""
+    origin = {"Origin": client.base_url}
+    body = {"username": username, "password": WEB_PASSWORD}
+    resp = await client.post("/api/v1/auth/signup", body, headers=origin)
+    if resp.status == 403:
+        resp = await client.post("/api/v1/auth/login", body, headers=origin)
+    assert resp.status in (200, 201), resp.body
+    cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
+    made = await client.post(
+        "/api/v1/account/tokens", {"name": "tests"}, headers={**origin, "Cookie": cookie}
+    )
+    assert made.status == 201, made.body
+    client.broadcaster_token = made.json["secret"]
+    return str(client.broadcaster_token)
+
+
+async def login_cookie(server: Any, username: str = "web-user") -> dict[str, str]:
+    """Headers of a logged-in browser (the log-in cookie and this site's Origin) for a password
+    account made on `server`'s services."""
+    accounts = server.services.accounts
+    with contextlib.suppress(Conflict):
+        await accounts.create_user(username, WEB_PASSWORD)
+    origin = {"Origin": server.base_url}
+    resp = await server.client.post(
+        "/api/v1/auth/login", {"username": username, "password": WEB_PASSWORD}, headers=origin
+    )
+    assert resp.status == 200, resp.body
+    return {**origin, "Cookie": resp.headers["Set-Cookie"].split(";", 1)[0]}

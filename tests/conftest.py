@@ -25,6 +25,7 @@ from server.lifespan import open_services
 from server.services import Services
 from server.settings import Secret, Settings
 from tests import mongodb
+from tests.api_helpers import make_broadcaster
 from tests.required import unavailable
 
 STORE_BACKENDS = [
@@ -100,6 +101,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "rate_join": _GENEROUS,
         "rate_offer": _GENEROUS,
         "rate_webhook": _GENEROUS,
+        "rate_login": _GENEROUS,
     }
     base.update(overrides)
     return Settings(**base)
@@ -135,6 +137,8 @@ class Client:
     _http: tornado.httpclient.AsyncHTTPClient = field(
         default_factory=tornado.httpclient.AsyncHTTPClient
     )
+    # An API token of the test broadcaster `serve` creates: starting a session needs one.
+    broadcaster_token: str | None = None
 
     async def request(
         self,
@@ -145,6 +149,7 @@ class Client:
         token: str | None = None,
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
+        follow_redirects: bool = True,
     ) -> Response:
         hdrs = dict(headers or {})
         if token:
@@ -165,6 +170,7 @@ class Client:
             raise_error=False,
             allow_nonstandard_methods=True,
             request_timeout=30,
+            follow_redirects=follow_redirects,
         )
         return Response(resp.code, resp.body or b"", resp.headers)
 
@@ -190,14 +196,18 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def serve(services: Services) -> AsyncIterator[RunningServer]:
-    """The real app for `services` on an ephemeral loopback port."""
+async def serve(services: Services, *, broadcaster: bool = True) -> AsyncIterator[RunningServer]:
+    """The real app for `services` on an ephemeral loopback port; with `broadcaster`, its client
+    carries an API token of a broadcaster account (`api_helpers.BROADCASTER`) made once per store."""
     app = make_app(services.settings, services)
     sock, port = tornado.testing.bind_unused_port()
     http_server = make_http_server(app, services.settings)
     http_server.add_sockets([sock])
+    client = Client(f"http://127.0.0.1:{port}")
+    if broadcaster:
+        _, client.broadcaster_token = await make_broadcaster(services)
     try:
-        yield RunningServer(services, port, Client(f"http://127.0.0.1:{port}"))
+        yield RunningServer(services, port, client)
     finally:
         http_server.stop()
         await http_server.close_all_connections()

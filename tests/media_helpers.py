@@ -218,7 +218,9 @@ def plane_means(frame: av.VideoFrame, x0: float, y0: float, x1: float, y1: float
 
 async def start_session(api: Any, streams: tuple[str, ...] = ("screen", "camera")) -> dict:
     resp = await api.post(
-        f"{PREFIX}/session/start", {"title": "media test", "streams": list(streams)}
+        f"{PREFIX}/session/start",
+        {"title": "media test", "streams": list(streams)},
+        token=api.broadcaster_token,
     )
     assert resp.status == 201, resp.body
     return resp.json

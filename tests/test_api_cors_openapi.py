@@ -50,7 +50,10 @@ async def test_configured_origin_preflight(api) -> None:
     assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
     assert r.headers.get("Access-Control-Allow-Credentials") is None  # never '*' with credentials
     r = await api.post(
-        f"{PREFIX}/session/start", FREE_BODY, headers={"Origin": "https://studio.example"}
+        f"{PREFIX}/session/start",
+        FREE_BODY,
+        headers={"Origin": "https://studio.example"},
+        token=api.broadcaster_token,
     )
     assert r.status == 201 and r.headers["Access-Control-Allow-Origin"] == "https://studio.example"
     assert r.headers["Access-Control-Allow-Origin"] != "*"

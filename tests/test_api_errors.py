@@ -19,8 +19,8 @@ pytestmark = pytest.mark.store_backends
 @pytest.fixture
 async def world(server, api) -> dict[str, Any]:
     """Two live sessions, a viewer of the first, and every kind of token."""
-    a = (await api.post(f"{PREFIX}/session/start", START_BODY)).json
-    b = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json
+    a = (await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)).json
+    b = (await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)).json
     viewer = (await api.post(f"{PREFIX}/session/{a['session']['id']}/join")).json
     secret = server.services.settings.token_secret.reveal()
     now = int(time.time())
@@ -120,7 +120,12 @@ BAD_START_BODIES = [
 @pytest.mark.parametrize(("body", "code"), BAD_START_BODIES, ids=lambda v: repr(v)[:40])
 async def test_bad_start_bodies(server, api, world, body: Any, code: str) -> None:
     before = await snapshot(server.services.store)
-    resp = await api.post(START, raw=_raw(body), headers={"Content-Type": "application/json"})
+    resp = await api.post(
+        START,
+        raw=_raw(body),
+        headers={"Content-Type": "application/json"},
+        token=api.broadcaster_token,
+    )
     assert_error(resp, 400, code)
     assert await snapshot(server.services.store) == before
 
@@ -152,7 +157,7 @@ async def test_bad_preferences(server, api, world, body: Any, code: str) -> None
 
 
 async def test_enabling_a_stream_the_session_lacks(server, api) -> None:
-    r = (await api.post(START, {"streams": ["camera"]})).json
+    r = (await api.post(START, {"streams": ["camera"]}, token=api.broadcaster_token)).json
     sid = r["session"]["id"]
     viewer = (await api.post(f"{PREFIX}/session/{sid}/join")).json
     before = await snapshot(server.services.store)
@@ -234,7 +239,9 @@ async def test_unknown_stream_kind(server, api, world) -> None:
 async def test_body_over_limit_is_413(server, api, world) -> None:
     before = await snapshot(server.services.store)
     big = json.dumps({"title": "x" * (server.services.settings.max_body_bytes + 10)}).encode()
-    assert_error(await api.post(START, raw=big), 413, "payload_too_large")
+    assert_error(
+        await api.post(START, raw=big, token=api.broadcaster_token), 413, "payload_too_large"
+    )
     assert await snapshot(server.services.store) == before
 
 
@@ -256,5 +263,5 @@ async def test_controls_on_ended_session_conflict(server, api, world) -> None:
 async def test_the_server_survives_all_of_it(api, world) -> None:
     """After garbage, the API still answers normally."""
     for body in BAD_START_BODIES:
-        await api.post(START, raw=_raw(body[0]))
-    assert (await api.post(START, FREE_BODY)).status == 201
+        await api.post(START, raw=_raw(body[0]), token=api.broadcaster_token)
+    assert (await api.post(START, FREE_BODY, token=api.broadcaster_token)).status == 201

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.store_backends
 
 async def test_walkthrough(api) -> None:
     # start
-    r = await api.post(f"{PREFIX}/session/start", START_BODY)
+    r = await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
     assert r.status == 201, r.body
     started = r.json
     session = started["session"]
@@ -102,7 +102,11 @@ async def test_walkthrough(api) -> None:
 
 
 async def test_subset_of_streams_and_adding_one_later(api) -> None:
-    r = await api.post(f"{PREFIX}/session/start", {"title": "cam only", "streams": ["camera"]})
+    r = await api.post(
+        f"{PREFIX}/session/start",
+        {"title": "cam only", "streams": ["camera"]},
+        token=api.broadcaster_token,
+    )
     assert r.status == 201
     sid, btoken = r.json["session"]["id"], r.json["broadcaster_token"]
     assert [s["kind"] for s in r.json["session"]["streams"]] == ["camera"]
@@ -113,7 +117,7 @@ async def test_subset_of_streams_and_adding_one_later(api) -> None:
 
 
 async def test_free_session_defaults(api) -> None:
-    r = await api.post(f"{PREFIX}/session/start", FREE_BODY)
+    r = await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
     assert r.status == 201
     sid = r.json["session"]["id"]
     joined = (await api.post(f"{PREFIX}/session/{sid}/join")).json
@@ -122,8 +126,12 @@ async def test_free_session_defaults(api) -> None:
 
 
 async def test_viewer_token_of_another_session_is_a_new_viewer(api) -> None:
-    a = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json["session"]["id"]
-    b = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json["session"]["id"]
+    a = (await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)).json[
+        "session"
+    ]["id"]
+    b = (await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)).json[
+        "session"
+    ]["id"]
     ja = (await api.post(f"{PREFIX}/session/{a}/join")).json
     jb = (await api.post(f"{PREFIX}/session/{b}/join", token=ja["viewer_token"])).json
     assert jb["viewer_id"] != ja["viewer_id"]

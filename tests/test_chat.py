@@ -34,7 +34,9 @@ class Session:
 
 
 async def start_session(server: RunningServer) -> Session:
-    r = await server.client.post(f"{PREFIX}/session/start", FREE_BODY)
+    r = await server.client.post(
+        f"{PREFIX}/session/start", FREE_BODY, token=server.client.broadcaster_token
+    )
     assert r.status == 201, r.body
     return Session(r.json["session"]["id"], r.json["broadcaster_token"])
 

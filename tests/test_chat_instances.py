@@ -16,7 +16,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from tests import mongodb
-from tests.api_helpers import FREE_BODY, PREFIX
+from tests.api_helpers import FREE_BODY, PREFIX, web_broadcaster
 from tests.conftest import Client
 from tests.ops_helpers import ServerProcess, free_port, start_server
 
@@ -104,7 +104,7 @@ async def send(conn: Conn, frame: dict[str, Any]) -> None:
 
 async def session_with_viewers(a: Client, b: Client) -> dict[str, Any]:
     """A session started on A; viewer Bob joins through A, viewer Alice through B."""
-    r = await a.post(f"{PREFIX}/session/start", FREE_BODY)
+    r = await a.post(f"{PREFIX}/session/start", FREE_BODY, token=a.broadcaster_token)
     assert r.status == 201, r.body
     sid = r.json["session"]["id"]
     bob = (await a.post(f"{PREFIX}/session/{sid}/join")).json
@@ -118,6 +118,7 @@ async def test_message_delete_mute_and_end_on_a_reach_a_socket_on_b(
 ) -> None:
     a_proc, b_proc = instances
     a, b = Client(a_proc.base_url), Client(b_proc.base_url)
+    await web_broadcaster(a)
     s = await session_with_viewers(a, b)
     sid = s["sid"]
     studio = await connect(sockets, a_proc.base_url, sid, s["broadcaster"])
@@ -176,6 +177,7 @@ async def test_b_resumes_after_its_change_stream_is_cut_and_loses_nothing(
 ) -> None:
     a_proc, b_proc = instances
     a, b = Client(a_proc.base_url), Client(b_proc.base_url)
+    await web_broadcaster(a)
     s = await session_with_viewers(a, b)
     sid = s["sid"]
     bob = await connect(sockets, a_proc.base_url, sid, s["bob"]["viewer_token"])

@@ -51,6 +51,20 @@ def _call(method: str, url: str, body: dict | None = None, token: str | None = N
         return json.loads(resp.read())
 
 
+def _cli(data_dir: Path, store: str | None, *args: str, stdin: str | None = None) -> str:
+    """Run `multistream ARGS` on the same data as the server; its stdout (exit 0 asserted)."""
+    store_args = ["--store", store] if store else []
+    done = subprocess.run(
+        [str(BIN), *args, "--data-dir", str(data_dir), *store_args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _stop(proc: subprocess.Popen[str]) -> int:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -67,11 +81,18 @@ def test_serve_restart_keeps_sessions_and_preferences(
 ) -> None:
     """On MongoDB this is also the start-up check: `serve --store mongodb://…` once crashed in
     `open_services` (a driver object tested for truth)."""
+    # The operator's way to a broadcaster: `users add` (token-only) and `users token`.
+    assert "added ana" in _cli(tmp_path / "data", store_url, "users", "add", "ana", "--no-password")
+    api_token = _cli(tmp_path / "data", store_url, "users", "token", "ana").strip()
+    assert api_token.startswith("ms_")
     proc, base = _start(tmp_path / "data", store_url)
     try:
         api = base + "/api/v1/livestream"
         started = _call(
-            "POST", api + "/session/start", {"title": "cli", "streams": ["screen", "camera"]}
+            "POST",
+            api + "/session/start",
+            {"title": "cli", "streams": ["screen", "camera"]},
+            token=api_token,
         )
         sid = started["session"]["id"]
         joined = _call("POST", f"{api}/session/{sid}/join")
@@ -141,3 +162,36 @@ def test_metrics_on_a_separate_address(tmp_path: Path) -> None:
         assert _call("GET", f"{public}/api/v1/livestream/sessions")["sessions"] == []
     finally:
         assert _stop(proc) == 0
+
+
+def test_users_cli_lists_disables_and_enables(tmp_path: Path) -> None:
+    """The operator's account commands on one data directory, as separate processes."""
+    data = tmp_path / "data"
+    added = _cli(
+        data,
+        None,
+        "users",
+        "add",
+        "Ana",
+        "--display-name",
+        "Ana Dev",
+        "--password-stdin",
+        stdin="a good password\n",
+    )
+    assert "added ana" in added and "(password)" in added
+    listed = _cli(data, None, "users", "list").splitlines()
+    assert len(listed) == 1
+    name, user_id, state, _created, display = listed[0].split("\t")
+    assert (name, state, display) == ("ana", "active", "Ana Dev") and user_id.startswith("usr_")
+    assert _cli(data, None, "users", "disable", "ana").strip() == "ana disabled"
+    assert "\tdisabled\t" in _cli(data, None, "users", "list")
+    assert _cli(data, None, "users", "enable", "ana").strip() == "ana enabled"
+    # Mistakes are one clear line on stderr (beside the log) and exit 1.
+    for args, message in (
+        (("users", "add", "ana", "--no-password"), "multistream: that username is taken"),
+        (("users", "token", "nobody"), "multistream: no account named 'nobody'"),
+    ):
+        done = subprocess.run(
+            [str(BIN), *args, "--data-dir", str(data)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1 and message in done.stderr.splitlines(), done.stderr

@@ -3,6 +3,8 @@ own get it on joining, and their composites move when the broadcaster moves it l
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api_helpers import assert_error
 from tests.media_helpers import PREFIX, join
 from tests.test_media_composite import (
@@ -16,11 +18,12 @@ from tests.test_media_composite import (
 
 
 async def _start(api, body: dict) -> dict:
-    resp = await api.post(f"{PREFIX}/session/start", body)
+    resp = await api.post(f"{PREFIX}/session/start", body, token=api.broadcaster_token)
     assert resp.status == 201, resp.body
     return resp.json
 
 
+@pytest.mark.store_backends
 async def test_new_viewers_get_the_broadcasters_layout_until_they_choose(api) -> None:
     started = await _start(api, {"default_pip": {"corner": "top-left", "size_pct": 40}})
     sid, token = started["session"]["id"], started["broadcaster_token"]
@@ -60,6 +63,7 @@ async def test_new_viewers_get_the_broadcasters_layout_until_they_choose(api) ->
     assert back.json["preferences"]["pip_custom"] is False
 
 
+@pytest.mark.store_backends
 async def test_only_the_broadcaster_sets_the_default_layout(api, server) -> None:
     started = await _start(api, {})
     sid, token = started["session"]["id"], started["broadcaster_token"]
@@ -70,7 +74,11 @@ async def test_only_the_broadcaster_sets_the_default_layout(api, server) -> None
     assert_error(await api.put(url, body, token=viewer["viewer_token"]), 403, "forbidden")
     assert_error(await api.put(url, {"pip": {"size_pct": 90}}, token=token), 400, "invalid")
     assert_error(await api.put(url, {"pip": {}, "x": 1}, token=token), 400, "invalid")
-    bad_start = await api.post(f"{PREFIX}/session/start", {"default_pip": {"corner": "middle"}})
+    bad_start = await api.post(
+        f"{PREFIX}/session/start",
+        {"default_pip": {"corner": "middle"}},
+        token=api.broadcaster_token,
+    )
     assert_error(bad_start, 400, "invalid")
     await api.post(f"{PREFIX}/session/{sid}/end", token=token)
     assert_error(await api.put(url, body, token=token), 409, "session_ended")

@@ -24,7 +24,7 @@ def fields(typed: Any) -> set[str]:
 
 
 async def test_stored_documents_have_the_declared_fields(server, api) -> None:
-    r = await api.post(f"{PREFIX}/session/start", START_BODY)
+    r = await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
     assert r.status == 201, r.body
     sid, broadcaster = r.json["session"]["id"], r.json["broadcaster_token"]
     store = server.services.store

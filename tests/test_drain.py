@@ -14,7 +14,7 @@ import av
 import pytest
 
 from store import open_store
-from tests.api_helpers import assert_error
+from tests.api_helpers import assert_error, web_broadcaster
 from tests.conftest import Client
 from tests.media_helpers import (
     PREFIX,
@@ -60,6 +60,7 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path, store_url: str | No
         env["MULTISTREAM_STORE"] = store_url
     server = start_server(data, tmp_path / "server.log", env)
     api = Client(server.base_url)
+    await web_broadcaster(api)
     peers: list = []
     try:
         started = await start_session(api)
@@ -103,7 +104,13 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path, store_url: str | No
             await asyncio.sleep(0.005)
         t_ready = time.monotonic() - t0
         assert_error(ready, 503, "draining")
-        assert_error(await api.post(f"{PREFIX}/session/start", {"title": "late"}), 503, "draining")
+        assert_error(
+            await api.post(
+                f"{PREFIX}/session/start", {"title": "late"}, token=api.broadcaster_token
+            ),
+            503,
+            "draining",
+        )
         assert_error(await api.post(f"{PREFIX}/session/{sid}/join"), 503, "draining")
         t_refused = time.monotonic() - t0
         # The live session carries on during the deadline: frames still arrive, status answers.
@@ -197,6 +204,7 @@ async def test_second_signal_skips_the_rest_of_the_deadline(tmp_path: Path) -> N
         tmp_path / "data", tmp_path / "server.log", {"MULTISTREAM_DRAIN_DEADLINE": "60"}
     )
     api = Client(server.base_url)
+    await web_broadcaster(api)
     publisher = None
     try:
         started = await start_session(api, ("camera",))

@@ -64,10 +64,14 @@ async def _check_media_routes(
 
 
 async def test_recordings_follow_the_signaling_rule_live_and_after_the_end(api, server) -> None:
-    started = (await api.post(f"{PREFIX}/session/start", CAMERA_ONLY)).json
+    started = (
+        await api.post(f"{PREFIX}/session/start", CAMERA_ONLY, token=api.broadcaster_token)
+    ).json
     sid, btoken = started["session"]["id"], started["broadcaster_token"]
     camera = started["session"]["streams"][0]["id"]
-    other = (await api.post(f"{PREFIX}/session/start", CAMERA_ONLY)).json
+    other = (
+        await api.post(f"{PREFIX}/session/start", CAMERA_ONLY, token=api.broadcaster_token)
+    ).json
     other_viewer = await join(api, other["session"]["id"])
 
     unpaid = await join(api, sid)  # the camera is enabled by default, never paid
@@ -111,7 +115,9 @@ async def test_recordings_follow_the_signaling_rule_live_and_after_the_end(api, 
 
 async def test_viewer_that_paid_for_one_stream_lists_only_that_one(api, server) -> None:
     """Recordings of an enabled-but-unpaid stream stay hidden: enabling it makes the list 402."""
-    started = (await api.post(f"{PREFIX}/session/start", START_BODY)).json
+    started = (
+        await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
+    ).json
     sid = started["session"]["id"]
     joined = await join(api, sid)
     token = joined["viewer_token"]

@@ -64,10 +64,10 @@ ATTACKS: list[tuple[str, bytes]] = [
 
 
 async def _world(api: Any) -> dict[str, str]:
-    started = await api.post(f"{PREFIX}/session/start", FREE_BODY)
+    started = await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
     session = started.json["session"]
     joined = await api.post(f"{PREFIX}/session/{session['id']}/join")
-    legacy = await api.post(f"{PREFIX}/start", {"title": "legacy"})
+    legacy = await api.post(f"{PREFIX}/start", {"title": "legacy"}, token=api.broadcaster_token)
     return {
         "sid": session["id"],
         "stream": session["streams"][0]["id"],
@@ -75,13 +75,14 @@ async def _world(api: Any) -> dict[str, str]:
         "viewer": joined.json["viewer_token"],
         "legacy": legacy.json["livestream"]["id"],
         "legacy_token": legacy.json["token"],
+        "account": api.broadcaster_token,
     }
 
 
 def _routes(w: dict[str, str]) -> list[tuple[str, str, str | None]]:
     """(method, path, token) of every route that reads a JSON body."""
     return [
-        ("POST", f"{PREFIX}/session/start", None),
+        ("POST", f"{PREFIX}/session/start", w["account"]),
         ("POST", f"{PREFIX}/session/{w['sid']}/join", None),
         ("PUT", f"{PREFIX}/session/{w['sid']}/preferences", w["viewer"]),
         ("POST", f"{PREFIX}/session/{w['sid']}/streams/screen/stop", w["broadcaster"]),
@@ -91,7 +92,7 @@ def _routes(w: dict[str, str]) -> list[tuple[str, str, str | None]]:
         ("POST", f"{PREFIX}/stream/{w['stream']}/signal/candidate", w["viewer"]),
         ("POST", f"{PREFIX}/session/{w['sid']}/composite/signal/offer", w["viewer"]),
         ("POST", WEBHOOK, None),
-        ("POST", f"{PREFIX}/start", None),
+        ("POST", f"{PREFIX}/start", w["account"]),
         ("POST", f"{PREFIX}/{w['legacy']}/stop", w["legacy_token"]),
     ]
 

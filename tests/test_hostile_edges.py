@@ -25,7 +25,7 @@ START = f"{PREFIX}/session/start"
 
 
 async def free_session(api: Any) -> tuple[str, str]:
-    resp = await api.post(START, FREE_BODY)
+    resp = await api.post(START, FREE_BODY, token=api.broadcaster_token)
     assert resp.status == 201, resp.body
     return resp.json["session"]["id"], resp.json["broadcaster_token"]
 
@@ -89,21 +89,25 @@ def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
 async def test_title_refuses_invalid_text(server, api, title: str, code: str) -> None:
     before = await snapshot(server.services.store)
     raw = json.dumps({"title": title}).encode()  # ensure_ascii: "\ud800" travels as an escape
-    err = assert_error(await api.post(START, raw=raw), 400, code)
+    err = assert_error(await api.post(START, raw=raw, token=api.broadcaster_token), 400, code)
     assert "title" in err["message"]
     assert await snapshot(server.services.store) == before
 
 
 async def test_title_allows_inner_zero_width_joiner(api) -> None:
     # A ZWJ inside an emoji sequence is legitimate text; only the edges are refused.
-    resp = await api.post(START, {"title": "family \U0001f468\u200d\U0001f469 live"})
+    resp = await api.post(
+        START, {"title": "family \U0001f468\u200d\U0001f469 live"}, token=api.broadcaster_token
+    )
     assert resp.status == 201, resp.body
 
 
 async def test_raw_utf8_surrogate_and_invalid_utf8_are_400(server, api) -> None:
     before = await snapshot(server.services.store)
     for raw in (b'{"title": "\xed\xa0\x80"}', b'{"title": "\xc3"}', b'{"title": "\xff"}'):
-        assert_error(await api.post(START, raw=raw), 400, "invalid_json")
+        assert_error(
+            await api.post(START, raw=raw, token=api.broadcaster_token), 400, "invalid_json"
+        )
     assert await snapshot(server.services.store) == before
 
 
@@ -142,7 +146,10 @@ async def test_signaling_unknown_fields_refused(server, api) -> None:
 async def test_non_json_content_type_is_415(server, api, ctype: str) -> None:
     before = await snapshot(server.services.store)
     resp = await api.post(
-        START, raw=json.dumps(FREE_BODY).encode(), headers={"Content-Type": ctype}
+        START,
+        raw=json.dumps(FREE_BODY).encode(),
+        headers={"Content-Type": ctype},
+        token=api.broadcaster_token,
     )
     assert_error(resp, 415, "unsupported_media_type")
     assert await snapshot(server.services.store) == before
@@ -150,7 +157,12 @@ async def test_non_json_content_type_is_415(server, api, ctype: str) -> None:
 
 async def test_json_suffix_content_type_is_accepted(api) -> None:
     raw = json.dumps(FREE_BODY).encode()
-    resp = await api.post(START, raw=raw, headers={"Content-Type": "application/merge+json"})
+    resp = await api.post(
+        START,
+        raw=raw,
+        headers={"Content-Type": "application/merge+json"},
+        token=api.broadcaster_token,
+    )
     assert resp.status == 201
 
 
@@ -362,4 +374,4 @@ async def test_metrics_open_without_token(api) -> None:
 
 
 async def test_start_body_still_accepted(api) -> None:
-    assert (await api.post(START, START_BODY)).status == 201
+    assert (await api.post(START, START_BODY, token=api.broadcaster_token)).status == 201

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.store_backends
 
 
 async def test_legacy_start_status_stop(api) -> None:
-    r = await api.post(f"{PREFIX}/start", {"title": "old client"})
+    r = await api.post(f"{PREFIX}/start", {"title": "old client"}, token=api.broadcaster_token)
     assert r.status == 201, r.body
     ls, token = r.json["livestream"], r.json["token"]
     assert ls["status"] == "live" and ls["stream_id"] and ls["price_centavos"] == 0
@@ -38,8 +38,12 @@ async def test_legacy_start_status_stop(api) -> None:
 
 
 async def test_legacy_bad_input(api) -> None:
-    assert_error(await api.post(f"{PREFIX}/start", {"price_centavos": -5}), 400)
-    assert_error(await api.post(f"{PREFIX}/start", {"stream": "x"}), 400)
+    assert_error(
+        await api.post(f"{PREFIX}/start", {"price_centavos": -5}, token=api.broadcaster_token), 400
+    )
+    assert_error(
+        await api.post(f"{PREFIX}/start", {"stream": "x"}, token=api.broadcaster_token), 400
+    )
     assert_error(await api.get(f"{PREFIX}/ses_nope"), 404)
 
 

@@ -13,6 +13,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from server.payments.webhook import sign
+from tests.api_helpers import web_broadcaster
 from tests.conftest import Client
 from tests.media_helpers import PREFIX, join, start_session
 from tests.ops_helpers import start_server
@@ -54,6 +55,7 @@ async def test_logs_of_a_real_run_hold_no_token_or_secret(tmp_path: Path, log_js
         },
     )
     api = Client(server.base_url)
+    await web_broadcaster(api)
     ws_base = server.base_url.replace("http://", "ws://")
     try:
         started = await start_session(api)

@@ -80,7 +80,7 @@ async def _run(base_url: str, config: Path, token: str | None, report: Path) -> 
 
 
 async def test_schemathesis_all_checks_pass(server, api, tmp_path: Path) -> None:
-    started = await api.post(f"{PREFIX}/session/start", FREE_BODY)
+    started = await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
     assert started.status == 201
     session = started.json["session"]
     joined = await api.post(f"{PREFIX}/session/{session['id']}/join")

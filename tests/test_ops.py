@@ -35,7 +35,11 @@ async def test_draining_turns_readiness_and_new_work_into_503(server, api) -> No
     sid = started["session"]["id"]
     server.services.drain.begin()
     assert_error(await api.get("/readyz"), 503, "draining")
-    assert_error(await api.post(f"{PREFIX}/session/start", {"title": "late"}), 503, "draining")
+    assert_error(
+        await api.post(f"{PREFIX}/session/start", {"title": "late"}, token=api.broadcaster_token),
+        503,
+        "draining",
+    )
     assert_error(await api.post(f"{PREFIX}/session/{sid}/join"), 503, "draining")
     # Liveness and the existing session stay reachable while draining.
     assert (await api.get("/healthz")).status == 200

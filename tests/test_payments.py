@@ -26,7 +26,14 @@ from server.lifespan import open_services
 from server.payments import sign
 from server.payments.service import entitled_from
 from server.settings import Secret
-from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error, snapshot
+from tests.api_helpers import (
+    FREE_BODY,
+    PREFIX,
+    START_BODY,
+    assert_error,
+    make_broadcaster,
+    snapshot,
+)
 from tests.conftest import Client
 
 # The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
@@ -60,7 +67,7 @@ def callback(txid: str, valor: str, e2e: str = "E12345678202611241200abcdefghijk
 
 
 async def start(api: Client, body: dict | None = None) -> str:
-    r = await api.post(f"{PREFIX}/session/start", body or START_BODY)
+    r = await api.post(f"{PREFIX}/session/start", body or START_BODY, token=api.broadcaster_token)
     assert r.status == 201, r.body
     return r.json["session"]["id"]
 
@@ -307,7 +314,8 @@ async def test_expired_order_is_not_honoured_and_a_new_one_is_made(api, server) 
 
 
 async def test_order_expires_exactly_at_ttl(services) -> None:
-    started = await services.sessions.start_session(dict(START_BODY))
+    owner, _ = await make_broadcaster(services)
+    started = await services.sessions.start_session(dict(START_BODY), owner=owner)
     session = await services.sessions.get_session(started["session"]["id"])
     now = utc_now()
     services.payments.clock = lambda: now
@@ -436,7 +444,8 @@ async def unconfigured(settings) -> AsyncIterator[tuple[Client, Any]]:
         http_server = tornado.httpserver.HTTPServer(make_app(svc.settings, svc))
         http_server.add_sockets([sock])
         try:
-            yield Client(f"http://127.0.0.1:{port}"), svc
+            _, token = await make_broadcaster(svc)
+            yield Client(f"http://127.0.0.1:{port}", broadcaster_token=token), svc
         finally:
             http_server.stop()
             await http_server.close_all_connections()
@@ -536,7 +545,9 @@ async def test_receiver_limits_enforced_at_session_start(
     api, server, pix_body: dict, code: str, field: str, fragment: str
 ) -> None:
     before = await snapshot(server.services.store)
-    r = await api.post(f"{PREFIX}/session/start", {**START_BODY, "pix": pix_body})
+    r = await api.post(
+        f"{PREFIX}/session/start", {**START_BODY, "pix": pix_body}, token=api.broadcaster_token
+    )
     err = assert_error(r, 400, code)
     assert fragment in err["message"]
     assert err["field"] == field, err
@@ -691,7 +702,9 @@ async def test_cli_mark_paid(api, server) -> None:
 async def test_unpaid_stream_cannot_be_subscribed_over_signaling(api, server) -> None:
     from tests.media_helpers import PatternTrack, publish, view, wait_stream_status
 
-    started = (await api.post(f"{PREFIX}/session/start", START_BODY)).json
+    started = (
+        await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
+    ).json
     sid, btoken = started["session"]["id"], started["broadcaster_token"]
     streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
     publisher = await publish(api, btoken, streams["screen"], PatternTrack("screen", 320, 180, 10))

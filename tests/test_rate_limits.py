@@ -14,7 +14,7 @@ import pytest
 import tornado.websocket
 
 from server.ratelimit import client_address
-from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error, snapshot
+from tests.api_helpers import FREE_BODY, PREFIX, START_BODY, assert_error, snapshot, web_broadcaster
 from tests.conftest import Client, make_settings, running
 from tests.ops_helpers import start_server
 from tests.test_payments import callback, signed
@@ -33,12 +33,20 @@ async def test_session_start_is_limited_and_a_refusal_writes_nothing(tmp_path: P
     async with running(settings) as srv:
         api = srv.client
         for _ in range(2):
-            assert (await api.post(f"{PREFIX}/session/start", START_BODY)).status == 201
+            assert (
+                await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
+            ).status == 201
         # The legacy start spends from the same bucket.
-        assert (await api.post(f"{PREFIX}/start", {"title": "old"})).status == 201
+        assert (
+            await api.post(f"{PREFIX}/start", {"title": "old"}, token=api.broadcaster_token)
+        ).status == 201
         before = await snapshot(srv.services.store)
-        assert_limited(await api.post(f"{PREFIX}/session/start", START_BODY))
-        assert_limited(await api.post(f"{PREFIX}/start", {"title": "old"}))
+        assert_limited(
+            await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
+        )
+        assert_limited(
+            await api.post(f"{PREFIX}/start", {"title": "old"}, token=api.broadcaster_token)
+        )
         assert await snapshot(srv.services.store) == before
 
 
@@ -46,7 +54,9 @@ async def test_join_is_limited_so_anonymous_joins_cannot_pile_up_rows(tmp_path: 
     settings = make_settings(tmp_path / "data", rate_join=(5, ONE_PER_MINUTE))
     async with running(settings) as srv:
         api, store = srv.client, srv.services.store
-        sid = (await api.post(f"{PREFIX}/session/start", START_BODY)).json["session"]["id"]
+        sid = (
+            await api.post(f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token)
+        ).json["session"]["id"]
         for _ in range(5):
             assert (await api.post(f"{PREFIX}/session/{sid}/join")).status == 200
         before = await snapshot(store)
@@ -63,7 +73,9 @@ async def test_signaling_offers_are_limited_over_http_and_websocket(tmp_path: Pa
     settings = make_settings(tmp_path / "data", rate_offer=(2, ONE_PER_MINUTE))
     async with running(settings) as srv:
         api = srv.client
-        started = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json
+        started = (
+            await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
+        ).json
         sid = started["session"]["id"]
         screen = next(s["id"] for s in started["session"]["streams"] if s["kind"] == "screen")
         token = (await api.post(f"{PREFIX}/session/{sid}/join")).json["viewer_token"]
@@ -115,7 +127,9 @@ async def test_forwarded_header_is_ignored_unless_configured(tmp_path: Path) -> 
     settings = make_settings(tmp_path / "data", rate_join=(2, ONE_PER_MINUTE))
     async with running(settings) as srv:
         api = srv.client
-        sid = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json["session"]["id"]
+        sid = (
+            await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
+        ).json["session"]["id"]
         path = f"{PREFIX}/session/{sid}/join"
         for i in range(2):
             hdr = {"X-Forwarded-For": f"10.0.0.{i}"}
@@ -130,7 +144,9 @@ async def test_trusted_proxy_header_separates_clients_when_configured(tmp_path: 
     )
     async with running(settings) as srv:
         api = srv.client
-        sid = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json["session"]["id"]
+        sid = (
+            await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
+        ).json["session"]["id"]
         path = f"{PREFIX}/session/{sid}/join"
 
         async def join_as(xff: str) -> Any:
@@ -178,7 +194,10 @@ async def test_limit_is_shared_by_two_instances_on_one_sqlite_file(tmp_path: Pat
                 )
             )
         a, b = Client(procs[0].base_url), Client(procs[1].base_url)
-        sid = (await a.post(f"{PREFIX}/session/start", FREE_BODY)).json["session"]["id"]
+        await web_broadcaster(a)
+        sid = (await a.post(f"{PREFIX}/session/start", FREE_BODY, token=a.broadcaster_token)).json[
+            "session"
+        ]["id"]
         path = f"{PREFIX}/session/{sid}/join"
         # Alternating instances: four joins in all, then both refuse.
         for client in (a, b, a, b):
@@ -193,12 +212,16 @@ async def test_limit_is_shared_by_two_instances_on_one_sqlite_file(tmp_path: Pat
 async def test_session_list_pages_reach_every_live_session(tmp_path: Path) -> None:
     async with running(make_settings(tmp_path / "data")) as srv:
         api = srv.client
-        first = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json["session"]["id"]
+        first = (
+            await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
+        ).json["session"]["id"]
         # A flood of newer sessions (what 100 anonymous starts did to the old, capped list).
         flood = [
-            (await api.post(f"{PREFIX}/session/start", {"title": f"spam {i}"})).json["session"][
-                "id"
-            ]
+            (
+                await api.post(
+                    f"{PREFIX}/session/start", {"title": f"spam {i}"}, token=api.broadcaster_token
+                )
+            ).json["session"]["id"]
             for i in range(120)
         ]
         default = (await api.get(f"{PREFIX}/sessions")).json
@@ -230,7 +253,9 @@ async def test_whip_and_whep_offers_spend_the_offer_bucket(tmp_path: Path) -> No
     sdp = {"Content-Type": "application/sdp"}
     async with running(settings) as srv:
         api = srv.client
-        started = (await api.post(f"{PREFIX}/session/start", FREE_BODY)).json
+        started = (
+            await api.post(f"{PREFIX}/session/start", FREE_BODY, token=api.broadcaster_token)
+        ).json
         sid, token = started["session"]["id"], started["broadcaster_token"]
         viewer = (await api.post(f"{PREFIX}/session/{sid}/join")).json["viewer_token"]
         # Malformed offers are cheap to refuse but spend a token all the same.

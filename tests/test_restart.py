@@ -6,7 +6,7 @@ import pytest
 
 from multistream.app import make_app
 from server.lifespan import open_services
-from tests.api_helpers import PREFIX, START_BODY
+from tests.api_helpers import PREFIX, START_BODY, make_broadcaster
 
 # The whole module runs on SQLite and on MongoDB (the wire server started by conftest).
 pytestmark = pytest.mark.store_backends
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.store_backends
 async def test_state_survives_restart(settings) -> None:
     async with open_services(settings) as services:
         sessions = services.sessions
-        started = await sessions.start_session(dict(START_BODY))
+        owner, _ = await make_broadcaster(services)
+        started = await sessions.start_session(dict(START_BODY), owner=owner)
         sid = started["session"]["id"]
         joined = await sessions.join(sid, None)
         claims = services.tokens.verify(joined["viewer_token"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_helpers import assert_error
+from tests.api_helpers import assert_error, web_broadcaster
 from tests.conftest import Client
 from tests.media_helpers import PREFIX, PatternTrack, join, publish, start_session, view
 from tests.ops_helpers import ServerProcess, free_port, start_server
@@ -82,6 +82,7 @@ async def test_session_from_one_instance_is_served_and_controlled_by_the_other(
 ) -> None:
     a_proc, b_proc = instances
     a, b = Client(a_proc.base_url), Client(b_proc.base_url)
+    await web_broadcaster(a)
     started = await start_session(a)
     sid = started["session"]["id"]
     token = started["broadcaster_token"]

@@ -44,6 +44,13 @@ VALID: dict[str, list[Any]] = {
         {"pc_id": "pc_1", "candidate": {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}}
     ],
     "LegacyStart": [{"title": "old", "price_centavos": 500, "pix": PIX}, {}],
+    "Signup": [
+        {"username": "ana.dev", "password": "correct horse"},
+        {"username": "Ana_2", "password": "x" * 8, "display_name": "Ana Dev"},
+    ],
+    "Login": [{"username": "ana", "password": "whatever"}],
+    "TokenCreate": [{}, {"name": "OBS on the laptop"}],
+    "AccountPix": [{"pix": PIX}, {"pix": None}],
     "PixCallback": [
         {"pix": [{"endToEndId": "E1", "txid": "abc", "valor": "1.00", "infoPagador": "oi"}]}
     ],

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from server.session_sync import SessionSync
 from store.changes import feed_of
 from store.protocol import Doc
 from tests import mongodb
+from tests.api_helpers import make_broadcaster
 from tests.conftest import make_settings
 
 MODES = [
@@ -101,6 +103,12 @@ def store_backend(request: pytest.FixtureRequest) -> str:
     return str(request.node.callspec.params["mode"][0])
 
 
+async def owner_of(services: Services) -> dict[str, Any]:
+    """The test broadcaster (one account per store, shared by both instances)."""
+    user, _ = await make_broadcaster(services)
+    return user
+
+
 @pytest.fixture
 async def pair(tmp_path: Path, store_url: str | None) -> AsyncIterator[tuple[Services, Services]]:
     def url(name: str) -> str:
@@ -136,7 +144,9 @@ async def test_remote_changes_replay_once_and_local_ones_never(
     heard = driver.heard
     sync = await driver.begin()
 
-    started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
+    started = await a.sessions.start_session(
+        {"title": "t", "streams": ["screen", "camera"]}, owner=await owner_of(a)
+    )
     sid = started["session"]["id"]
     broadcaster = a.tokens.verify(started["broadcaster_token"])
     joined = await b.sessions.join(sid, None)
@@ -176,7 +186,9 @@ async def test_sessions_owned_by_another_instance_are_left_alone(
     _a, b = pair
     heard = driver.heard
     await driver.begin()
-    started = await b.sessions.start_session({"title": "b's", "streams": ["screen"]})
+    started = await b.sessions.start_session(
+        {"title": "b's", "streams": ["screen"]}, owner=await owner_of(b)
+    )
     claims = b.tokens.verify(started["broadcaster_token"])
     await driver.settle()
     await b.sessions.stop_stream(claims, started["session"]["id"], "screen")
@@ -194,7 +206,9 @@ async def test_a_burst_larger_than_a_page_does_not_stall_the_cursor(
     a, b = pair
     heard = driver.heard
     await driver.begin()
-    started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
+    started = await a.sessions.start_session(
+        {"title": "t", "streams": ["screen", "camera"]}, owner=await owner_of(a)
+    )
     sid = started["session"]["id"]
     for _ in range(12):
         await b.sessions.join(sid, None)
@@ -218,7 +232,9 @@ async def test_local_changes_are_not_replayed_even_when_heard_before_announced(
     heard = driver.heard
     await driver.begin()
     a.sessions._listeners.remove(driver.sync)  # the local announcement never comes
-    started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
+    started = await a.sessions.start_session(
+        {"title": "t", "streams": ["screen", "camera"]}, owner=await owner_of(a)
+    )
     sid = started["session"]["id"]
     broadcaster = a.tokens.verify(started["broadcaster_token"])
     await driver.settle()
@@ -230,7 +246,9 @@ async def test_local_changes_are_not_replayed_even_when_heard_before_announced(
     await driver.settle()
     assert heard.events == []
     # The same kinds of change made through B are replayed.
-    again = await a.sessions.start_session({"title": "t2", "streams": ["camera"]})
+    again = await a.sessions.start_session(
+        {"title": "t2", "streams": ["camera"]}, owner=await owner_of(a)
+    )
     sid2 = again["session"]["id"]
     claims = a.tokens.verify(again["broadcaster_token"])
     await driver.settle()
@@ -253,7 +271,9 @@ async def test_the_feed_resumes_after_an_interruption_without_losing_a_change(
     heard = driver.heard
     driver.sync.retry_s = 0.1
     sync = await driver.begin()
-    started = await a.sessions.start_session({"title": "t", "streams": ["screen", "camera"]})
+    started = await a.sessions.start_session(
+        {"title": "t", "streams": ["screen", "camera"]}, owner=await owner_of(a)
+    )
     sid = started["session"]["id"]
     claims = a.tokens.verify(started["broadcaster_token"])
     viewer = b.tokens.verify((await b.sessions.join(sid, None))["viewer_token"])

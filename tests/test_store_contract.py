@@ -480,3 +480,39 @@ def test_concurrent_token_takers_never_overspend(backend: Backend) -> None:
         assert sum(1 for g in got if g == 0.0) == 10
 
     backend.run(body)
+
+
+def test_accounts_collections(backend: Backend) -> None:
+    """`users` (unique username), `api_tokens` by owner and kind, sessions by owner, `replays`."""
+
+    async def body(store: Store) -> None:
+        await store.insert("users", {"id": "u1", "username": "ana", "disabled": False})
+        with pytest.raises(DuplicateKey):
+            await store.insert("users", {"id": "u2", "username": "ana", "disabled": False})
+        await store.insert("users", {"id": "u3", "username": "bia", "disabled": True})
+        assert ids(await store.find("users", {"username": "ana"})) == ["u1"]
+        assert ids(await store.find("users", {"disabled": True})) == ["u3"]
+        for i, kind in enumerate(("api", "web", "api")):
+            doc = {"id": f"{i:064x}", "user_id": "u1", "kind": kind, "created_at": f"t{i}"}
+            await store.insert("api_tokens", doc)
+        api = await store.find(
+            "api_tokens", {"user_id": "u1", "kind": "api"}, order_by="created_at"
+        )
+        assert ids(api) == [f"{0:064x}", f"{2:064x}"]
+        assert await store.delete("api_tokens", f"{1:064x}")
+        assert await store.count("api_tokens", {"user_id": "u1"}) == 2
+        for i, owner in enumerate(("u1", "u3", "u1")):
+            await store.insert(
+                "broadcast_sessions", {"id": f"s{i}", "owner_id": owner, "created_at": f"t{i}"}
+            )
+        mine = await store.find(
+            "broadcast_sessions", {"owner_id": "u1"}, order_by="created_at", descending=True
+        )
+        assert ids(mine) == ["s2", "s0"]
+        await store.insert("replays", {"id": "s0", "session_id": "s0", "status": "rendering"})
+        done = await store.update(
+            "replays", "s0", {"status": "done"}, expect={"status": "rendering"}
+        )
+        assert done is not None and done["status"] == "done"
+
+    backend.run(body)

@@ -191,3 +191,36 @@ def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
             await store.get("broadcast_sessions", "a")
 
     run(main())
+
+
+def test_a_file_from_before_accounts_gains_their_tables_on_open(tmp_path: Path) -> None:
+    """No schema version to migrate: opening creates what is missing (tables, indexes), so a data
+    file written before accounts existed keeps its sessions and takes users and tokens."""
+    path = tmp_path / "old.sqlite3"
+
+    async def fresh() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        await store.insert("broadcast_sessions", {"id": "old", "status": "ended"})
+        await store.close()
+
+    run(fresh())
+    with sqlite3.connect(path) as raw:  # as the previous release left it
+        for table in ("users", "api_tokens", "replays"):
+            raw.execute(f'DROP TABLE "{table}"')
+        raw.execute('DROP INDEX "ix_broadcast_sessions_owner_id"')
+
+    async def reopened() -> None:
+        store = SqliteStore(path)
+        await store.open()
+        assert await store.get("broadcast_sessions", "old") == {"id": "old", "status": "ended"}
+        await store.insert("users", {"id": "u1", "username": "ana"})
+        assert await store.count("users", {"username": "ana"}) == 1
+        assert await store.find("broadcast_sessions", {"owner_id": "u1"}) == []
+        await store.close()
+
+    run(reopened())
+    with sqlite3.connect(path) as raw:
+        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+    assert {"users", "api_tokens", "replays", "ux_users_username"} <= names
+    assert "ix_broadcast_sessions_owner_id" in names

@@ -11,14 +11,25 @@ import pytest
 
 from handlers.vocabulary import RENDERED_ASSETS
 from handlers.web import STATIC_DIR
+from tests.api_helpers import login_cookie
 
-PAGES = {"/": "index.html", "/studio": "studio.html", "/watch/{live}": "watch.html"}
+PAGES = {
+    "/": "index.html",
+    "/studio": "studio.html",
+    "/watch/{live}": "watch.html",
+    "/login": "login.html",
+    "/dashboard": "dashboard.html",
+}
+BROADCASTER_PAGES = ("/studio", "/dashboard")
 
 
 @pytest.mark.parametrize("path", sorted(PAGES))
-async def test_pages_are_served_with_a_strict_policy(api, path: str) -> None:
-    started = await api.post("/api/v1/livestream/session/start", {"title": "page"})
-    resp = await api.get(path.format(live=started.json["session"]["id"]))
+async def test_pages_are_served_with_a_strict_policy(server, api, path: str) -> None:
+    headers = await login_cookie(server) if path in BROADCASTER_PAGES else {}
+    started = await api.post(
+        "/api/v1/livestream/session/start", {"title": "page"}, token=api.broadcaster_token
+    )
+    resp = await api.get(path.format(live=started.json["session"]["id"]), headers=headers)
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
     assert resp.body == (STATIC_DIR / PAGES[path]).read_bytes()
@@ -42,9 +53,17 @@ async def test_an_unknown_session_gets_a_real_not_found_page(api) -> None:
 
 
 async def test_pages_revalidate_by_etag(api) -> None:
-    first = await api.get("/studio")
-    again = await api.get("/studio", headers={"If-None-Match": first.headers["Etag"]})
+    first = await api.get("/login")
+    again = await api.get("/login", headers={"If-None-Match": first.headers["Etag"]})
     assert again.status == 304
+
+
+@pytest.mark.parametrize("path", BROADCASTER_PAGES)
+async def test_broadcaster_pages_send_visitors_to_log_in(api, path: str) -> None:
+    for headers in ({}, {"Cookie": "ms_login=ms_forged"}):
+        resp = await api.get(path, headers=headers, follow_redirects=False)
+        assert resp.status == 302
+        assert resp.headers["Location"] == f"/login?next={path}"
 
 
 @pytest.mark.parametrize(

@@ -208,7 +208,9 @@ async def test_whip_error_cases_change_nothing(server, api):
 
 
 async def test_whep_enforces_preferences_payment_and_quota(server, api):
-    resp = await api.post(f"{PREFIX}/session/start", START_BODY)  # priced session
+    resp = await api.post(
+        f"{PREFIX}/session/start", START_BODY, token=api.broadcaster_token
+    )  # priced session
     assert resp.status == 201
     sid, token = resp.json["session"]["id"], resp.json["broadcaster_token"]
     pub, r = await whip_publish(api, token, sid, "screen", PatternTrack("screen", 64, 64, 5))
@@ -264,3 +266,35 @@ async def test_refused_offer_leaves_a_stopped_stream_stopped(server, api):
         assert_error(resp, 400, "invalid_sdp")
         doc = await server.services.store.get("broadcast_streams", stream_id)
         assert doc["status"] == "stopped", dropped
+
+
+async def test_whip_takes_the_owners_api_token(server, api):
+    """OBS keeps one bearer token: the account's API token publishes to any session it owns,
+    trickles and ends the publication; another broadcaster's token is refused."""
+    started = await start_session(api, ("screen",))
+    sid = started["session"]["id"]
+    other = await server.services.accounts.create_user("other-broadcaster", None)
+    _, other_token = await server.services.accounts.issue_token(other, "obs")
+    refused, resp = await whip_publish(
+        api, other_token, sid, "screen", PatternTrack("screen", 320, 180, 15)
+    )
+    assert refused is None
+    assert_error(resp, 403, "not_owner")
+    screen, resp = await whip_publish(
+        api, api.broadcaster_token, sid, "screen", PatternTrack("screen", 320, 180, 15)
+    )
+    assert resp.status == 201, resp.body
+    stream_id = started["session"]["streams"][0]["id"]
+    await wait_stream_status(server.services.store, stream_id, "live")
+    patch = await api.request(
+        "PATCH",
+        screen.location,
+        raw=b"a=end-of-candidates\r\n",
+        token=api.broadcaster_token,
+        headers=FRAG,
+    )
+    assert patch.status in (204, 422), patch.body
+    resp = await api.request("DELETE", screen.location, token=api.broadcaster_token)
+    assert resp.status == 200, resp.body
+    await wait_stream_status(server.services.store, stream_id, "stopped")
+    await screen.pc.close()

@@ -37,6 +37,7 @@ from aiortc import RTCSessionDescription
 from multistream.app import make_app
 from server.lifespan import open_services
 from server.media import ice
+from tests.api_helpers import web_broadcaster
 from tests.browser.netns import NamespaceUnavailable, NetnsLoop
 from tests.conftest import Client, make_settings
 from tests.media_helpers import Viewer, join, new_pc, start_session, wait_stream_status
@@ -139,6 +140,7 @@ def test_simple_whip_client_publishes_and_an_aiortc_viewer_gets_frames(
             http.add_sockets([sock])
             stack.callback(http.stop)
             api = Client(f"http://127.0.0.1:{port}")
+            await web_broadcaster(api)
             started = await start_session(api, ("camera",))
             sid, token = started["session"]["id"], started["broadcaster_token"]
             stream_id = started["session"]["streams"][0]["id"]

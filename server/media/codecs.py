@@ -32,7 +32,7 @@ from server.settings import Settings
 # layout, a composite falling back) sees continuous RTP timestamps.
 TIME_BASE = fractions.Fraction(1, 90000)
 KEYFRAME_INTERVAL_S = 4
-KEYFRAME_INTERVAL_S_CONSTRAINED = 10
+KEYFRAME_INTERVAL_S_CONSTRAINED = 300
 # Constrained rungs: a key frame at most this many average frames big (libvpx `max-intra-rate`,
 # x264 through a half-second VBV buffer).
 MAX_INTRA_PCT = 400
@@ -46,8 +46,9 @@ class EncodeProfile:
     content: str  # "screen" | "camera" | "composite"
     fps: int
     bitrate_bps: int
-    # A lower rung of a ladder serves slow links: rarer periodic key frames, each capped in size
-    # (a key frame several seconds of a small link long stalls everything behind it).
+    # A lower rung of a ladder serves slow links: rare periodic key frames (viewers ask for one
+    # when they join or lose the picture), each capped in size where the encoder can (a key frame
+    # is most of a second of a small link: every periodic one is a stall and a queue).
     constrained: bool = False
     # The content hint's tuning (`domain.Tuning`) and the quality preset's height: a taller source
     # is scaled down to it before encoding (None: no cap).

@@ -77,6 +77,9 @@ class MediaPlane:
     def viewer_links(self) -> list[dict[str, Any]]:
         return self.adaptive.viewer_links()
 
+    def keyframe_requests(self) -> dict[tuple[str, str, str], int]:
+        return self.adaptive.keyframe_requests()
+
     def composite_feeds(self) -> list[CompositeFeed]:
         return list(self.feeds.composites.values())
 

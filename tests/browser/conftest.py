@@ -18,6 +18,7 @@ green card: composites can then be checked for *where* the camera is.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -34,6 +35,7 @@ from server.lifespan import open_services
 from server.settings import Secret, Settings
 from tests.required import mark_folder, unavailable
 
+from .cdp import Page
 from .chromium import Browser, find_chromium
 from .netns import NamespaceUnavailable, NetnsLoop
 
@@ -77,6 +79,24 @@ def netns(chromium_path: str) -> Iterator[NetnsLoop]:
     loop.stop()
 
 
+async def log_in(page: Page, base_url: str, next_path: str) -> None:
+    """Log `page`'s browser context in as STUDIO_USER through the log-in page, landing on
+    `next_path` (the page a broadcaster asked for before being sent to log in)."""
+    await page.goto(f"{base_url}{next_path}")  # a broadcaster page: redirected to /login
+    await page.wait_for("document.body.dataset.ready === '1'")
+    user, password = json.dumps(STUDIO_USER), json.dumps(STUDIO_PASSWORD)
+    await page.evaluate(
+        f"(() => {{ document.querySelector('#login-username').value = {user};"
+        f" document.querySelector('#login-password').value = {password};"
+        " document.querySelector('#login-form').requestSubmit(); return true; })()"
+    )
+    # Landed, and loaded as `goto` would wait for (module scripts have run by the load event).
+    await page.wait_for(
+        f"location.pathname === {json.dumps(next_path)} && document.readyState === 'complete'",
+        timeout=15,
+    )
+
+
 def write_camera_clip(path: Path, frames: int = 30) -> Path:
     """A magenta clip with a white bar sweeping across: unmistakable next to the green fake screen."""
     width, height = CAMERA_CLIP_SIZE
@@ -92,10 +112,17 @@ def write_camera_clip(path: Path, frames: int = 30) -> Path:
     return path
 
 
+# The broadcaster the browser tests log in as (a password account made with the server).
+STUDIO_USER = "studio"
+STUDIO_PASSWORD = "studio password 1"
+
+
 @dataclass
 class WebServer:
     base_url: str
     services: object
+    # An API token of STUDIO_USER, for tests that start sessions over the API.
+    broadcaster_token: str = ""
 
 
 @pytest.fixture(scope="package")
@@ -109,6 +136,8 @@ def web_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> It
         record=False,
         instance_id="browser-test",
         pix_webhook_secret=Secret("browser-webhook-secret"),
+        # The journey test signs a new broadcaster up while STUDIO_USER exists already.
+        signup="open",
     )
     stack = AsyncExitStack()
 
@@ -118,7 +147,9 @@ def web_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> It
         sock, port = tornado.testing.bind_unused_port()
         http = tornado.httpserver.HTTPServer(app)
         http.add_sockets([sock])
-        return http, WebServer(f"http://127.0.0.1:{port}", services)
+        user = await services.accounts.create_user(STUDIO_USER, STUDIO_PASSWORD, "Studio Test")
+        _, token = await services.accounts.issue_token(user, "browser tests")
+        return http, WebServer(f"http://127.0.0.1:{port}", services, token)
 
     http, server = netns.run(start())
     yield server

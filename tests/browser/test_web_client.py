@@ -25,7 +25,7 @@ from server import pix
 
 from .cdp import Page
 from .chromium import Browser
-from .conftest import WebServer
+from .conftest import WebServer, log_in
 from .netns import NetnsLoop
 
 # (A 50 % bundle would make both streams cheaper than the camera alone: the studio refuses it.)
@@ -190,7 +190,8 @@ def live(
     async def go_live() -> Live:
         context = await browser.new_context()
         studio = await browser.new_page(context)
-        await studio.goto(f"{web_server.base_url}/studio")
+        await log_in(studio, web_server.base_url, "/studio")
+        await studio.wait_for("document.querySelector('#go-live') !== null")
         # 720p keeps the server's decode load small on a shared 2-core CI machine.
         await set_value(studio, "#screen-preset", "720p")
         await studio.click("#screen-capture")
@@ -319,7 +320,8 @@ def test_denied_capture_shows_a_clear_message(
         denying = await Browser.launch(chromium_path, tmp_path / "deny", deny_media=True)
         try:
             page = await denying.new_page(await denying.new_context())
-            await page.goto(f"{web_server.base_url}/studio")
+            await log_in(page, web_server.base_url, "/studio")
+            await page.wait_for("document.querySelector('#camera-capture') !== null")
             message = (
                 "(() => { const m = document.querySelector('#studio-msg');"
                 " return !m.hidden && m.dataset.kind === 'error' && m.textContent; })()"
@@ -710,8 +712,16 @@ def test_studio_reload_resumes_the_live_session(
         await studio.reload()
         await studio.wait_for(f"document.body.dataset.sessionId === '{live.session_id}'")
         assert await studio.evaluate("document.querySelector('#golive-form').hidden") is True
-        # One click puts both streams back on air (capturing a screen needs a click).
+        # The camera goes back on air by itself; the screen needs one click (browsers allow
+        # capturing a screen only in answer to one).
+        await studio.wait_for(
+            "document.querySelector('.stream-row[data-kind=camera]')?.dataset.state === 'live'",
+            timeout=20,
+        )
         await studio.wait_for("!document.querySelector('#resume').hidden")
+        assert await studio.evaluate(
+            "document.querySelector('.stream-row[data-kind=screen]').dataset.state"
+        ) in ("off", "pending")
         await studio.click("#resume")
         for kind in ("screen", "camera"):
             row = f".stream-row[data-kind={kind}]"

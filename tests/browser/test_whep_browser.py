@@ -14,7 +14,7 @@ from tests.conftest import Client
 from tests.media_helpers import PatternTrack, start_session
 
 from .chromium import Browser
-from .conftest import WebServer
+from .conftest import WebServer, log_in
 from .netns import NetnsLoop
 
 # The whole WHEP exchange a generic player does: offer, POST application/sdp, answer from the 201.
@@ -86,7 +86,7 @@ def published(netns: NetnsLoop, web_server: WebServer) -> Iterator[Published]:
     """A free session whose screen and camera are published by aiortc over WHIP."""
     from tests.whip_helpers import whip_publish
 
-    api = Client(web_server.base_url)
+    api = Client(web_server.base_url, broadcaster_token=web_server.broadcaster_token)
 
     async def go() -> Published:
         started = await start_session(api)
@@ -162,7 +162,7 @@ def test_studio_shows_copyable_whip_urls_and_token(
     async def check() -> None:
         context = await browser.new_context()
         page = await browser.new_page(context)
-        await page.goto(f"{web_server.base_url}/studio")
+        await log_in(page, web_server.base_url, "/studio")
         saved = {"sessionId": published.session_id, "token": published.token}
         await page.evaluate(
             f"sessionStorage.setItem('multistream.studio', {json.dumps(json.dumps(saved))})"

@@ -627,10 +627,14 @@ async function showEnded() {
   $("#ended-panel").hidden = false;
   $("#payment").hidden = true;
   $("#player-bar").hidden = true;
+  $("#chat-name-form").hidden = true;
   $("#ended-title").focus({ preventScroll: true });
-  const entitled = state.token && (state.free || state.entitled.size > 0);
+  // This visit's token, or (coming back after the end) the one saved from an earlier visit: the
+  // server answers the recordings only to a viewer entitled to them, as it did live.
+  const token = state.token || localStorage.getItem(tokenKey);
+  const entitled = state.token ? state.free || state.entitled.size > 0 : Boolean(token);
   const [replay, live] = await Promise.all([
-    entitled ? replayLinks(sessionId, state.token).catch(() => []) : [],
+    entitled ? replayLinks(sessionId, token).catch(() => []) : [],
     api.listSessions().then((page) => page.sessions.filter((s) => s.id !== sessionId)).catch(() => []),
   ]);
   $("#replay-list").replaceChildren(...replay.map((r) => el("li", {}, el("a", { href: r.href, text: r.label }))));
