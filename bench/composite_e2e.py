@@ -267,6 +267,7 @@ async def measure(
     vp8: bool = True,
     h264: bool = True,
     psnr_every: int = 2,
+    broadcaster: str | None = None,
 ) -> list[Row]:
     """Run the scene against the server at `base`; one row per path (passthrough first).
 
@@ -293,6 +294,8 @@ async def measure(
                     "camera": {"preset": "720p", "fps": 30},
                 },
             },
+            # A broadcaster's API token: given (the tests' server has one), or signed up.
+            token=broadcaster or await http.account(),
         )
         token, session_id = started["broadcaster_token"], started["session"]["id"]
         streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}

@@ -92,6 +92,7 @@ async def _session(api, screen_quality: dict) -> tuple[str, str, dict]:
             "streams": ["screen", "camera"],
             "quality": {"screen": screen_quality, "camera": {"preset": "360p"}},
         },
+        token=api.broadcaster_token,
     )
     assert resp.status == 201, resp.body
     started = resp.json
