@@ -21,7 +21,7 @@ def test_composite_text_e2e(benchmark: Any) -> None:
     def run() -> list[composite_e2e.Row]:
         server = fan.start_server("ours", "H264,VP8", 2_500_000)
         try:
-            return asyncio.run(composite_e2e.measure(server.base, settle_s=5.0, window_s=6.0))
+            return asyncio.run(composite_e2e.measure(server.base, settle_s=5.0, window_s=10.0))
         finally:
             server.stop()
 

@@ -75,6 +75,7 @@ async def _session(http: fan.Http) -> tuple[list[Any], str]:
                 "camera": {"preset": "720p", "fps": 30},
             },
         },
+        token=await http.account(),
     )
     token, session_id = started["broadcaster_token"], started["session"]["id"]
     streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}

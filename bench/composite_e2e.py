@@ -260,13 +260,14 @@ async def measure(
     base: str,
     *,
     settle_s: float = 6.0,
-    window_s: float = 8.0,
+    window_s: float = 10.0,
     rung_settle_s: float = 3.0,
     publisher_bps: int = 2_500_000,
     all_rungs: bool = True,
     vp8: bool = True,
     h264: bool = True,
     psnr_every: int = 2,
+    broadcaster: str | None = None,
 ) -> list[Row]:
     """Run the scene against the server at `base`; one row per path (passthrough first).
 
@@ -293,6 +294,8 @@ async def measure(
                     "camera": {"preset": "720p", "fps": 30},
                 },
             },
+            # A broadcaster's API token: given (the tests' server has one), or signed up.
+            token=broadcaster or await http.account(),
         )
         token, session_id = started["broadcaster_token"], started["session"]["id"]
         streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
@@ -408,7 +411,7 @@ def render_row(r: Row | dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settle", type=float, default=6.0)
-    parser.add_argument("--window", type=float, default=8.0)
+    parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--publisher-bps", type=int, default=2_500_000)
     parser.add_argument("--top-only", action="store_true", help="only the top composite rung")
     args = parser.parse_args(argv)

@@ -146,7 +146,7 @@ BUDGET = 3
 @pytest.fixture
 def settings(tmp_path, request):
     # Adaptation off: every viewer stays on the top rung, so the count is the layouts' alone.
-    budget, session_budget = getattr(request, "param", (BUDGET, 0))
+    budget, session_budget = getattr(request, "param", (BUDGET, BUDGET))
     return make_settings(
         tmp_path / "data",
         composite_budget=budget,
@@ -176,11 +176,12 @@ async def test_viewers_with_random_layouts_over_budget_share_the_nearest_outputs
             assert media.counters()["composite_encoders"] <= BUDGET
         await asyncio.gather(*(v.wait_frames(3, 20) for v, _, _ in viewers))
         counters = media.counters()
-        assert counters["composite_encoders"] <= BUDGET
-        assert counters["composite_layouts"] <= BUDGET
+        # The budget is spent, not more: as many outputs as it allows run.
+        assert counters["composite_encoders"] == BUDGET
+        assert counters["composite_layouts"] == BUDGET
         assert counters["composite_over_budget"] == 0
         running = {(f.key.corner, f.key.size_pct) for f in media.composite_feeds()}
-        substitutes = 0
+        asked = set()
         for viewer, viewer_token, pip in viewers:
             resp = await api.get(
                 f"{PREFIX}/session/{session_id}/quality?pc_id={viewer.pc_id}", token=viewer_token
@@ -192,9 +193,12 @@ async def test_viewers_with_random_layouts_over_budget_share_the_nearest_outputs
             if pip["corner"] != "auto":
                 assert requested["corner"] == pip["corner"]
             assert (delivered["corner"], delivered["size_pct"]) in running
+            wanted = (requested["corner"], requested["size_pct"])
+            asked.add(wanted)
+            # Its own layout when that one runs; the nearest running one (and told so) if not.
+            assert layout["substitute"] == (wanted not in running)
             assert layout["substitute"] == (requested != delivered)
-            substitutes += layout["substitute"]
-        assert substitutes >= len(viewers) - BUDGET
+        assert len(asked) > BUDGET  # the budget was exceeded, so some viewers were given another
     finally:
         for viewer, _, _ in viewers:
             await viewer.close()

@@ -164,9 +164,6 @@ def create_context(codec: str, width: int, height: int, profile: EncodeProfile) 
             "bufsize": str(profile.bitrate_bps),
             "error-resilient": "1",
         }
-        if text:
-            # libvpx's screen-content rate control (VP8 only).
-            ctx.options = {**ctx.options, "screen-content-mode": "1"}
         if profile.constrained:
             # A slow link's rung must reach its rate even on hard content: coarser quantisers
             # allowed, key frames capped.
