@@ -419,9 +419,24 @@ function rungLabel(rung) {
   return `${size}, ${rung.fps} fps, ${Math.round(rung.bitrate_bps / 1000)} kb/s`;
 }
 
+// Over the server's composite budget the picture is the closest layout already running: say so.
+function renderLayoutNote(quality) {
+  const note = $("#layout-note");
+  const layout = quality?.layout;
+  if (!layout?.substitute) {
+    note.hidden = true;
+    note.textContent = "";
+    return;
+  }
+  const { corner, size_pct: size } = layout.delivered;
+  note.textContent = `Showing the closest available layout (camera ${corner.replace("-", " ")}, ${size} %).`;
+  note.hidden = false;
+}
+
 function renderQuality(quality) {
   const select = $("#quality");
   const status = $("#quality-status");
+  renderLayoutNote(quality);
   if (!quality) {
     select.disabled = true;
     status.textContent = "";
