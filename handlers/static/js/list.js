@@ -62,11 +62,14 @@ function card(session) {
 
 // Thumbnails come by fetch, not <img src>: a session with no frame yet answers 204, which an
 // image would report as a broken load.
-async function refreshThumb(sessionId) {
+// The frames live on the instance that ingests the session (`signaling_url`, empty = this one).
+async function refreshThumb(session) {
+  const sessionId = session.id;
   const known = thumbs.get(sessionId);
   if (known && Date.now() - known.at < THUMB_MS) return;
+  const base = (session.signaling_url || "").replace(/\/$/, "");
   try {
-    const response = await fetch(`${API_PREFIX}/session/${encodeURIComponent(sessionId)}/thumbnail.jpg`, {
+    const response = await fetch(`${base}${API_PREFIX}/session/${encodeURIComponent(sessionId)}/thumbnail.jpg`, {
       cache: "no-store",
     });
     if (response.status !== 200) return;
@@ -100,7 +103,7 @@ async function refresh() {
         thumbs.delete(id);
       }
     }
-    await Promise.all(sessions.slice(0, 24).map((s) => refreshThumb(s.id)));
+    await Promise.all(sessions.slice(0, 24).map(refreshThumb));
   } catch (err) {
     say($("#list-msg"), `Could not load live sessions: ${err.message}. Retrying…`, "error");
   } finally {
