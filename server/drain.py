@@ -106,6 +106,12 @@ class Drain:
             self.mark("streams_released", streams=await services.sessions.release_streams())
         except Exception:
             log.exception("drain could not release streams")
+        try:
+            # Hand-off: the next offer for these sessions, on any instance, takes them at once.
+            await services.ownership.close()
+            self.mark("leases_released", sessions=await services.ownership.release_all())
+        except Exception:
+            log.exception("drain could not release leases")
         if server is not None:
             server.stop()
             try:
