@@ -70,11 +70,17 @@ async def session_of_stream(services: Services, stream_id: str) -> str | None:
 async def owner_elsewhere(
     handler: tornado.web.RequestHandler, session_id: str | None
 ) -> str | None:
-    """The owner's internal address when this request must be forwarded there, else None."""
-    if session_id is None or is_forwarded(handler):
+    """The owner's internal address when this request must be forwarded there, else None.
+
+    A request forwarded here is never forwarded again: if this instance does not serve the
+    session (the lease moved meanwhile), it answers 503 and the client retries."""
+    if session_id is None:
         return None
     services: Services = handler.services  # type: ignore[attr-defined]
-    return await services.ownership.route(session_id)
+    address = await services.ownership.route(session_id)
+    if address is not None and is_forwarded(handler):
+        raise Unavailable("the session moved to another instance; retry", code="owner_unavailable")
+    return address
 
 
 def _unreachable(address: str, detail: object) -> Unavailable:

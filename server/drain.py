@@ -93,6 +93,8 @@ class Drain:
         remaining = await self.wait_for_sessions(services)
         self.mark("deadline" if remaining else "idle", peer_connections=remaining)
         closers: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
+            # First refuse new signaling (503, clients retry): the media is about to close.
+            ("signaling", services.ownership.stop_serving),
             ("media", services.media.close),
             ("chat", services.chat.close),
         )
@@ -108,7 +110,6 @@ class Drain:
             log.exception("drain could not release streams")
         try:
             # Hand-off: the next offer for these sessions, on any instance, takes them at once.
-            await services.ownership.close()
             self.mark("leases_released", sessions=await services.ownership.release_all())
         except Exception:
             log.exception("drain could not release leases")

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.documents import PreferencesDoc, SessionDoc, StreamDoc
+from server.errors import Unavailable
 from server.settings import Settings
 from store.protocol import Doc, Store
 
@@ -71,6 +72,8 @@ class Ownership:
         self.on_lost: Callable[[str], Awaitable[None]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # False once a drain has begun closing media: no session is served here any more.
+        self.serving = True
 
     def bind(self, port: int) -> None:
         """The address other instances forward to, once the HTTP port is known: the configured
@@ -130,7 +133,14 @@ class Ownership:
         """Where a signaling request for this session must go: None to serve it here (this
         instance holds, or has just taken, the lease), else the holder's internal address."""
         lease = await self.current(session_id)
+        if not self.serving and (lease is None or lease["holder"] == self.instance_id):
+            raise Unavailable(
+                "this instance is shutting down; retry (another instance takes the session)",
+                code="owner_unavailable",
+            )
         if lease is not None and lease["holder"] == self.instance_id:
+            if session_id not in self.held:  # ours in the store, e.g. after a restart: renew it
+                await self.claim(session_id)
             return None
         if lease is None:
             session = await self.store.get("broadcast_sessions", session_id)
@@ -149,6 +159,12 @@ class Ownership:
             "session_leases", session_id, {"expires_at": 0}, expect={"holder": self.instance_id}
         )
         log.info("session=%s lease released=%s", session_id, released is not None)
+
+    async def stop_serving(self) -> None:
+        """Drain: serve no more signaling here (503, so clients retry and land on the next owner)
+        and stop renewing; `release_all` then hands the leases over."""
+        self.serving = False
+        await self.close()
 
     async def release_all(self) -> int:
         held = list(self.held)

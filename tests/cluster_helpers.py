@@ -5,13 +5,21 @@ answer's candidates which instance will carry the media."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import tornado.httpclient
+import tornado.websocket
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
 from tests.conftest import Client
+from tests.media_helpers import offer_of
 from tests.ops_helpers import ServerProcess, free_port, start_server
 
 SECRET = "cluster-shared-token-secret-" + "c" * 24
@@ -76,3 +84,124 @@ async def wait_peers(api: Client, role: str, value: float, timeout: float = 10) 
     while (got := await peers(api, role)) != value:
         assert time.monotonic() < deadline, f"{role} peers {got}, expected {value}"
         await asyncio.sleep(0.1)
+
+
+class Resilient:
+    """A peer signaled over the WebSocket that reconnects by itself, as the studio and player
+    pages must: when its signaling socket closes or its connection fails, it opens a new socket --
+    trying each URL in turn, as a load balancer sends a new connection to a live instance -- and
+    negotiates a new peer connection with a fresh offer, retrying refused attempts every
+    `retry_s`. `make_track` makes it a publisher (a new track per connection); without it, a
+    viewer that records when each connection's first video frame arrived."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        path: str,
+        token: str,
+        make_track: Callable[[], MediaStreamTrack] | None = None,
+        retry_s: float = 0.25,
+    ) -> None:
+        self.urls = urls
+        self.path = path
+        self.token = token
+        self.make_track = make_track
+        self.retry_s = retry_s
+        self.connections = 0  # answered offers so far
+        self.first_frame: dict[int, float] = {}  # connection number -> monotonic time
+        self.frames = 0
+        self.refusals: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self._pc: RTCPeerConnection | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pc is not None:
+            await self._pc.close()
+
+    async def wait_connection(self, number: int, frames: bool, timeout: float) -> float:
+        """Wait until connection `number` is up (and, for a viewer, has shown a frame)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if frames and number in self.first_frame:
+                return self.first_frame[number]
+            if not frames and self.connections >= number:
+                return time.monotonic()
+            assert time.monotonic() < deadline, (
+                f"connection {number} not up: {self.connections} connections, "
+                f"refusals {self.refusals[-5:]}"
+            )
+            await asyncio.sleep(0.02)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            url = self.urls[attempt % len(self.urls)]
+            attempt += 1
+            try:
+                await self._one(url)
+            except (
+                OSError,
+                tornado.httpclient.HTTPClientError,
+                tornado.websocket.WebSocketError,
+            ) as exc:
+                self.refusals.append(f"{url}: {exc!r}")
+            await asyncio.sleep(self.retry_s)
+
+    async def _one(self, url: str) -> None:
+        ws_url = "ws" + url.removeprefix("http") + f"{self.path}?access_token={self.token}"
+        conn = await tornado.websocket.websocket_connect(
+            tornado.httpclient.HTTPRequest(ws_url, request_timeout=5)
+        )
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._pc = pc
+        dead = asyncio.Event()
+        number = self.connections + 1
+        try:
+            if self.make_track is not None:
+                pc.addTransceiver(self.make_track(), direction="sendonly")
+            else:
+                pc.addTransceiver("video", direction="recvonly")
+                pc.on("track", lambda track: asyncio.ensure_future(self._pull(track, number)))
+
+            @pc.on("connectionstatechange")
+            def _state() -> None:
+                if pc.connectionState in ("failed", "closed"):
+                    dead.set()
+
+            await conn.write_message(json.dumps({"type": "offer", **await offer_of(pc)}))
+            raw = await conn.read_message()
+            if raw is None:
+                self.refusals.append(f"{url}: socket closed before the answer")
+                return
+            answer = json.loads(raw)
+            if answer.get("type") != "answer":
+                self.refusals.append(f"{url}: {answer}")
+                return
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            self.connections = number
+            closed = asyncio.ensure_future(conn.read_message())
+            failed = asyncio.ensure_future(dead.wait())
+            while True:
+                done, _ = await asyncio.wait({closed, failed}, return_when=asyncio.FIRST_COMPLETED)
+                if failed in done or closed.result() is None:
+                    break
+                closed = asyncio.ensure_future(conn.read_message())  # an ack or error frame
+            for task in (closed, failed):
+                task.cancel()
+        finally:
+            conn.close()
+            await pc.close()
+
+    async def _pull(self, track: MediaStreamTrack, number: int) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames += 1
+                self.first_frame.setdefault(number, time.monotonic())

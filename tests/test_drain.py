@@ -139,6 +139,7 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path, store_url: str | No
     required = [
         "draining",
         "deadline",
+        "signaling_closed",
         "media_closed",
         "streams_released",
         "leases_released",
