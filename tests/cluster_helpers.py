@@ -18,8 +18,9 @@ import tornado.websocket
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from tests.api_helpers import web_broadcaster
 from tests.conftest import Client
-from tests.media_helpers import offer_of
+from tests.media_helpers import PREFIX, PatternTrack, join, offer_of, start_session
 from tests.ops_helpers import ServerProcess, free_port, start_server
 
 SECRET = "cluster-shared-token-secret-" + "c" * 24
@@ -205,3 +206,39 @@ class Resilient:
                 await track.recv()
                 self.frames += 1
                 self.first_frame.setdefault(number, time.monotonic())
+
+
+async def live_session(
+    a: Client, b: Client, a_url: str, b_url: str
+) -> tuple[str, Resilient, Resilient]:
+    """A session started on A; its publisher signals to A, its viewer to B (the load balancer's
+    choices); both fall back to the other URL when one refuses."""
+    await web_broadcaster(a)
+    started = await start_session(a, ("screen",))
+    sid, token = started["session"]["id"], started["broadcaster_token"]
+    screen = started["session"]["streams"][0]["id"]
+    joined = await join(b, sid, {"enabled_streams": ["screen"], "mode": "separate"})
+    path = f"{PREFIX}/stream/{screen}/signal/ws"
+    publisher = Resilient(
+        [a_url, b_url], path, token, make_track=lambda: PatternTrack("screen", 320, 180, 15)
+    )
+    viewer = Resilient([b_url, a_url], path, joined["viewer_token"])
+    publisher.start()
+    viewer.start()
+    await publisher.wait_connection(1, frames=False, timeout=20)
+    await viewer.wait_connection(1, frames=True, timeout=20)
+    assert len(await recordings(a, sid, token, 1)) == 1  # A records the first stretch
+    return sid, publisher, viewer
+
+
+async def recordings(api: Client, sid: str, token: str, count: int) -> list[dict]:
+    """The session's recordings once there are `count` (a recorder writes its document when its
+    first frame arrives)."""
+    deadline = time.monotonic() + 15
+    while True:
+        resp = await api.get(f"{PREFIX}/session/{sid}/recordings", token=token)
+        assert resp.status == 200, resp.body
+        recs = list(resp.json["recordings"])
+        if len(recs) >= count or time.monotonic() > deadline:
+            return recs
+        await asyncio.sleep(0.2)

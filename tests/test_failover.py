@@ -8,7 +8,6 @@ in DEPLOYMENT.md, bounds here are only generous timeouts."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import time
@@ -16,48 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.api_helpers import web_broadcaster
-from tests.cluster_helpers import Resilient, cluster, peers, wait_peers
+from tests.cluster_helpers import cluster, live_session, peers, recordings, wait_peers
 from tests.conftest import Client
-from tests.media_helpers import PREFIX, PatternTrack, join, start_session
+from tests.media_helpers import PREFIX
 
 pytestmark = pytest.mark.store_backends
-
-
-async def _live_session(
-    a: Client, b: Client, a_url: str, b_url: str
-) -> tuple[str, Resilient, Resilient]:
-    """A session started on A; its publisher signals to A, its viewer to B (the load balancer's
-    choices); both fall back to the other URL when one refuses."""
-    await web_broadcaster(a)
-    started = await start_session(a, ("screen",))
-    sid, token = started["session"]["id"], started["broadcaster_token"]
-    screen = started["session"]["streams"][0]["id"]
-    joined = await join(b, sid, {"enabled_streams": ["screen"], "mode": "separate"})
-    path = f"{PREFIX}/stream/{screen}/signal/ws"
-    publisher = Resilient(
-        [a_url, b_url], path, token, make_track=lambda: PatternTrack("screen", 320, 180, 15)
-    )
-    viewer = Resilient([b_url, a_url], path, joined["viewer_token"])
-    publisher.start()
-    viewer.start()
-    await publisher.wait_connection(1, frames=False, timeout=20)
-    await viewer.wait_connection(1, frames=True, timeout=20)
-    assert len(await _recordings(a, sid, token, 1)) == 1  # A records the first stretch
-    return sid, publisher, viewer
-
-
-async def _recordings(api: Client, sid: str, token: str, count: int) -> list[dict]:
-    """The session's recordings once there are `count` (a recorder writes its document when its
-    first frame arrives)."""
-    deadline = time.monotonic() + 15
-    while True:
-        resp = await api.get(f"{PREFIX}/session/{sid}/recordings", token=token)
-        assert resp.status == 200, resp.body
-        recs = list(resp.json["recordings"])
-        if len(recs) >= count or time.monotonic() > deadline:
-            return recs
-        await asyncio.sleep(0.2)
 
 
 @pytest.mark.timeout(180)
@@ -67,7 +29,7 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
     lease = {"MULTISTREAM_LEASE_TTL": "3", "MULTISTREAM_LEASE_HEARTBEAT": "1"}
     with cluster(tmp_path, store_url, extra=lease) as (a_proc, b_proc):
         a, b = Client(a_proc.base_url), Client(b_proc.base_url)
-        sid, publisher, viewer = await _live_session(a, b, a_proc.base_url, b_proc.base_url)
+        sid, publisher, viewer = await live_session(a, b, a_proc.base_url, b_proc.base_url)
         try:
             before = (await b.get(f"{PREFIX}/session/{sid}/status")).json["owner"]
             assert (before["instance_id"], before["epoch"]) == ("inst-a", 1)
@@ -86,7 +48,7 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
             await wait_peers(b, "subscriber", 1.0)
             # The recording goes on in a new file, written by B.
             token = publisher.token
-            recs = await _recordings(b, sid, token, 2)
+            recs = await recordings(b, sid, token, 2)
             assert len(recs) == 2, recs
             timeline = {
                 "lease_ttl_s": 3,
@@ -110,7 +72,7 @@ async def test_drained_owner_hands_over_without_waiting_for_the_lease(
     lease = {"MULTISTREAM_LEASE_TTL": "120", "MULTISTREAM_LEASE_HEARTBEAT": "2"}
     with cluster(tmp_path, store_url, extra=lease) as (a_proc, b_proc):
         a, b = Client(a_proc.base_url), Client(b_proc.base_url)
-        sid, publisher, viewer = await _live_session(a, b, a_proc.base_url, b_proc.base_url)
+        sid, publisher, viewer = await live_session(a, b, a_proc.base_url, b_proc.base_url)
         try:
             t_term = time.monotonic()
             a_proc.signal(signal.SIGTERM)
@@ -120,7 +82,7 @@ async def test_drained_owner_hands_over_without_waiting_for_the_lease(
             owner = (await b.get(f"{PREFIX}/session/{sid}/status")).json["owner"]
             assert (owner["instance_id"], owner["epoch"]) == ("inst-b", 2)
             await wait_peers(b, "publisher", 1.0)
-            recs = await _recordings(b, sid, publisher.token, 2)
+            recs = await recordings(b, sid, publisher.token, 2)
             assert len(recs) == 2 and any(r["status"] == "complete" for r in recs), recs
             assert "drain step=leases_released" in a_proc.log_text()
             timeline = {"viewer_video_back_s": round(ttv, 3), "lease_ttl_s": 120}
