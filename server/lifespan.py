@@ -13,7 +13,7 @@ from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
 from server.metrics import Metrics
-from server.ownership import Ownership
+from server.ownership import Ownership, mark_interrupted
 from server.payments import PaymentService
 from server.presence import Presence
 from server.ratelimit import RateLimits
@@ -58,6 +58,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             store, settings, peers=lambda: int(media.counters().get("peer_connections", 0))
         )
         ownership.on_lost = lambda sid: media.listener.session_ended({"id": sid})  # type: ignore[typeddict-item]
+        ownership.on_taken = lambda sid: mark_interrupted(
+            store, sid, {r.id for r in media.feeds.recorders.values()}
+        )
         sessions.ownership = ownership
         sessions.add_listener(ownership)
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from server.clock import now_iso
 from server.documents import PreferencesDoc, SessionDoc, StreamDoc
 from server.errors import Unavailable
 from server.settings import Settings
@@ -48,6 +49,26 @@ class CpuMeter:
         return self.last
 
 
+async def mark_interrupted(store: Store, session_id: str, own: set[str]) -> int:
+    """A session taken over from an owner that stopped renewing (crashed): its recordings still
+    `recording` that are not this instance's own recorders are marked `interrupted` -- nobody will
+    finalise them; the file keeps what was written (on the shared volume: its size is recorded)."""
+    marked = 0
+    for doc in await store.find("recordings", {"session_id": session_id, "status": "recording"}):
+        if doc["id"] in own:
+            continue
+        updated = await store.update(
+            "recordings",
+            doc["id"],
+            {"status": "interrupted", "ended_at": now_iso()},
+            expect={"status": "recording"},
+        )
+        if updated is not None:
+            marked += 1
+            log.info("session=%s recording=%s interrupted (owner lost)", session_id, doc["id"])
+    return marked
+
+
 class Ownership:
     """This instance's leases: take, renew, release, and answer "who serves session X"."""
 
@@ -70,6 +91,8 @@ class Ownership:
         self.held: dict[str, Doc] = {}
         # Called with a session id when this instance finds its lease taken by another.
         self.on_lost: Callable[[str], Awaitable[None]] | None = None
+        # Called with a session id when this instance takes over a lease that ran out (epoch > 1).
+        self.on_taken: Callable[[str], Awaitable[object]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         # False once a drain has begun closing media: no session is served here any more.
@@ -117,6 +140,8 @@ class Ownership:
                 {"instance_id": self.instance_id, "signaling_url": self.settings.public_url},
                 expect={"status": "live"},
             )
+            if lease["epoch"] > 1 and self.on_taken is not None:
+                await self.on_taken(session_id)
         await self.store.update(
             "session_leases", session_id, self.load(), expect={"holder": self.instance_id}
         )

@@ -50,6 +50,8 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
             token = publisher.token
             recs = await recordings(b, sid, token, 2)
             assert len(recs) == 2, recs
+            # A's, which nobody can finalise, is marked interrupted; B's is being written.
+            assert sorted(r["status"] for r in recs) == ["interrupted", "recording"], recs
             timeline = {
                 "lease_ttl_s": 3,
                 "heartbeat_s": 1,
