@@ -45,6 +45,21 @@ _REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "Accept")
 # Answer headers the client needs from the owner (CORS ones are this instance's own).
 _ANSWER_HEADERS = ("Content-Type", "Location", "ETag", "Link", "Accept-Patch", "Retry-After")
 _TIMEOUT_S = 15.0
+# Concurrent forwarded requests per instance (Tornado's shared client allows 10 and queues the rest:
+# a crowd of viewers joining through one instance would wait in line behind each other's offers).
+_MAX_FORWARDS = 256
+_clients: dict[int, tornado.httpclient.AsyncHTTPClient] = {}
+
+
+def _client() -> tornado.httpclient.AsyncHTTPClient:
+    """This event loop's forwarding client (one per loop: tests run several loops in turn)."""
+    key = id(asyncio.get_running_loop())
+    client = _clients.get(key)
+    if client is None:
+        client = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=_MAX_FORWARDS)
+        _clients.clear()  # a previous loop's client is of no use any more
+        _clients[key] = client
+    return client
 
 
 def forward_mark(secret: str, method: str, path: str) -> str:
@@ -100,7 +115,7 @@ async def forward_http(handler: tornado.web.RequestHandler, address: str, body: 
     headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
     headers[FORWARDED] = forward_mark(services.settings.token_secret.reveal(), method, request.path)
     try:
-        resp = await tornado.httpclient.AsyncHTTPClient().fetch(
+        resp = await _client().fetch(
             address + request.uri,
             method=method,
             headers=headers,
