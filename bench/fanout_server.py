@@ -40,7 +40,7 @@ def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) 
         ice_hosts=("127.0.0.1",),
         ice_servers=(),
         record=False,
-        video_codecs=(codec,),
+        video_codecs=tuple(codec.split(",")),  # "H264" or a preference list "H264,VP8"
         camera_bitrate_bps=bitrate,
         screen_bitrate_bps=max(bitrate, 2_500_000),
         instance_id="bench",
@@ -50,6 +50,15 @@ def bench_settings(data_dir: Path, codec: str, bitrate: int, passthrough: bool) 
         max_pending_peers=100_000,
         # The adaptive-delivery cost comparison (bench.adaptive_cost) runs the server both ways.
         adaptive=os.environ.get("MULTISTREAM_ADAPTIVE", "1") != "0",
+        # The composite-budget benchmark (bench.composite_budget) runs it bounded and unbounded.
+        **{
+            field: int(os.environ[name])
+            for field, name in (
+                ("composite_budget", "MULTISTREAM_COMPOSITE_BUDGET"),
+                ("composite_budget_session", "MULTISTREAM_COMPOSITE_BUDGET_SESSION"),
+            )
+            if os.environ.get(name)
+        },
     )
 
 

@@ -171,9 +171,46 @@ def _text(data: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _composite(data: dict[str, Any]) -> list[str]:
+    rows = _of(data, "bench_composite.py")
+    if not rows:
+        return []
+    from bench import composite_budget, composite_e2e
+
+    out: list[str] = []
+    for b in rows:
+        if "text_e2e" in b["name"]:
+            out += [
+                "## Text in the composite, end to end (`bench/bench_composite.py`)",
+                "",
+                "A static 1080p document page (content hint text, 15 fps) and a 720p camera, "
+                "published by aiortc as H.264 2.5 Mb/s; one aiortc viewer per path decodes. PSNR "
+                "of the text region against the page sent; latency from the frame number coded in "
+                "the page; *added* = composite arrival − passthrough arrival of the same frame "
+                "(`python -m bench.composite_e2e`).",
+                "",
+                composite_e2e.HEADER,
+                *(composite_e2e.render_row(r) for r in b["extra_info"]["rows"]),
+                "",
+            ]
+        else:
+            out += [
+                "## Composite output budget (`bench/bench_composite.py`)",
+                "",
+                "N composite viewers, each with a random layout; the server with the default "
+                "budget (4 composite encoders per core, half per session) and unbounded, side by "
+                "side (`python -m bench.composite_budget`).",
+                "",
+                composite_budget.HEADER,
+                *(composite_budget.render_row(r) for r in b["extra_info"]["rows"]),
+                "",
+            ]
+    return out
+
+
 def render(data: dict[str, Any], source: str) -> str:
     lines = _machine(data, source)
-    for section in (_compositor, _api, _store, _fanout, _text):
+    for section in (_compositor, _api, _store, _fanout, _text, _composite):
         lines += section(data)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -10,6 +10,7 @@ geometry rules (`compositor.layout`, which may not import `server`) and are re-e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypedDict, get_args
 
@@ -107,6 +108,56 @@ KIND_RULES: Final[dict[str, KindRules]] = {
     # Cameras favour motion over resolution.
     "camera": KindRules(CAMERA_PRESETS, 15, 30, ("motion",), "720p", 30, (15, 24, 30)),
 }
+
+
+# How a server encoder treats a picture, chosen by the stream's content hint. `text` (the screen's
+# `detail` and `text` hints): keep resolution, quantise finely, give up frames first. `motion` (the
+# camera's hint): keep the frame rate, give up resolution first.
+Tuning = Literal["text", "motion"]
+TEXT_HINTS: Final[tuple[str, ...]] = KIND_RULES["screen"].content_hints
+
+
+def tuning_for(content_hint: str) -> Tuning:
+    return "text" if content_hint in TEXT_HINTS else "motion"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamQuality:
+    """A stream's quality as the media plane uses it: its preset (whose size caps every server
+    encode of the stream), its frame rate and its content hint (which picks the encoder tuning).
+
+    Built from the stored `quality` document (`server.quality.validate_quality` wrote it); a stream
+    stored before quality existed gets its kind's defaults.
+    """
+
+    kind: StreamKind
+    preset: Preset
+    fps: int
+    content_hint: str
+
+    @property
+    def tuning(self) -> Tuning:
+        return tuning_for(self.content_hint)
+
+    @property
+    def max_height(self) -> int:
+        return self.preset.height
+
+    @classmethod
+    def of(cls, kind: StreamKind, doc: Mapping[str, Any] | None) -> StreamQuality:
+        rules = KIND_RULES[kind]
+        doc = doc or {}
+        preset = rules.presets.get(
+            str(doc.get("preset") or ""), rules.presets[rules.default_preset]
+        )
+        fps = int(doc.get("fps") or rules.default_fps)
+        hint = str(doc.get("content_hint") or "")
+        return cls(
+            kind,
+            preset,
+            max(rules.fps_min, min(fps, rules.fps_max)),
+            hint if hint in rules.content_hints else rules.default_content_hint,
+        )
 
 
 def vocabulary() -> dict[str, Any]:

@@ -166,6 +166,11 @@ class _LiveCollector(Collector):
                 "Encoders of composite layouts running.",
             ),
             ("composite_layouts", "multistream_composite_layouts", "Composite layouts running."),
+            (
+                "composite_budget",
+                "multistream_composite_budget",
+                "Composite encoders this instance runs at most (MULTISTREAM_COMPOSITE_BUDGET).",
+            ),
             ("recorders", "multistream_recorders_open", "Recordings being written."),
             (
                 "peers_pending",
@@ -184,6 +189,16 @@ class _LiveCollector(Collector):
                 "peer_connect_timeouts",
                 "multistream_peer_connect_timeouts",
                 "Viewer connections closed for not connecting within the connect timeout.",
+            ),
+            (
+                "composite_substitutions",
+                "multistream_composite_substitutions",
+                "Composite viewers given the nearest running layout (the output budget was spent).",
+            ),
+            (
+                "composite_over_budget",
+                "multistream_composite_over_budget",
+                "Composite outputs started over budget (nothing compatible was running).",
             ),
         ):
             counter = CounterMetricFamily(name, doc)
@@ -220,6 +235,17 @@ class _LiveCollector(Collector):
         resends.add_metric(["resent"], sum(link["resent"] for link in links))
         resends.add_metric(["skipped"], sum(link["resend_skipped"] for link in links))
         yield resends
+        requests_of = getattr(media, "keyframe_requests", None)
+        if requests_of is not None:
+            keys = GaugeMetricFamily(
+                "multistream_keyframe_requests",
+                "Key-frame requests of the running sources, by target (publisher: PLIs sent to "
+                "it; encoder: forced key frames of a shared encoder), reason and outcome.",
+                labels=["target", "reason", "outcome"],
+            )
+            for (target, reason, outcome), n in sorted(requests_of().items()):
+                keys.add_metric([target, reason, outcome], n)
+            yield keys
 
 
 _BITRATE_BUCKETS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)
@@ -248,6 +274,9 @@ def media_snapshot(media: MediaStats) -> dict[str, Any]:
         "encoders": raw.get("encoders", raw.get("encoders_running", 0)),
         "composite_encoders": raw.get("composite_encoders", 0),
         "composite_layouts": raw.get("composite_layouts", 0),
+        "composite_budget": raw.get("composite_budget", 0),
+        "composite_substitutions": raw.get("composite_substitutions", 0),
+        "composite_over_budget": raw.get("composite_over_budget", 0),
         "recorders": raw.get("recorders", 0),
         "frames_dropped": raw.get("frames_dropped", 0),
         "frames_encoded": raw.get("frames_encoded", 0),

@@ -17,6 +17,7 @@ from server.accounts import DISPLAY_NAME_MAX, TOKEN_NAME_MAX, USERNAME_PATTERN
 from server.domain import (
     KIND_RULES,
     PIP_CORNERS,
+    PIP_FIXED_CORNERS,
     PIP_SIZE_MAX,
     PIP_SIZE_MIN,
     QUALITY_AUTO,
@@ -699,6 +700,25 @@ RESPONSES: Final[dict[str, Schema]] = {
             "delivering": {"type": ["string", "null"]},
             "target_bps": {"type": ["number", "null"]},
             "limited_by_connection": {"type": "boolean"},
+            "layout": {
+                "description": "A composite's layout: as chosen (size snapped, auto resolved), as "
+                "delivered, and whether the server's composite budget gave the nearest running "
+                "layout instead",
+                "type": ["object", "null"],
+                "properties": {
+                    "requested": ref("LayoutChoice"),
+                    "delivered": ref("LayoutChoice"),
+                    "substitute": {"type": "boolean"},
+                },
+            },
+        },
+    },
+    "LayoutChoice": {
+        "type": "object",
+        "required": ["corner", "size_pct"],
+        "properties": {
+            "corner": {"type": "string", "enum": list(PIP_FIXED_CORNERS)},
+            "size_pct": {"type": "integer", "minimum": PIP_SIZE_MIN, "maximum": PIP_SIZE_MAX},
         },
     },
     "QualityConnections": {
@@ -941,6 +961,10 @@ RESPONSES: Final[dict[str, Schema]] = {
         "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}},
     },
 }
+
+# `QualityChoice` is a request body kept beside the quality answers it belongs with: the NUL rule
+# applies to it as to every request (schemathesis found it sending NUL to `PUT .../quality`).
+_forbid_nul(RESPONSES["QualityChoice"])
 
 ALL: Final[dict[str, Schema]] = {**COMPONENTS, **REQUESTS, **RESPONSES}
 

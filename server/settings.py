@@ -158,6 +158,14 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# Composite encoders per core by default: a 1080p15 text composite costs ~10-15 % of a core.
+COMPOSITE_ENCODERS_PER_CORE = 4
+
+
+def default_composite_budget() -> int:
+    return COMPOSITE_ENCODERS_PER_CORE * (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable. Defaults are safe: loopback-free ICE, same-origin CORS, debug off."""
@@ -221,6 +229,10 @@ class Settings:
     # Adaptive delivery: per-viewer bandwidth estimate, pacing, resend budget and quality ladder.
     # Off: every viewer gets the top rung unpaced, as before adaptive delivery existed.
     adaptive: bool = True
+    # Composite encoders (layout x codec x rung) this instance runs at most, and one session at
+    # most; over budget a viewer gets the nearest running layout (server/media/planner.py).
+    composite_budget: int = field(default_factory=lambda: default_composite_budget())
+    composite_budget_session: int = 0  # 0: half the instance budget (at least 1)
     # Payments.
     pix_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     order_ttl_s: int = 30 * 60
@@ -245,6 +257,11 @@ class Settings:
         if self.store_url:
             return self.store_url
         return f"sqlite:///{(self.data_dir / 'multistream.sqlite3').resolve()}"
+
+    @property
+    def session_composite_budget(self) -> int:
+        """Composite encoders one session may run: as configured, else half the instance's."""
+        return self.composite_budget_session or max(1, self.composite_budget // 2)
 
     @property
     def recordings_dir(self) -> Path:
@@ -299,6 +316,12 @@ class Settings:
             login_ttl_s=_int(env, "MULTISTREAM_LOGIN_TTL", cls.login_ttl_s, 300, 365 * 86400),
             trusted_proxy_header=env.get("MULTISTREAM_TRUSTED_PROXY_HEADER", "").strip(),
             adaptive=_bool(env, "MULTISTREAM_ADAPTIVE", True),
+            composite_budget=_int(
+                env, "MULTISTREAM_COMPOSITE_BUDGET", default_composite_budget(), 1, 10_000
+            ),
+            composite_budget_session=_int(
+                env, "MULTISTREAM_COMPOSITE_BUDGET_SESSION", 0, 0, 10_000
+            ),
             pix_webhook_secret=Secret(env.get("MULTISTREAM_PIX_WEBHOOK_SECRET", "")),
             order_ttl_s=_int(env, "MULTISTREAM_ORDER_TTL", cls.order_ttl_s, 60, 7 * 86400),
             drain_deadline_s=_int(env, "MULTISTREAM_DRAIN_DEADLINE", cls.drain_deadline_s, 0, 3600),

@@ -3,6 +3,8 @@ own get it on joining, and their composites move when the broadcaster moves it l
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api_helpers import assert_error
 from tests.media_helpers import PREFIX, join
 from tests.test_media_composite import (
@@ -21,6 +23,7 @@ async def _start(api, body: dict) -> dict:
     return resp.json
 
 
+@pytest.mark.store_backends
 async def test_new_viewers_get_the_broadcasters_layout_until_they_choose(api) -> None:
     started = await _start(api, {"default_pip": {"corner": "top-left", "size_pct": 40}})
     sid, token = started["session"]["id"], started["broadcaster_token"]
@@ -60,6 +63,7 @@ async def test_new_viewers_get_the_broadcasters_layout_until_they_choose(api) ->
     assert back.json["preferences"]["pip_custom"] is False
 
 
+@pytest.mark.store_backends
 async def test_only_the_broadcaster_sets_the_default_layout(api, server) -> None:
     started = await _start(api, {})
     sid, token = started["session"]["id"], started["broadcaster_token"]

@@ -123,8 +123,23 @@ async def test_quality_and_debug_refuse_bad_input(server, api):
         link = entry["link"]
         assert link["reports"] > 0 and link["sent_bps"] > 0
         assert link["target_bps"] > 0 and entry["frames_delivered"] > 0
+        assert link["delay_state"] in ("normal", "hold", "overuse")
+        # Who asked its source for key frames, by reason (issue 13: find who asks).
+        keys = entry["keyframes"]
+        assert keys["source"].endswith("passthrough") and keys["published"] >= 1
+        assert set(keys["requested"]) <= {
+            "join",
+            "switch",
+            "pli",
+            "lost",
+            "late",
+            "resync",
+            "waiting",
+        }
+        assert isinstance(keys["publisher_plis"], dict)
         metrics = await api.get("/metrics")
         text = metrics.body.decode()
+        assert "# TYPE multistream_keyframe_requests gauge" in text
         assert 'multistream_viewer_target_bitrate_bps_bucket{le="+Inf"} 1.0' in text
         assert "multistream_viewers_limited_by_link 0.0" in text
     finally:

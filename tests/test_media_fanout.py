@@ -72,3 +72,50 @@ async def test_audio_has_no_key_frames_and_closing_ends_readers():
     audio.close()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_key_frame_requests_are_counted_by_reason_forwarded_or_suppressed():
+    """`/debug/viewers` and `/metrics` say who asks a source for key frames: a join passes, the
+    rest is rate-limited while the source is shared."""
+    asked = []
+    broadcast = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append(1))
+    a = ViewerTrack("video", broadcast)  # joins an empty ring: asks
+    ViewerTrack("video", broadcast)
+    broadcast.publish(packet(0), key=True)
+    assert (await a.recv()).pts == 0
+    a.request_keyframe()  # the viewer's PLI
+    a.request_keyframe()  # again at once: suppressed (another reader shares the source)
+    stats = broadcast.keyframe_stats()
+    assert stats["requested"] == {"join": 2, "pli": 1}
+    assert stats["suppressed"] == {"pli": 1}
+    assert stats["readers"] == 2 and stats["published"] == 1 and len(asked) == 3
+
+
+async def test_a_viewer_that_lost_its_picture_on_a_shared_source_recovers_elsewhere():
+    """A viewer of a shared source that had a picture and lost it asks the plane first (`recover`,
+    which moves it to an encoded rung of its own): the shared source and its other viewers never
+    hear of it. A viewer still waiting for its first key frame just asks."""
+    asked: list[str] = []
+    shared = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append("shared"))
+    own = PacketBroadcast("own", on_keyframe_request=lambda: asked.append("own"))
+    other = ViewerTrack("video", shared)
+    track = ViewerTrack("video", shared)
+    reasons: list[str] = []
+
+    def recover(reason: str) -> bool:
+        reasons.append(reason)
+        track.switch(own)
+        return True
+
+    track.recover = recover
+    asked.clear()
+    shared.publish(packet(0), key=True)
+    assert (await track.recv()).pts == 0 and (await other.recv()).pts == 0
+    track.request_keyframe()  # its PLI
+    assert reasons == ["pli"] and asked == ["own"] and track.source is own
+    assert shared.key_requests == {"join": 2} and shared.readers == 1
+    # Alone on a source, or before its first picture, `recover` is not consulted.
+    fresh = ViewerTrack("video", shared)
+    fresh.recover = recover
+    fresh.request_keyframe()
+    assert reasons == ["pli"] and shared.key_requests.get("pli") == 1

@@ -95,6 +95,8 @@ async def test_schemathesis_all_checks_pass(server, api, tmp_path: Path) -> None
     runs: dict[str, Any] = {
         "no token": None,
         "viewer token": joined.json["viewer_token"],
+        # The account's API token: starts sessions, reads the dashboard, makes and revokes tokens.
+        "account token": api.broadcaster_token,
         # Last: its `end` and `stop` calls change the session the other runs use.
         "broadcaster token": started.json["broadcaster_token"],
     }

@@ -62,7 +62,11 @@ def test_openapi_preferences_enums_and_limits_are_the_vocabulary() -> None:
     prefs = _schema("Preferences")["properties"]
     assert prefs["mode"]["enum"] == list(VIEW_MODES)
     assert prefs["enabled_streams"]["items"]["enum"] == list(STREAM_KINDS)
-    pip = _resolved(prefs["pip"])["properties"]
+    # The viewer's and the broadcaster's default picture-in-picture share one schema.
+    assert prefs["pip"] == {"$ref": "#/components/schemas/Pip"}
+    assert _schema("DefaultLayout")["properties"]["pip"] == prefs["pip"]
+    assert _schema("StartSession")["properties"]["default_pip"]["$ref"] == prefs["pip"]["$ref"]
+    pip = _schema("Pip")["properties"]
     assert pip["corner"]["enum"] == list(PIP_CORNERS)
     assert (pip["size_pct"]["minimum"], pip["size_pct"]["maximum"]) == (PIP_SIZE_MIN, PIP_SIZE_MAX)
     saved = _schema("ViewerPreferences")["properties"]

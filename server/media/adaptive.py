@@ -9,6 +9,7 @@ the same state. One module, so the estimator/ladder work lands in one place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -19,13 +20,15 @@ from server.auth import Claims
 from server.domain import QUALITY_AUTO
 from server.errors import Invalid
 from server.media import codecs
+from server.media.estimator import LOSS_LOW
 from server.media.fanout import PacketBroadcast
 from server.media.feeds import Feeds
 from server.media.ingest import StreamMedia
-from server.media.keys import FeedKey, Rendition, SourceKey
+from server.media.keys import EncoderKey, FeedKey, Rendition, SourceKey
 from server.media.ladder import HEADROOM, RungSelector
 from server.media.link import ViewerLink
 from server.media.peers import Peer, Peers
+from server.media.planner import Output
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,10 +39,18 @@ CONTROL_INTERVAL_S = 0.5
 INITIAL_HEADROOM = 1.5
 # A rung switch still waiting for its key frame after this long may be reconsidered.
 SWITCH_HOLD_S = 3.0
-# A link whose estimate is under this multiple of its rung's bitrate is paced.
-PACE_BELOW = 2.0
+# A viewer on the top rung is paced when its estimate is under this multiple of the rung's rate.
+PACE_BELOW = 1.4
 # A rung's measured bitrate counts once it has run this long (its first key frame dominates before).
 RATE_SETTLE_S = 6.0
+# A rung's measured rate counts up to this multiple of its nominal one (VP8 and x264 meet their
+# targets within a few % on the lab's scrolling text; more is key frames asked for by loss).
+MEASURED_CAP = 1.2
+# A link estimated under this multiple of the rate it gets may be short (see `_short`).
+SHORT_BELOW = 1.25
+# How long a new viewer of the original keeps the stream decoded (a congested link shows itself
+# within 1-3 s; while it does, the viewer keeps it warm): decoding costs ~3 ms a 720p frame.
+WARM_S = 6.0
 
 
 class Adaptation:
@@ -71,17 +82,25 @@ class Adaptation:
         codec = peer.codec or "VP8"
         feeds = self.feeds
         timeline: StreamMedia | None
+        assert peer.profile is not None
+        profile = peer.profile
+        grant: Output | None = None
         if peer.role == "composite":
-            assert peer.layout is not None
+            assert peer.wanted is not None
+            # Under the output budget: this layout's output, or the nearest running one.
+            planned = feeds.planner.plan(Output(peer.wanted, codec, rung.name))
+            grant = planned.output
+            peer.layout, peer.substitute = grant.layout, planned.substitute
             if rung.source:
-                return feeds.composite_encoder(peer.layout, codec).broadcast
-            frames = feeds.composite(peer.layout).output
+                encoder = feeds.composite_encoder(peer.layout, codec, profile)
+                feeds.planner.track(EncoderKey(self._rendition_of_source(peer), codec), grant)
+                return encoder.broadcast
+            frames = feeds.composite(peer.layout, profile).output
             content = "composite"
             timeline = None
         else:
             assert peer.stream_id is not None
             media = feeds.media[peer.stream_id]
-            profile = codecs.profile_for(media.kind, media.stream.get("quality"), self.settings)
             if rung.source:
                 if peer.passthrough:
                     return media.video
@@ -93,7 +112,39 @@ class Adaptation:
         rendition = self._rendition(peer, index)
         if rung.height is not None:
             frames = feeds.scaled(FeedKey(rendition.source, rung.height), frames).output
-        return feeds.encoder(rendition, codec, frames, rung.profile(content), timeline).broadcast
+        rung_profile = codecs.rung_profile(profile, rung.profile(content))
+        encoder = feeds.encoder(rendition, codec, frames, rung_profile, timeline)
+        if grant is not None:
+            feeds.planner.track(EncoderKey(rendition, codec), grant)
+        return encoder.broadcast
+
+    def _rendition_of_source(self, peer: Peer) -> Rendition:
+        return Rendition(self._source_of(peer))
+
+    async def upgrade_substitutes(self, session_id: str) -> None:
+        """A composite output stopped, so the budget has room: viewers given a substitute
+        layout get their own where it now fits (same connection, the same rung)."""
+        for peer in list(self.peers):
+            if (
+                peer.session_id != session_id
+                or not peer.substitute
+                or peer.closing
+                or peer.video is None
+                or peer.wanted is None
+                or peer.codec is None
+            ):
+                continue
+            wanted = Output(peer.wanted, peer.codec, peer.ladder[peer.rung].name)
+            planned = self.feeds.planner.plan(wanted)
+            if not planned.substitute and not planned.over_budget:
+                peer.video.switch(self.rung_source(peer, peer.rung))
+                log.info(
+                    "session=%s viewer=%s pc=%s layout %s (budget freed)",
+                    session_id,
+                    peer.viewer_id,
+                    peer.id,
+                    peer.wanted.name,
+                )
 
     def start_link(self, peer: Peer, sender: RTCRtpSender) -> None:
         """Give an adaptive viewer its link and selector, and make sure the loop runs."""
@@ -105,10 +156,74 @@ class Adaptation:
         peer.link.install()
         peer.link.on_unrecoverable = peer.video.resync
         peer.selector = RungSelector(len(peer.ladder), time.monotonic())
+        peer.video.recover = functools.partial(self._recover_on_rung, peer)
+        media = self.feeds.media.get(peer.stream_id or "")
+        if peer.passthrough and media is not None:
+            # Decode while this viewer's link is unproven: should it need an encoded rung, the
+            # decoder runs already (it starts on this viewer's join key frame).
+            media.frames.keep_warm(WARM_S)
         if self._control is None or self._control.done():
             self._control = asyncio.get_running_loop().create_task(
                 self._control_loop(), name="media-adapt"
             )
+
+    @staticmethod
+    def _short(link: ViewerLink, rate_bps: float, below: float = 0.0) -> bool:
+        """Evidence that this link may not carry `rate_bps`: congestion, loss over GCC's 2 %,
+        or an estimate under `below` (default `SHORT_BELOW`) times the rate (a clean link's
+        estimate runs at 1.5x what it carries)."""
+        est = link.estimator
+        return (
+            est.congested()
+            or est.feedback.loss > LOSS_LOW
+            or link.target_bps() < (below or SHORT_BELOW) * rate_bps
+        )
+
+    def _recover_on_rung(self, peer: Peer, reason: str) -> bool:
+        """A viewer of the publisher's own packets, shared with others, lost its picture
+        (`reason`: its PLI, a packet that will not be resent, frames too late for its link).
+        A key frame from the publisher would reach every viewer; when its link is the problem
+        (`_short`) and the stream is being
+        decoded anyway, move this one to the encoded rung its link carries instead: that
+        encoder's key frame reaches only its own viewers. (It climbs back by the selector.)"""
+        track, link, selector = peer.video, peer.link, peer.selector
+        media = self.feeds.media.get(peer.stream_id or "")
+        if (
+            track is None
+            or link is None
+            or selector is None
+            or peer.closing
+            or not peer.passthrough
+            or peer.rung != 0
+            or len(peer.ladder) < 2
+            or peer.choice != QUALITY_AUTO
+            or track.pending is not None
+            or media is None
+            or media.ingest is None
+            or not media.ingest.decoding
+        ):
+            return False
+        rates = self._rung_rates(peer)
+        target = link.target_bps()
+        if not self._short(link, rates[0]):
+            # Nothing says its link is short: the picture was lost to something else (this
+            # server falling behind, a lone loss). An encoder would not help; ask (rate-limited).
+            return False
+        usable = target * HEADROOM
+        index = next((i for i in range(1, len(rates)) if rates[i] <= usable), len(rates) - 1)
+        now = time.monotonic()
+        selector.index, selector.changed_at, selector.fits_since = index, now, None
+        peer.rung, peer.switch_at = index, now
+        log.info(
+            "session=%s viewer=%s pc=%s recovers (%s) on rung %s, not on the shared original",
+            peer.session_id,
+            peer.viewer_id,
+            peer.id,
+            reason,
+            peer.ladder[index].name,
+        )
+        track.switch(self.rung_source(peer, index))
+        return True
 
     # -- the control loop --------------------------------------------------------------------
 
@@ -149,8 +264,10 @@ class Adaptation:
                     # (While a switch waits, `current` is still the rung being left.)
                     measured = current.rate_bps(settled_s=RATE_SETTLE_S)
                     if measured > 0:
-                        measured_of[key] = measured
-                rate = max(rate, measured_of.get(key, 0.0))
+                        # Smoothed: one window holding a key frame is not the rung's rate.
+                        known = measured_of.get(key, measured)
+                        measured_of[key] = 0.8 * known + 0.2 * measured
+                rate = max(rate, min(measured_of.get(key, 0.0), MEASURED_CAP * rate))
             rates.append(rate)
         return rates
 
@@ -162,9 +279,19 @@ class Adaptation:
             return
         link.tick()
         now = time.monotonic()
-        # Pace only where the link could be the bottleneck (the hook has a per-packet cost).
+        # Pace only where the link could be the bottleneck (the hook has a per-packet cost): a
+        # viewer below the top rung, or one whose link may be short. A clean link's estimate runs
+        # at 1.5x what it carries (the estimator's growth cap), so it is not paced.
         rate_now = self._rung_rates(peer)[peer.rung]
-        link.set_paced(link.estimator.congested() or link.target_bps() < PACE_BELOW * rate_now)
+        link.set_paced(peer.rung > 0 or self._short(link, rate_now, PACE_BELOW))
+        media = self.feeds.media.get(peer.stream_id or "")
+        if (
+            peer.passthrough
+            and peer.rung == 0
+            and media is not None
+            and self._short(link, rate_now)
+        ):
+            media.frames.keep_warm(WARM_S)
         if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
             return  # a switch waits for its key frame: judge the new rung once it delivers
         if peer.choice != QUALITY_AUTO:
@@ -255,6 +382,15 @@ class Adaptation:
             ),
             "target_bps": target,
             "limited_by_connection": limited,
+            # A composite's layout: as chosen, as delivered, and whether the output budget gave
+            # it the nearest running one instead (the watch page says so).
+            "layout": None
+            if peer.wanted is None or peer.layout is None
+            else {
+                "requested": {"corner": peer.wanted.corner, "size_pct": peer.wanted.size_pct},
+                "delivered": {"corner": peer.layout.corner, "size_pct": peer.layout.size_pct},
+                "substitute": peer.substitute,
+            },
         }
 
     # -- metrics and debugging ---------------------------------------------------------------
@@ -300,11 +436,36 @@ class Adaptation:
                 "probes_failed": peer.selector.probes_failed if peer.selector is not None else 0,
             }
             if peer.video is not None:
+                entry["keyframes"] = peer.video.source.keyframe_stats()
+                media = self.feeds.media.get(peer.stream_id or "")
+                if media is not None and media.ingest is not None:
+                    entry["keyframes"]["publisher_plis"] = dict(media.ingest.plis_sent)
                 entry["frames_delivered"] = peer.video.delivered
                 entry["frames_dropped"] = peer.video.dropped
                 entry["frames_dropped_late"] = peer.video.dropped_late
                 entry["switches"] = peer.video.switches
             out.append(entry)
+        return out
+
+    def keyframe_requests(self) -> dict[tuple[str, str, str], int]:
+        """(target, reason, outcome) -> count of key-frame requests (metrics): target "publisher"
+        (PLIs sent to publishers) or "encoder" (forced key frames of shared encoders)."""
+        out: dict[tuple[str, str, str], int] = {}
+
+        def add(key: tuple[str, str, str], n: int) -> None:
+            out[key] = out.get(key, 0) + n
+
+        feeds = self.feeds
+        for ingest in feeds.ingests.values():
+            for reason, n in ingest.plis_sent.items():
+                add(("publisher", reason, "sent"), n)
+        sources = [("publisher", m.video) for m in feeds.media.values()]
+        sources += [("encoder", e.broadcast) for e in feeds.encoders.values()]
+        for target, broadcast in sources:
+            for reason, n in broadcast.key_requests.items():
+                add((target, reason, "forwarded"), n)
+            for reason, n in broadcast.key_requests_suppressed_by.items():
+                add((target, reason, "suppressed"), n)
         return out
 
     def close(self) -> None:

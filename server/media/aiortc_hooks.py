@@ -47,9 +47,12 @@ def observe_rtcp(sender: RTCRtpSender, on_packet: Callable[[Any], None]) -> None
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-def sender_rtt(sender: RTCRtpSender) -> float | None:
-    """aiortc's smoothed round-trip time from receiver reports (seconds), if it has one."""
-    return _require(sender, "_RTCRtpSender__rtt", "sender_rtt")  # type: ignore[no-any-return]
+def sender_last_sr(sender: RTCRtpSender) -> tuple[int | None, float | None]:
+    """(LSR, wall-clock time it was sent) of the sender's latest sender report: a receiver
+    report echoing that LSR is one raw round-trip sample (now - sent - DLSR)."""
+    lsr = _require(sender, "_RTCRtpSender__lsr", "sender_last_sr")
+    at = _require(sender, "_RTCRtpSender__lsr_time", "sender_last_sr")
+    return lsr, at
 
 
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:

@@ -17,7 +17,8 @@ from typing import Any
 import av
 import numpy as np
 
-from server.media.codecs import TIME_BASE, EncodeProfile, create_context
+import compositor
+from server.media.codecs import TIME_BASE, EncodeProfile, capped_size, create_context
 from server.media.fanout import PacketBroadcast
 from server.media.frames import LatestFrame
 from server.tasks import cancel_and_wait
@@ -116,6 +117,7 @@ class SharedEncoder:
         self._ctx: Any = None
         self._buffer: av.VideoFrame | None = None
         self._reformatter = av.video.reformatter.VideoReformatter()
+        self._scaler: Any = None  # compositor.Scaler down to the profile's height cap
         self._key_wanted = True
         self._last_key = 0.0
         self._pinned = 0
@@ -208,17 +210,31 @@ class SharedEncoder:
             self.broadcast.close()
 
     def _encode(self, frame: av.VideoFrame, key: bool, pts: int) -> list[av.Packet]:
-        """Runs in the executor: own a copy of the frame, stamp it, encode it."""
-        width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
+        """Runs in the executor: own a copy of the frame (scaled down to the quality preset's
+        height when taller), stamp it, encode it."""
+        width, height = capped_size(frame.width, frame.height, self.profile.max_height)
         if self._ctx is None or (self._ctx.width, self._ctx.height) != (width, height):
             self._ctx = create_context(self.codec, width, height, self.profile)
             self._buffer = av.VideoFrame(width, height, "yuv420p")
             key = True
-            log.info("encoder=%s codec=%s size=%dx%d", self.name, self.codec, width, height)
+            log.info(
+                "encoder=%s codec=%s size=%dx%d tuning=%s fps=%d",
+                self.name,
+                self.codec,
+                width,
+                height,
+                self.profile.tuning,
+                self.profile.fps,
+            )
         assert self._buffer is not None
         if frame.format.name == "yuv420p" and (frame.width, frame.height) == (width, height):
             copy_into(frame, self._buffer)
             buffer = self._buffer
+        elif frame.height > height:
+            # Over the preset's size: area-filtered (text stays legible), into the reused buffer.
+            if self._scaler is None or (self._scaler.width, self._scaler.height) != (width, height):
+                self._scaler = compositor.Scaler(width, height, buffers=1)
+            buffer = self._scaler.scale(frame, self._buffer)
         else:
             buffer = self._reformatter.reformat(frame, width, height, "yuv420p")
         buffer.pts = pts

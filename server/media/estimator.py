@@ -1,26 +1,46 @@
 """Per-viewer bandwidth estimate from the feedback browsers send: RTCP receiver reports and REMB.
 
-Google Congestion Control (draft-ietf-rmcat-gcc) is the model, reduced to what an SFU without
-transport-wide feedback can observe:
+Google Congestion Control (draft-ietf-rmcat-gcc; libwebrtc's goog_cc) is the model, reduced to what
+an SFU without transport-wide feedback can observe. One AIMD estimate, moved by two detectors:
 
-- the **loss-based** controller reads each receiver report's loss fraction: under 2 % it grows the
-  estimate ~8 % per second, between 2 % and 10 % it holds, over 10 % it cuts by `1 - 0.5 * loss`;
-- the **delay-based** side: a round trip well above the lowest seen (a standing queue) cuts the
-  estimate to 85 % of what got through, as GCC's overuse detector does; Chromium's own delay
-  estimate (REMB over the abs-send-time header) caps every step *up*;
-- an estimate that is never exercised is not evidence, so growth stops at 1.5x what was actually
-  sent (plus a little, so a quiet stream can still climb).
+- **delay** (GCC's overuse detector, on the round trip instead of per-packet arrival times): every
+  receiver report that echoes our latest sender report is a round-trip sample (RFC 3550 §6.4.1:
+  now - LSR - DLSR). The queueing delay is a sample minus the lowest round trip of the last
+  `BASE_WINDOW_S`. Queueing over `QUEUE_HIGH_S` on two samples in a row is *overuse*: the estimate
+  drops to `BETA` (85 %) of what got through, as GCC's AIMD does, at most once per round trip plus
+  `CUT_GAP_S`, and again only if the queue has grown since (a draining queue is not cut twice). Queueing between `QUEUE_LOW_S` and `QUEUE_HIGH_S` *holds* (the queue may be
+  draining). Noise — a few ms of jitter, a lone late report — moves nothing.
+- **loss** (GCC's loss-based controller): judged over windows of at least `LOSS_WINDOW_S` and
+  `LOSS_WINDOW_PACKETS`, because Chromium attaches a report to every NACK and one report's fraction
+  is noise. Over `LOSS_HIGH` (10 %) cuts by `1 - 0.5 * loss`. Below it the link is *not* judged
+  full: random loss of a few percent (a wireless hop) says nothing about capacity, and GCC's
+  classic 2–10 % "hold" would freeze the estimate wherever an early overshoot left it. Resends
+  (a budget, `pacer.py`) cover the random loss.
+- **increase** when neither detector objects: ~8 %/s multiplicatively, slowing to ~2.5 %/s within
+  10 % of the capacity last measured at an overuse (GCC's "near max" additive phase), never past
+  1.5x what was actually sent (an estimate that is never exercised is not evidence; upward probing
+  — `ladder.RungSelector` — lifts it explicitly).
+
+Chromium's REMB (its receive-side, abs-send-time estimate) never sets the target: it starts low,
+climbs ~8 %/s, and is itself capped at 1.5x what arrives, so a sender that paces below it keeps it
+low (measured: 0.03–0.4 Mb/s on a 1 Mbit link while the queue drained). It only *confirms* a delay
+cut: a round trip measured by this server includes its own event loop's lag (a busy server made
+clean viewers "see" queues), while REMB comes from per-packet arrival times at the viewer — a cut
+needs REMB below what is sent (on overuse Chromium sets it to 85 % of what arrived).
 
 Everything is a pure function of the reports and the clock passed in: unit-tested without a network.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 LOSS_LOW = 0.02
 LOSS_HIGH = 0.10
 INCREASE_PER_S = 0.08
+NEAR_CAPACITY_INCREASE_PER_S = 0.025
+NEAR_CAPACITY = 0.10
 MIN_BPS = 100_000
 MAX_BPS = 50_000_000
 # Growth cannot run further ahead of what the link has actually carried than this.
@@ -29,12 +49,19 @@ SENT_HEADROOM_BPS = 100_000
 # Loss is judged over at least this long and this many packets.
 LOSS_WINDOW_S = 1.0
 LOSS_WINDOW_PACKETS = 20
-# RTT this far above the lowest seen means a queue is standing somewhere on the path.
-RTT_QUEUE_S = 0.1
-# A queue that persists this long after a cut (aiortc's RTT is smoothed: it lags) cuts again.
-DELAY_CUT_GAP_S = 3.0
-# A REMB older than this no longer caps anything (the receiver stopped sending them).
+# Delay: queueing (round trip above its recent floor) that counts as overuse / as a reason to hold.
+QUEUE_HIGH_S = 0.060
+QUEUE_LOW_S = 0.025
+BASE_WINDOW_S = 30.0
+BETA = 0.85
+# Cuts are at least a round trip plus this apart: the first cut needs time to show.
+CUT_GAP_S = 0.5
+# After a cut the estimate holds this long before growing again (the queue drains meanwhile).
+HOLD_AFTER_CUT_S = 1.0
+# A REMB older than this counts no more (the receiver stopped sending them).
 REMB_TTL_S = 5.0
+# A delay cut needs a fresh REMB under this share of what is sent (or none at all).
+REMB_CONFIRM = 1.0
 
 
 @dataclass(slots=True)
@@ -43,6 +70,7 @@ class Feedback:
 
     loss: float = 0.0
     rtt_s: float | None = None
+    queue_s: float = 0.0
     jitter_s: float = 0.0
     remb_bps: int | None = None
     remb_at: float = 0.0
@@ -50,17 +78,74 @@ class Feedback:
 
 
 class BandwidthEstimator:
-    """One viewer connection's target bitrate: min(loss-based estimate, fresh REMB)."""
+    """One viewer connection's target bitrate (AIMD on delay and loss, see the module)."""
 
     def __init__(self, initial_bps: int, now: float) -> None:
         self.loss_based_bps = float(max(MIN_BPS, min(initial_bps, MAX_BPS)))
         self.feedback = Feedback()
         self._last_update = now
         self._window: tuple[float, int, int] | None = None
-        self._min_rtt_s = float("inf")
-        self._last_delay_cut = -DELAY_CUT_GAP_S
-        self._was_queued = False
+        # (time, rtt) with increasing rtt: the front is the floor of the last BASE_WINDOW_S.
+        self._floor: deque[tuple[float, float]] = deque()
+        self._over_samples = 0
+        self._last_cut = -CUT_GAP_S - 1.0
+        self._queue_at_cut: float | None = None
+        self.capacity_bps: float | None = None
         self.delay_cuts = 0
+        self.loss_cuts = 0
+        self.state = "normal"  # "normal" | "hold" | "overuse" (the delay detector)
+
+    # -- delay ----------------------------------------------------------------------------------
+
+    def on_rtt_sample(self, now: float, rtt_s: float, sent_bps: float) -> None:
+        """One raw round trip (a report echoing our last sender report)."""
+        if rtt_s < 0:
+            return
+        fb = self.feedback
+        fb.rtt_s = rtt_s
+        floor = self._floor
+        while floor and floor[-1][1] >= rtt_s:
+            floor.pop()
+        floor.append((now, rtt_s))
+        while floor[0][0] < now - BASE_WINDOW_S:
+            floor.popleft()
+        queue = rtt_s - floor[0][1]
+        fb.queue_s = queue
+        if queue > QUEUE_HIGH_S:
+            self._over_samples += 1
+            self.state = "overuse" if self._over_samples >= 2 else "hold"
+        else:
+            self._over_samples = 0
+            self.state = "hold" if queue > QUEUE_LOW_S else "normal"
+        if queue < QUEUE_LOW_S:
+            self._queue_at_cut = None
+        gap = CUT_GAP_S + rtt_s
+        remb = self.remb(now)
+        if (
+            self.state == "overuse"
+            and sent_bps > 0
+            and now - self._last_cut >= gap
+            # The receiver's own delay detector (REMB: per-packet arrival times, which our event
+            # loop's lag cannot inflate) must agree that less arrives than is sent: a round trip
+            # lengthened by this server's busy loop is not a queue on the viewer's link.
+            and (remb is None or remb < REMB_CONFIRM * sent_bps)
+            # GCC acts on a *growing* queue: one still draining after a cut is not cut again
+            # (cuts compounding on a draining queue would sink the estimate far below the link).
+            and (self._queue_at_cut is None or queue > self._queue_at_cut + QUEUE_HIGH_S / 2)
+        ):
+            # Back to 85 % of what got through: what we sent less what was lost on the way, or
+            # what the receiver says arrived (REMB: 85 % of it), whichever is more.
+            through = max(sent_bps * (1.0 - fb.loss), (remb or 0) / BETA)
+            self._cut(now, BETA * through, through)
+            self._queue_at_cut = queue
+            self.delay_cuts += 1
+
+    def _cut(self, now: float, to_bps: float, capacity_bps: float) -> None:
+        self._last_cut = now
+        self.capacity_bps = capacity_bps
+        self.loss_based_bps = max(float(MIN_BPS), min(self.loss_based_bps, to_bps))
+
+    # -- loss (and growth) ----------------------------------------------------------------------
 
     def on_receiver_report(
         self,
@@ -72,38 +157,13 @@ class BandwidthEstimator:
         jitter_s: float = 0.0,
     ) -> None:
         """One RTCP report block about our stream: its extended highest sequence number and
-        cumulative loss (RFC 3550 §6.4.1); `sent_bps` is what we sent lately."""
-        self._on_loss(now, highest_seq, cumulative_lost, sent_bps, rtt_s, jitter_s)
-        queued = self.queued()
-        episode = queued and not self._was_queued
-        self._was_queued = queued
-        if queued and sent_bps > 0 and (episode or now - self._last_delay_cut >= DELAY_CUT_GAP_S):
-            # GCC's delay-based decrease, with the round trip as the overuse detector (no
-            # transport-wide feedback from aiortc): back to 85 % of what actually got through.
-            self._last_delay_cut = now
-            self.delay_cuts += 1
-            self.loss_based_bps = max(float(MIN_BPS), min(self.loss_based_bps, 0.85 * sent_bps))
-
-    def _on_loss(
-        self,
-        now: float,
-        highest_seq: int,
-        cumulative_lost: int,
-        sent_bps: float,
-        rtt_s: float | None = None,
-        jitter_s: float = 0.0,
-    ) -> None:
-        """The loss-based controller.
-
-        Browsers attach a report to every NACK, i.e. many per second: the loss fraction of one
-        report covers a handful of packets and swings between 0 and 30 %. The controller therefore
-        acts on windows of at least `LOSS_WINDOW_S` and `LOSS_WINDOW_PACKETS`."""
+        cumulative loss (RFC 3550 §6.4.1); `sent_bps` is what we sent lately. `rtt_s`, when
+        given, is a raw round-trip sample (see `on_rtt_sample`)."""
         fb = self.feedback
         fb.jitter_s = jitter_s
         fb.reports += 1
-        if rtt_s is not None and rtt_s >= 0:
-            fb.rtt_s = rtt_s  # aiortc's sender already smooths it
-            self._min_rtt_s = min(self._min_rtt_s, rtt_s)
+        if rtt_s is not None:
+            self.on_rtt_sample(now, rtt_s, sent_bps)
         if self._window is None:
             self._window = (now, highest_seq, cumulative_lost)
             return
@@ -119,14 +179,26 @@ class BandwidthEstimator:
         fb.loss = loss
         elapsed = max(0.0, min(now - self._last_update, 2.0))
         self._last_update = now
+        if loss > LOSS_HIGH:
+            # GCC's loss-based cut. (Not "down to what got through": a burst's window of 40 %
+            # loss against a lagging send rate sank the estimate to a quarter of the link.)
+            self.loss_cuts += 1
+            through = sent_bps * (1.0 - loss) if sent_bps > 0 else self.loss_based_bps
+            self._cut(now, self.loss_based_bps * (1.0 - 0.5 * loss), through)
+            return
+        if self.state != "normal" or now - self._last_cut < HOLD_AFTER_CUT_S:
+            return
         estimate = self.loss_based_bps
-        if loss < LOSS_LOW:
-            grown = estimate * (1.0 + INCREASE_PER_S) ** elapsed
-            ceiling = sent_bps * SENT_HEADROOM + SENT_HEADROOM_BPS
-            # Never grow past what was exercised; never shrink merely because little was sent.
-            estimate = max(estimate, min(grown, ceiling))
-        elif loss > LOSS_HIGH:
-            estimate *= 1.0 - 0.5 * loss
+        rate = INCREASE_PER_S
+        if (
+            self.capacity_bps is not None
+            and abs(estimate - self.capacity_bps) <= NEAR_CAPACITY * self.capacity_bps
+        ):
+            rate = NEAR_CAPACITY_INCREASE_PER_S
+        grown = estimate * (1.0 + rate) ** elapsed
+        ceiling = sent_bps * SENT_HEADROOM + SENT_HEADROOM_BPS
+        # Never grow past what was exercised; never shrink merely because little was sent.
+        estimate = max(estimate, min(grown, ceiling))
         self.loss_based_bps = max(float(MIN_BPS), min(estimate, float(MAX_BPS)))
 
     def on_remb(self, now: float, bitrate_bps: int) -> None:
@@ -140,29 +212,20 @@ class BandwidthEstimator:
         return fb.remb_bps
 
     def queued(self) -> bool:
-        """A standing queue: the round trip well above the lowest seen."""
-        rtt = self.feedback.rtt_s
-        return rtt is not None and rtt > self._min_rtt_s + RTT_QUEUE_S
+        """A queue is growing or standing on the path (the delay detector is not "normal")."""
+        return self.state == "overuse"
 
     def congested(self) -> bool:
         """Evidence that the link is full: heavy loss or a standing queue."""
-        return self.feedback.loss > LOSS_HIGH or self.queued()
+        return self.feedback.loss > LOSS_HIGH or self.state == "overuse"
 
     def target_bps(self, now: float) -> int:
-        """The rate this viewer's link is believed to carry right now (pacing, stepping down).
-
-        Chromium's REMB is not part of it: it starts low and climbs ~8 %/s even on a perfect
-        link, and after an overuse it sits at 85 % of whatever little arrived — a clean viewer
-        would be pushed down and a recovering one kept down. It caps steps up instead."""
+        """The rate this viewer's link is believed to carry right now (pacing, stepping down)."""
         return int(max(MIN_BPS, self.loss_based_bps))
 
     def up_target_bps(self, now: float) -> int:
-        """The rate a step *up* may count on: every signal must agree, REMB included."""
-        target = self.loss_based_bps
-        remb = self.remb(now)
-        if remb is not None:
-            target = min(target, float(remb))
-        return int(max(MIN_BPS, target))
+        """The rate a step *up* may count on (the estimate: see the module on REMB)."""
+        return self.target_bps(now)
 
     def snapshot(self, now: float) -> dict[str, object]:
         fb = self.feedback
@@ -170,11 +233,15 @@ class BandwidthEstimator:
             "target_bps": self.target_bps(now),
             "up_target_bps": self.up_target_bps(now),
             "congested": self.congested(),
+            "delay_state": self.state,
             "delay_cuts": self.delay_cuts,
+            "loss_cuts": self.loss_cuts,
+            "capacity_bps": None if self.capacity_bps is None else int(self.capacity_bps),
             "loss_based_bps": int(self.loss_based_bps),
             "remb_bps": self.remb(now),
             "loss": round(fb.loss, 4),
             "rtt_ms": None if fb.rtt_s is None else round(fb.rtt_s * 1000, 1),
+            "queue_ms": round(fb.queue_s * 1000, 1),
             "jitter_ms": round(fb.jitter_s * 1000, 1),
             "reports": fb.reports,
         }

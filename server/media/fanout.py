@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 RING_SIZE = 24
 # A frame that waited this long for the viewer's link is not worth sending any more: the viewer
-# drops to the next key frame instead of falling further behind real time.
-LATE_S = 1.0
+# drops to the next key frame instead of falling further behind real time. (A full-size key frame
+# of scrolling text is ~0.6 s of a 1 Mbit link: the frames behind it must survive that, or every
+# key frame makes the next one necessary.)
+LATE_S = 1.5
 # Key-frame requests that would reach viewers other than the asker (a recovering or switching
 # viewer on a shared source) pass at most this often; a viewer alone on its source less often than
 # a key frame takes to cross a slow link.
@@ -79,6 +81,9 @@ class PacketBroadcast:
         self.keyframes_published = 0
         self.key_requests_forwarded = 0
         self.key_requests_suppressed = 0
+        # Per reason (see `request_keyframe`): who asks this source for key frames.
+        self.key_requests: dict[str, int] = {}
+        self.key_requests_suppressed_by: dict[str, int] = {}
         self._last_shared_request = -SHARED_KEY_GAP_S
         self.started_at = time.monotonic()
         self._window_start = self.started_at
@@ -107,10 +112,13 @@ class PacketBroadcast:
         return self._rate_bps
 
     def request_keyframe(self, reason: str = "join") -> None:
-        """`reason`: "join" (a new reader, nothing decoded yet), "switch" (a viewer changing rung)
-        or "recovery" (a viewer lost its picture). The last two are rate-limited while other
+        """`reason`: "join" (a new reader, nothing decoded yet) passes; every other one — "switch"
+        (a viewer changing rung), "pli" (the viewer's PLI/FIR), "lost" (it fell behind the
+        ring), "late" (its link could not carry the frames in time), "resync" (a packet it needs
+        will not be resent), "waiting" (still no key frame) — is rate-limited while other
         readers share this source, so one viewer's bad link never floods the others with key
-        frames; a viewer alone on its source is limited only by the encoder's own gap."""
+        frames; a viewer alone on its source is limited only by the encoder's own gap. Each
+        reason is counted, forwarded or suppressed (`/debug/viewers`, `/metrics`)."""
         if not self.keyframes or self.on_keyframe_request is None:
             return
         if reason != "join":
@@ -118,10 +126,23 @@ class PacketBroadcast:
             gap = SHARED_KEY_GAP_S if self.readers > 1 else ALONE_KEY_GAP_S
             if now - self._last_shared_request < gap:
                 self.key_requests_suppressed += 1
+                by = self.key_requests_suppressed_by
+                by[reason] = by.get(reason, 0) + 1
                 return
             self._last_shared_request = now
         self.key_requests_forwarded += 1
+        self.key_requests[reason] = self.key_requests.get(reason, 0) + 1
         self.on_keyframe_request()
+
+    def keyframe_stats(self) -> dict[str, object]:
+        """Key frames this source published and who asked for them (debug view)."""
+        return {
+            "source": self.name,
+            "readers": self.readers,
+            "published": self.keyframes_published,
+            "requested": dict(self.key_requests),
+            "suppressed": dict(self.key_requests_suppressed_by),
+        }
 
     def attach(self) -> None:
         self.readers += 1
@@ -170,6 +191,10 @@ class ViewerTrack(MediaStreamTrack):
         self.delivered = 0
         self.bytes_delivered = 0
         self.switches = 0
+        # Set by the plane for adaptive viewers: called (with the reason) before this viewer asks
+        # a source it shares with others for a key frame; True when it recovered otherwise
+        # (moved to an encoded rung of its own), so the shared source is not asked at all.
+        self.recover: Callable[[str], bool] | None = None
         source.attach()
         if not any(item.key for item in source.ring):
             source.request_keyframe("join")
@@ -240,9 +265,21 @@ class ViewerTrack(MediaStreamTrack):
         ):
             self._pts_shift = self._last_pts - key.pts + SWITCH_STEP_TICKS
 
+    def _ask_key(self, source: PacketBroadcast, reason: str) -> None:
+        """This viewer needs a key frame of `source`: recover elsewhere when the plane can
+        (`recover`), else ask the source (rate-limited there while shared)."""
+        if (
+            source.readers > 1
+            and self.delivered  # had a picture (a joining viewer just waits for its first key)
+            and self.recover is not None
+            and self.recover(reason)
+        ):
+            return
+        source.request_keyframe(reason)
+
     def request_keyframe(self) -> None:
         """Wired to the sender's PLI/FIR handling: this viewer lost its picture."""
-        self._source.request_keyframe("recovery")
+        self._ask_key(self._source, "pli")
 
     def resync(self) -> None:
         """A packet this viewer needs will never arrive (not resent): skip to the next key frame
@@ -250,7 +287,7 @@ class ViewerTrack(MediaStreamTrack):
         if not self._source.keyframes or self._need_key:
             return
         self._need_key = True
-        self._source.request_keyframe("recovery")
+        self._ask_key(self._source, "resync")
 
     def stop(self) -> None:
         if self.readyState == "live":
@@ -332,7 +369,9 @@ class ViewerTrack(MediaStreamTrack):
             self._next = last + 1
             if source.keyframes:
                 self._need_key = True
-                source.request_keyframe("recovery")
+                self._ask_key(source, "lost")
+                if self._source is not source:
+                    return None
         while self._next <= last:
             item = ring[self._next - first]
             self._next += 1
@@ -340,7 +379,9 @@ class ViewerTrack(MediaStreamTrack):
                 # Cannot be decoded without the key frame it depends on. Keep asking while
                 # waiting: a single request can fall inside the publisher's PLI rate limit or be
                 # lost, and a browser's own key frames may be minutes apart.
-                source.request_keyframe("recovery")
+                self._ask_key(source, "waiting")
+                if self._source is not source:
+                    return None
                 if self.delivered:
                     # A viewer that had a picture loses this frame (not one just joining).
                     self.dropped += 1
@@ -350,6 +391,8 @@ class ViewerTrack(MediaStreamTrack):
                 # The link could not carry the frames in time (the pacer held them back): drop
                 # whole frames up to the newest key frame rather than queue further behind.
                 self._drop_late(source, item.index)
+                if self._source is not source:
+                    return None
                 continue
             self._need_key = False
             return item.packet
@@ -372,4 +415,4 @@ class ViewerTrack(MediaStreamTrack):
         self._next = resume
         if resume > last:
             self._need_key = True
-            source.request_keyframe("recovery")
+            self._ask_key(source, "late")

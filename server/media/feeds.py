@@ -12,16 +12,20 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import av
+
+from server.domain import StreamQuality
 from server.media import codecs
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
 from server.media.frames import LatestFrame
 from server.media.ingest import Ingest, StreamMedia
-from server.media.keys import EncoderKey, FeedKey, Rendition, SourceKey
+from server.media.keys import EncoderKey, FeedKey, Rendition, SourceKey, layout_of
+from server.media.planner import OutputPlanner
 from server.media.recorder import Recorder
 from server.media.scaling import ScaledFeed
 from server.settings import Settings
@@ -57,6 +61,10 @@ class Feeds:
         self.dropped_closed = 0
         # Told of each new stream media (a camera that (re)starts is heard by composite viewers).
         self.on_media: Callable[[StreamMedia], None] = lambda media: None
+        # Which composite encoders run, under the output budget (server/media/planner.py).
+        self.planner = OutputPlanner(settings.composite_budget, settings.session_composite_budget)
+        # Told when a session's composite output stopped (the budget has room again).
+        self.on_composite_freed: Callable[[str], None] = lambda session_id: None
 
     # -- stream media ------------------------------------------------------------------------
 
@@ -124,6 +132,10 @@ class Feeds:
         if self.encoders.get(key) is encoder:
             del self.encoders[key]
             self.dropped_closed += encoder.broadcast.dropped
+            freed = self.planner.running.get(key)
+            if freed is not None:
+                self.planner.release(key)
+                self.on_composite_freed(freed.layout.session_id)
         self._spawn(encoder.close())
         feed = key.rendition.feed
         scaled = self.scaled_feeds.get(feed)
@@ -150,19 +162,36 @@ class Feeds:
 
     # -- composites --------------------------------------------------------------------------
 
-    def composite(self, key: LayoutKey) -> CompositeFeed:
-        """The compositor of one layout, started on first use."""
+    def layout(self, prefs: Mapping[str, Any]) -> LayoutKey:
+        """The concrete layout a viewer's preferences ask for: size snapped to the planner's
+        steps, `auto` resolved to the corner the session's screen suggests."""
+        wanted = layout_of(prefs)
+        session_id = wanted.session_id
+
+        def screen() -> av.VideoFrame | None:
+            frames = self._frames_of(session_id, "screen")
+            return frames.frame if frames is not None else None
+
+        return self.planner.layout(session_id, wanted.corner, wanted.size_pct, wanted.kinds, screen)
+
+    def composite(self, key: LayoutKey, profile: codecs.EncodeProfile) -> CompositeFeed:
+        """The compositor of one layout, started on first use. A text composite is led by its
+        screen at the screen's rate (server/media/composite.py)."""
         feed = self.composites.get(key)
         if feed is None:
-            feed = self.composites[key] = CompositeFeed(key, self._frames_of, self.executor)
+            led = profile.fps if profile.tuning == "text" and "screen" in key.kinds else None
+            feed = self.composites[key] = CompositeFeed(
+                key, self._frames_of, self.executor, screen_fps=led
+            )
             feed.start()
             log.info("%s composite started", key.name)
         return feed
 
-    def composite_encoder(self, key: LayoutKey, codec: str) -> SharedEncoder:
+    def composite_encoder(
+        self, key: LayoutKey, codec: str, profile: codecs.EncodeProfile
+    ) -> SharedEncoder:
         """The layout's full-quality encoder (the composite profile, no ladder rung)."""
-        feed = self.composite(key)
-        profile = codecs.profile_for("composite", None, self.settings)
+        feed = self.composite(key, profile)
         return self.encoder(Rendition(SourceKey.of_layout(key)), codec, feed.output, profile)
 
     async def close_composite(self, key: LayoutKey) -> None:
@@ -184,7 +213,9 @@ class Feeds:
         media = self.media.get(stream_id)
         if media is None or stream_id in self.recorders:
             return
-        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+        profile = codecs.profile_for(
+            StreamQuality.of(stream["kind"], stream.get("quality")), self.settings
+        )
         directory = self.settings.recordings_dir
         ingest = self.ingests.get(stream_id)
         if ingest is not None and not any(t.kind == "video" for t in ingest.pc.getTransceivers()):
@@ -272,6 +303,9 @@ class Feeds:
             ),
             "decoding_streams": sum(1 for i in self.ingests.values() if i.decoding),
             "composite_layouts": len(self.composites),
+            "composite_budget": self.planner.instance_budget,
+            "composite_substitutions": self.planner.substitutions,
+            "composite_over_budget": self.planner.over_budget_starts,
             "scaled_variants": len(self.scaled_feeds),
             "recorders": len(self.recorders),
             "frames_encoded": sum(e.frames_encoded for e in encoders.values()),

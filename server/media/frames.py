@@ -31,6 +31,7 @@ class LatestFrame:
         self._recent: deque[tuple[int, av.VideoFrame]] = deque(maxlen=HISTORY)
         self._waiting = 0
         self._last_read = 0.0
+        self._warm_until = 0.0
         self._waiter: asyncio.Future[None] | None = None
 
     def publish(self, frame: av.VideoFrame) -> None:
@@ -61,6 +62,15 @@ class LatestFrame:
         """Whether anyone reads these frames (waiting now, or read recently): the ingest decodes
         only then."""
         return self._waiting > 0 or time.monotonic() - self._last_read < within_s
+
+    def keep_warm(self, seconds: float) -> None:
+        """Ask the producer to keep frames coming for `seconds` without a reader yet: a viewer
+        whose link is still unproven may soon need an encoded rung, and a decoder started only
+        then would ask the publisher for a key frame that every other viewer receives too."""
+        self._warm_until = max(self._warm_until, time.monotonic() + seconds)
+
+    def warm(self) -> bool:
+        return time.monotonic() < self._warm_until
 
     async def next(
         self, after_seq: int, timeout: float | None = None

@@ -57,7 +57,7 @@ class StreamMedia:
 
     def _ask_publisher(self) -> None:
         if self.ingest is not None:
-            self.ingest.request_keyframe()
+            self.ingest.request_keyframe("viewers")
 
     def close(self) -> None:
         self.frames.close()
@@ -145,6 +145,7 @@ class Ingest:
         self._video_tap: _EncodedTap | None = None
         self.decoding = False
         self._last_pli = 0.0
+        self.plis_sent: dict[str, int] = {}
         self._pts_offset: int | None = None
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
@@ -201,20 +202,26 @@ class Ingest:
         tap = self._video_tap
         if tap is None:
             return
-        if self.media.frames.wanted(DECODE_LINGER_S):
+        frames = self.media.frames
+        wanted = frames.wanted(DECODE_LINGER_S)
+        if wanted or frames.warm():
             if not self.decoding:
                 if key:
                     self.decoding = True
                     log.info("stream=%s decoding on", self.media.stream_id)
-                else:
-                    self.request_keyframe()
+                elif wanted:
+                    # A reader waits for frames now. (Kept warm only: wait for the next key
+                    # frame — a viewer's join brings one — rather than cause one for everyone.)
+                    self.request_keyframe("decoder")
         elif self.decoding:
             self.decoding = False
             log.info("stream=%s decoding off (no frame readers)", self.media.stream_id)
         tap.decode = self.decoding
 
-    def request_keyframe(self) -> None:
-        """Send the publisher a PLI (at most every 0.5 s): a viewer joined or lost a picture."""
+    def request_keyframe(self, reason: str = "viewers") -> None:
+        """Send the publisher a PLI (at most every 0.5 s). `reason`: "viewers" (the passthrough
+        source's readers asked, see `PacketBroadcast.request_keyframe`) or "decoder" (decoding
+        starts for an encoder or composite and needs a key frame); counted in `plis_sent`."""
         now = time.monotonic()
         receiver = self._video_receiver
         if receiver is None or now - self._last_pli < 0.5:
@@ -223,6 +230,7 @@ class Ingest:
         if ssrc is None:
             return
         self._last_pli = now
+        self.plis_sent[reason] = self.plis_sent.get(reason, 0) + 1
         log.debug("stream=%s PLI to publisher", self.media.stream_id)
         self._spawn(aiortc_hooks.send_pli(receiver, ssrc))
 

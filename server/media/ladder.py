@@ -5,8 +5,9 @@ own packets, or the full-quality shared encoder) and server-encoded rungs below 
 only while some viewer is on it, and every viewer on it shares its one encoder.
 
 Rungs are **content-aware**. Text and detail (screens, composites) keep their resolution — blurred
-text is unreadable — and first spend fewer bits per frame, then fewer frames, and only then fewer
-lines. Motion (cameras) keeps its frame rate and gives up resolution first. Bitrates derive from
+text is unreadable — at up to 15 frames a second; below that rung's rate they keep 15 frames at
+half the lines (scrolling text must stay smooth enough to follow, and a full-size key frame no
+longer fits the link), then drop to a third of the frames at full size, and only then lose both. Motion (cameras) keeps its frame rate and gives up resolution first. Bitrates derive from
 the stream's quality profile (`codecs.profile_for`), so a stream configured richer gets richer rungs.
 
 `RungSelector` picks one viewer's rung from its bandwidth estimate: down at once when the rung no
@@ -27,6 +28,10 @@ MIN_RUNG_BPS = 100_000
 HEADROOM = 0.85
 DOWN_AT = 1.0
 UP_HOLD_S = 3.0
+# A climb undone within this long (the rung did not fit after all) doubles the hold before the
+# next climb, up to `UP_HOLD_MAX_S`: every switch costs the viewer a key frame of the new rung.
+FLAP_S = 20.0
+UP_HOLD_MAX_S = 60.0
 PROBE_WAIT_S = 6.0
 PROBE_WAIT_MAX_S = 60.0
 PROBE_CHECK_S = 4.0
@@ -73,11 +78,16 @@ def ladder_for(profile: EncodeProfile, hint: str, height: int) -> tuple[Rung, ..
         slow = max(5, steady // 3)
         rungs = [
             top,
-            # Same lines and frames, fewer bits per frame: text stays where it was...
-            Rung(f"full{steady}", None, steady, _bps(0.28, b)),
-            Rung(f"full{steady}-low", None, steady, _bps(0.17, b)),
-            # ...then fewer frames, and only then fewer lines.
-            Rung(f"full{slow}", None, slow, _bps(0.09, b)),
+            # Same lines, at most 15 frames and fewer bits per frame: text stays where it was.
+            Rung(f"full{steady}", None, steady, _bps(0.24, b)),
+            # The floor of smooth scrolling: 15 frames at half the lines. Below a certain rate
+            # the full-size picture cannot even carry its key frames (scrolling 720p text at the
+            # coarsest VP8 quantiser: ~75 kB each, 0.6 s of a 1 Mbit link; 20-30 kB at 540p),
+            # and every switch or recovery needs one.
+            Rung(f"{half}p{steady}", half, steady, _bps(0.15, b)),
+            # Slower still: the full lines back at a third of the frames (text readable, not
+            # smooth), and only then fewer lines as well.
+            Rung(f"full{slow}", None, slow, _bps(0.08, b)),
             Rung(f"{half}p{slow}", half, slow, _bps(0.05, b)),
         ]
     unique: list[Rung] = []
@@ -106,6 +116,8 @@ class RungSelector:
         self.fits_since: float | None = None
         self.probes = 0
         self.probes_failed = 0
+        self.up_hold_s = UP_HOLD_S
+        self._climbed_at: float | None = None
 
     def update(
         self,
@@ -139,12 +151,20 @@ class RungSelector:
                 self.probe_wait_s = PROBE_WAIT_S
             return i
         if rates[i] > target_bps * DOWN_AT and i < self.count - 1:
+            if self._climbed_at is not None and now - self._climbed_at < FLAP_S:
+                self.up_hold_s = min(UP_HOLD_MAX_S, self.up_hold_s * 2)
+            self._climbed_at = None
             return self._go(self._fitting(rates, usable, i), now)
+        if self._climbed_at is not None and now - self._climbed_at >= FLAP_S:
+            self._climbed_at = None
+            self.up_hold_s = UP_HOLD_S  # the last climb held: climbing is cheap again
         if i == 0:
             return i
         if rates[i - 1] <= usable:
             self.fits_since = self.fits_since if self.fits_since is not None else now
-            if now - self.fits_since >= UP_HOLD_S and now - self.changed_at >= UP_HOLD_S:
+            hold = self.up_hold_s
+            if now - self.fits_since >= hold and now - self.changed_at >= hold:
+                self._climbed_at = now
                 return self._go(self._fitting(rates, usable, 0), now)
             return i
         self.fits_since = None

@@ -142,7 +142,7 @@ class ViewerLink:
                         report.highest_sequence,
                         report.packets_lost,
                         self.sent_bps,
-                        aiortc_hooks.sender_rtt(self.sender),
+                        self._rtt_sample(report.lsr, report.dlsr),
                         report.jitter / VIDEO_CLOCK,
                     )
         elif isinstance(packet, RtcpPsfbPacket):
@@ -158,6 +158,14 @@ class ViewerLink:
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self.nacks += len(packet.lost)
         self._retarget(now)
+
+    def _rtt_sample(self, lsr: int, dlsr: int) -> float | None:
+        """A raw round trip from a report echoing our latest sender report (aiortc's own RTT is
+        smoothed with a 0.85 weight on the past: seconds late for a queue that builds in 300 ms)."""
+        last, sent_at = aiortc_hooks.sender_last_sr(self.sender)
+        if last is None or sent_at is None or lsr != last or not dlsr:
+            return None
+        return time.time() - sent_at - dlsr / 65536
 
     def _retarget(self, now: float) -> None:
         target = self.estimator.target_bps(now)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from server.documents import PreferencesDoc, SessionDoc, StreamDoc
 from server.media.composite import LayoutKey
-from server.media.keys import layout_of
 
 if TYPE_CHECKING:  # the plane holds its listener; the name is only needed for annotations
     from server.media.plane import MediaPlane
@@ -44,6 +43,7 @@ class MediaListener:
         await plane.peers.close_where(lambda p: p.session_id == session_id)
         for key in [k for k in plane.feeds.composites if k.session_id == session_id]:
             await plane.feeds.close_composite(key)
+        plane.feeds.planner.forget_session(session_id)
 
     async def preferences_changed(self, prefs: PreferencesDoc) -> None:
         session_id, viewer_id = prefs["session_id"], prefs["viewer_id"]
@@ -59,16 +59,18 @@ class MediaListener:
             if peer.role == "viewer" and peer.kind not in enabled:
                 await peers.close(peer)
             elif peer.role == "composite":
-                key = layout_of(prefs)
-                if peer.whep and peer.layout is not None:
+                key = self.plane.feeds.layout(prefs)
+                if peer.whep and peer.wanted is not None:
                     # Its URL chose the layout; only the enabled streams follow the preferences.
-                    key = LayoutKey(session_id, peer.layout.corner, peer.layout.size_pct, key.kinds)
+                    key = LayoutKey(session_id, peer.wanted.corner, peer.wanted.size_pct, key.kinds)
                 if (prefs["mode"] != "composite" and not peer.whep) or not key.kinds:
                     await peers.close(peer)
-                elif key != peer.layout and peer.video is not None and peer.codec is not None:
+                elif key != peer.wanted and peer.video is not None and peer.codec is not None:
                     # Layout follows the preference live: same connection, another shared feed
-                    # (the same rung of it).
-                    peer.layout = key
+                    # (the same rung of it). Its encoding follows the streams now enabled.
+                    if peer.wanted is None or key.kinds != peer.wanted.kinds:
+                        peer.profile = await self.plane.composite_profile(key)
+                    peer.wanted = key
                     peer.video.switch(self.plane.adaptive.rung_source(peer, peer.rung))
                     log.info(
                         "session=%s viewer=%s pc=%s layout -> %s",

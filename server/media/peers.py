@@ -22,6 +22,7 @@ from aiortc import RTCPeerConnection
 from server.auth import Claims
 from server.domain import QUALITY_AUTO
 from server.errors import Invalid, NotFound, TooManyRequests
+from server.media.codecs import EncodeProfile
 from server.media.composite import LayoutKey
 from server.media.fanout import ViewerTrack
 from server.media.ladder import Rung, RungSelector
@@ -68,6 +69,12 @@ class Peer:
     passthrough: bool = False
     probe_floor_bps: float = 0.0
     switch_at: float = 0.0
+    # What this connection's server encodes follow (its stream's quality, or its composite's).
+    profile: EncodeProfile | None = None
+    # A composite's layout as the viewer chose it (`layout` is what it gets: the nearest running
+    # one when the output budget is spent, `substitute` then; server/media/planner.py).
+    wanted: LayoutKey | None = None
+    substitute: bool = False
 
 
 class Peers:

@@ -18,16 +18,17 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from server.auth import Claims
-from server.domain import KIND_RULES
+from server.domain import StreamQuality
 from server.errors import Conflict, DomainError, Forbidden, Invalid
 from server.ids import new_id
 from server.media import aiortc_hooks, codecs, ice, negotiation, offers
 from server.media.adaptive import Adaptation
-from server.media.composite import CompositeFeed
+from server.media.composite import CompositeFeed, LayoutKey
+from server.media.encoder import SharedEncoder
 from server.media.fanout import PacketBroadcast, ViewerTrack
 from server.media.feeds import Feeds
 from server.media.ingest import Ingest, StreamMedia
-from server.media.keys import FeedKey, Rendition, SourceKey, layout_of
+from server.media.keys import FeedKey, Rendition, SourceKey
 from server.media.ladder import ladder_for
 from server.media.library import RecordingLibrary
 from server.media.listener import MediaListener
@@ -41,6 +42,8 @@ from store.protocol import Store
 log = logging.getLogger(__name__)
 
 _ACTIVE = ("pending", "live")
+# A composite's nominal height when nothing caps it (its ladder's reference).
+_COMPOSITE_HEIGHT = 1080
 
 
 class MediaPlane:
@@ -57,6 +60,9 @@ class MediaPlane:
         self.feeds = Feeds(settings, store, self._spawn)
         self.feeds.on_media = self._media_started
         self.adaptive = Adaptation(settings, self.peers, self.feeds)
+        self.feeds.on_composite_freed = lambda session_id: self._spawn(
+            self.adaptive.upgrade_substitutes(session_id)
+        )
         self.listener = MediaListener(self)
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
 
@@ -71,6 +77,9 @@ class MediaPlane:
     def viewer_links(self) -> list[dict[str, Any]]:
         return self.adaptive.viewer_links()
 
+    def keyframe_requests(self) -> dict[tuple[str, str, str], int]:
+        return self.adaptive.keyframe_requests()
+
     def composite_feeds(self) -> list[CompositeFeed]:
         return list(self.feeds.composites.values())
 
@@ -78,6 +87,10 @@ class MediaPlane:
         """Read-only: the newest decoded frame of a session's stream, if any (thumbnails)."""
         media = self.feeds.media_of(session_id, kind)
         return media.frames.latest() if media is not None else None
+
+    def running_encoders(self) -> list[SharedEncoder]:
+        """Every running shared encoder (its name says its source; its profile what it makes)."""
+        return [e for e in self.feeds.encoders.values() if e.running]
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -169,8 +182,10 @@ class MediaPlane:
         video_t, audio_t, codec = await self._negotiate_viewer(
             peer, offer, want_audio, prefer=passthrough
         )
-        profile = codecs.profile_for(stream["kind"], stream.get("quality"), self.settings)
+        quality = StreamQuality.of(stream["kind"], stream.get("quality"))
+        profile = codecs.profile_for(quality, self.settings)
         peer.codec = codec
+        peer.profile = profile
         if height is not None:
             # An explicit size: that variant only, no adaptation.
             feed = self.feeds.scaled(FeedKey(SourceKey.of_stream(stream_id), height), media.frames)
@@ -178,11 +193,7 @@ class MediaPlane:
             rendition = Rendition(SourceKey.of_stream(stream_id), height)
             source = self.feeds.encoder(rendition, codec, feed.output, profile).broadcast
         else:
-            rules = KIND_RULES[stream["kind"]]
-            quality = stream.get("quality") or {}
-            hint = str(quality.get("content_hint") or rules.default_content_hint)
-            nominal = int(quality.get("height") or rules.presets[rules.default_preset].height)
-            peer.ladder = ladder_for(profile, hint, nominal)
+            peer.ladder = ladder_for(profile, quality.content_hint, quality.max_height)
             # Same codec as the publisher at the top rung: forward its packets, encode nothing.
             peer.passthrough = passthrough is not None and codec == passthrough
             source = self.adaptive.rung_source(peer, 0)
@@ -216,7 +227,7 @@ class MediaPlane:
                 "preferences are in separate mode; set mode to composite first",
                 code="not_composite_mode",
             )
-        key = layout_of(prefs)
+        key = self.feeds.layout(prefs)
         if not key.kinds:
             raise Forbidden("no stream is enabled for this viewer", code="stream_not_enabled")
         self.peers.check_viewer_quota(claims)
@@ -231,11 +242,15 @@ class MediaPlane:
             "composite",
             viewer_id=claims.viewer_id,
             layout=key,
+            wanted=key,
             whep=whep,
         )
         video_t, audio_t, codec = await self._negotiate_viewer(peer, offer, want_audio)
         peer.codec = codec
-        peer.ladder = ladder_for(codecs.profile_for("composite", None, self.settings), "text", 1080)
+        peer.profile = await self.composite_profile(key)
+        peer.ladder = ladder_for(
+            peer.profile, peer.profile.tuning, peer.profile.max_height or _COMPOSITE_HEIGHT
+        )
         source = self.adaptive.rung_source(peer, 0)
         camera = await self._camera_media(session_id) if want_audio else None
         self._attach(peer, video_t, audio_t, source, codec, camera)
@@ -248,6 +263,16 @@ class MediaPlane:
             codec,
         )
         return {"sdp": negotiation.local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
+
+    async def composite_profile(self, key: LayoutKey) -> codecs.EncodeProfile:
+        """What a layout's composite is encoded as: it follows its screen's quality (text: the
+        screen's frame rate, size cap and tuning), else its camera's (`codecs.composite_profile`)."""
+        quality = {
+            s["kind"]: StreamQuality.of(s["kind"], s.get("quality"))
+            for s in await self.sessions.streams_of(key.session_id)
+            if s["kind"] in key.kinds
+        }
+        return codecs.composite_profile(quality.get("screen"), quality.get("camera"), self.settings)
 
     async def _camera_media(self, session_id: str) -> StreamMedia | None:
         """The camera's media, created ahead of its publisher so a composite viewer who arrives

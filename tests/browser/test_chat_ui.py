@@ -73,8 +73,12 @@ def test_chat_between_viewer_and_studio(
                 await page.wait_for("document.querySelector('#chat-panel') !== null")
             await viewer.evaluate(_mount(sid, vtoken, "viewer", "Ana"))
             await studio.evaluate(_mount(sid, btoken, "broadcaster"))
-            await viewer.wait_for("document.querySelector('#chat-input') !== null")
-            await studio.wait_for("document.querySelector('#chat-input') !== null")
+            # The form opens once the server has said hello: nothing typed before is lost.
+            for page in (viewer, studio):
+                await page.wait_for(
+                    "document.querySelector('#chat-input') !== null"
+                    " && !document.querySelector('#chat-input').disabled"
+                )
 
             await _send(viewer, HOSTILE)
             await studio.wait_for(f"{_texts()}.includes({json.dumps(HOSTILE)})")

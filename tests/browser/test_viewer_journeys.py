@@ -34,7 +34,7 @@ from tests.media_helpers import PatternTrack
 
 from .cdp import Page
 from .chromium import Browser
-from .conftest import WebServer
+from .conftest import STUDIO_PASSWORD, STUDIO_USER, WebServer, log_in
 from .netns import NetnsLoop
 from .test_web_client import advancing, assert_clean, set_value
 
@@ -53,12 +53,13 @@ class Broadcast:
     pcs: list[Any]
 
 
-async def broadcast(base_url: str, body: dict[str, Any]) -> Broadcast:
-    """A session published by aiortc over WHIP: a 320x180 pattern screen and camera (with audio)."""
+async def broadcast(server: WebServer, body: dict[str, Any]) -> Broadcast:
+    """A session started with the test broadcaster's API token and published by aiortc over
+    WHIP: a 320x180 pattern screen and camera (with audio)."""
     from tests.whip_helpers import whip_publish
 
-    api = Client(base_url)
-    resp = await api.post(f"{PREFIX}/session/start", body)
+    api = Client(server.base_url)
+    resp = await api.post(f"{PREFIX}/session/start", body, token=server.broadcaster_token)
     assert resp.status == 201, resp.body
     sid, token = resp.json["session"]["id"], resp.json["broadcaster_token"]
     pcs = []
@@ -70,8 +71,8 @@ async def broadcast(base_url: str, body: dict[str, Any]) -> Broadcast:
     return Broadcast(sid, token, pcs)
 
 
-async def stop(b: Broadcast, base_url: str) -> None:
-    await Client(base_url).post(f"{PREFIX}/session/{b.session_id}/end", token=b.token)
+async def stop(b: Broadcast, server: WebServer) -> None:
+    await Client(server.base_url).post(f"{PREFIX}/session/{b.session_id}/end", token=b.token)
     for pc in b.pcs:
         await pc.close()
 
@@ -132,7 +133,8 @@ def test_studio_checks_pix_key_city_and_bundle_while_typing_and_goes_live_normal
     netns: NetnsLoop, browser: Browser, web_server: WebServer, output_dir: Path
 ) -> None:
     async def check() -> None:
-        async with page_in(browser, f"{web_server.base_url}/studio") as studio:
+        async with page_in(browser, "about:blank") as studio:
+            await log_in(studio, web_server.base_url, "/studio")
             # A phone typed without +55 is a phone, never a CPF.
             await set_value(studio, "#pix-key", "11912345678", "input")
             await wait_field(studio, "pix-key", "ok", "Phone key, stored as +5511912345678")
@@ -250,7 +252,7 @@ def test_viewer_panel_follows_every_order_state_without_reload_or_402s(
     base = web_server.base_url
 
     async def check() -> None:
-        b = await broadcast(base, {"title": "Priced", "pricing": PRICING, "pix": RECEIVER})
+        b = await broadcast(web_server, {"title": "Priced", "pricing": PRICING, "pix": RECEIVER})
         try:
             async with page_in(browser, f"{base}/watch/{b.session_id}") as page:
                 await page.wait_for(
@@ -313,7 +315,7 @@ def test_viewer_panel_follows_every_order_state_without_reload_or_402s(
                 # No 402 (or any other error) ever reached the console.
                 await assert_clean(page)
         finally:
-            await stop(b, base)
+            await stop(b, web_server)
 
     netns.run(check(), 120)
 
@@ -325,7 +327,7 @@ def test_an_expired_code_offers_a_new_one(
     payments = web_server.services.payments  # type: ignore[attr-defined]
 
     async def check() -> None:
-        b = await broadcast(base, {"title": "Expiring", "pricing": PRICING, "pix": RECEIVER})
+        b = await broadcast(web_server, {"title": "Expiring", "pricing": PRICING, "pix": RECEIVER})
         try:
             async with page_in(browser, f"{base}/watch/{b.session_id}") as page:
                 await page.wait_for(
@@ -357,7 +359,7 @@ def test_an_expired_code_offers_a_new_one(
                 assert pix.parse(second).txid != pix.parse(first).txid
                 await assert_clean(page)
         finally:
-            await stop(b, base)
+            await stop(b, web_server)
 
     netns.run(check(), 90)
 
@@ -371,7 +373,7 @@ def test_on_a_phone_paying_comes_first_and_the_caption_links_to_it(
     base = web_server.base_url
 
     async def check() -> None:
-        b = await broadcast(base, {"title": "Phone", "pricing": PRICING, "pix": RECEIVER})
+        b = await broadcast(web_server, {"title": "Phone", "pricing": PRICING, "pix": RECEIVER})
         try:
             url = f"{base}/watch/{b.session_id}"
             async with page_in(browser, url, width=390, height=844, mobile=True) as page:
@@ -410,7 +412,7 @@ def test_on_a_phone_paying_comes_first_and_the_caption_links_to_it(
                     " < document.querySelector('#payment-code').getBoundingClientRect().top"
                 )
         finally:
-            await stop(b, base)
+            await stop(b, web_server)
 
     netns.run(check(), 90)
 
@@ -421,7 +423,7 @@ def test_free_session_player_controls_and_chat_name(
     base = web_server.base_url
 
     async def check() -> None:
-        b = await broadcast(base, {"title": "Free", "broadcaster_name": "Ana Dev"})
+        b = await broadcast(web_server, {"title": "Free", "broadcaster_name": "Ana Dev"})
         try:
             async with page_in(browser, f"{base}/watch/{b.session_id}") as page:
                 await page.wait_for(
@@ -459,6 +461,22 @@ def test_free_session_player_controls_and_chat_name(
                     timeout=15,
                 )
                 assert await page.evaluate("document.querySelector('#quality').value") == "auto"
+                # Choosing a rung reaches the server (the connection's choice), and stays chosen.
+                rung = await page.evaluate(
+                    "[...document.querySelector('#quality').options].at(-1).value"
+                )
+                await set_value(page, "#quality", rung)
+                token = await page.evaluate(
+                    f"localStorage.getItem('multistream.viewer.{b.session_id}')"
+                )
+                choices = (
+                    "fetch('/api/v1/livestream/session/"
+                    f"{b.session_id}/quality', {{headers: {{Authorization: 'Bearer {token}'}}}})"
+                    ".then(r => r.json()).then(j => (j.connections || [j]).map(c => c.choice))"
+                )
+                await page.wait_for(f"{choices}.then(c => c.includes({json.dumps(rung)}))")
+                await asyncio.sleep(3.5)  # a status poll later, the menu still shows the choice
+                assert await page.evaluate("document.querySelector('#quality').value") == rung
                 # A display name in chat, checked here and by the server.
                 await set_value(page, "#chat-name", "x" * 41)
                 await page.evaluate(
@@ -486,7 +504,7 @@ def test_free_session_player_controls_and_chat_name(
                 )
                 await assert_clean(page)
         finally:
-            await stop(b, base)
+            await stop(b, web_server)
 
     netns.run(check(), 90)
 
@@ -500,7 +518,7 @@ def test_stream_list_cards_have_a_live_thumbnail_duration_and_name(
     base = web_server.base_url
 
     async def check() -> None:
-        b = await broadcast(base, {"title": "Listed", "broadcaster_name": "Ana Dev"})
+        b = await broadcast(web_server, {"title": "Listed", "broadcaster_name": "Ana Dev"})
         try:
             async with page_in(browser, f"{base}/") as page:
                 card = f".session-card[data-session-id='{b.session_id}']"
@@ -527,7 +545,7 @@ def test_stream_list_cards_have_a_live_thumbnail_duration_and_name(
                 await page.screenshot(output_dir / "stream-list-thumbnails.png")
                 await assert_clean(page)
         finally:
-            await stop(b, base)
+            await stop(b, web_server)
 
     netns.run(check(), 60)
 
@@ -572,7 +590,9 @@ def recording_server(
         sock, port = tornado.testing.bind_unused_port()
         http = tornado.httpserver.HTTPServer(make_app(settings, services))
         http.add_sockets([sock])
-        return http, WebServer(f"http://127.0.0.1:{port}", services)
+        user = await services.accounts.create_user(STUDIO_USER, STUDIO_PASSWORD, "Studio Test")
+        _, token = await services.accounts.issue_token(user, "browser tests")
+        return http, WebServer(f"http://127.0.0.1:{port}", services, token)
 
     http, server = netns.run(start())
     yield server
@@ -591,8 +611,10 @@ def test_ended_page_offers_the_replay_and_other_live_sessions(
     base = recording_server.base_url
 
     async def check() -> None:
-        other = await broadcast(base, {"title": "Still live"})
-        b = await broadcast(base, {"title": "Ending", "pricing": PRICING, "pix": RECEIVER})
+        other = await broadcast(recording_server, {"title": "Still live"})
+        b = await broadcast(
+            recording_server, {"title": "Ending", "pricing": PRICING, "pix": RECEIVER}
+        )
         try:
             async with page_in(browser, f"{base}/watch/{b.session_id}") as page:
                 await page.wait_for(
@@ -621,11 +643,28 @@ def test_ended_page_offers_the_replay_and_other_live_sessions(
                 )
                 assert live == ["Still live"]
                 await assert_clean(page)
-            # A viewer who never paid is not offered (or sent to) a replay.
-            joined = (await Client(base).post(f"{PREFIX}/session/{other.session_id}/join")).json
-            assert joined["viewer_token"]
+                # Coming back later (a new tab, the same browser): the replay is still offered.
+                info = await page.cdp.send("Target.getTargetInfo", {"targetId": page.target_id})
+                back = await browser.new_page(info["targetInfo"]["browserContextId"])
+                await back.goto(f"{base}/watch/{b.session_id}")
+                await back.wait_for("document.body.dataset.endedReady === '1'", timeout=20)
+                again = await back.evaluate(
+                    "[...document.querySelectorAll('#replay-list a')].map(a => a.href)"
+                )
+                assert len(again) == len(links), again
+                await assert_clean(back)
+                await back.close()
+            # Someone who never watched it gets the ended page without a replay (and no errors).
+            async with page_in(browser, f"{base}/watch/{b.session_id}") as stranger:
+                await stranger.wait_for("document.body.dataset.endedReady === '1'", timeout=20)
+                assert await stranger.evaluate("document.querySelector('#replay').hidden")
+                assert (
+                    await stranger.evaluate("document.querySelectorAll('#more-live-list a').length")
+                    == 1
+                )
+                await assert_clean(stranger)
         finally:
-            await stop(other, base)
+            await stop(other, recording_server)
             for pc in b.pcs:
                 await pc.close()
 

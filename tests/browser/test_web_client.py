@@ -712,8 +712,16 @@ def test_studio_reload_resumes_the_live_session(
         await studio.reload()
         await studio.wait_for(f"document.body.dataset.sessionId === '{live.session_id}'")
         assert await studio.evaluate("document.querySelector('#golive-form').hidden") is True
-        # One click puts both streams back on air (capturing a screen needs a click).
+        # The camera goes back on air by itself; the screen needs one click (browsers allow
+        # capturing a screen only in answer to one).
+        await studio.wait_for(
+            "document.querySelector('.stream-row[data-kind=camera]')?.dataset.state === 'live'",
+            timeout=20,
+        )
         await studio.wait_for("!document.querySelector('#resume').hidden")
+        assert await studio.evaluate(
+            "document.querySelector('.stream-row[data-kind=screen]').dataset.state"
+        ) in ("off", "pending")
         await studio.click("#resume")
         for kind in ("screen", "camera"):
             row = f".stream-row[data-kind={kind}]"

@@ -6,7 +6,7 @@
   receives is logged (see `rtcp_log.py`);
 - runs an asyncio loop on a thread inside the server namespace for the publisher (aiortc, VP8, the
   `content` pictures: a scrolling text screen and a panning camera, 1280x720 at 30 fps, each
-  encoded by aiortc's VP8 encoder up to its 1.5 Mb/s cap) and the API calls;
+  encoded by aiortc's VP8 encoder at a steady 1.5 Mb/s, see `steady_bitrate`) and the API calls;
 - runs one headless Chromium per viewer namespace, each driven by its own loop thread there; a
   viewer opens `/watch/<session>` as a person would, with its streams and mode saved beforehand.
 Tests and `bench.netlab` call it synchronously; every coroutine runs on the loop of its namespace.
@@ -24,6 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
+
+from server.domain import KIND_RULES
 from tests.api_helpers import web_broadcaster
 from tests.browser.cdp import Page
 from tests.browser.chromium import Browser
@@ -47,6 +50,7 @@ class LabSession:
     streams: dict[str, str]  # kind -> stream id
     publishers: list[Any]
     tracks: dict[str, ContentTrack]  # kind -> the publisher's source
+    token: str = ""  # the broadcaster's token (reads /debug/viewers)
 
 
 @dataclass
@@ -202,12 +206,12 @@ class LabRun:
     def _api(self) -> Client:
         return Client(self.url(0))
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, token: str | None = None) -> Any:
         """GET `path` from the server (from its own namespace) and return the JSON body, or the
         text for non-JSON answers such as `/metrics`."""
 
         async def fetch() -> Any:
-            resp = await self._api().get(path)
+            resp = await self._api().get(path, token=token)
             assert resp.status == 200, f"GET {path}: {resp.status} {resp.body[:300]!r}"
             try:
                 return resp.json
@@ -215,6 +219,12 @@ class LabRun:
                 return resp.body.decode()
 
         return self._srv().run(fetch(), timeout=20)
+
+    def debug_viewers(self, session: LabSession) -> list[dict[str, Any]]:
+        """The server's view of every viewer connection of `session` (estimate, rung, key-frame
+        requests): `GET /session/<id>/debug/viewers` with the broadcaster's token."""
+        body = self.get(f"{PREFIX}/session/{session.id}/debug/viewers", token=session.token)
+        return list(body["viewers"])
 
     def _srv(self) -> NetnsLoop:
         assert self.server_loop is not None, "LabRun not started"
@@ -244,7 +254,11 @@ class LabRun:
             await publish(api, token, streams[kind], tracks[kind], codec="VP8", hosts=hosts)
             for kind in kinds
         ]
-        session = LabSession(started["session"]["id"], streams, publishers, tracks)
+        for publisher in publishers:
+            for sender in publisher.pc.getSenders():
+                if sender.kind == "video":
+                    steady_bitrate(sender, PUBLISHER_BPS)
+        session = LabSession(started["session"]["id"], streams, publishers, tracks, token)
         deadline = time.monotonic() + timeout
         while True:
             status = (await api.get(f"{PREFIX}/session/{session.id}/status")).json
@@ -406,10 +420,14 @@ class LabRun:
         source: dict[str, float] = {}
         if viewer.session is not None:
             for kind in viewer.kinds:
-                # A composite runs at the camera's rate (the screen may be slower).
-                key = (viewer.session.id, "camera" if kind == "composite" else kind)
+                # A composite with a screen carries text: it runs at the screen's quality frame
+                # rate (the session's default), never faster than the screen is published.
+                key = (viewer.session.id, "screen" if kind == "composite" else kind)
                 if key in start.published and key in end.published:
-                    source[kind] = (end.published[key] - start.published[key]) / window
+                    rate = (end.published[key] - start.published[key]) / window
+                    if kind == "composite":
+                        rate = min(rate, KIND_RULES["screen"].default_fps)
+                    source[kind] = rate
         return Result(views, sent * 8 / window / 1e6, window, source)
 
     def watch(self, viewer: LabViewer, warmup: float, seconds: float) -> Result:
@@ -425,6 +443,31 @@ class LabRun:
 
     def server_log(self) -> str:
         return self.server.log_text() if self.server is not None else ""
+
+
+# The publisher's video bitrate: aiortc's VP8 cap, what the lab's docs and numbers assume.
+PUBLISHER_BPS = 1_500_000
+
+
+def steady_bitrate(sender: Any, bps: int) -> None:
+    """Keep an aiortc publisher's encoder at `bps` whatever REMB the server sends.
+
+    aiortc's VP8 encoder restarts — a key frame for every viewer — whenever REMB moves its target
+    by more than 10 %, and the server's receive-side estimate of a veth link wanders with its CPU
+    load: a viewer's key-frame count then measured the machine, not the server's delivery. A
+    browser (or OBS, FFmpeg) changes its bitrate without a key frame; this makes the lab's
+    publisher behave the same: REMB sets the target to `bps` (once: later ones change nothing)."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+            if encoder is not None and hasattr(encoder, "target_bitrate"):
+                encoder.target_bitrate = bps
+            return
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
 
 
 def _sleep_until(at: float) -> None:

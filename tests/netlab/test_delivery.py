@@ -6,10 +6,8 @@ adaptive delivery work the server sent ~6–8 Mb/s into that link (the publisher
 unpaced NACK resends) and the picture froze after the first frame (0 fps, every second stalled); a
 clean viewer saw 9 key frames instead of 3 while a congested one watched.
 
-What these tests hold today is weaker than the issue's target (>= 15 fps median and at most one
-stalled second at 1 Mbit + 3 %): on this scrolling-text screen the separate view settles at 5–6 fps
-(the text rungs lower the frame rate first) and the composite at its 15 fps rung. The target is
-printed by `python -m bench.netlab`; the gap is recorded in issue 13's closing note.
+The publisher keeps a steady bitrate (`scenario.steady_bitrate`): aiortc's encoder would otherwise
+restart — a key frame for every viewer — each time the server's REMB moved by 10 %.
 """
 
 from __future__ import annotations
@@ -48,30 +46,29 @@ def test_clean_link_gets_the_full_picture(lab: Lab, lab_run: LabRun, mode: str) 
     assert view.stalled_seconds <= 1, result.brief()
 
 
-# Measured but not yet held on every run (issue 13 stays open for them): the separate screen at
-# 1 Mbit + 3 % sometimes stalls 5 of 30 s at a median of 5 fps, and a clean second viewer joining
-# has cost a clean viewer 8 key frames in 15 s where it cost 3 before adaptive delivery (11 with a
-# congested one). They run in every suite and report XPASS/XFAIL; the closing note has the numbers.
-NOT_YET_STEADY = pytest.mark.xfail(
-    strict=False, reason="issue 13: not yet steady across runs (see the module docstring)"
-)
+# The page samples getStats with `setInterval(1000)`, whose intervals run a little long: 15 frames
+# in a 1.013 s interval read 14.8 fps. A 15 fps rung is "15 fps" within this much.
+SAMPLING_SLACK_FPS = 0.25
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [pytest.param("separate", marks=NOT_YET_STEADY), "composite"],
-)
+@pytest.mark.parametrize("mode", list(MODES))
 def test_congested_link_is_not_flooded_and_keeps_moving(
     lab: Lab, lab_run: LabRun, mode: str
 ) -> None:
-    """1 Mbit + 3 % loss: the server sends that viewer no more than 1.3 Mb/s (paced to its
-    estimate, resends from a budget) and the picture keeps moving after a 10 s warm-up."""
+    """Issue 13's numbers at 1 Mbit + 3 % loss: after a 10 s warm-up, a median of at least
+    15 fps, at most one stalled second in 30 s, and the server sends that viewer no more than
+    1.3 Mb/s (paced to its estimate, resends from a budget). Before adaptive delivery: 0 fps,
+    every second stalled, ~6.4 Mb/s sent; before the GCC-like estimate: 5 fps at 0.15 Mb/s."""
     lab.shape(0, **CONGESTED)
     result = _watch(lab_run, 0, mode, warmup=10, seconds=30)
     (view,) = result.views.values()
     assert result.send_mbps <= 1.3, result.brief()
-    assert view.median_fps >= 4, result.brief()
-    assert view.stalled_seconds <= 3, result.brief()
+    # 15 fps from a 30 fps publisher (the rungs take every other frame). A machine too busy to
+    # publish 30 fps (a CI neighbour) gives the rungs fewer frames to take: that is CPU, not the
+    # link, so the floor follows the publisher like the clean-link test's does.
+    (source_fps,) = result.source_fps.values()
+    assert view.median_fps >= min(15, source_fps / 2) - SAMPLING_SLACK_FPS, result.brief()
+    assert view.stalled_seconds <= 1, result.brief()
 
 
 def test_congested_separate_viewer_is_not_flooded(lab: Lab, lab_run: LabRun) -> None:
@@ -84,7 +81,6 @@ def test_congested_separate_viewer_is_not_flooded(lab: Lab, lab_run: LabRun) -> 
     assert view.mean_fps >= 1, result.brief()
 
 
-@NOT_YET_STEADY
 def test_congested_viewer_costs_a_clean_viewer_no_key_frames(lab: Lab, lab_run: LabRun) -> None:
     """Viewer A on a clean link watches the screen. First a second viewer joins over a clean link,
     then (after it left) one over a congested link; A must see no more key frames in the second
@@ -108,10 +104,12 @@ def test_congested_viewer_costs_a_clean_viewer_no_key_frames(lab: Lab, lab_run: 
         detail = f"with a clean second viewer: {windows[0].brief()}\nwith a congested one: {windows[1].brief()}"
         # The baseline itself is a full picture (every published frame arrives).
         assert clean.mean_fps >= 0.85 * windows[0].source_fps["screen"], detail
-        # At most one more: the congested viewer's first encoded rung asks the publisher for one key
-        # frame to start decoding from (rate-limited per source; its own PLIs never reach the
-        # publisher). Before adaptive delivery: 9 against 3.
-        assert congested_window.key_frames <= clean.key_frames + 1, detail
+        # No more at all (before adaptive delivery: 9 against 3; after its first cut: 11
+        # against 8). The congested viewer joins like the clean one (one join key frame if the
+        # ring has none, in both windows); the decoder its encoded rungs need is already running
+        # then (kept warm from its join key frame); when it loses its picture it moves to a rung
+        # of its own instead of asking the publisher, whose key frames every viewer receives.
+        assert congested_window.key_frames <= clean.key_frames, detail
     finally:
         run.close_viewer(a)
         run.end(session)

@@ -50,6 +50,8 @@ export function mountChat(panel, { sessionId, token, role = "viewer", name = "" 
     placeholder: role === "broadcaster" ? "Reply to your viewers" : "Say something",
   });
   const send = el("button", { type: "submit", text: "Send" });
+  // Until the server's hello, a message would go nowhere: the form opens with the connection.
+  input.disabled = send.disabled = true;
   const form = el("form", { className: "chat-form", "aria-label": "Send a chat message" },
     el("label", { for: "chat-input", className: "visually-hidden", text: "Message" }), input, send);
   panel.append(el("h2", { text: "Chat" }), earlier, log, status, form);
@@ -160,7 +162,7 @@ export function mountChat(panel, { sessionId, token, role = "viewer", name = "" 
       if (FINAL_CLOSES.has(ev.code)) return;
       const delay = Math.min(30000, 1000 * 2 ** state.retry++);
       say(status, "Chat disconnected; reconnecting…", "info");
-      setTimeout(() => { if (!state.closed) { input.disabled = send.disabled = false; connect(); } }, delay);
+      setTimeout(() => { if (!state.closed) connect(); }, delay);
     });
   }
 

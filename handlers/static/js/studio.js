@@ -701,18 +701,25 @@ async function resume() {
   $("#live-panel").hidden = false;
   $("#share-url").value = new URL(`/watch/${encodeURIComponent(state.session.id)}`, location.href).href;
   document.body.dataset.sessionId = state.session.id;
-  state.resumeKinds = (saved.onAir || []).filter((kind) => state.streams[kind]);
+  const onAir = (saved.onAir || []).filter((kind) => state.streams[kind]);
+  // A camera (and microphone) needs no click to capture again: it goes back on air at once. A
+  // screen does (browsers let a page capture it only in answer to a click): one button for it.
+  state.resumeKinds = onAir.filter((kind) => kind === "screen");
   if (state.resumeKinds.length) {
-    const names = state.resumeKinds.map((k) => api.KIND_LABELS[k].toLowerCase()).join(" and ");
     say(
       $("#studio-msg"),
-      `“${state.session.title}” is still live. Press “Resume broadcast” to put your ${names} back on air with the same quality.`,
+      `“${state.session.title}” is still live. Press “Resume broadcast” to share your screen again with the same quality.`,
       "info",
     );
     $("#resume").hidden = false;
     $("#resume").focus({ preventScroll: true });
-  } else {
+  } else if (onAir.length === 0) {
     say($("#studio-msg"), `“${state.session.title}” is still live. Press Start on a stream to put it on air.`, "info");
+  }
+  if (onAir.includes("camera")) {
+    setOnAir("camera", true).then(() => {
+      if (!state.resumeKinds.length && state.media.camera) say($("#studio-msg"), "Back on air.", "ok");
+    });
   }
   renderRows();
   showChat();

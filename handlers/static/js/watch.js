@@ -419,9 +419,24 @@ function rungLabel(rung) {
   return `${size}, ${rung.fps} fps, ${Math.round(rung.bitrate_bps / 1000)} kb/s`;
 }
 
+// Over the server's composite budget the picture is the closest layout already running: say so.
+function renderLayoutNote(quality) {
+  const note = $("#layout-note");
+  const layout = quality?.layout;
+  if (!layout?.substitute) {
+    note.hidden = true;
+    note.textContent = "";
+    return;
+  }
+  const { corner, size_pct: size } = layout.delivered;
+  note.textContent = `Showing the closest available layout (camera ${corner.replace("-", " ")}, ${size} %).`;
+  note.hidden = false;
+}
+
 function renderQuality(quality) {
   const select = $("#quality");
   const status = $("#quality-status");
+  renderLayoutNote(quality);
   if (!quality) {
     select.disabled = true;
     status.textContent = "";
@@ -612,10 +627,14 @@ async function showEnded() {
   $("#ended-panel").hidden = false;
   $("#payment").hidden = true;
   $("#player-bar").hidden = true;
+  $("#chat-name-form").hidden = true;
   $("#ended-title").focus({ preventScroll: true });
-  const entitled = state.token && (state.free || state.entitled.size > 0);
+  // This visit's token, or (coming back after the end) the one saved from an earlier visit: the
+  // server answers the recordings only to a viewer entitled to them, as it did live.
+  const token = state.token || localStorage.getItem(tokenKey);
+  const entitled = state.token ? state.free || state.entitled.size > 0 : Boolean(token);
   const [replay, live] = await Promise.all([
-    entitled ? replayLinks(sessionId, state.token).catch(() => []) : [],
+    entitled ? replayLinks(sessionId, token).catch(() => []) : [],
     api.listSessions().then((page) => page.sessions.filter((s) => s.id !== sessionId)).catch(() => []),
   ]);
   $("#replay-list").replaceChildren(...replay.map((r) => el("li", {}, el("a", { href: r.href, text: r.label }))));
