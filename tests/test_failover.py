@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api_helpers import assert_error
 from tests.cluster_helpers import cluster, live_session, peers, recordings, wait_peers
 from tests.conftest import Client
 from tests.media_helpers import PREFIX
@@ -37,6 +38,13 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
 
             t_kill = time.monotonic()
             a_proc.proc.kill()  # SIGKILL: no drain, no release; the lease just stops being renewed
+            # While the dead owner's lease runs, B cannot reach it: a clear 503 the client retries.
+            refused = await b.post(
+                viewer.path.replace("/signal/ws", "/signal/offer"),
+                {"sdp": "v=0", "type": "offer"},
+                token=viewer.token,
+            )
+            assert_error(refused, 503, "owner_unavailable")
             back = await viewer.wait_connection(2, frames=True, timeout=60)
             ttv = back - t_kill
             republished = await publisher.wait_connection(2, frames=False, timeout=5) - t_kill
