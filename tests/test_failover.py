@@ -16,9 +16,16 @@ from pathlib import Path
 import pytest
 
 from tests.api_helpers import assert_error
-from tests.cluster_helpers import cluster, live_session, peers, recordings, wait_peers
+from tests.cluster_helpers import (
+    Resilient,
+    cluster,
+    live_session,
+    peers,
+    recordings,
+    wait_peers,
+)
 from tests.conftest import Client
-from tests.media_helpers import PREFIX
+from tests.media_helpers import PREFIX, join
 
 pytestmark = pytest.mark.store_backends
 
@@ -31,7 +38,16 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
     with cluster(tmp_path, store_url, extra=lease) as (a_proc, b_proc):
         a, b = Client(a_proc.base_url), Client(b_proc.base_url)
         sid, publisher, viewer = await live_session(a, b, a_proc.base_url, b_proc.base_url)
+        # And a viewer of the server-side composite, which must resume on the new owner too.
+        joined = await join(b, sid, {"enabled_streams": ["screen"], "mode": "composite"})
+        composite = Resilient(
+            [b_proc.base_url, a_proc.base_url],
+            f"{PREFIX}/session/{sid}/composite/signal/ws",
+            joined["viewer_token"],
+        )
+        composite.start()
         try:
+            await composite.wait_connection(1, frames=True, timeout=20)
             before = (await b.get(f"{PREFIX}/session/{sid}/status")).json["owner"]
             assert (before["instance_id"], before["epoch"]) == ("inst-a", 1)
             assert await peers(a, "publisher") == 1.0
@@ -48,12 +64,13 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
             back = await viewer.wait_connection(2, frames=True, timeout=60)
             ttv = back - t_kill
             republished = await publisher.wait_connection(2, frames=False, timeout=5) - t_kill
+            composite_back = await composite.wait_connection(2, frames=True, timeout=30) - t_kill
 
             after = (await b.get(f"{PREFIX}/session/{sid}/status")).json
             assert (after["owner"]["instance_id"], after["owner"]["epoch"]) == ("inst-b", 2)
             assert after["signaling_url"] == "" and after["session"]["status"] == "live"
             await wait_peers(b, "publisher", 1.0)
-            await wait_peers(b, "subscriber", 1.0)
+            await wait_peers(b, "subscriber", 2.0)
             # The recording goes on in a new file, written by B.
             token = publisher.token
             recs = await recordings(b, sid, token, 2)
@@ -65,11 +82,13 @@ async def test_owner_killed_another_instance_takes_over_after_the_lease(
                 "heartbeat_s": 1,
                 "publisher_reconnected_s": round(republished, 3),
                 "viewer_video_back_s": round(ttv, 3),
+                "composite_viewer_video_back_s": round(composite_back, 3),
                 "refusals_seen_by_viewer": len(viewer.refusals),
             }
             (tmp_path / "failover-timeline.json").write_text(json.dumps(timeline))
             print("failover after SIGKILL:", json.dumps(timeline))
         finally:
+            await composite.close()
             await viewer.close()
             await publisher.close()
 
