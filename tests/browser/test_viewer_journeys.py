@@ -669,3 +669,37 @@ def test_ended_page_offers_the_replay_and_other_live_sessions(
                 await pc.close()
 
     netns.run(check(), 120)
+
+
+def test_chat_form_stays_closed_until_the_server_says_hello(
+    netns: NetnsLoop, browser: Browser, web_server: WebServer
+) -> None:
+    """A message typed before the chat socket was open used to be dropped silently (the form was
+    open from the start); the form now opens with the server's hello."""
+    base = web_server.base_url
+
+    async def check() -> None:
+        b = await broadcast(web_server, {"title": "Chat hello"})
+        try:
+            joined = (await Client(base).post(f"{PREFIX}/session/{b.session_id}/join")).json
+            async with page_in(browser, f"{base}/") as page:
+                detail = json.dumps(
+                    {"sessionId": b.session_id, "token": joined["viewer_token"], "role": "viewer"}
+                )
+                # Read in the same task as the mount: no socket event can have arrived yet.
+                closed_at_mount = await page.evaluate(
+                    "(async () => { await import('/static/js/chat.js');"
+                    " const panel = document.createElement('section'); panel.id = 'chat-panel';"
+                    " document.body.append(panel);"
+                    " document.dispatchEvent(new CustomEvent('multistream:chat',"
+                    f" {{detail: {detail}}}));"
+                    " return document.querySelector('#chat-input').disabled"
+                    " && document.querySelector('#chat-panel button[type=submit]').disabled; })()"
+                )
+                assert closed_at_mount is True
+                # The hello opens it.
+                await page.wait_for("!document.querySelector('#chat-input').disabled", timeout=10)
+        finally:
+            await stop(b, web_server)
+
+    netns.run(check(), 30)
