@@ -17,6 +17,7 @@ import tornado.web
 import tornado.websocket
 
 from handlers.errors import JsonErrors
+from handlers.forward import is_forwarded
 from handlers.tornado_hooks import MessageHook, finished
 from server.accounts import is_account_token
 from server.auth import Claims
@@ -248,6 +249,8 @@ class ApiHandler(JsonErrors):
 
 
 async def _rate_limit(handler: tornado.web.RequestHandler, action: Action) -> None:
+    if is_forwarded(handler):
+        return  # the instance that received it spent the client's token (`handlers.forward`)
     services: Services = handler.services  # type: ignore[attr-defined]
     request = handler.request
     client = client_address(request.remote_ip, request.headers, services.settings)

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from handlers.base import ApiHandler, ApiWebSocketHandler
+from handlers.forward import SocketRelay, forwarded, owner_elsewhere, session_of_stream
 from handlers.openapi import operation, path_param, websocket_operation
 from server.auth import Claims
 from server.errors import DomainError, Forbidden, Invalid
@@ -38,6 +39,8 @@ class OfferHandler(ApiHandler):
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
+        if await forwarded(self, await session_of_stream(self.services, stream_id)):
+            return
         body = validate(self.json_body(), "Offer")
         self.write_json(await _offer(self.services, claims, stream_id, body))
 
@@ -47,6 +50,8 @@ class CandidateHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
+        if await forwarded(self, await session_of_stream(self.services, stream_id)):
+            return
         body = validate(self.json_body(), "Candidate")
         await self.services.media.add_candidate(claims, body.get("pc_id"), body.get("candidate"))
         self.write_json({"ok": True})
@@ -58,6 +63,8 @@ class CompositeOfferHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
+        if await forwarded(self, session_id):
+            return
         body = validate(self.json_body(), "Offer")
         media = self.services.media
         self.write_json(await media.subscribe_composite(claims, session_id, body))
@@ -70,6 +77,8 @@ class QualityHandler(ApiHandler):
 
     async def get(self, session_id: str) -> None:
         claims = self.claims()
+        if await forwarded(self, session_id):
+            return
         pc_id = self.get_query_argument("pc_id", None)
         media = self.services.media
         if pc_id is None:
@@ -79,6 +88,8 @@ class QualityHandler(ApiHandler):
 
     async def put(self, session_id: str) -> None:
         claims = self.claims()
+        if await forwarded(self, session_id):
+            return
         body = validate(self.json_body(), "QualityChoice")
         media = self.services.media
         self.write_json(await media.set_quality(claims, body["pc_id"], body["quality"]))
@@ -91,6 +102,8 @@ class ViewersDebugHandler(ApiHandler):
         claims = self.claims()
         if claims.role != "broadcaster" or claims.session_id != session_id:
             raise Forbidden("only this session's broadcaster may read this", code="forbidden")
+        if await forwarded(self, session_id):
+            return
         self.write_json({"viewers": self.services.media.viewers_debug(session_id)})
 
 
@@ -100,19 +113,29 @@ class SignalingSocket(ApiWebSocketHandler):
     "error", "error": {...}}`. Viewer connections opened here close when the socket closes."""
 
     claims_: Claims | None = None
+    relay: SocketRelay | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         try:
             self.claims_ = self.ws_claims()
             self.check_upgrade()
+            address = await owner_elsewhere(self, await self.session_of(args[0]))
         except DomainError as err:
             self.reject(err)
             return
         self._pc_ids: list[str] = []
+        if address is not None:
+            # Served by another instance: relay every frame to its socket (`handlers.forward`).
+            self.relay = SocketRelay(self, address)
         await super().get(*args, **kwargs)
 
-    def open(self, stream_id: str) -> None:  # type: ignore[override]
-        self.target = stream_id
+    async def session_of(self, target: str) -> str | None:
+        return await session_of_stream(self.services, target)
+
+    async def open(self, target: str) -> None:  # type: ignore[override]
+        self.target = target
+        if self.relay is not None:
+            await self.relay.open()
 
     async def offer(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.claims_ is not None
@@ -120,6 +143,9 @@ class SignalingSocket(ApiWebSocketHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         assert self.claims_ is not None
+        if self.relay is not None:
+            await self.relay.send_up(message)
+            return
         try:
             if isinstance(message, bytes):
                 raise Invalid("send JSON text frames", code="invalid_frame")
@@ -157,6 +183,9 @@ class SignalingSocket(ApiWebSocketHandler):
             self.write_message(json.dumps(obj, separators=(",", ":")))
 
     def on_close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+            return
         media = self.services.media
         if media is not None:
             for pc_id in getattr(self, "_pc_ids", []):
@@ -166,8 +195,8 @@ class SignalingSocket(ApiWebSocketHandler):
 class CompositeSignalingSocket(SignalingSocket):
     """The same socket for a viewer's composite feed (`/session/{id}/composite/signal/ws`)."""
 
-    def open(self, session_id: str) -> None:  # type: ignore[override]
-        self.target = session_id
+    async def session_of(self, target: str) -> str | None:
+        return target
 
     async def offer(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.claims_ is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import ALLOWED_HEADERS, ApiHandler, write_preflight
+from handlers.forward import forwarded
 from handlers.openapi import error_responses
 from server import schemas
 from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN
@@ -84,6 +85,8 @@ class _WhipBase(ApiHandler):
         """PATCH with `application/trickle-ice-sdpfrag`: candidates for a publication or playback
         (204), ICE restarts refused with the RFC's codes."""
         claims = await self.session_claims(session_id) if owner_token else self.claims()
+        if await forwarded(self, session_id):
+            return
         text = self.frag_text()
         await self.service().patch(
             claims,
@@ -108,6 +111,8 @@ class WhipEndpoint(_WhipBase):
     async def post(self, session_id: str, kind: str) -> None:
         claims = await self.session_claims(session_id)  # a session token, or the owner's API token
         await self.rate_limit("offer")
+        if await forwarded(self, session_id):
+            return
         sdp = self.offer_text()
         self.created(await self.service().publish(claims, session_id, kind, sdp))
 
@@ -120,6 +125,8 @@ class WhipResource(_WhipBase):
 
     async def delete(self, session_id: str, kind: str, pc_id: str) -> None:
         claims = await self.session_claims(session_id)
+        if await forwarded(self, session_id):
+            return
         await self.service().end_publication(claims, session_id, kind, pc_id)
         self.set_status(200)
         self.finish()
@@ -131,6 +138,8 @@ class WhepEndpoint(_WhipBase):
     async def post(self, session_id: str, kind: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
+        if await forwarded(self, session_id):
+            return
         sdp = self.offer_text()
         self.created(await self.service().play(claims, session_id, kind, sdp))
 
@@ -141,6 +150,8 @@ class WhepCompositeEndpoint(_WhipBase):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
+        if await forwarded(self, session_id):
+            return
         pip = pip_from_query(self.get_argument("corner", None), self.get_argument("size", None))
         sdp = self.offer_text()
         self.created(await self.service().play_composite(claims, session_id, sdp, pip))
@@ -154,6 +165,8 @@ class WhepResource(_WhipBase):
 
     async def delete(self, session_id: str, _target: str, pc_id: str) -> None:
         claims = self.claims()
+        if await forwarded(self, session_id):
+            return
         await self.service().stop_playing(claims, session_id, pc_id)
         self.set_status(200)
         self.finish()

@@ -90,6 +90,7 @@ async def serve(settings: Settings) -> int:
             bound = listen(metrics_server, metrics_port, metrics_host)
             log.info("metrics on http://%s:%d/metrics", metrics_host, bound)
         port = listen(server, settings.port, settings.host)
+        services.ownership.bind(port)
         log.info(
             "listening on http://%s:%d/ instance=%s", settings.host, port, settings.instance_id
         )

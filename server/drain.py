@@ -93,6 +93,8 @@ class Drain:
         remaining = await self.wait_for_sessions(services)
         self.mark("deadline" if remaining else "idle", peer_connections=remaining)
         closers: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
+            # First refuse new signaling (503, clients retry): the media is about to close.
+            ("signaling", services.ownership.stop_serving),
             ("media", services.media.close),
             ("chat", services.chat.close),
         )
@@ -106,6 +108,11 @@ class Drain:
             self.mark("streams_released", streams=await services.sessions.release_streams())
         except Exception:
             log.exception("drain could not release streams")
+        try:
+            # Hand-off: the next offer for these sessions, on any instance, takes them at once.
+            self.mark("leases_released", sessions=await services.ownership.release_all())
+        except Exception:
+            log.exception("drain could not release leases")
         if server is not None:
             server.stop()
             try:

@@ -13,6 +13,7 @@ from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
 from server.metrics import Metrics
+from server.ownership import Ownership, mark_interrupted
 from server.payments import PaymentService
 from server.presence import Presence
 from server.ratelimit import RateLimits
@@ -52,17 +53,30 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         media = MediaPlane(settings, store, sessions, presence)
         sessions.add_listener(media.listener)
+        # Leases: which instance serves each live session's media (server.ownership).
+        ownership = Ownership(
+            store, settings, peers=lambda: int(media.counters().get("peer_connections", 0))
+        )
+        ownership.on_lost = lambda sid: media.listener.session_ended({"id": sid})  # type: ignore[typeddict-item]
+        ownership.on_taken = lambda sid: mark_interrupted(
+            store, sid, {r.id for r in media.feeds.recorders.values()}
+        )
+        sessions.ownership = ownership
+        sessions.add_listener(ownership)
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
+        metrics.ownership = ownership
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
         stack.push_async_callback(media.close)
         chat = open_chat(store, sessions, feed)
         sessions.add_listener(chat)
         stack.push_async_callback(chat.close)  # closes every chat socket before the store
         # Changes made through other instances (shared store) reach this one's media and chat.
-        sync = SessionSync(store, settings, targets=[media.listener, chat], feed=feed)
+        sync = SessionSync(store, settings, targets=[media.listener, chat, ownership], feed=feed)
         sessions.add_listener(sync)
         sync.start()
         stack.push_async_callback(sync.close)
+        ownership.start()
+        stack.push_async_callback(ownership.close)
         replays = ReplayJobs(store, settings)
         stack.push_async_callback(replays.close)  # renders stop before the store closes
         services = Services(
@@ -81,6 +95,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             accounts=AccountService(store, settings),
             dashboard=Dashboard(store, sessions),
             replays=replays,
+            ownership=ownership,
         )
         log.info(
             "services ready store=%s instance=%s",

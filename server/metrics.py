@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -47,6 +48,15 @@ class MediaStats(Protocol):
 class DrainState(Protocol):
     @property
     def draining(self) -> bool: ...
+
+
+class Leases(Protocol):
+    """The ownership leases (`server.ownership.Ownership`): held leases and this instance's load."""
+
+    held: dict[str, dict[str, Any]]
+    address: str
+
+    def load(self) -> dict[str, Any]: ...
 
 
 class _Counts(Protocol):
@@ -96,7 +106,36 @@ class _LiveCollector(Collector):
             present.add_metric([], m.presence.total())
             yield present
 
+        yield from self._leases()
         yield from self._media()
+
+    def _leases(self) -> Iterable[Metric]:
+        leases = self._metrics.ownership
+        if leases is None:
+            return
+        now = time.time()
+        owned = GaugeMetricFamily(
+            "multistream_sessions_owned",
+            "Live sessions whose ownership lease this instance holds (it serves their media).",
+            labels=["address"],
+        )
+        owned.add_metric([leases.address], len(leases.held))
+        yield owned
+        # No per-session series (ids never become labels): the soonest expiry says whether the
+        # heartbeats keep up; near 0 means this instance is about to lose sessions it serves.
+        expires = GaugeMetricFamily(
+            "multistream_lease_min_expires_in_seconds",
+            "Seconds until the soonest-expiring held lease runs out unless renewed (0 if none held).",
+        )
+        left = [float(lease.get("expires_at", 0)) - now for lease in leases.held.values()]
+        expires.add_metric([], round(min(left), 3) if left else 0.0)
+        yield expires
+        cpu = GaugeMetricFamily(
+            "multistream_instance_cpu",
+            "CPU this process used since the previous reading, in cores (1.0 = one core busy).",
+        )
+        cpu.add_metric([], float(leases.load().get("cpu", 0.0)))
+        yield cpu
 
     def _media(self) -> Iterable[Metric]:
         media = self._metrics.media()
@@ -273,6 +312,7 @@ class Metrics:
         self.store: Store | None = None
         self.presence: _Counts | None = None
         self.drain: DrainState | None = None
+        self.ownership: Leases | None = None
         self._media: Callable[[], MediaStats | None] = lambda: None
         self.live_sessions = 0
         self.streams: dict[tuple[str, str], int] = {}

@@ -592,6 +592,20 @@ RESPONSES: Final[dict[str, Schema]] = {
             "viewer_count": {"type": "integer", "minimum": 0},
             "price_list": {"type": "object"},
             "signaling_url": {"type": "string"},
+            "owner": {
+                "description": "The instance serving this live session's media (its lease), "
+                "with that instance's load at its last heartbeat; null when no instance holds it",
+                "type": ["object", "null"],
+                "properties": {
+                    "instance_id": {"type": "string"},
+                    "epoch": {"type": "integer"},
+                    "acquired_at": {"type": "number"},
+                    "expires_in_s": {"type": "number"},
+                    "answered_by": {"type": "string"},
+                    "peers": {"type": ["integer", "null"]},
+                    "cpu": {"type": ["number", "null"]},
+                },
+            },
         },
     },
     "Joined": {

@@ -15,6 +15,7 @@ from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
 from server.metrics import Metrics
+from server.ownership import Ownership
 from server.payments import PaymentService
 from server.presence import Presence
 from server.ratelimit import RateLimits
@@ -44,3 +45,4 @@ class Services:
     accounts: AccountService
     dashboard: Dashboard
     replays: ReplayJobs
+    ownership: Ownership

@@ -78,6 +78,14 @@ class Payments(Protocol):
     ) -> dict[str, int]: ...
 
 
+class Owners(Protocol):
+    """What the session service needs from the ownership leases (`server.ownership`)."""
+
+    async def claim(self, session_id: str) -> dict[str, Any]: ...
+
+    async def describe(self, session_id: str) -> dict[str, Any] | None: ...
+
+
 class Draining(Protocol):
     """Lets the service refuse new work while the process drains."""
 
@@ -122,6 +130,7 @@ class SessionService:
         self.settings = settings
         self.drain = drain
         self.payments: Payments | None = None
+        self.ownership: Owners | None = None
         # The one media authorisation rule (signaling here, recordings in the media library).
         self.entitlement = Entitlement(self)
         self._listeners: list[SessionEvents] = []
@@ -159,6 +168,11 @@ class SessionService:
             "viewer_count": self.presence.count(session_id),
             "price_list": pricing.price_list(session["pricing"]),
             "signaling_url": self._signaling_url(session),
+            "owner": (
+                await self.ownership.describe(session_id)
+                if self.ownership is not None and session["status"] == "live"
+                else None
+            ),
         }
 
     async def live_sessions(
@@ -271,6 +285,8 @@ class SessionService:
         await self.store.insert("broadcast_sessions", session)
         for stream in streams:
             await self.store.insert("broadcast_streams", stream)
+        if self.ownership is not None:
+            await self.ownership.claim(session_id)  # the starting instance serves its media
         log.info("session=%s started streams=%s owner=%s", session_id, ",".join(kinds), owner["id"])
         return {
             "session": public_session(session, streams),

@@ -40,10 +40,12 @@ from store.protocol import (
     check_bucket,
     check_doc,
     check_id,
+    check_lease,
     check_limit,
     check_query,
     check_range,
     check_update,
+    next_lease,
     refill,
 )
 
@@ -278,6 +280,36 @@ class MongoStore:
                 return 0.0
         # Sixteen lost races in a row: the bucket is being drained right now; refuse this one.
         return 1.0 / per_s
+
+    # -- ownership leases --------------------------------------------------------------------
+
+    async def acquire_lease(
+        self, key: str, holder: str, address: str, ttl_s: float, now: float
+    ) -> Doc:
+        """Compare-and-set on the lease's version `v`: read it, decide (`next_lease`), and write
+        with an insert (a new lease; a duplicate key means another acquirer was first) or a
+        `find_one_and_update` matching the version read; a lost race reads again."""
+        check_lease(key, holder, address, ttl_s, now)
+        coll = self._coll("session_leases")
+        for _attempt in range(16):
+            current = _out(await coll.find_one({"_id": key}))
+            lease = next_lease(current, key, holder, address, ttl_s, now)
+            if lease is None:
+                assert current is not None
+                return current
+            if current is None:
+                try:
+                    await coll.insert_one({"_id": key, **lease})
+                except DuplicateKeyError:
+                    continue
+                return lease
+            won = await coll.find_one_and_update(
+                {"_id": key, "v": current["v"]},
+                {"$set": {k: v for k, v in lease.items() if k != "id"}},
+            )
+            if won is not None:
+                return lease
+        raise RuntimeError(f"lease {key!r}: sixteen lost races in a row")
 
     # -- change feed -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ Collection = Literal[
     "users",
     "api_tokens",
     "replays",
+    "session_leases",
 ]
 
 # Fields each collection may be filtered or sorted on; backends index them.
@@ -46,6 +47,8 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "api_tokens": ("user_id", "kind", "created_at", "expires_at"),
     # Offline composite renders of ended sessions (one per session), with their progress.
     "replays": ("session_id", "status", "created_at"),
+    # Which instance owns a live session's media, until when (`acquire_lease`); id = session id.
+    "session_leases": ("holder",),
 }
 # Rate-limit buckets live beside the collections (`take_token`): not documents, never queried.
 RATE_BUCKETS: Final = "rate_buckets"
@@ -177,12 +180,55 @@ class Store(Protocol):
     async def delete(self, collection: Collection, doc_id: str) -> bool:
         """Remove the document; True if it existed."""
 
+    async def acquire_lease(
+        self, key: str, holder: str, address: str, ttl_s: float, now: float
+    ) -> Doc:
+        """Take or renew the `session_leases` document `key` for `holder`, atomically across every
+        process sharing the store: it is granted when absent, expired (`expires_at <= now`) or
+        already `holder`'s, and then runs until `now + ttl_s`. Returns the lease as it stands after
+        the call -- `holder`'s if granted, else the other holder's, unchanged. `epoch` grows by one
+        each time the lease changes hands (or is taken again after expiring), so a stale owner can
+        tell it was replaced. `now` is the caller's wall clock in seconds."""
+
     async def take_token(self, key: str, burst: int, per_s: float, now: float) -> float:
         """Spend one token of the rate-limit bucket `key` (a new bucket starts full: `burst`
         tokens, refilled at `per_s` a second), atomically across every process sharing the store.
 
         `now` is the caller's wall clock in seconds. Returns 0.0 when a token was spent, else the
         seconds until one will be available; a refused call writes nothing."""
+
+
+def check_lease(key: object, holder: object, address: object, ttl_s: object, now: object) -> None:
+    """`acquire_lease` arguments: ids, an address string, a positive ttl and a finite clock."""
+    check_id(key)
+    check_id(holder)
+    if not isinstance(address, str):
+        raise TypeError("the lease address must be a string")
+    for name, value in (("ttl_s", ttl_s), ("now", now)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise ValueError(f"{name} must be a number")
+    if ttl_s <= 0:  # type: ignore[operator]
+        raise ValueError("ttl_s must be positive")
+
+
+def next_lease(
+    current: Doc | None, key: str, holder: str, address: str, ttl_s: float, now: float
+) -> Doc | None:
+    """The lease document after `holder` asks for it, or None when another holder's lease is still
+    running. Shared by both backends, which differ only in how they write it atomically."""
+    expired = current is None or float(current.get("expires_at", 0)) <= now
+    if current is not None and current.get("holder") != holder and not expired:
+        return None
+    taken = current is None or expired or current.get("holder") != holder
+    return {
+        "id": key,
+        "holder": holder,
+        "address": address,
+        "expires_at": now + ttl_s,
+        "acquired_at": now if taken or current is None else current.get("acquired_at", now),
+        "epoch": int((current or {}).get("epoch", 0)) + (1 if taken else 0),
+        "v": int((current or {}).get("v", 0)) + 1,
+    }
 
 
 def check_bucket(key: object, burst: object, per_s: object, now: object) -> None:

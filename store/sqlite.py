@@ -33,10 +33,12 @@ from store.protocol import (
     check_bucket,
     check_doc,
     check_id,
+    check_lease,
     check_limit,
     check_query,
     check_range,
     check_update,
+    next_lease,
     refill,
 )
 
@@ -228,7 +230,41 @@ class SqliteStore:
         check_bucket(key, burst, per_s, now)
         return float(await self._worker.call(self._take_token_sync, key, burst, per_s, now))
 
+    async def acquire_lease(
+        self, key: str, holder: str, address: str, ttl_s: float, now: float
+    ) -> Doc:
+        check_lease(key, holder, address, ttl_s, now)
+        return dict(
+            await self._worker.call(self._acquire_lease_sync, key, holder, address, ttl_s, now)
+        )
+
     # -- on the worker thread ----------------------------------------------------------------
+
+    def _acquire_lease_sync(
+        self, key: str, holder: str, address: str, ttl_s: float, now: float
+    ) -> Doc:
+        """Read and write in one IMMEDIATE transaction: processes sharing the file take turns on
+        the write lock, so two acquirers of a free lease cannot both be granted it."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute('SELECT doc FROM "session_leases" WHERE id = ?', (key,)).fetchone()
+            current = None if row is None else json.loads(row[0])
+            lease = next_lease(current, key, holder, address, ttl_s, now)
+            if lease is None:
+                db.execute("COMMIT")
+                assert current is not None
+                return dict(current)
+            db.execute(
+                'INSERT INTO "session_leases" (id, doc) VALUES (?, ?) '
+                "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                (key, _dumps(lease)),
+            )
+            db.execute("COMMIT")
+            return lease
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _take_token_sync(self, key: str, burst: int, per_s: float, now: float) -> float:
         """Read, refill and spend in one IMMEDIATE transaction: processes sharing the file take

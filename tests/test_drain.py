@@ -136,7 +136,16 @@ async def test_sigterm_drains_a_live_session(tmp_path: Path, store_url: str | No
         if line["msg"].startswith("drain step=")
     ]
     names = [name for name, _ in steps]
-    required = ["draining", "deadline", "media_closed", "streams_released", "http_closed", "exit"]
+    required = [
+        "draining",
+        "deadline",
+        "signaling_closed",
+        "media_closed",
+        "streams_released",
+        "leases_released",
+        "http_closed",
+        "exit",
+    ]
     assert [n for n in names if n in required] == required, names
     assert set(names) <= {*required, "chat_closed"}, names
     assert dict(steps)["deadline"] >= DEADLINE_S - 0.05

@@ -139,7 +139,10 @@ def test_pod_environment_builds_valid_settings(docs: dict[str, Doc], container: 
     assert settings.host == "0.0.0.0"
     assert settings.ice_hosts == ("10.0.0.7",)
     assert settings.instance_id == "ms-abc"
-    assert settings.public_url == "https://node-a.media.example.com"
+    # Signaling goes through the one public URL, forwarded to a session's owner at its node address.
+    assert settings.public_url == ""
+    assert settings.internal_url == "http://10.0.0.7:8080"
+    assert (settings.lease_ttl_s, settings.lease_heartbeat_s) == (8.0, 2.0)
     assert settings.udp_ports is not None
     assert settings.allowed_origins and all(
         o.startswith("https://") for o in settings.allowed_origins

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -514,5 +515,75 @@ def test_accounts_collections(backend: Backend) -> None:
             "replays", "s0", {"status": "done"}, expect={"status": "rendering"}
         )
         assert done is not None and done["status"] == "done"
+
+    backend.run(body)
+
+
+def test_lease_acquire_renew_expire_release(backend: Backend) -> None:
+    """`acquire_lease`: free → granted (epoch 1); held → the holder's lease, unchanged; renewed by
+    its holder (same epoch); expired → the next asker's (epoch 2); released (expires_at 0 through a
+    compare-and-set `update` on the holder) → free at once."""
+
+    async def body(store: Store) -> None:
+        t = 1_000_000.0
+        a = await store.acquire_lease("ses1", "inst-a", "http://a:1", 10, t)
+        assert (a["holder"], a["address"], a["epoch"], a["expires_at"]) == (
+            "inst-a",
+            "http://a:1",
+            1,
+            t + 10,
+        )
+        refused = await store.acquire_lease("ses1", "inst-b", "http://b:1", 10, t + 5)
+        assert refused == a
+        renewed = await store.acquire_lease("ses1", "inst-a", "http://a:1", 10, t + 6)
+        assert (renewed["holder"], renewed["epoch"], renewed["expires_at"]) == ("inst-a", 1, t + 16)
+        assert renewed["acquired_at"] == t
+        assert (await store.acquire_lease("ses1", "inst-b", "http://b:1", 10, t + 15.9))[
+            "holder"
+        ] == "inst-a"
+        taken = await store.acquire_lease("ses1", "inst-b", "http://b:1", 10, t + 16)
+        assert (taken["holder"], taken["address"], taken["epoch"]) == ("inst-b", "http://b:1", 2)
+        assert await store.get("session_leases", "ses1") == taken
+        assert ids(await store.find("session_leases", {"holder": "inst-b"})) == ["ses1"]
+        # A stale holder's release changes nothing; the holder's frees it for anyone.
+        assert (
+            await store.update(
+                "session_leases", "ses1", {"expires_at": 0}, expect={"holder": "inst-a"}
+            )
+            is None
+        )
+        released = await store.update(
+            "session_leases", "ses1", {"expires_at": 0}, expect={"holder": "inst-b"}
+        )
+        assert released is not None
+        back = await store.acquire_lease("ses1", "inst-a", "http://a:1", 10, t + 17)
+        assert (back["holder"], back["epoch"]) == ("inst-a", 3)
+        other = await store.acquire_lease("ses2", "inst-b", "http://b:1", 10, t)
+        assert other["holder"] == "inst-b"
+        for bad in (("", "a", "u", 1, t), ("k", "", "u", 1, t), ("k", "a", "u", 0, t)):
+            with pytest.raises(ValueError):
+                await store.acquire_lease(*bad)  # type: ignore[arg-type]
+
+    backend.run(body)
+
+
+def test_concurrent_lease_acquirers_exactly_one_wins(backend: Backend) -> None:
+    """Twelve acquirers on separate connections (as separate instances are) race for a free lease,
+    then for the same lease once expired: each time exactly one holder is granted it, and every
+    answer names that winner."""
+
+    async def body(_store: Store) -> None:
+        async with AsyncExitStack() as stack:
+            stores = [await stack.enter_async_context(backend.open()) for _ in range(12)]
+            for round_, now in enumerate((1000.0, 2000.0), start=1):
+                answers = await asyncio.gather(
+                    *(
+                        s.acquire_lease("race", f"inst-{i}", f"http://{i}", 10, now)
+                        for i, s in enumerate(stores)
+                    )
+                )
+                winners = {a["holder"] for a in answers}
+                assert len(winners) == 1, answers
+                assert {a["epoch"] for a in answers} == {round_}
 
     backend.run(body)
