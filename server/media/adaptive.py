@@ -447,6 +447,7 @@ class Adaptation:
                 entry["frames_dropped_late"] = peer.video.dropped_late
                 entry["switches"] = peer.video.switches
                 entry["gop_replays"] = peer.video.replays
+                entry["keyframes_delivered"] = peer.video.keyframes_delivered
             out.append(entry)
         return out
 

@@ -50,8 +50,8 @@ GOP_MAX_BYTES = 4_000_000
 # get nothing — when the burst is cheap: at most this many times the key frame's size...
 GOP_KEY_MULTIPLE = 4
 # ...and no more than this long on its link at its estimate (the frames behind the burst must
-# still arrive well inside `LATE_S`).
-GOP_BURST_S = 1.0
+# still arrive well inside `LATE_S`, and before the ring — 0.8 s at 30 fps — passes the reader).
+GOP_BURST_S = 0.5
 # Replayed frames follow the viewer's last timestamp this far apart (then live frames resume
 # after them): the decoder catches up at once instead of the timeline jumping by the GOP's age.
 REPLAY_STEP_S = 0.001
@@ -274,6 +274,9 @@ class ViewerTrack(MediaStreamTrack):
         self._replay: deque[_Item] = deque()
         self._rebase = False
         self.replays = 0
+        # Key frames this viewer got (live, after a switch, or replayed): what one viewer's PLIs
+        # cost another is visible here.
+        self.keyframes_delivered = 0
         # Set by the plane for adaptive viewers: this viewer's estimate (bits/s), which a GOP
         # replay must cross in `GOP_BURST_S`. Unknown: the cache's own bounds decide.
         self.link_bps: Callable[[], float] | None = None
@@ -457,6 +460,8 @@ class ViewerTrack(MediaStreamTrack):
         last = self._last_pts
         pts = item.packet.pts if last is None else last + _replay_step(item.packet)
         packet = _restamped(item.packet, pts)
+        if item.key:
+            self.keyframes_delivered += 1
         if not self._replay:
             self._rebase = True
         self.delivered += 1
@@ -540,6 +545,8 @@ class ViewerTrack(MediaStreamTrack):
                     return None
                 continue
             self._need_key = False
+            if item.key:
+                self.keyframes_delivered += 1
             return item.packet
         return None
 
