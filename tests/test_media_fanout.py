@@ -257,3 +257,27 @@ async def test_a_gop_older_than_the_bound_is_not_replayed(monkeypatch):
     assert shared.gop == []
     shared.publish(frame(2), key=True)
     assert len(shared.gop) == 1
+
+
+async def test_a_replay_goes_on_while_a_switch_waits_and_ends_when_the_switch_completes():
+    """A rung change asked during a replay keeps the replay going (the decoder needs the whole
+    chain); the target's key frame ends it, and time still only moves forward."""
+    shared = PacketBroadcast("shared")
+    rung = PacketBroadcast("rung")
+    track = ViewerTrack("video", shared)
+    ViewerTrack("video", shared)
+    shared.publish(frame(0, size=400), key=True)
+    for i in range(1, 4):
+        shared.publish(frame(i), key=False)
+    first = await drain(track)
+    track.request_keyframe()
+    assert track.replays == 1
+    replayed = [await track.recv(), await track.recv()]  # the key frame and one more
+    track.switch(rung, seamless=True)
+    assert (await track.recv()).pts > replayed[-1].pts  # the replay goes on
+    rung.publish(frame(3, size=20), key=True)  # the rung's key frame (a frame behind)
+    after = await drain(track)
+    # The rest of the replay is moot once the rung's key frame restarts the decoder.
+    assert [bytes(p) for p in after] == [bytes(frame(3, size=20))] and track.source is rung
+    pts = [p.pts for p in first + replayed + after]
+    assert all(b > a for a, b in itertools.pairwise(pts)), pts

@@ -306,7 +306,6 @@ class ViewerTrack(MediaStreamTrack):
             if source is self._pending:
                 return
             self._cancel_pending()
-            self._cancel_replay()
             self._pending = source
             self._pending_from = source.next_index
             source.attach()
@@ -350,6 +349,7 @@ class ViewerTrack(MediaStreamTrack):
         self._next = item_index
         self._need_key = False
         self.switches += 1
+        self._cancel_replay()  # the target's key frame restarts the decoder: the rest is moot
         old.detach()
         key = target.ring[item_index - target.ring[0].index].packet
         # Rungs share the stream's timeline, but an encoded rung runs a frame or two behind the
