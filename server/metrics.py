@@ -240,7 +240,8 @@ class _LiveCollector(Collector):
             keys = GaugeMetricFamily(
                 "multistream_keyframe_requests",
                 "Key-frame requests of the running sources, by target (publisher: PLIs sent to "
-                "it; encoder: forced key frames of a shared encoder), reason and outcome.",
+                "it; encoder: forced key frames of a shared encoder), reason and outcome "
+                "(sent, forwarded, suppressed, or gop_cache: replayed to the asker alone).",
                 labels=["target", "reason", "outcome"],
             )
             for (target, reason, outcome), n in sorted(requests_of().items()):

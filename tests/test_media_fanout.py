@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+from fractions import Fraction
 
 import av
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from server.media.fanout import RING_SIZE, PacketBroadcast, ViewerTrack
+from server.media import fanout
+from server.media.fanout import (
+    GOP_BURST_S,
+    GOP_KEY_MULTIPLE,
+    RING_SIZE,
+    PacketBroadcast,
+    ViewerTrack,
+)
 
 
 def packet(i: int) -> av.Packet:
@@ -80,6 +90,7 @@ async def test_key_frame_requests_are_counted_by_reason_forwarded_or_suppressed(
     asked = []
     broadcast = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append(1))
     a = ViewerTrack("video", broadcast)  # joins an empty ring: asks
+    a.link_bps = lambda: 1.0  # too short a link for a GOP replay: the source is asked
     ViewerTrack("video", broadcast)
     broadcast.publish(packet(0), key=True)
     assert (await a.recv()).pts == 0
@@ -108,6 +119,7 @@ async def test_a_viewer_that_lost_its_picture_on_a_shared_source_recovers_elsewh
         return True
 
     track.recover = recover
+    track.link_bps = lambda: 1.0  # a link too short for a GOP replay (see below)
     asked.clear()
     shared.publish(packet(0), key=True)
     assert (await track.recv()).pts == 0 and (await other.recv()).pts == 0
@@ -119,3 +131,153 @@ async def test_a_viewer_that_lost_its_picture_on_a_shared_source_recovers_elsewh
     fresh.recover = recover
     fresh.request_keyframe()
     assert reasons == ["pli"] and shared.key_requests.get("pli") == 1
+
+
+def frame(i: int, *, size: int = 10) -> av.Packet:
+    """A video frame at 30 fps on the 90 kHz clock, as the ingest and the encoders stamp them."""
+    p = av.Packet(bytes([i % 256]) * size)
+    p.pts = 1_000_000 + i * 3000
+    p.time_base = Fraction(1, 90000)
+    return p
+
+
+async def drain(track: ViewerTrack) -> list[av.Packet]:
+    """Everything `track` has ready now (it would wait for the next publish after that)."""
+    out = []
+    while True:
+        task = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0.005)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return out
+        out.append(task.result())
+
+
+async def test_a_pli_on_a_shared_source_is_served_from_the_gop_cache_to_that_viewer_alone():
+    """Issue 13 item 5: the viewer that lost its picture gets the last key frame and every frame
+    since again (a decoder needs the chain), on its own timeline; the source is not asked, and
+    its other reader receives nothing extra."""
+    asked: list[int] = []
+    shared = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append(1))
+    lossy = ViewerTrack("video", shared)
+    clean = ViewerTrack("video", shared)
+    lossy.link_bps = lambda: 2_000_000.0  # the burst (~1 kB) crosses it at once
+    asked.clear()
+    shared.publish(frame(0, size=400), key=True)
+    for i in range(1, 6):
+        shared.publish(frame(i), key=False)
+    before_lossy = await drain(lossy)
+    assert [p.pts for p in before_lossy] == [frame(i).pts for i in range(6)]
+    assert len(await drain(clean)) == 6
+
+    lossy.request_keyframe()  # its PLI
+    shared.publish(frame(6), key=False)
+    shared.publish(frame(7), key=False)
+    got = await drain(lossy)
+    # The key frame again, the frames that followed it, then live frames.
+    assert [bytes(p) for p in got] == [
+        bytes(frame(i, size=400 if i == 0 else 10)) for i in range(8)
+    ]
+    pts = [p.pts for p in before_lossy + got]
+    assert all(b > a for a, b in itertools.pairwise(pts)), pts  # time never goes back
+    assert lossy.replays == 1
+    # The other reader: exactly the live frames, as published.
+    assert [p.pts for p in await drain(clean)] == [frame(6).pts, frame(7).pts]
+    # Not asked, counted as served from the cache.
+    assert asked == [] and "pli" not in shared.key_requests
+    stats = shared.keyframe_stats()
+    assert stats["gop_cache"] == {"pli": 1} and stats["published"] == 1
+    assert stats["gop_replayed_frames"] == 6 and stats["gop_replayed_bytes"] == 400 + 5 * 10
+    # Live frames after the replay stay monotonic and one per publish.
+    shared.publish(frame(8), key=False)
+    after = await drain(lossy)
+    assert len(after) == 1 and after[0].pts > got[-1].pts
+
+
+async def test_a_pli_the_gop_cache_cannot_serve_cheaply_asks_the_source_rate_limited():
+    """No key frame cached, a GOP too big against its key frame, too old, a link too short for
+    the burst, or a viewer alone on its source: asked as before (rate-limited while shared)."""
+    asked: list[int] = []
+    shared = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append(1))
+    a = ViewerTrack("video", shared)
+    b = ViewerTrack("video", shared)
+    asked.clear()
+    # Never a key frame (a joiner started on inter frames after a lost key): nothing to replay.
+    shared.publish(frame(0), key=False)
+    a._need_key = False  # (the ring has no key frame: read the inter frame as a live viewer)
+    assert len(await drain(a)) == 1
+    a.request_keyframe()
+    a.request_keyframe()
+    assert asked == [1] and shared.key_requests_suppressed_by == {"pli": 1}
+    assert shared.key_requests_cached == {}
+
+    # A key frame followed by more than GOP_KEY_MULTIPLE key frames' worth of inter frames.
+    shared.publish(frame(1, size=100), key=True)
+    for i in range(2, 8):
+        shared.publish(frame(i, size=100), key=False)
+    assert shared.gop_bytes > GOP_KEY_MULTIPLE * 100
+    await drain(a)
+    a.request_keyframe()
+    assert shared.key_requests_cached == {} and shared.key_requests_suppressed_by == {"pli": 2}
+
+    # A fresh, small GOP but a link that cannot take the burst in GOP_BURST_S.
+    shared.publish(frame(8, size=1000), key=True)
+    await drain(a)
+    a.link_bps = lambda: 1000 * 8 / GOP_BURST_S / 2
+    a.request_keyframe()
+    assert shared.key_requests_cached == {} and shared.key_requests_suppressed_by == {"pli": 3}
+    a.link_bps = None
+    a.request_keyframe()  # the same GOP, link unknown: served
+    assert shared.key_requests_cached == {"pli": 1}
+    await drain(a)
+
+    # Alone on the source: a new key frame costs no one else and is smaller than its GOP.
+    b.stop()
+    a.request_keyframe()
+    assert shared.key_requests_cached == {"pli": 1}
+    assert shared.key_requests_suppressed_by == {"pli": 4}  # asked (within the alone gap)
+
+
+async def test_a_gop_older_than_the_bound_is_not_replayed(monkeypatch):
+    monkeypatch.setattr(fanout, "GOP_MAX_AGE_S", 0.05)
+    asked: list[int] = []
+    shared = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append(1))
+    a = ViewerTrack("video", shared)
+    ViewerTrack("video", shared)
+    asked.clear()
+    shared.publish(frame(0), key=True)
+    await drain(a)
+    await asyncio.sleep(0.08)
+    a.request_keyframe()
+    assert asked == [1] and shared.key_requests_cached == {}
+    # An inter frame published after the bound drops the cache until the next key frame.
+    shared.publish(frame(1), key=False)
+    assert shared.gop == []
+    shared.publish(frame(2), key=True)
+    assert len(shared.gop) == 1
+
+
+async def test_a_replay_goes_on_while_a_switch_waits_and_ends_when_the_switch_completes():
+    """A rung change asked during a replay keeps the replay going (the decoder needs the whole
+    chain); the target's key frame ends it, and time still only moves forward."""
+    shared = PacketBroadcast("shared")
+    rung = PacketBroadcast("rung")
+    track = ViewerTrack("video", shared)
+    ViewerTrack("video", shared)
+    shared.publish(frame(0, size=400), key=True)
+    for i in range(1, 4):
+        shared.publish(frame(i), key=False)
+    first = await drain(track)
+    track.request_keyframe()
+    assert track.replays == 1
+    replayed = [await track.recv(), await track.recv()]  # the key frame and one more
+    track.switch(rung, seamless=True)
+    assert (await track.recv()).pts > replayed[-1].pts  # the replay goes on
+    rung.publish(frame(3, size=20), key=True)  # the rung's key frame (a frame behind)
+    after = await drain(track)
+    # The rest of the replay is moot once the rung's key frame restarts the decoder.
+    assert [bytes(p) for p in after] == [bytes(frame(3, size=20))] and track.source is rung
+    pts = [p.pts for p in first + replayed + after]
+    assert all(b > a for a, b in itertools.pairwise(pts)), pts

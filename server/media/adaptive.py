@@ -157,6 +157,8 @@ class Adaptation:
         peer.link.on_unrecoverable = peer.video.resync
         peer.selector = RungSelector(len(peer.ladder), time.monotonic())
         peer.video.recover = functools.partial(self._recover_on_rung, peer)
+        # A GOP replay after this viewer's PLI must fit its link (`PacketBroadcast.cached_gop`).
+        peer.video.link_bps = peer.link.target_bps
         media = self.feeds.media.get(peer.stream_id or "")
         if peer.passthrough and media is not None:
             # Decode while this viewer's link is unproven: should it need an encoded rung, the
@@ -444,6 +446,8 @@ class Adaptation:
                 entry["frames_dropped"] = peer.video.dropped
                 entry["frames_dropped_late"] = peer.video.dropped_late
                 entry["switches"] = peer.video.switches
+                entry["gop_replays"] = peer.video.replays
+                entry["keyframes_delivered"] = peer.video.keyframes_delivered
             out.append(entry)
         return out
 
@@ -466,6 +470,8 @@ class Adaptation:
                 add((target, reason, "forwarded"), n)
             for reason, n in broadcast.key_requests_suppressed_by.items():
                 add((target, reason, "suppressed"), n)
+            for reason, n in broadcast.key_requests_cached.items():
+                add((target, reason, "gop_cache"), n)
         return out
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -39,15 +40,41 @@ SWITCH_POLL_S = 0.02
 RATE_WINDOW_S = 2.0
 # After a switch whose key frame is older than what the viewer last got: the gap put between them.
 SWITCH_STEP_TICKS = 1500  # 1/60 s at 90 kHz
+# The GOP cache: the last key frame and the frames that followed it, kept while they are at most
+# this old / this many / this big (a cache that grows past a bound is dropped until the next key
+# frame; memory stays bounded however rarely the source makes key frames).
+GOP_MAX_AGE_S = 2.0
+GOP_MAX_FRAMES = 120
+GOP_MAX_BYTES = 4_000_000
+# A viewer that lost its picture (PLI) on a shared source gets the cached GOP again — the others
+# get nothing — when the burst is cheap: at most this many times the key frame's size...
+GOP_KEY_MULTIPLE = 4
+# ...and no more than this long on its link at its estimate (the frames behind the burst must
+# still arrive well inside `LATE_S`, and before the ring — 0.8 s at 30 fps — passes the reader).
+GOP_BURST_S = 0.5
+# Replayed frames follow the viewer's last timestamp this far apart (then live frames resume
+# after them): the decoder catches up at once instead of the timeline jumping by the GOP's age.
+REPLAY_STEP_S = 0.001
 
 
 def _shifted(packet: av.Packet, shift: int) -> av.Packet:
     """This viewer's copy of a shared packet, later by `shift` ticks (one copy per frame)."""
+    return _restamped(packet, packet.pts + shift if packet.pts is not None else None)
+
+
+def _restamped(packet: av.Packet, pts: int | None) -> av.Packet:
+    """This viewer's copy of a shared packet at `pts` (one copy per frame)."""
     copy = av.Packet(bytes(packet))
-    copy.pts = packet.pts + shift if packet.pts is not None else None
+    copy.pts = pts
     copy.time_base = packet.time_base
     copy.is_keyframe = packet.is_keyframe
     return copy
+
+
+def _replay_step(packet: av.Packet) -> int:
+    """`REPLAY_STEP_S` in the packet's time base (90 kHz when it has none)."""
+    base = packet.time_base or Fraction(1, 90000)
+    return max(1, int(Fraction(REPLAY_STEP_S) / base))
 
 
 @dataclass(slots=True)
@@ -84,6 +111,12 @@ class PacketBroadcast:
         # Per reason (see `request_keyframe`): who asks this source for key frames.
         self.key_requests: dict[str, int] = {}
         self.key_requests_suppressed_by: dict[str, int] = {}
+        # Requests answered from the GOP cache instead (per reason), and what that replayed.
+        self.key_requests_cached: dict[str, int] = {}
+        self.gop_replayed_frames = 0
+        self.gop_replayed_bytes = 0
+        self.gop: list[_Item] = []
+        self.gop_bytes = 0
         self._last_shared_request = -SHARED_KEY_GAP_S
         self.started_at = time.monotonic()
         self._window_start = self.started_at
@@ -94,15 +127,57 @@ class PacketBroadcast:
     def publish(self, packet: av.Packet, key: bool = True) -> None:
         now = time.monotonic()
         key = key or not self.keyframes
-        self.ring.append(_Item(self.next_index, packet, key, now))
+        item = _Item(self.next_index, packet, key, now)
+        self.ring.append(item)
         self.next_index += 1
         if key:
             self.keyframes_published += 1
+        if self.keyframes:
+            self._keep_gop(item, now)
         self._window_bytes += packet.size
         if now - self._window_start >= RATE_WINDOW_S:
             self._rate_bps = self._window_bytes * 8 / (now - self._window_start)
             self._window_start, self._window_bytes = now, 0
         self._wake()
+
+    def _keep_gop(self, item: _Item, now: float) -> None:
+        """Keep the last key frame and what followed, within the GOP cache's bounds."""
+        if item.key:
+            self.gop, self.gop_bytes = [item], item.packet.size
+        elif self.gop:
+            size = item.packet.size
+            if (
+                len(self.gop) >= GOP_MAX_FRAMES
+                or self.gop_bytes + size > GOP_MAX_BYTES
+                or now - self.gop[0].at > GOP_MAX_AGE_S
+            ):
+                self.gop, self.gop_bytes = [], 0
+            else:
+                self.gop.append(item)
+                self.gop_bytes += size
+
+    def cached_gop(self, link_bps: float | None = None) -> list[_Item] | None:
+        """The cached GOP when replaying it to one viewer is cheaper than a new key frame for
+        every reader: others share this source (alone, a new key frame costs no one else and is
+        smaller than its GOP), the key frame is at most `GOP_MAX_AGE_S` old, the GOP at most
+        `GOP_KEY_MULTIPLE` key frames big, and — when the viewer's estimate is known — it
+        crosses the viewer's link in `GOP_BURST_S`. Else None (ask the source, rate-limited)."""
+        gop = self.gop
+        if not gop or self.readers < 2 or self.closed:
+            return None
+        if time.monotonic() - gop[0].at > GOP_MAX_AGE_S:
+            return None
+        if self.gop_bytes > GOP_KEY_MULTIPLE * gop[0].packet.size:
+            return None
+        if link_bps is not None and self.gop_bytes * 8 > link_bps * GOP_BURST_S:
+            return None
+        return list(gop)
+
+    def served_from_cache(self, reason: str, gop: list[_Item]) -> None:
+        """Count a key-frame request answered by replaying `gop` to the asker alone."""
+        self.key_requests_cached[reason] = self.key_requests_cached.get(reason, 0) + 1
+        self.gop_replayed_frames += len(gop)
+        self.gop_replayed_bytes += sum(item.packet.size for item in gop)
 
     def rate_bps(self, settled_s: float = 0.0) -> float:
         """What this source sent over the last window (its real bitrate, key frames included);
@@ -142,6 +217,9 @@ class PacketBroadcast:
             "published": self.keyframes_published,
             "requested": dict(self.key_requests),
             "suppressed": dict(self.key_requests_suppressed_by),
+            "gop_cache": dict(self.key_requests_cached),
+            "gop_replayed_frames": self.gop_replayed_frames,
+            "gop_replayed_bytes": self.gop_replayed_bytes,
         }
 
     def attach(self) -> None:
@@ -191,6 +269,17 @@ class ViewerTrack(MediaStreamTrack):
         self.delivered = 0
         self.bytes_delivered = 0
         self.switches = 0
+        # A GOP being replayed to this viewer alone (its PLI, served from the source's cache),
+        # then live frames resume after it on this viewer's timeline (`_rebase`).
+        self._replay: deque[_Item] = deque()
+        self._rebase = False
+        self.replays = 0
+        # Key frames this viewer got (live, after a switch, or replayed): what one viewer's PLIs
+        # cost another is visible here.
+        self.keyframes_delivered = 0
+        # Set by the plane for adaptive viewers: this viewer's estimate (bits/s), which a GOP
+        # replay must cross in `GOP_BURST_S`. Unknown: the cache's own bounds decide.
+        self.link_bps: Callable[[], float] | None = None
         # Set by the plane for adaptive viewers: called (with the reason) before this viewer asks
         # a source it shares with others for a key frame; True when it recovered otherwise
         # (moved to an encoded rung of its own), so the shared source is not asked at all.
@@ -225,6 +314,7 @@ class ViewerTrack(MediaStreamTrack):
         self._cancel_pending()
         if source is self._source:
             return
+        self._cancel_replay()
         old = self._source
         self._source = source
         self._next = None
@@ -244,6 +334,11 @@ class ViewerTrack(MediaStreamTrack):
         if pending is not None:
             pending.detach()
 
+    def _cancel_replay(self) -> None:
+        if self._replay:
+            self._replay.clear()
+            self._rebase = True
+
     def _complete_switch(self, item_index: int) -> None:
         """The pending source has a usable key frame at `item_index`: move there."""
         target = self._pending
@@ -254,6 +349,7 @@ class ViewerTrack(MediaStreamTrack):
         self._next = item_index
         self._need_key = False
         self.switches += 1
+        self._cancel_replay()  # the target's key frame restarts the decoder: the rest is moot
         old.detach()
         key = target.ring[item_index - target.ring[0].index].packet
         # Rungs share the stream's timeline, but an encoded rung runs a frame or two behind the
@@ -278,8 +374,34 @@ class ViewerTrack(MediaStreamTrack):
         source.request_keyframe(reason)
 
     def request_keyframe(self) -> None:
-        """Wired to the sender's PLI/FIR handling: this viewer lost its picture."""
+        """Wired to the sender's PLI/FIR handling: this viewer lost its picture. Served from the
+        source's GOP cache when that is cheap (`PacketBroadcast.cached_gop`), else asked."""
+        if self._replay_gop("pli"):
+            return
         self._ask_key(self._source, "pli")
+
+    def _replay_gop(self, reason: str) -> bool:
+        """Re-send this viewer alone the source's last key frame and every frame since (a
+        decoder needs the whole chain), then carry on live after them: no reader of the source
+        but this one receives anything extra. False when the cache does not serve (no fresh key
+        frame, too big for the bounds or this viewer's link, a switch under way, no picture yet)."""
+        source = self._source
+        if not source.keyframes or self._pending is not None or self._last_pts is None:
+            return False
+        if self._replay:
+            # A repeated PLI while the replay is still going out: the replay answers it.
+            source.served_from_cache(reason, [])
+            return True
+        gop = source.cached_gop(self.link_bps() if self.link_bps is not None else None)
+        if gop is None:
+            return False
+        source.served_from_cache(reason, gop)
+        self._replay = deque(gop)
+        # The replay ends with the newest published frame: live reading resumes after it.
+        self._next = gop[-1].index + 1
+        self._need_key = False
+        self.replays += 1
+        return True
 
     def resync(self) -> None:
         """A packet this viewer needs will never arrive (not resent): skip to the next key frame
@@ -313,10 +435,14 @@ class ViewerTrack(MediaStreamTrack):
             if self._pending is not None:
                 self._check_pending()
                 source = self._source
+            if self._replay:
+                return self._next_replayed()
             packet = self._take(source)
             if packet is not None:
                 self.delivered += 1
                 self.bytes_delivered += packet.size
+                if self._rebase:
+                    self._rebase_after_replay(packet)
                 if self._pts_shift:
                     packet = _shifted(packet, self._pts_shift)
                 self._last_pts = packet.pts
@@ -326,6 +452,30 @@ class ViewerTrack(MediaStreamTrack):
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(source.wait(), SWITCH_POLL_S)
+
+    def _next_replayed(self) -> av.Packet:
+        """The next frame of a GOP replay, a step after the last one this viewer got (its
+        original timestamp is up to `GOP_MAX_AGE_S` old: time must not go back)."""
+        item = self._replay.popleft()
+        last = self._last_pts
+        pts = item.packet.pts if last is None else last + _replay_step(item.packet)
+        packet = _restamped(item.packet, pts)
+        if item.key:
+            self.keyframes_delivered += 1
+        if not self._replay:
+            self._rebase = True
+        self.delivered += 1
+        self.bytes_delivered += packet.size
+        self._last_pts = packet.pts
+        return packet
+
+    def _rebase_after_replay(self, packet: av.Packet) -> None:
+        """The first live frame after a replay: shift this viewer's timeline (only forward, by
+        the replay's few steps) so it follows the replayed frames."""
+        self._rebase = False
+        last = self._last_pts
+        if last is not None and packet.pts is not None and packet.pts + self._pts_shift <= last:
+            self._pts_shift = last - packet.pts + _replay_step(packet)
 
     def _check_pending(self) -> None:
         target = self._pending
@@ -395,6 +545,8 @@ class ViewerTrack(MediaStreamTrack):
                     return None
                 continue
             self._need_key = False
+            if item.key:
+                self.keyframes_delivered += 1
             return item.packet
         return None
 
