@@ -125,6 +125,36 @@ class WebServer:
     broadcaster_token: str = ""
 
 
+def serve_in(
+    netns: NetnsLoop, settings: Settings, *, studio_user: bool = True, stop_timeout: float = 60
+) -> Iterator[WebServer]:
+    """The real app on an ephemeral port inside the namespace, for a fixture to `yield from`.
+    With `studio_user`, STUDIO_USER exists and its API token is the server's `broadcaster_token`
+    (for tests that start sessions over the API); without, the server is as on its first start."""
+    stack = AsyncExitStack()
+
+    async def start() -> tuple[tornado.httpserver.HTTPServer, WebServer]:
+        services = await stack.enter_async_context(open_services(settings))
+        sock, port = tornado.testing.bind_unused_port()
+        http = tornado.httpserver.HTTPServer(make_app(settings, services))
+        http.add_sockets([sock])
+        server = WebServer(f"http://127.0.0.1:{port}", services)
+        if studio_user:
+            user = await services.accounts.create_user(STUDIO_USER, STUDIO_PASSWORD, "Studio Test")
+            _, server.broadcaster_token = await services.accounts.issue_token(user, "browser tests")
+        return http, server
+
+    http, server = netns.run(start())
+    yield server
+
+    async def stop() -> None:
+        http.stop()
+        await http.close_all_connections()
+        await stack.aclose()
+
+    netns.run(stop(), stop_timeout)
+
+
 @pytest.fixture(scope="package")
 def web_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     """The real app (real store, media plane, payments) on an ephemeral port inside the namespace."""
@@ -139,27 +169,7 @@ def web_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> It
         # The journey test signs a new broadcaster up while STUDIO_USER exists already.
         signup="open",
     )
-    stack = AsyncExitStack()
-
-    async def start() -> tuple[tornado.httpserver.HTTPServer, WebServer]:
-        services = await stack.enter_async_context(open_services(settings))
-        app = make_app(settings, services)
-        sock, port = tornado.testing.bind_unused_port()
-        http = tornado.httpserver.HTTPServer(app)
-        http.add_sockets([sock])
-        user = await services.accounts.create_user(STUDIO_USER, STUDIO_PASSWORD, "Studio Test")
-        _, token = await services.accounts.issue_token(user, "browser tests")
-        return http, WebServer(f"http://127.0.0.1:{port}", services, token)
-
-    http, server = netns.run(start())
-    yield server
-
-    async def stop() -> None:
-        http.stop()
-        await http.close_all_connections()
-        await stack.aclose()
-
-    netns.run(stop())
+    yield from serve_in(netns, settings)
 
 
 @pytest.fixture(scope="package")

@@ -8,19 +8,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-import tornado.httpserver
-import tornado.testing
 
-from multistream.app import make_app
-from server.lifespan import open_services
 from server.settings import Secret, Settings
 
 from .chromium import Browser
-from .conftest import WebServer
+from .conftest import WebServer, serve_in
 from .netns import NetnsLoop
 from .test_web_client import assert_clean, cdp_run, pay, set_value, wait_quote
 
@@ -41,24 +36,7 @@ def fresh_server(netns: NetnsLoop, tmp_path_factory: pytest.TempPathFactory) -> 
         instance_id="journey-test",
         pix_webhook_secret=Secret("browser-webhook-secret"),
     )
-    stack = AsyncExitStack()
-
-    async def start() -> tuple[tornado.httpserver.HTTPServer, WebServer]:
-        services = await stack.enter_async_context(open_services(settings))
-        sock, port = tornado.testing.bind_unused_port()
-        http = tornado.httpserver.HTTPServer(make_app(settings, services))
-        http.add_sockets([sock])
-        return http, WebServer(f"http://127.0.0.1:{port}", services)
-
-    http, server = netns.run(start())
-    yield server
-
-    async def stop() -> None:
-        http.stop()
-        await http.close_all_connections()
-        await stack.aclose()
-
-    netns.run(stop(), 60)
+    yield from serve_in(netns, settings, studio_user=False, stop_timeout=60)
 
 
 PLAYS = """

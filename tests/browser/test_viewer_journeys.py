@@ -14,27 +14,23 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tornado.httpserver
-import tornado.testing
 
-from multistream.app import make_app
 from server import pix
 from server.clock import utc_now
-from server.lifespan import open_services
 from server.settings import Secret, Settings
 from tests.conftest import Client
 from tests.media_helpers import PatternTrack
 
 from .cdp import Page
 from .chromium import Browser
-from .conftest import STUDIO_PASSWORD, STUDIO_USER, WebServer, log_in
+from .conftest import WebServer, log_in, serve_in
 from .netns import NetnsLoop
 from .test_web_client import advancing, assert_clean, set_value
 
@@ -583,26 +579,7 @@ def recording_server(
         instance_id="browser-record",
         pix_webhook_secret=Secret(WEBHOOK_SECRET),
     )
-    stack = AsyncExitStack()
-
-    async def start() -> tuple[tornado.httpserver.HTTPServer, WebServer]:
-        services = await stack.enter_async_context(open_services(settings))
-        sock, port = tornado.testing.bind_unused_port()
-        http = tornado.httpserver.HTTPServer(make_app(settings, services))
-        http.add_sockets([sock])
-        user = await services.accounts.create_user(STUDIO_USER, STUDIO_PASSWORD, "Studio Test")
-        _, token = await services.accounts.issue_token(user, "browser tests")
-        return http, WebServer(f"http://127.0.0.1:{port}", services, token)
-
-    http, server = netns.run(start())
-    yield server
-
-    async def close() -> None:
-        http.stop()
-        await http.close_all_connections()
-        await stack.aclose()
-
-    netns.run(close())
+    yield from serve_in(netns, settings)
 
 
 def test_ended_page_offers_the_replay_and_other_live_sessions(
