@@ -19,24 +19,7 @@ import av
 
 from compositor import Layout
 from server.replay import Segment, render
-from tests.media_helpers import camera_pattern, screen_pattern
-
-
-def write(path: Path, pattern: str, seconds: float, size: tuple[int, int], fps: int = 15) -> Path:
-    width, height = size
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream("libvpx", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"deadline": "realtime", "cpu-used": "8"}
-        for i in range(int(seconds * fps)):
-            pixels = screen_pattern(*size) if pattern == "screen" else camera_pattern(*size, i)
-            frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
-            frame.pts, frame.time_base = i, fractions.Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+from tests.media_helpers import write_recording
 
 
 def transcode_floor(src: Path, out: Path) -> float:
@@ -62,9 +45,9 @@ def main() -> None:
     s = args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        screen = write(d / "screen.mkv", "screen", s, (1280, 720))
-        cam1 = write(d / "cam1.mkv", "camera", s * 0.4, (640, 360))
-        cam2 = write(d / "cam2.mkv", "camera", s * 0.4, (640, 360))
+        screen = write_recording(d / "screen.mkv", "screen", s, (1280, 720))
+        cam1 = write_recording(d / "cam1.mkv", "camera", s * 0.4, (640, 360))
+        cam2 = write_recording(d / "cam2.mkv", "camera", s * 0.4, (640, 360))
         segments = [
             Segment("screen", screen, 0.0, s),
             Segment("camera", cam1, 0.0, s * 0.4),

@@ -9,6 +9,7 @@ import asyncio
 import fractions
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
@@ -272,3 +273,24 @@ async def view_composite(
     )
     assert resp.status == 200, resp.body
     return viewer, joined
+
+
+def write_recording(
+    path: Path, pattern: str, seconds: float, size: tuple[int, int], fps: int = 15
+) -> Path:
+    """A Matroska file as the recorder writes them (VP8, pts from 0) of the screen or camera test
+    pattern: what the replay tests and `bench.replay_render` compose."""
+    width, height = size
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        for i in range(int(seconds * fps)):
+            pixels = screen_pattern(*size) if pattern == "screen" else camera_pattern(*size, i)
+            frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
+            frame.pts, frame.time_base = i, fractions.Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

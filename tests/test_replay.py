@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import fractions
 import io
 from pathlib import Path
 from typing import Any
@@ -23,33 +22,17 @@ from tests.media_helpers import (
     CAMERA_V,
     PREFIX,
     PatternTrack,
-    camera_pattern,
     join,
     publish,
-    screen_pattern,
     wait_stream_status,
+    write_recording,
 )
 
+SIZES = {"screen": (320, 176), "camera": (160, 96)}
 
-def write_recording(path: Path, pattern: str, seconds: float, fps: int = 15) -> Path:
-    """A Matroska recording as the recorder writes them (VP8, pts from 0), from the test patterns."""
-    width, height = (320, 176) if pattern == "screen" else (160, 96)
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream("libvpx", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(int(seconds * fps)):
-            pixels = (
-                screen_pattern(width, height)
-                if pattern == "screen"
-                else camera_pattern(width, height, i)
-            )
-            frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
-            frame.pts, frame.time_base = i, fractions.Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+
+def recording(path: Path, pattern: str, seconds: float) -> Path:
+    return write_recording(path, pattern, seconds, SIZES[pattern])
 
 
 def camera_share(frame: av.VideoFrame, corner: str) -> float:
@@ -66,9 +49,9 @@ def test_render_follows_the_timeline_and_the_layout(tmp_path: Path) -> None:
     """Screen throughout; the camera on, off (stopped) and on again: the composite shows the camera
     in the session's corner only while it was on, and lasts as long as the session."""
     segments = [
-        Segment("screen", write_recording(tmp_path / "s.mkv", "screen", 4.0), 0.0, 4.0),
-        Segment("camera", write_recording(tmp_path / "c1.mkv", "camera", 1.5), 0.0, 1.5),
-        Segment("camera", write_recording(tmp_path / "c2.mkv", "camera", 1.5), 2.5, 1.5),
+        Segment("screen", recording(tmp_path / "s.mkv", "screen", 4.0), 0.0, 4.0),
+        Segment("camera", recording(tmp_path / "c1.mkv", "camera", 1.5), 0.0, 1.5),
+        Segment("camera", recording(tmp_path / "c2.mkv", "camera", 1.5), 2.5, 1.5),
     ]
     seen: list[float] = []
     made = render(segments, tmp_path / "out.mp4", Layout("top-left", 30), progress=seen.append)
