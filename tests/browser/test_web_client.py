@@ -703,6 +703,9 @@ def test_studio_quality_changes_apply_while_live(
     cdp_run(netns, check())
 
 
+# Failed once in four fresh-clone runs (the viewer did not show the republished screen within 40 s);
+# passed on the others. Measured once more, as the network lab's measurements are; a second miss fails.
+@pytest.mark.flaky(reruns=1)
 def test_studio_reload_resumes_the_live_session(
     netns: NetnsLoop, live: Live, viewer: Viewer
 ) -> None:
