@@ -16,9 +16,17 @@ from server.media.fanout import (
     GOP_BURST_S,
     GOP_KEY_MULTIPLE,
     RING_SIZE,
+    SHARED_KEY_GAP_S,
+    SHARED_SWITCH_GAP_S,
     PacketBroadcast,
     ViewerTrack,
 )
+
+
+def joined_long_ago(source: PacketBroadcast) -> None:
+    """As if the readers' joins (whose key frame every reader got) were a rate-limit gap ago:
+    the next request of another reason is then forwarded."""
+    source._last_shared_request -= SHARED_KEY_GAP_S
 
 
 def packet(i: int) -> av.Packet:
@@ -43,11 +51,14 @@ async def test_slow_viewer_drops_and_resumes_at_a_key_frame_with_bounded_memory(
     assert (await slow.recv()).pts == 190
     for i in range(200, 200 + RING_SIZE + 10):
         broadcast.publish(packet(i), key=False)
-    # Fell behind the ring: the lost packets are counted, and it waits for a key frame (asking).
+    # Fell behind the ring: the lost packets are counted, and it waits for a key frame. It asks,
+    # but the joins' key frames went to both readers moments ago: a shared source is asked at
+    # most once per SHARED_KEY_GAP_S, so this one is counted as suppressed.
     before = len(requests)
     waiting = asyncio.ensure_future(slow.recv())
     await asyncio.sleep(0.01)
-    assert not waiting.done() and slow.dropped > 0 and len(requests) == before + 1
+    assert not waiting.done() and slow.dropped > 0 and len(requests) == before
+    assert broadcast.key_requests_suppressed_by["lost"] == 1
     broadcast.publish(packet(999), key=False)
     await asyncio.sleep(0.01)
     assert not waiting.done()
@@ -94,7 +105,11 @@ async def test_key_frame_requests_are_counted_by_reason_forwarded_or_suppressed(
     ViewerTrack("video", broadcast)
     broadcast.publish(packet(0), key=True)
     assert (await a.recv()).pts == 0
-    a.request_keyframe()  # the viewer's PLI
+    a.request_keyframe()  # the viewer's PLI, moments after the joins' key frame: suppressed
+    assert broadcast.key_requests_suppressed_by == {"pli": 1} and len(asked) == 2
+    joined_long_ago(broadcast)
+    broadcast.key_requests_suppressed_by.clear()
+    a.request_keyframe()  # a gap later: passes
     a.request_keyframe()  # again at once: suppressed (another reader shares the source)
     stats = broadcast.keyframe_stats()
     assert stats["requested"] == {"join": 2, "pli": 1}
@@ -129,6 +144,7 @@ async def test_a_viewer_that_lost_its_picture_on_a_shared_source_recovers_elsewh
     # Alone on a source, or before its first picture, `recover` is not consulted.
     fresh = ViewerTrack("video", shared)
     fresh.recover = recover
+    joined_long_ago(shared)
     fresh.request_keyframe()
     assert reasons == ["pli"] and shared.key_requests.get("pli") == 1
 
@@ -204,6 +220,7 @@ async def test_a_pli_the_gop_cache_cannot_serve_cheaply_asks_the_source_rate_lim
     a = ViewerTrack("video", shared)
     b = ViewerTrack("video", shared)
     asked.clear()
+    joined_long_ago(shared)
     # Never a key frame (a joiner started on inter frames after a lost key): nothing to replay.
     shared.publish(frame(0), key=False)
     a._need_key = False  # (the ring has no key frame: read the inter frame as a live viewer)
@@ -247,6 +264,7 @@ async def test_a_gop_older_than_the_bound_is_not_replayed(monkeypatch):
     a = ViewerTrack("video", shared)
     ViewerTrack("video", shared)
     asked.clear()
+    joined_long_ago(shared)
     shared.publish(frame(0), key=True)
     await drain(a)
     await asyncio.sleep(0.08)
@@ -281,3 +299,28 @@ async def test_a_replay_goes_on_while_a_switch_waits_and_ends_when_the_switch_co
     assert [bytes(p) for p in after] == [bytes(frame(3, size=20))] and track.source is rung
     pts = [p.pts for p in first + replayed + after]
     assert all(b > a for a, b in itertools.pairwise(pts)), pts
+
+
+async def test_a_climb_to_a_shared_source_waits_for_a_key_frame_the_others_get_anyway():
+    """A viewer on a rung of its own climbing back to the shared original keeps its rung and
+    asks the original at most once per SHARED_SWITCH_GAP_S: its key frame would reach every
+    reader. A key frame they get anyway (another viewer's join) completes the climb."""
+    asked: list[int] = []
+    shared = PacketBroadcast("shared", on_keyframe_request=lambda: asked.append(1))
+    rung = PacketBroadcast("rung")
+    ViewerTrack("video", shared)  # another viewer of the original (its join asks)
+    track = ViewerTrack("video", rung)
+    rung.publish(frame(0), key=True)
+    await drain(track)
+    joined_long_ago(shared)
+    track.switch(shared, seamless=True)
+    assert asked == [1] and shared.key_requests_suppressed_by == {"switch": 1}
+    rung.publish(frame(1), key=False)
+    assert [p.pts for p in await drain(track)] == [frame(1).pts]  # no freeze while it waits
+    shared.publish(frame(2), key=True)
+    assert [p.pts for p in await drain(track)] == [frame(2).pts] and track.source is shared
+    # SHARED_SWITCH_GAP_S after the last request, a climb asks at once.
+    shared._last_shared_request -= SHARED_SWITCH_GAP_S
+    track.switch(rung)
+    track.switch(shared, seamless=True)
+    assert asked == [1, 1] and shared.key_requests["switch"] == 1

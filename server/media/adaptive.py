@@ -51,6 +51,10 @@ SHORT_BELOW = 1.25
 # How long a new viewer of the original keeps the stream decoded (a congested link shows itself
 # within 1-3 s; while it does, the viewer keeps it warm): decoding costs ~3 ms a 720p frame.
 WARM_S = 6.0
+# Reasons that name this viewer's own link whatever its estimate says: a lost packet that will
+# not be resent, frames its link could not carry in time, and the key frame it still waits for
+# after one of those (a new viewer's estimate is not settled when its first loss comes).
+LINK_LOSS = frozenset({"resync", "late", "waiting"})
 
 
 class Adaptation:
@@ -185,7 +189,7 @@ class Adaptation:
         """A viewer of the publisher's own packets, shared with others, lost its picture
         (`reason`: its PLI, a packet that will not be resent, frames too late for its link).
         A key frame from the publisher would reach every viewer; when its link is the problem
-        (`_short`) and the stream is being
+        (`LINK_LOSS`, or `_short` for a PLI) and the stream is being
         decoded anyway, move this one to the encoded rung its link carries instead: that
         encoder's key frame reaches only its own viewers. (It climbs back by the selector.)"""
         track, link, selector = peer.video, peer.link, peer.selector
@@ -207,7 +211,7 @@ class Adaptation:
             return False
         rates = self._rung_rates(peer)
         target = link.target_bps()
-        if not self._short(link, rates[0]):
+        if reason not in LINK_LOSS and not self._short(link, rates[0]):
             # Nothing says its link is short: the picture was lost to something else (this
             # server falling behind, a lone loss). An encoder would not help; ask (rate-limited).
             return False
@@ -291,8 +295,10 @@ class Adaptation:
             peer.passthrough
             and peer.rung == 0
             and media is not None
-            and self._short(link, rate_now)
+            and (self._short(link, rate_now) or now - peer.switch_at < WARM_S)
         ):
+            # Short, or just back on the original from a rung (a climb the link may not hold):
+            # should it drop again, its rung's encoder finds the decoder running.
             media.frames.keep_warm(WARM_S)
         if track.pending is not None and now - peer.switch_at < SWITCH_HOLD_S:
             return  # a switch waits for its key frame: judge the new rung once it delivers

@@ -34,9 +34,15 @@ LATE_S = 1.5
 # a key frame takes to cross a slow link.
 SHARED_KEY_GAP_S = 10.0
 ALONE_KEY_GAP_S = 1.5
+# A viewer climbing back to a shared source (a "switch") has a picture and loses nothing by
+# waiting: the key frame it wants would reach every reader, so it is asked for even more rarely
+# (a join's key frame, which every reader gets anyway, completes the climb sooner).
+SHARED_SWITCH_GAP_S = 30.0
 # While a switch waits for the target's key frame, the viewer keeps its current source and
 # looks at the target this often.
 SWITCH_POLL_S = 0.02
+# A switch still waiting for its key frame asks again this often (the source's rate limit decides).
+SWITCH_REASK_S = 1.0
 RATE_WINDOW_S = 2.0
 # After a switch whose key frame is older than what the viewer last got: the gap put between them.
 SWITCH_STEP_TICKS = 1500  # 1/60 s at 90 kHz
@@ -196,15 +202,19 @@ class PacketBroadcast:
         reason is counted, forwarded or suppressed (`/debug/viewers`, `/metrics`)."""
         if not self.keyframes or self.on_keyframe_request is None:
             return
+        now = time.monotonic()
         if reason != "join":
-            now = time.monotonic()
-            gap = SHARED_KEY_GAP_S if self.readers > 1 else ALONE_KEY_GAP_S
+            if self.readers <= 1:
+                gap = ALONE_KEY_GAP_S
+            else:
+                gap = SHARED_SWITCH_GAP_S if reason == "switch" else SHARED_KEY_GAP_S
             if now - self._last_shared_request < gap:
                 self.key_requests_suppressed += 1
                 by = self.key_requests_suppressed_by
                 by[reason] = by.get(reason, 0) + 1
                 return
-            self._last_shared_request = now
+        # A join's key frame reaches every reader too: the gap runs from any forwarded request.
+        self._last_shared_request = now
         self.key_requests_forwarded += 1
         self.key_requests[reason] = self.key_requests.get(reason, 0) + 1
         self.on_keyframe_request()
@@ -262,6 +272,7 @@ class ViewerTrack(MediaStreamTrack):
         self._need_key = source.keyframes
         self._pending: PacketBroadcast | None = None
         self._pending_from = 0
+        self._pending_asked = 0.0
         self._last_pts: int | None = None
         self._pts_shift = 0
         self.dropped = 0
@@ -308,6 +319,7 @@ class ViewerTrack(MediaStreamTrack):
             self._cancel_pending()
             self._pending = source
             self._pending_from = source.next_index
+            self._pending_asked = time.monotonic()
             source.attach()
             source.request_keyframe("switch")
             return
@@ -493,8 +505,11 @@ class ViewerTrack(MediaStreamTrack):
             if item.key:
                 self._complete_switch(item.index)
                 return
-        if self._need_key:
-            # Nothing decodable on the current source either: a key frame anywhere is welcome.
+        now = time.monotonic()
+        if self._need_key or now - self._pending_asked >= SWITCH_REASK_S:
+            # Nothing decodable on the current source either (a key frame anywhere is welcome),
+            # or the first request was suppressed (a shared target): ask again, rate-limited.
+            self._pending_asked = now
             target.request_keyframe("switch")
 
     def _take(self, source: PacketBroadcast) -> av.Packet | None:

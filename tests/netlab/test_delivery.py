@@ -97,6 +97,11 @@ def test_congested_separate_viewer_is_not_flooded(lab: Lab, lab_run: LabRun) -> 
     assert view.mean_fps >= 1, result.brief()
 
 
+def _keyframe_requests(asked: list[list[dict[str, object]]]) -> list[list[object]]:
+    """Per window, each viewer's rung and its source's key-frame accounting (debug view)."""
+    return [[(v.get("rung"), v.get("keyframes")) for v in viewers] for viewers in asked]
+
+
 @MEASURED_TWICE
 def test_congested_viewer_costs_a_clean_viewer_no_key_frames(lab: Lab, lab_run: LabRun) -> None:
     """Viewer A on a clean link watches the screen. First a second viewer joins over a clean link,
@@ -109,16 +114,23 @@ def test_congested_viewer_costs_a_clean_viewer_no_key_frames(lab: Lab, lab_run: 
     a = run.open_viewer(session, 0, "separate", ("screen",))
     try:
         windows = []
+        asked: list[list[dict[str, object]]] = []
         for congested in (False, True):
             lab.shape(1, **(CONGESTED if congested else {}))
             start = run.mark() if windows else run.mark_after(a, 5)
             other = run.open_viewer(session, 1, "separate", ("screen",))
             try:
                 windows.append(run.result(a, start, run.mark_after(other, 15)))
+                # Who asked the shared source for key frames, and why (in the failure text).
+                asked.append(run.debug_viewers(session))
             finally:
                 run.close_viewer(other)
         clean, congested_window = (w.views["screen"] for w in windows)
-        detail = f"with a clean second viewer: {windows[0].brief()}\nwith a congested one: {windows[1].brief()}"
+        detail = (
+            f"with a clean second viewer: {windows[0].brief()}\n"
+            f"with a congested one: {windows[1].brief()}\n"
+            f"key-frame requests after each window: {_keyframe_requests(asked)}"
+        )
         # The baseline itself is a full picture (every published frame arrives).
         assert clean.mean_fps >= 0.85 * windows[0].source_fps["screen"], detail
         # No more at all (before adaptive delivery: 9 against 3; after its first cut: 11
