@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 from typing import TYPE_CHECKING
 
@@ -33,17 +31,27 @@ import tornado.web
 import tornado.websocket
 
 from server.errors import Unavailable
+from server.internal import FORWARDED, internal_mark, valid_mark
 
 if TYPE_CHECKING:
     from server.services import Services
 
 log = logging.getLogger(__name__)
 
-FORWARDED = "X-Multistream-Forwarded"
+# Which instance serves a viewer's connection (its own, or the one the assignment forwarded to).
+SERVED_BY = "X-Multistream-Served-By"
 # Request headers the owner needs; everything else (cookies, origin, hop-by-hop) stays here.
 _REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "Accept")
 # Answer headers the client needs from the owner (CORS ones are this instance's own).
-_ANSWER_HEADERS = ("Content-Type", "Location", "ETag", "Link", "Accept-Patch", "Retry-After")
+_ANSWER_HEADERS = (
+    "Content-Type",
+    "Location",
+    "ETag",
+    "Link",
+    "Accept-Patch",
+    "Retry-After",
+    SERVED_BY,
+)
 _TIMEOUT_S = 15.0
 # Concurrent forwarded requests per instance (Tornado's shared client allows 10 and queues the rest:
 # a crowd of viewers joining through one instance would wait in line behind each other's offers).
@@ -62,19 +70,19 @@ def _client() -> tornado.httpclient.AsyncHTTPClient:
     return client
 
 
-def forward_mark(secret: str, method: str, path: str) -> str:
-    return hmac.new(secret.encode(), f"{method} {path}".encode(), hashlib.sha256).hexdigest()[:32]
+forward_mark = internal_mark
 
 
 def is_forwarded(handler: tornado.web.RequestHandler) -> bool:
     """True for a request another instance forwarded here (a valid mark)."""
-    mark = handler.request.headers.get(FORWARDED)
-    if not mark:
-        return False
     services: Services = handler.services  # type: ignore[attr-defined]
-    secret = services.settings.token_secret.reveal()
-    expected = forward_mark(secret, handler.request.method or "", handler.request.path)
-    return hmac.compare_digest(mark, expected)
+    request = handler.request
+    return valid_mark(
+        services.settings.token_secret.reveal(),
+        request.method or "",
+        request.path,
+        request.headers.get(FORWARDED),
+    )
 
 
 async def session_of_stream(services: Services, stream_id: str) -> str | None:
@@ -187,6 +195,29 @@ class SocketRelay:
             self.upstream.close()
         if self._pump is not None:
             self._pump.cancel()
+
+
+async def viewer_target(handler: tornado.web.RequestHandler, session_id: str | None) -> str | None:
+    """Where a viewer's signaling for `session_id` is served (`server.assignment`): None here --
+    as its owner, or through a relay link -- else the chosen instance's internal address. The
+    serving instance is named in `X-Multistream-Served-By`."""
+    if session_id is None:
+        return None
+    services: Services = handler.services  # type: ignore[attr-defined]
+    decision = await services.assignment.decide(session_id, forwarded=is_forwarded(handler))
+    if decision.address is None:
+        handler.set_header(SERVED_BY, decision.instance_id)
+    return decision.address
+
+
+async def viewer_forwarded(handler: tornado.web.RequestHandler, session_id: str | None) -> bool:
+    """A viewer's offer: forwarded to the instance chosen to serve it if that is another one;
+    True when the answer has been written."""
+    address = await viewer_target(handler, session_id)
+    if address is None:
+        return False
+    await forward_http(handler, address, bytes(getattr(handler, "body", b"") or b""))
+    return True
 
 
 async def forwarded(handler: tornado.web.RequestHandler, session_id: str | None) -> bool:

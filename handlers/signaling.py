@@ -12,7 +12,14 @@ import logging
 from typing import Any
 
 from handlers.base import ApiHandler, ApiWebSocketHandler
-from handlers.forward import SocketRelay, forwarded, owner_elsewhere, session_of_stream
+from handlers.forward import (
+    SocketRelay,
+    forwarded,
+    owner_elsewhere,
+    session_of_stream,
+    viewer_forwarded,
+    viewer_target,
+)
 from handlers.openapi import operation, path_param, websocket_operation
 from server.auth import Claims
 from server.errors import DomainError, Forbidden, Invalid
@@ -39,7 +46,10 @@ class OfferHandler(ApiHandler):
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
-        if await forwarded(self, await session_of_stream(self.services, stream_id)):
+        session_id = await session_of_stream(self.services, stream_id)
+        # Publishers go to the owner; viewers where the assignment puts them (server.assignment).
+        route = forwarded if claims.role == "broadcaster" else viewer_forwarded
+        if await route(self, session_id):
             return
         body = validate(self.json_body(), "Offer")
         self.write_json(await _offer(self.services, claims, stream_id, body))
@@ -63,7 +73,7 @@ class CompositeOfferHandler(ApiHandler):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
-        if await forwarded(self, session_id):
+        if await viewer_forwarded(self, session_id):
             return
         body = validate(self.json_body(), "Offer")
         media = self.services.media
@@ -119,7 +129,11 @@ class SignalingSocket(ApiWebSocketHandler):
         try:
             self.claims_ = self.ws_claims()
             self.check_upgrade()
-            address = await owner_elsewhere(self, await self.session_of(args[0]))
+            session_id = await self.session_of(args[0])
+            if self.claims_.role == "broadcaster":
+                address = await owner_elsewhere(self, session_id)
+            else:  # a viewer's socket: served where the assignment puts it
+                address = await viewer_target(self, session_id)
         except DomainError as err:
             self.reject(err)
             return

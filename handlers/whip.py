@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import ALLOWED_HEADERS, ApiHandler, write_preflight
-from handlers.forward import forwarded
+from handlers.forward import forwarded, viewer_forwarded
 from handlers.openapi import error_responses
 from server import schemas
 from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN
@@ -138,7 +138,7 @@ class WhepEndpoint(_WhipBase):
     async def post(self, session_id: str, kind: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
-        if await forwarded(self, session_id):
+        if await viewer_forwarded(self, session_id):
             return
         sdp = self.offer_text()
         self.created(await self.service().play(claims, session_id, kind, sdp))
@@ -150,7 +150,7 @@ class WhepCompositeEndpoint(_WhipBase):
     async def post(self, session_id: str) -> None:
         claims = self.claims()
         await self.rate_limit("offer")
-        if await forwarded(self, session_id):
+        if await viewer_forwarded(self, session_id):
             return
         pip = pip_from_query(self.get_argument("corner", None), self.get_argument("size", None))
         sdp = self.offer_text()

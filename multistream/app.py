@@ -28,6 +28,7 @@ ROUTE_MODULES: list[str] = [
     "handlers.whip",  # WHIP ingest / WHEP playback (RFC 9725) over the same media plane
     "handlers.recordings",
     "handlers.ops",
+    "handlers.relay",  # the owner's end of relay links (internal: marked requests only)
     "handlers.vocabulary",  # before handlers.web: it serves /static/js/vocabulary.js itself
     "handlers.legacy",
     # The web client's pages and assets: exact paths only, so no API route can be shadowed.

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from server.accounts import AccountService
+from server.assignment import Assignment
 from server.auth import TokenService
 from server.chat.wiring import open_chat
 from server.dashboard import Dashboard
@@ -63,6 +64,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         sessions.ownership = ownership
         sessions.add_listener(ownership)
+        # Relay: where each viewer is served, and this instance's record (server.assignment).
+        assignment = Assignment(store, settings, ownership, relaying=media.relays.sessions)
+        assignment.upstream = media.relays.upstream
+        sessions.assignment = assignment
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
         metrics.ownership = ownership
         # Closed before the store (exit callbacks run in reverse): recordings' last writes land.
@@ -77,6 +82,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(sync.close)
         ownership.start()
         stack.push_async_callback(ownership.close)
+        assignment.start()
+        stack.push_async_callback(assignment.close)
         replays = ReplayJobs(store, settings)
         stack.push_async_callback(replays.close)  # renders stop before the store closes
         services = Services(
@@ -96,6 +103,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             dashboard=Dashboard(store, sessions),
             replays=replays,
             ownership=ownership,
+            assignment=assignment,
         )
         log.info(
             "services ready store=%s instance=%s",

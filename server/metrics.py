@@ -182,6 +182,7 @@ class _LiveCollector(Collector):
             gauge.add_metric([], snap[key])
             yield gauge
         yield from self._links(media)
+        yield from _relay(media.counters())
         for key, name, doc in (
             ("frames_dropped", "multistream_frames_dropped", "Frames dropped for slow consumers."),
             ("frames_encoded", "multistream_frames_encoded", "Frames encoded by shared encoders."),
@@ -247,6 +248,39 @@ class _LiveCollector(Collector):
             for (target, reason, outcome), n in sorted(requests_of().items()):
                 keys.add_metric([target, reason, outcome], n)
             yield keys
+
+
+def _relay(raw: Mapping[str, Any]) -> Iterable[Metric]:
+    """Relay links (server/media/relay.py) and the media bytes this instance sent, by receiver:
+    with relay, an owner's egress is its own viewers plus one copy per relaying instance."""
+    if "relays_in" not in raw:
+        return
+    links = GaugeMetricFamily(
+        "multistream_relay_links",
+        "Relay links open: `in` pulls a stream from its owner, `out` sends one to another "
+        "instance.",
+        labels=["direction"],
+    )
+    links.add_metric(["in"], raw.get("relays_in", 0))
+    links.add_metric(["out"], raw.get("relays_out", 0))
+    yield links
+    relay_bytes = CounterMetricFamily(
+        "multistream_relay_bytes",
+        "Media payload bytes over relay links: received from owners (`in`), sent to relaying "
+        "instances (`out`).",
+        labels=["direction"],
+    )
+    relay_bytes.add_metric(["in"], raw.get("relay_bytes_in", 0))
+    relay_bytes.add_metric(["out"], raw.get("bytes_out_relays", 0))
+    yield relay_bytes
+    sent = CounterMetricFamily(
+        "multistream_media_bytes_sent",
+        "Media payload bytes sent (RTP headers not counted), by receiver: viewers or relays.",
+        labels=["to"],
+    )
+    sent.add_metric(["viewers"], raw.get("bytes_out_viewers", 0))
+    sent.add_metric(["relays"], raw.get("bytes_out_relays", 0))
+    yield sent
 
 
 _BITRATE_BUCKETS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)

@@ -606,6 +606,27 @@ RESPONSES: Final[dict[str, Schema]] = {
                     "cpu": {"type": ["number", "null"]},
                 },
             },
+            "relay": {
+                "description": "With relay on (MULTISTREAM_RELAY): the instances that may serve "
+                "this session's viewers through a relay link, their load at their last "
+                "heartbeat, and whether each relays this session now",
+                "type": "object",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "instances": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "instance_id": {"type": "string"},
+                                "peers": {"type": ["integer", "null"]},
+                                "cpu": {"type": ["number", "null"]},
+                                "relaying": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
+            },
         },
     },
     "Joined": {

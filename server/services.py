@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.accounts import AccountService
+from server.assignment import Assignment
 from server.auth import TokenService
 from server.chat import ChatService
 from server.dashboard import Dashboard
@@ -46,3 +47,4 @@ class Services:
     dashboard: Dashboard
     replays: ReplayJobs
     ownership: Ownership
+    assignment: Assignment

@@ -86,6 +86,12 @@ class Owners(Protocol):
     async def describe(self, session_id: str) -> dict[str, Any] | None: ...
 
 
+class Relays(Protocol):
+    """What the session service needs from the viewer assignment (`server.assignment`)."""
+
+    async def describe(self, session_id: str) -> dict[str, Any]: ...
+
+
 class Draining(Protocol):
     """Lets the service refuse new work while the process drains."""
 
@@ -131,6 +137,7 @@ class SessionService:
         self.drain = drain
         self.payments: Payments | None = None
         self.ownership: Owners | None = None
+        self.assignment: Relays | None = None
         # The one media authorisation rule (signaling here, recordings in the media library).
         self.entitlement = Entitlement(self)
         self._listeners: list[SessionEvents] = []
@@ -172,6 +179,13 @@ class SessionService:
                 await self.ownership.describe(session_id)
                 if self.ownership is not None and session["status"] == "live"
                 else None
+            ),
+            **(
+                {"relay": await self.assignment.describe(session_id)}
+                if self.assignment is not None
+                and self.settings.relay
+                and session["status"] == "live"
+                else {}
             ),
         }
 

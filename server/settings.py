@@ -250,6 +250,13 @@ class Settings:
     lease_ttl_s: float = 8.0
     lease_heartbeat_s: float = 2.0
     internal_url: str = ""
+    # Relay (server/media/relay.py, server/assignment.py): viewers of a session owned elsewhere may
+    # be served here from one server-to-server link per source, and this instance offers itself
+    # to the viewer assignment. Default: on when `internal_url` is set (a cluster), else off.
+    relay: bool = False
+    # A relay link with no local viewer left closes after this long (a viewer's reconnect or the
+    # next join reuses it meanwhile).
+    relay_linger_s: float = 5.0
 
     @property
     def store_location(self) -> str:
@@ -331,6 +338,8 @@ class Settings:
             lease_ttl_s=lease[0],
             lease_heartbeat_s=lease[1],
             internal_url=_url(env, "MULTISTREAM_INTERNAL_URL"),
+            relay=_bool(env, "MULTISTREAM_RELAY", bool(_url(env, "MULTISTREAM_INTERNAL_URL"))),
+            relay_linger_s=_float(env, "MULTISTREAM_RELAY_LINGER", cls.relay_linger_s, 0.0, 600.0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

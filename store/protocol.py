@@ -27,6 +27,7 @@ Collection = Literal[
     "api_tokens",
     "replays",
     "session_leases",
+    "instances",
 ]
 
 # Fields each collection may be filtered or sorted on; backends index them.
@@ -49,6 +50,9 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "replays": ("session_id", "status", "created_at"),
     # Which instance owns a live session's media, until when (`acquire_lease`); id = session id.
     "session_leases": ("holder",),
+    # Instances offering to serve viewers by relay, with their load (`server.assignment`);
+    # id = instance id, rewritten every heartbeat, stale after the lease TTL.
+    "instances": ("relay",),
 }
 # Rate-limit buckets live beside the collections (`take_token`): not documents, never queried.
 RATE_BUCKETS: Final = "rate_buckets"

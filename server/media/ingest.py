@@ -136,6 +136,8 @@ class Ingest:
         self.media = media
         self.frames_in = 0
         self.audio_in = 0
+        # Encoded media bytes received (a relay link's intake, server/media/relay.py).
+        self.bytes_in = 0
         self._on_state = on_state
         self._video_taken = False
         self._audio_taken = False
@@ -172,11 +174,13 @@ class Ingest:
         packet.pts = encoded.timestamp
         packet.time_base = fractions.Fraction(1, codec.clockRate)
         self.audio_in += 1
+        self.bytes_in += len(encoded.data)
         self.media.audio.publish(packet)
 
     def _on_video(self, codec: Any, encoded: Any) -> None:
         media = self.media
         name = str(codec.name).upper()
+        self.bytes_in += len(encoded.data)
         key = is_keyframe(name, encoded.data)
         if key:
             log.debug("stream=%s key frame in codec=%s", self.media.stream_id, name)

@@ -45,7 +45,7 @@ class Peer:
     id: str
     pc: RTCPeerConnection
     session_id: str
-    role: str  # "publisher" | "viewer" | "composite"
+    role: str  # "publisher" | "viewer" | "composite" | "relay" (another instance pulling a stream)
     viewer_id: str | None = None
     stream_id: str | None = None
     kind: str | None = None
@@ -90,6 +90,8 @@ class Peers:
         self.connect_timeouts = 0
         # Frames dropped by the tracks of connections already closed.
         self.dropped_closed = 0
+        # Media bytes sent by connections already closed, by role (the live ones count their own).
+        self.bytes_closed: dict[str, int] = {}
 
     def __iter__(self) -> Iterator[Peer]:
         return iter(list(self._peers.values()))
@@ -172,7 +174,7 @@ class Peers:
                 if peer.deadline is not None:
                     peer.deadline.cancel()
                     peer.deadline = None
-                if peer.role != "publisher":
+                if _is_audience(peer):
                     self.presence.add(peer.session_id, peer.viewer_id or "", peer.id)
             elif peer.pc.connectionState in ("failed", "closed") and peer.role != "publisher":
                 await self.close(peer)
@@ -212,8 +214,9 @@ class Peers:
             peer.deadline.cancel()
             peer.deadline = None
         self._peers.pop(peer.id, None)
-        if peer.role != "publisher":
+        if _is_audience(peer):
             self.presence.remove(peer.session_id, peer.id)
+        self.bytes_closed[peer.role] = self.bytes_closed.get(peer.role, 0) + _bytes_sent(peer)
         if peer.link is not None:
             peer.link.close()
         for track in (peer.video, peer.audio):
@@ -236,7 +239,12 @@ class Peers:
         return {
             "peer_connections": len(peers),
             "publishers": sum(1 for p in peers if p.role == "publisher"),
-            "viewers": sum(1 for p in peers if p.role != "publisher"),
+            "viewers": sum(1 for p in peers if _is_audience(p)),
+            # Other instances pulling a stream from this one (server/media/relay.py).
+            "relays_out": sum(1 for p in peers if p.role == "relay"),
+            # Media payload bytes sent, by who received them (viewers here, relaying instances).
+            "bytes_out_viewers": self._bytes("viewer") + self._bytes("composite"),
+            "bytes_out_relays": self._bytes("relay"),
             # Distinct connected viewers by mode: a separate-mode viewer of two streams counts once.
             "viewers_separate": len(
                 {(p.session_id, p.viewer_id) for p in peers if p.role == "viewer" and p.connected}
@@ -251,3 +259,16 @@ class Peers:
             "peers_pending": sum(1 for p in peers if p.role != "publisher" and not p.connected),
             "peer_connect_timeouts": self.connect_timeouts,
         }
+
+    def _bytes(self, role: str) -> int:
+        live = sum(_bytes_sent(p) for p in self._peers.values() if p.role == role)
+        return live + self.bytes_closed.get(role, 0)
+
+
+def _is_audience(peer: Peer) -> bool:
+    """A viewer's connection (presence, viewer counts); not a publisher's, not a relay's."""
+    return peer.role in ("viewer", "composite")
+
+
+def _bytes_sent(peer: Peer) -> int:
+    return sum(t.bytes_delivered for t in (peer.video, peer.audio) if t is not None)

@@ -33,6 +33,7 @@ from server.media.ladder import ladder_for
 from server.media.library import RecordingLibrary
 from server.media.listener import MediaListener
 from server.media.peers import Peer, Peers
+from server.media.relay import RelayLinks
 from server.media.scaling import variant_height
 from server.presence import Presence
 from server.sessions import SessionService
@@ -65,12 +66,19 @@ class MediaPlane:
         )
         self.listener = MediaListener(self)
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
+        # Streams pulled from other instances for viewers of sessions owned there (relay.py).
+        self.relays = RelayLinks(
+            settings,
+            self.feeds,
+            needed=self._needed_here,
+            teardown=self.teardown_stream,
+        )
 
     # -- what runs (tests, metrics) ----------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
         """Snapshot for tests and metrics: what is running right now."""
-        out = {**self.peers.counters(), **self.feeds.counters()}
+        out = {**self.peers.counters(), **self.feeds.counters(), **self.relays.counters()}
         out["frames_dropped"] += self.peers.dropped_closed
         return out
 
@@ -166,6 +174,7 @@ class MediaPlane:
         self.peers.check_pending(claims.session_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
+        await self.relays.prepare(stream["session_id"], [stream])
         height = variant_height(body.get("max_height") if isinstance(body, dict) else None)
         want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))
         peer = Peer(
@@ -234,6 +243,7 @@ class MediaPlane:
         self.peers.check_pending(claims.session_id)
         offer = offers.parse_offer(body)
         offers.check_viewer(offer)
+        await self._relay_layout(key)
         want_audio = "camera" in key.kinds and bool(offer.directions("audio"))
         peer = Peer(
             new_id("pc"),
@@ -260,6 +270,67 @@ class MediaPlane:
             peer.viewer_id,
             peer.id,
             key.name,
+            codec,
+        )
+        return {"sdp": negotiation.local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
+
+    async def _relay_layout(self, key: LayoutKey) -> None:
+        """A composite served here by relay: pull each live stream of its layout (the composite
+        is made here from the relayed streams, decoded here)."""
+        if key.session_id not in self.relays.upstream:
+            return
+        streams = [
+            s
+            for s in await self.sessions.streams_of(key.session_id)
+            if s["kind"] in key.kinds and s["status"] == "live"
+        ]
+        await self.relays.prepare(key.session_id, streams)
+
+    def _needed_here(self, session_id: str, stream_id: str, kind: str) -> bool:
+        """Whether a local viewer needs this stream (its relay link stays open meanwhile)."""
+        for peer in self.peers:
+            if peer.session_id != session_id or peer.role == "relay":
+                continue
+            if peer.stream_id == stream_id:
+                return True
+            if peer.layout is not None and kind in peer.layout.kinds:
+                return True
+        return False
+
+    async def serve_relay(self, stream_id: str, body: object, instance_id: str) -> dict[str, str]:
+        """Another instance's relay link for one stream (`server/media/relay.py`): answered like
+        a viewer of the publisher's own packets -- passthrough only, never adapted down a rung,
+        counted as a relay -- so this instance sends the stream once per relaying instance."""
+        stream = await self.sessions.get_stream(stream_id)
+        media = self.feeds.media.get(stream_id)
+        if stream.get("status") != "live" or media is None or media.video_codec is None:
+            raise Conflict("the stream is not live on this instance", code="stream_not_live")
+        offer = offers.parse_offer(body)
+        offers.check_viewer(offer)
+        want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))
+        peer = Peer(
+            new_id("pc"),
+            self._new_pc(),
+            stream["session_id"],
+            "relay",
+            viewer_id=f"relay:{instance_id}",
+            stream_id=stream_id,
+            kind=stream["kind"],
+        )
+        video_t, audio_t, codec = await negotiation.accept_viewer(
+            peer.pc, offer, want_audio, self.settings, media.video_codec, f"relay={instance_id}"
+        )
+        if codec != media.video_codec:
+            await negotiation.close_refused(peer.pc)
+            raise Conflict("the relay must take the publisher's codec", code="relay_codec")
+        peer.passthrough = True
+        self._attach(peer, video_t, audio_t, media.video, codec, media if want_audio else None)
+        log.info(
+            "session=%s stream=%s pc=%s relay to instance=%s codec=%s",
+            peer.session_id,
+            stream_id,
+            peer.id,
+            instance_id,
             codec,
         )
         return {"sdp": negotiation.local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
@@ -313,7 +384,8 @@ class MediaPlane:
         video_t.sender.replaceTrack(peer.video)
         # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
         aiortc_hooks.forward_keyframe_requests(video_t.sender, peer.video.request_keyframe)
-        self.adaptive.start_link(peer, video_t.sender)
+        if peer.role != "relay":  # a relay takes the original as it is (the far side adapts)
+            self.adaptive.start_link(peer, video_t.sender)
         if audio_t is not None and audio_media is not None:
             # A composite's audio outlives one camera stream: it waits for the next one.
             peer.audio = ViewerTrack(
@@ -401,6 +473,7 @@ class MediaPlane:
         """Server shutdown: every connection, recorder, encoder and compositor, then the threads."""
         self._closed = True
         self.adaptive.close()
+        await self.relays.close_all()
         for stream_id in list(self.feeds.media):
             await self.teardown_stream(stream_id)
         await self.peers.close_where(lambda p: True)

@@ -1,0 +1,246 @@
+"""Relay for large audiences: real server processes on loopback sharing the MongoDB wire server.
+
+A publisher sends one VP8 stream to the owner; viewers' offers reach any instance, the assignment
+(`server.assignment`) sends each to the least-loaded instance, and an instance serving viewers of a
+session it does not own pulls the stream once from the owner (`server/media/relay.py`). The owner's
+egress is then its own viewers plus one copy per relaying instance, whatever the audience.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from server.internal import FORWARDED, internal_mark
+from tests import mongodb
+from tests.api_helpers import assert_error, snapshot, web_broadcaster
+from tests.cluster_helpers import candidate_ports, cluster, udp_range
+from tests.conftest import Client
+from tests.media_helpers import PREFIX, PatternTrack, join, new_pc, offer_of, publish, start_session
+
+VIEWERS = 60
+RELAY_ENV = {
+    "MULTISTREAM_RELAY": "on",
+    "MULTISTREAM_RELAY_LINGER": "1",
+    "MULTISTREAM_LEASE_HEARTBEAT": "0.5",
+    # The audience is 60 clients of one test process: no adaptive rungs (each would decode and
+    # encode on these 2 cores); every viewer takes the publisher's packets as they are.
+    "MULTISTREAM_ADAPTIVE": "off",
+    "MULTISTREAM_RECORD": "off",
+    "MULTISTREAM_RATE_OFFER": "10000/60000",
+    "MULTISTREAM_RATE_JOIN": "10000/60000",
+    "MULTISTREAM_MAX_PENDING_PEERS": "1000",
+}
+
+
+@pytest.fixture
+def mongo_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    server: mongodb.WireServer = request.getfixturevalue("mongodb_server")
+    db = mongodb.unique_db()
+    yield server.uri(db)
+    server.drop(db)
+
+
+@dataclass
+class Light:
+    """A viewer that counts what arrives and decodes nothing (the fan-out bench's light client)."""
+
+    pc: RTCPeerConnection
+    served_by: str
+    ports: set[int]
+    packets: int = 0
+    frames: int = 0
+    octets: int = 0
+
+    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self.packets += 1
+        self.octets += len(data)
+        if data[1] & 0x80:  # marker bit: the last packet of a video frame
+            self.frames += 1
+
+
+async def light_viewer(api: Client, token: str, stream_id: str) -> Light:
+    pc = new_pc()
+    pc.addTransceiver("video", direction="recvonly")
+    resp = await api.post(
+        f"{PREFIX}/stream/{stream_id}/signal/offer", await offer_of(pc), token=token
+    )
+    assert resp.status == 200, resp.body
+    await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
+    light = Light(pc, resp.headers["X-Multistream-Served-By"], candidate_ports(resp.json["sdp"]))
+    dtls = pc.getTransceivers()[0].receiver.transport
+    dtls._handle_rtp_data = light.on_rtp  # type: ignore[method-assign]
+    return light
+
+
+async def metric(api: Client, name: str, labels: str = "") -> float:
+    text = (await api.get("/metrics")).body.decode()
+    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
+    match = re.search(pattern, text, re.M)
+    assert match, f"{name}{labels} not in /metrics"
+    return float(match.group(1))
+
+
+async def wait_metric(api: Client, name: str, labels: str, value: float, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await metric(api, name, labels)) != value:
+        assert time.monotonic() < deadline, f"{name}{labels} = {got}, expected {value}"
+        await asyncio.sleep(0.2)
+
+
+async def egress(api: Client) -> float:
+    viewers = await metric(api, "multistream_media_bytes_sent_total", '{to="viewers"}')
+    relays = await metric(api, "multistream_media_bytes_sent_total", '{to="relays"}')
+    return viewers + relays
+
+
+async def _live_camera(a: Client, screen: bool = False) -> tuple[str, str, str, list[Any]]:
+    """A session owned by A whose camera (a multi-packet VP8 stream) A ingests; with `screen`,
+    a small screen stream too (one more peer on A)."""
+    await web_broadcaster(a)
+    started = await start_session(a, ("screen", "camera") if screen else ("camera",))
+    sid, token = started["session"]["id"], started["broadcaster_token"]
+    streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+    camera = streams["camera"]
+    publishers = [
+        await publish(a, token, camera, PatternTrack("camera", 640, 360, 15), codec="VP8")
+    ]
+    if screen:
+        track = PatternTrack("screen", 320, 180, 5)
+        publishers.append(await publish(a, token, streams["screen"], track, codec="VP8"))
+    return sid, token, camera, publishers
+
+
+@pytest.mark.timeout(150)
+async def test_sixty_viewers_spread_over_three_instances_cost_the_owner_two_relay_copies(
+    tmp_path: Path, mongo_url: str
+) -> None:
+    with cluster(tmp_path, mongo_url, count=3, extra=RELAY_ENV) as procs:
+        apis = [Client(p.base_url) for p in procs]
+        a = apis[0]
+        sid, _, camera, publishers = await _live_camera(a)
+        lights: list[Light] = []
+        try:
+            await asyncio.sleep(1.0)  # every instance has written its record
+            for i in range(VIEWERS):
+                entry = apis[i % 3]  # a balancer with no stickiness
+                joined = await join(entry, sid, {"enabled_streams": ["camera"], "mode": "separate"})
+                lights.append(await light_viewer(entry, joined["viewer_token"], camera))
+
+            served = {
+                name: sum(1 for v in lights if v.served_by == name)
+                for name in ("inst-a", "inst-b", "inst-c")
+            }
+            assert sum(served.values()) == VIEWERS, served
+            assert all(n >= VIEWERS // 6 for n in served.values()), served
+            # Media comes from the serving instance's own UDP ports.
+            for v in lights:
+                index = "abc".index(v.served_by[-1])
+                lo, hi = udp_range(index)
+                assert v.ports and all(lo <= p <= hi for p in v.ports), (v.served_by, v.ports)
+
+            deadline = time.monotonic() + 30
+            while (late := [v for v in lights if v.frames < 10]) and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+            assert not late, [(v.served_by, v.frames) for v in late][:10]
+
+            # One relay link per relaying instance, whatever its audience.
+            assert await metric(a, "multistream_relay_links", '{direction="out"}') == 2.0
+            assert await metric(a, "multistream_relay_links", '{direction="in"}') == 0.0
+            for api in apis[1:]:
+                assert await metric(api, "multistream_relay_links", '{direction="in"}') == 1.0
+
+            # The owner's egress over a window: its own viewers plus two relay copies.
+            before = await egress(a)
+            relay_before = await metric(a, "multistream_media_bytes_sent_total", '{to="relays"}')
+            received_before = sum(v.octets for v in lights)
+            await asyncio.sleep(4.0)
+            owner_out = await egress(a) - before
+            relay_out = (
+                await metric(a, "multistream_media_bytes_sent_total", '{to="relays"}')
+                - relay_before
+            )
+            received = sum(v.octets for v in lights) - received_before
+            copy = relay_out / 2  # one stream's worth of media over the window
+            assert copy > 0
+            all_viewers = VIEWERS * copy
+            assert owner_out < all_viewers / 2, (owner_out, all_viewers)
+            assert owner_out < (served["inst-a"] + 2) * copy * 1.5, (owner_out, copy, served)
+            # ...while the audience as a whole received about one copy each (RTP headers too).
+            assert received > 0.7 * all_viewers, (received, all_viewers)
+
+            status = (await apis[1].get(f"{PREFIX}/session/{sid}/status")).json
+            assert status["owner"]["instance_id"] == "inst-a"
+            relaying = {i["instance_id"]: i["relaying"] for i in status["relay"]["instances"]}
+            await asyncio.sleep(0.6)  # a heartbeat after the links opened
+            status = (await apis[1].get(f"{PREFIX}/session/{sid}/status")).json
+            relaying = {i["instance_id"]: i["relaying"] for i in status["relay"]["instances"]}
+            assert relaying == {"inst-a": False, "inst-b": True, "inst-c": True}, relaying
+        finally:
+            await asyncio.gather(*(v.pc.close() for v in lights), return_exceptions=True)
+            for publisher in publishers:
+                await publisher.pc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_relay_link_closes_after_the_last_local_viewer_leaves(
+    tmp_path: Path, mongo_url: str
+) -> None:
+    with cluster(tmp_path, mongo_url, count=2, extra=RELAY_ENV) as procs:
+        a, b = (Client(p.base_url) for p in procs)
+        sid, _, camera, publishers = await _live_camera(a, screen=True)
+        lights: list[Light] = []
+        try:
+            await asyncio.sleep(1.0)
+            for _ in range(2):  # B holds no peer, A two publishers': B serves both, one link
+                joined = await join(b, sid, {"enabled_streams": ["camera"], "mode": "separate"})
+                lights.append(await light_viewer(b, joined["viewer_token"], camera))
+            assert [v.served_by for v in lights] == ["inst-b", "inst-b"]
+            await wait_metric(a, "multistream_relay_links", '{direction="out"}', 1.0, 10)
+            await wait_metric(b, "multistream_relay_links", '{direction="in"}', 1.0, 10)
+            deadline = time.monotonic() + 20
+            while any(v.frames < 5 for v in lights):
+                assert time.monotonic() < deadline, [v.frames for v in lights]
+                await asyncio.sleep(0.2)
+
+            await lights[0].pc.close()  # one viewer leaves: the other still needs the link
+            await asyncio.sleep(2.5)
+            assert await metric(b, "multistream_relay_links", '{direction="in"}') == 1.0
+            frames = lights[1].frames
+            await asyncio.sleep(0.5)
+            assert lights[1].frames > frames
+
+            await lights[1].pc.close()  # the last one leaves: the link goes after the linger
+            await wait_metric(b, "multistream_relay_links", '{direction="in"}', 0.0, 15)
+            await wait_metric(a, "multistream_relay_links", '{direction="out"}', 0.0, 15)
+            assert await metric(a, "multistream_viewers_present") == 0.0
+        finally:
+            await asyncio.gather(*(v.pc.close() for v in lights), return_exceptions=True)
+            for publisher in publishers:
+                await publisher.pc.close()
+
+
+async def test_internal_relay_endpoint_refuses_unmarked_and_bad_requests(api: Client, services):
+    secret = services.settings.token_secret.reveal()
+    path = "/internal/relay/str_nope"
+    body = {"type": "offer", "sdp": "v=0\r\n", "instance_id": "inst-x"}
+    before = await snapshot(services.store)
+    assert_error(await api.post(path, body), 403, "not_internal")
+    wrong = {FORWARDED: internal_mark("another-secret", "POST", path)}
+    assert_error(await api.post(path, body, headers=wrong), 403, "not_internal")
+    other_path = {FORWARDED: internal_mark(secret, "POST", "/internal/relay/other")}
+    assert_error(await api.post(path, body, headers=other_path), 403, "not_internal")
+    marked = {FORWARDED: internal_mark(secret, "POST", path)}
+    assert_error(await api.post(path, {"type": "offer", "sdp": "x"}, headers=marked), 400)
+    assert_error(await api.post(path, raw=b"[1", headers=marked), 400)
+    assert_error(await api.post(path, body, headers=marked), 404, "stream_not_found")
+    assert await snapshot(services.store) == before
+    assert services.media.counters()["relays_out"] == 0
