@@ -12,20 +12,18 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from server.internal import FORWARDED, internal_mark
 from tests import mongodb
 from tests.api_helpers import assert_error, snapshot, web_broadcaster
-from tests.cluster_helpers import candidate_ports, cluster, udp_range
+from tests.cluster_helpers import cluster, udp_range
 from tests.conftest import Client
-from tests.media_helpers import PREFIX, PatternTrack, join, new_pc, offer_of, publish, start_session
+from tests.media_helpers import PREFIX, PatternTrack, join, publish, start_session
+from tests.relay_helpers import Light, TexturedCamera, light_viewer
 
 VIEWERS = 60
 RELAY_ENV = {
@@ -48,53 +46,6 @@ def mongo_url(request: pytest.FixtureRequest) -> Iterator[str]:
     db = mongodb.unique_db()
     yield server.uri(db)
     server.drop(db)
-
-
-class TexturedCamera(PatternTrack):
-    """A camera whose picture is new fine texture every frame: aiortc's VP8 encoder spends its
-    whole budget, so every frame is several packets, as a real camera's is."""
-
-    def __init__(self, width: int, height: int, fps: float) -> None:
-        super().__init__("camera", width, height, fps)
-        rng = np.random.default_rng(15)
-        self._textures = rng.integers(40, 220, (7, height, width), dtype=np.uint8)
-
-    def picture(self, n: int) -> np.ndarray:
-        frame = super().picture(n)
-        frame[: self.height] = self._textures[n % len(self._textures)]
-        return frame
-
-
-@dataclass
-class Light:
-    """A viewer that counts what arrives and decodes nothing (the fan-out bench's light client)."""
-
-    pc: RTCPeerConnection
-    served_by: str
-    ports: set[int]
-    packets: int = 0
-    frames: int = 0
-    octets: int = 0
-
-    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
-        self.packets += 1
-        self.octets += len(data)
-        if data[1] & 0x80:  # marker bit: the last packet of a video frame
-            self.frames += 1
-
-
-async def light_viewer(api: Client, token: str, stream_id: str) -> Light:
-    pc = new_pc()
-    pc.addTransceiver("video", direction="recvonly")
-    resp = await api.post(
-        f"{PREFIX}/stream/{stream_id}/signal/offer", await offer_of(pc), token=token
-    )
-    assert resp.status == 200, resp.body
-    await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
-    light = Light(pc, resp.headers["X-Multistream-Served-By"], candidate_ports(resp.json["sdp"]))
-    dtls = pc.getTransceivers()[0].receiver.transport
-    dtls._handle_rtp_data = light.on_rtp  # type: ignore[method-assign]
-    return light
 
 
 async def metric(api: Client, name: str, labels: str = "") -> float:

@@ -1,0 +1,67 @@
+"""Relay tests' and bench's clients: a camera that makes a realistic multi-packet VP8 stream, and
+viewers that count what arrives without decoding it (the fan-out bench's light client)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from tests.cluster_helpers import candidate_ports
+from tests.conftest import Client
+from tests.media_helpers import PREFIX, PatternTrack, new_pc, offer_of
+
+
+class TexturedCamera(PatternTrack):
+    """A camera whose picture is new fine texture every frame: aiortc's VP8 encoder spends its
+    whole budget, so every frame is several packets, as a real camera's is."""
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        super().__init__("camera", width, height, fps)
+        rng = np.random.default_rng(15)
+        self._textures = rng.integers(40, 220, (7, height, width), dtype=np.uint8)
+
+    def picture(self, n: int) -> np.ndarray:
+        frame = super().picture(n)
+        frame[: self.height] = self._textures[n % len(self._textures)]
+        return frame
+
+
+@dataclass
+class Light:
+    """A viewer that counts what arrives and decodes nothing (the fan-out bench's light client)."""
+
+    pc: RTCPeerConnection
+    served_by: str
+    ports: set[int]
+    packets: int = 0
+    frames: int = 0
+    octets: int = 0
+    # With `timed`: each frame's arrival (monotonic s) by the last bytes of its last packet, the
+    # same whichever instance forwarded it (the relay's latency bench matches frames by them).
+    timed: bool = False
+    arrivals: dict[bytes, float] = field(default_factory=dict)
+
+    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self.packets += 1
+        self.octets += len(data)
+        if data[1] & 0x80:  # marker bit: the last packet of a video frame
+            self.frames += 1
+            if self.timed and len(data) > 60:
+                self.arrivals.setdefault(data[-32:], time.monotonic())
+
+
+async def light_viewer(api: Client, token: str, stream_id: str) -> Light:
+    pc = new_pc()
+    pc.addTransceiver("video", direction="recvonly")
+    resp = await api.post(
+        f"{PREFIX}/stream/{stream_id}/signal/offer", await offer_of(pc), token=token
+    )
+    assert resp.status == 200, resp.body
+    await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
+    light = Light(pc, resp.headers["X-Multistream-Served-By"], candidate_ports(resp.json["sdp"]))
+    dtls = pc.getTransceivers()[0].receiver.transport
+    dtls._handle_rtp_data = light.on_rtp  # type: ignore[method-assign]
+    return light
