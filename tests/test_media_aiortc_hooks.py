@@ -194,6 +194,40 @@ async def test_hooks_rtx_ssrcs_and_replace_decoder_queue_find_their_fields(pair)
         aiortc_hooks.replace_decoder_queue(receiver, original)
 
 
+def _rtp(seq: int, ts: int, marker: bool, data: bytes) -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, marker=marker)
+    packet._data = data  # what aiortc's depayloader leaves for the jitter buffer
+    return packet
+
+
+async def test_hook_release_frames_at_marker_releases_a_frame_at_its_last_packet():
+    pc = new_pc()
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        shipped = receiver._RTCRtpReceiver__jitter_buffer
+        assert type(shipped).__name__ == "JitterBuffer", "release_frames_at_marker: no buffer"
+        # aiortc's own buffer: frame 1 comes out only with frame 2's first packet.
+        assert shipped.add(_rtp(10, 900, False, b"a"))[1] is None
+        assert shipped.add(_rtp(11, 900, True, b"b"))[1] is None
+        assert shipped.add(_rtp(12, 1800, False, b"c"))[1].data == b"ab"
+
+        aiortc_hooks.release_frames_at_marker(receiver)
+        buffer = receiver._RTCRtpReceiver__jitter_buffer
+        assert buffer is not shipped, "release_frames_at_marker: not in use"
+        assert buffer.add(_rtp(10, 900, False, b"a"))[1] is None
+        frame = buffer.add(_rtp(11, 900, True, b"b"))[1]
+        assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 900)
+        # A gap: the marker packet of frame 2 arrives before its first packet.
+        assert buffer.add(_rtp(13, 1800, True, b"d"))[1] is None
+        frame = buffer.add(_rtp(12, 1800, False, b"c"))[1]
+        assert frame is None  # aiortc's rule releases it with frame 3's first packet
+        assert buffer.add(_rtp(14, 2700, False, b"e"))[1].data == b"cd"
+    finally:
+        await pc.close()
+    with pytest.raises(AiortcShapeError, match="release_frames_at_marker"):
+        aiortc_hooks.release_frames_at_marker(object())  # type: ignore[arg-type]
+
+
 async def test_hooks_dtls_role_and_set_dtls_role_choose_the_answer_role():
     pc = new_pc()
     try:

@@ -36,7 +36,7 @@ from aiortc import sdp as aiortc_sdp
 
 from server.errors import Unavailable
 from server.internal import FORWARDED, internal_mark
-from server.media import ice, negotiation
+from server.media import aiortc_hooks, ice, negotiation
 from server.media.feeds import Feeds
 from server.media.ingest import Ingest
 from server.settings import Settings
@@ -125,7 +125,9 @@ class RelayLinks:
         stream_id = stream["id"]
         media = self.feeds.media_for(stream)
         pc = negotiation.new_pc(self.settings)
-        pc.addTransceiver("video", direction="recvonly")
+        video = pc.addTransceiver("video", direction="recvonly")
+        # The relay hop must not add aiortc's one-frame wait before a frame counts as complete.
+        aiortc_hooks.release_frames_at_marker(video.receiver)
         if stream["kind"] == "camera":
             pc.addTransceiver("audio", direction="recvonly")
         ingest = Ingest(pc, media, self._on_state)
