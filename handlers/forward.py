@@ -220,6 +220,23 @@ async def viewer_forwarded(handler: tornado.web.RequestHandler, session_id: str 
     return True
 
 
+async def pc_forwarded(
+    handler: tornado.web.RequestHandler, session_id: str | None, pc_id: object
+) -> bool:
+    """A request about one connection (`pc_id`: a candidate, a quality choice, a WHEP resource):
+    served where that connection lives -- here, the instance relaying it (its id says which,
+    `server.assignment.relay_pc_id`), else the session's owner."""
+    services: Services = handler.services  # type: ignore[attr-defined]
+    if isinstance(pc_id, str) and services.media.peer(pc_id) is not None:
+        return False
+    if not is_forwarded(handler):
+        address = await services.assignment.address_of_pc(pc_id)
+        if address is not None:
+            await forward_http(handler, address, bytes(getattr(handler, "body", b"") or b""))
+            return True
+    return await forwarded(handler, session_id)
+
+
 async def forwarded(handler: tornado.web.RequestHandler, session_id: str | None) -> bool:
     """Forward this HTTP request to the session's owner if that is another instance; True when
     the answer has been written (the handler then does nothing more)."""

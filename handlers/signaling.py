@@ -16,6 +16,7 @@ from handlers.forward import (
     SocketRelay,
     forwarded,
     owner_elsewhere,
+    pc_forwarded,
     session_of_stream,
     viewer_forwarded,
     viewer_target,
@@ -60,9 +61,11 @@ class CandidateHandler(ApiHandler):
 
     async def post(self, stream_id: str) -> None:
         claims = self.claims()
-        if await forwarded(self, await session_of_stream(self.services, stream_id)):
+        body = self.json_body()
+        session_id = await session_of_stream(self.services, stream_id)
+        if await pc_forwarded(self, session_id, body.get("pc_id")):
             return
-        body = validate(self.json_body(), "Candidate")
+        body = validate(body, "Candidate")
         await self.services.media.add_candidate(claims, body.get("pc_id"), body.get("candidate"))
         self.write_json({"ok": True})
 
@@ -87,9 +90,9 @@ class QualityHandler(ApiHandler):
 
     async def get(self, session_id: str) -> None:
         claims = self.claims()
-        if await forwarded(self, session_id):
-            return
         pc_id = self.get_query_argument("pc_id", None)
+        if await pc_forwarded(self, session_id, pc_id):
+            return
         media = self.services.media
         if pc_id is None:
             self.write_json({"connections": media.qualities_of(claims, session_id)})
@@ -98,9 +101,10 @@ class QualityHandler(ApiHandler):
 
     async def put(self, session_id: str) -> None:
         claims = self.claims()
-        if await forwarded(self, session_id):
+        body = self.json_body()
+        if await pc_forwarded(self, session_id, body.get("pc_id")):
             return
-        body = validate(self.json_body(), "QualityChoice")
+        body = validate(body, "QualityChoice")
         media = self.services.media
         self.write_json(await media.set_quality(claims, body["pc_id"], body["quality"]))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import ALLOWED_HEADERS, ApiHandler, write_preflight
-from handlers.forward import forwarded, viewer_forwarded
+from handlers.forward import forwarded, pc_forwarded, viewer_forwarded
 from handlers.openapi import error_responses
 from server import schemas
 from server.domain import PIP_FIXED_CORNERS, PIP_SIZE_MAX, PIP_SIZE_MIN
@@ -85,7 +85,7 @@ class _WhipBase(ApiHandler):
         """PATCH with `application/trickle-ice-sdpfrag`: candidates for a publication or playback
         (204), ICE restarts refused with the RFC's codes."""
         claims = await self.session_claims(session_id) if owner_token else self.claims()
-        if await forwarded(self, session_id):
+        if await pc_forwarded(self, session_id, pc_id):
             return
         text = self.frag_text()
         await self.service().patch(
@@ -165,7 +165,7 @@ class WhepResource(_WhipBase):
 
     async def delete(self, session_id: str, _target: str, pc_id: str) -> None:
         claims = self.claims()
-        if await forwarded(self, session_id):
+        if await pc_forwarded(self, session_id, pc_id):
             return
         await self.service().stop_playing(claims, session_id, pc_id)
         self.set_status(200)

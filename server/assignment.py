@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,17 @@ from store.protocol import Doc, Store
 log = logging.getLogger(__name__)
 
 _MAX_INSTANCES = 256
+_RELAY_PC = re.compile(r"^pc_r([0-9a-f]{8})_")
+
+
+def instance_tag(instance_id: str) -> str:
+    """Eight hex digits standing for an instance in connection ids (any instance id spelling)."""
+    return hashlib.sha256(instance_id.encode()).hexdigest()[:8]
+
+
+def relay_pc_id(instance_id: str) -> str:
+    """A connection id naming the relaying instance that serves it (`[A-Za-z0-9_-]`, 29 chars)."""
+    return f"pc_r{instance_tag(instance_id)}_{secrets.token_urlsafe(12)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +205,18 @@ class Assignment:
             for d in docs
             if float(d.get("expires_at", 0)) > now and d.get("address")
         ]
+
+    async def address_of_pc(self, pc_id: object) -> str | None:
+        """The internal address of the instance relaying connection `pc_id`, if another one."""
+        if not isinstance(pc_id, str):
+            return None
+        match = _RELAY_PC.match(pc_id)
+        if match is None or match.group(1) == instance_tag(self.settings.instance_id):
+            return None
+        for candidate in await self.candidates():
+            if instance_tag(candidate.instance_id) == match.group(1):
+                return candidate.address
+        return None
 
     async def describe(self, session_id: str) -> dict[str, Any]:
         """The operators' view in a session's status: whether relay is on, and every relaying

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from server.accounts import AccountService
-from server.assignment import Assignment
+from server.assignment import Assignment, relay_pc_id
 from server.auth import TokenService
 from server.chat.wiring import open_chat
 from server.dashboard import Dashboard
@@ -67,6 +67,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # Relay: where each viewer is served, and this instance's record (server.assignment).
         assignment = Assignment(store, settings, ownership, relaying=media.relays.sessions)
         assignment.upstream = media.relays.upstream
+        # A connection served here by relay names this instance in its id (requests about it
+        # that reach another instance are forwarded here).
+        media.relay_pc_id = lambda: relay_pc_id(settings.instance_id)
         sessions.assignment = assignment
         metrics.bind(store=store, presence=presence, drain=drain, media=lambda: media)
         metrics.ownership = ownership

@@ -60,6 +60,7 @@ class Light:
     pc: RTCPeerConnection
     served_by: str
     ports: set[int]
+    pc_id: str = ""
     packets: int = 0
     frames: int = 0
     octets: int = 0
@@ -86,6 +87,7 @@ async def light_viewer(api: Client, token: str, stream_id: str) -> Light:
     assert resp.status == 200, resp.body
     await pc.setRemoteDescription(RTCSessionDescription(resp.json["sdp"], "answer"))
     light = Light(pc, resp.headers["X-Multistream-Served-By"], candidate_ports(resp.json["sdp"]))
+    light.pc_id = resp.json["pc_id"]
     dtls = pc.getTransceivers()[0].receiver.transport
     dtls._handle_rtp_data = light.on_rtp  # type: ignore[method-assign]
     return light

@@ -170,10 +170,28 @@ async def test_relay_link_closes_after_the_last_local_viewer_leaves(
         lights: list[Light] = []
         try:
             await asyncio.sleep(1.0)
+            viewer_tokens = []
             for _ in range(2):  # B holds no peer, A two publishers': B serves both, one link
                 joined = await join(b, sid, {"enabled_streams": ["camera"], "mode": "separate"})
+                viewer_tokens.append(joined["viewer_token"])
                 lights.append(await light_viewer(b, joined["viewer_token"], camera))
             assert [v.served_by for v in lights] == ["inst-b", "inst-b"]
+            tokens = viewer_tokens
+            # A request about a relayed connection reaching the owner is sent on to B, which
+            # holds it (its id names B): here an end-of-candidates trickle through A.
+            assert all(v.pc_id.startswith("pc_r") for v in lights), [v.pc_id for v in lights]
+            trickled = await a.post(
+                f"{PREFIX}/stream/{camera}/signal/candidate",
+                {"pc_id": lights[0].pc_id, "candidate": {"candidate": "", "sdpMid": "0"}},
+                token=tokens[0],
+            )
+            assert trickled.status == 200, trickled.body
+            stranger = await a.post(
+                f"{PREFIX}/stream/{camera}/signal/candidate",
+                {"pc_id": lights[0].pc_id, "candidate": {"candidate": "", "sdpMid": "0"}},
+                token=tokens[1],
+            )
+            assert_error(stranger, 404, "pc_not_found")  # B answers: not this viewer's
             await wait_metric(a, "multistream_relay_links", '{direction="out"}', 1.0, 10)
             await wait_metric(b, "multistream_relay_links", '{direction="in"}', 1.0, 10)
             deadline = time.monotonic() + 20

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import av
@@ -67,6 +67,7 @@ class MediaPlane:
         self.listener = MediaListener(self)
         self.library = RecordingLibrary(store, sessions, settings.recordings_dir)
         # Streams pulled from other instances for viewers of sessions owned there (relay.py).
+        self.relay_pc_id: Callable[[], str] = lambda: new_id("pc")
         self.relays = RelayLinks(
             settings,
             self.feeds,
@@ -178,7 +179,7 @@ class MediaPlane:
         height = variant_height(body.get("max_height") if isinstance(body, dict) else None)
         want_audio = stream["kind"] == "camera" and bool(offer.directions("audio"))
         peer = Peer(
-            new_id("pc"),
+            self.peer_id(stream["session_id"]),
             self._new_pc(),
             stream["session_id"],
             "viewer",
@@ -246,7 +247,7 @@ class MediaPlane:
         await self._relay_layout(key)
         want_audio = "camera" in key.kinds and bool(offer.directions("audio"))
         peer = Peer(
-            new_id("pc"),
+            self.peer_id(session_id),
             self._new_pc(),
             session_id,
             "composite",
@@ -273,6 +274,13 @@ class MediaPlane:
             codec,
         )
         return {"sdp": negotiation.local_sdp(peer.pc), "type": "answer", "pc_id": peer.id}
+
+    def peer_id(self, session_id: str) -> str:
+        """A viewer connection's id: one served here by relay names this instance (the app sets
+        `relay_pc_id`, `server.assignment`), so requests about it find their way here."""
+        if session_id in self.relays.upstream:
+            return self.relay_pc_id()
+        return new_id("pc")
 
     async def _relay_layout(self, key: LayoutKey) -> None:
         """A composite served here by relay: pull each live stream of its layout (the composite
