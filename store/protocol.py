@@ -27,6 +27,7 @@ Collection = Literal[
     "api_tokens",
     "replays",
     "session_leases",
+    "session_viewers",
 ]
 
 # Fields each collection may be filtered or sorted on; backends index them.
@@ -49,6 +50,8 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "replays": ("session_id", "status", "created_at"),
     # Which instance owns a live session's media, until when (`acquire_lease`); id = session id.
     "session_leases": ("holder",),
+    # Viewers per session and instance (`server.cluster_presence`); id = "<session>@<instance>".
+    "session_viewers": ("session_id", "expires_at"),
 }
 # Rate-limit buckets live beside the collections (`take_token`): not documents, never queried.
 RATE_BUCKETS: Final = "rate_buckets"
