@@ -10,6 +10,7 @@ from server.accounts import AccountService
 from server.assignment import Assignment, relay_pc_id
 from server.auth import TokenService
 from server.chat.wiring import open_chat
+from server.cluster_presence import PresenceSync
 from server.dashboard import Dashboard
 from server.drain import Drain
 from server.media import MediaPlane
@@ -87,6 +88,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(ownership.close)
         assignment.start()
         stack.push_async_callback(assignment.close)
+        # Viewer counts across instances (the status and the list add everyone's viewers).
+        presence_sync = PresenceSync(store, presence, settings)
+        presence_sync.start()
+        stack.push_async_callback(presence_sync.close)
         replays = ReplayJobs(store, settings)
         stack.push_async_callback(replays.close)  # renders stop before the store closes
         services = Services(

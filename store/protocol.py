@@ -28,6 +28,7 @@ Collection = Literal[
     "replays",
     "session_leases",
     "instances",
+    "session_viewers",
 ]
 
 # Fields each collection may be filtered or sorted on; backends index them.
@@ -53,6 +54,8 @@ QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     # Instances offering to serve viewers by relay, with their load (`server.assignment`);
     # id = instance id, rewritten every heartbeat, stale after the lease TTL.
     "instances": ("relay",),
+    # Viewers per session and instance (`server.cluster_presence`); id = "<session>@<instance>".
+    "session_viewers": ("session_id", "expires_at"),
 }
 # Rate-limit buckets live beside the collections (`take_token`): not documents, never queried.
 RATE_BUCKETS: Final = "rate_buckets"

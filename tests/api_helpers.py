@@ -42,6 +42,8 @@ async def make_broadcaster(services: Services, username: str = BROADCASTER) -> t
 # Lease fields the owner's heartbeat rewrites every few seconds whatever the requests do
 # (`server.ownership`); who holds a lease, since when and in which epoch stay in the snapshot.
 _HEARTBEAT_FIELDS = {"session_leases": ("expires_at", "cpu", "peers", "v")}
+# Written by the heartbeat alone, from the connections open at that moment (`cluster_presence`).
+_HEARTBEAT_COLLECTIONS = {"session_viewers", "instances"}
 
 
 async def snapshot(store: Store) -> str:
@@ -49,6 +51,8 @@ async def snapshot(store: Store) -> str:
     (by requests: the lease heartbeat's renewal fields are left out)."""
     out = {}
     for collection in QUERY_FIELDS:
+        if collection in _HEARTBEAT_COLLECTIONS:
+            continue
         docs = await store.find(collection, limit=100_000)  # type: ignore[arg-type]
         volatile = _HEARTBEAT_FIELDS.get(collection, ())
         docs = [{k: v for k, v in d.items() if k not in volatile} for d in docs]

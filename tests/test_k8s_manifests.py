@@ -62,7 +62,7 @@ def kubernetes_resources(docs: dict[str, Doc]) -> list[Doc]:
 def test_every_kind_is_present(docs: dict[str, Doc]) -> None:
     kinds = {d["kind"] for d in docs.values()}
     assert {"Deployment", "Service", "ConfigMap", "Secret", "Namespace"} <= kinds
-    assert {"StatefulSet", "Job", "PodDisruptionBudget"} <= kinds
+    assert {"StatefulSet", "Job", "PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -159,6 +159,29 @@ def test_store_is_a_majority_write_replica_set(docs: dict[str, Doc]) -> None:
     assert parsed["options"]["readConcernLevel"] == "majority"
     assert len(parsed["nodelist"]) >= 3
     assert parsed["database"] == "multistream"
+
+
+def test_the_autoscaler_scales_the_server_on_cpu_from_three(
+    docs: dict[str, Doc], deployment: Doc, container: Doc
+) -> None:
+    """Issue 15 item 6: 3+ replicas, a HorizontalPodAutoscaler on CPU. Utilization is measured
+    against the container's CPU request, so the request must exist; the floor matches the
+    Deployment's replicas (an apply does not fight the autoscaler's minimum) and leaves one
+    instance free to drain under the disruption budget; scale-down is slower than scale-up (each
+    removal drains an instance and hands its sessions over)."""
+    hpa = docs["HorizontalPodAutoscaler/multistream"]["spec"]
+    target = hpa["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert hpa["minReplicas"] >= 3 and hpa["minReplicas"] == deployment["spec"]["replicas"]
+    assert hpa["maxReplicas"] > hpa["minReplicas"]
+    ((metric,),) = [hpa["metrics"]]
+    assert metric["resource"]["name"] == "cpu"
+    assert 0 < metric["resource"]["target"]["averageUtilization"] < 100
+    assert container["resources"]["requests"]["cpu"]
+    assert docs["PodDisruptionBudget/multistream"]["spec"]["maxUnavailable"] == 1
+    down, up = hpa["behavior"]["scaleDown"], hpa["behavior"]["scaleUp"]
+    assert down["stabilizationWindowSeconds"] > up["stabilizationWindowSeconds"]
+    assert all(p["type"] == "Pods" and p["value"] == 1 for p in down["policies"])
 
 
 def test_grace_period_covers_the_drain(

@@ -5,7 +5,9 @@ forwarded to the owner, whose ICE candidates (its own UDP port range) the media 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,15 @@ async def _ws_view(base_url: str, path: str, token: str) -> tuple[Viewer, object
     viewer.pc_id = answer["pc_id"]
     await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
     return viewer, conn
+
+
+async def _wait_count(api: Client, sid: str, count: int, timeout: float = 10) -> None:
+    """The session's viewer count as `api`'s instance reports it reaches `count` (other
+    instances' viewers arrive with their next heartbeat)."""
+    deadline = time.monotonic() + timeout
+    while (got := (await api.get(f"{PREFIX}/session/{sid}/status")).json["viewer_count"]) != count:
+        assert time.monotonic() < deadline, f"viewer_count {got}, expected {count}"
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.timeout(150)
@@ -119,6 +130,9 @@ async def test_signaling_sent_to_a_non_owner_is_served_by_the_owner(
 
             for viewer in (http_viewer, ws_viewer, whep_viewer):
                 await viewer.wait_frames(5, timeout=20)
+            # The viewer (three connections, one viewer) is on A; B counts it too (cluster-wide).
+            await _wait_count(b, sid, 1)
+            assert (await a.get(f"{PREFIX}/session/{sid}/status")).json["viewer_count"] == 1
             # Every peer connection is on A; B holds none and owns nothing.
             await wait_peers(a, "publisher", 2.0)
             await wait_peers(a, "subscriber", 3.0)
@@ -147,6 +161,9 @@ async def test_signaling_sent_to_a_non_owner_is_served_by_the_owner(
             await wait_peers(a, "subscriber", 2.0)
             conn.close()  # type: ignore[attr-defined]
             await wait_peers(a, "subscriber", 1.0)  # the relayed socket closed A's viewer too
+            await http_viewer.close()
+            await wait_peers(a, "subscriber", 0.0)
+            await _wait_count(b, sid, 0)
         finally:
             for item in opened:
                 await item.close()  # type: ignore[attr-defined]

@@ -665,11 +665,13 @@ def test_studio_shows_a_lost_stream_and_reconnects_it(
             timeout=30,
         )
         assert await studio.evaluate(f"!!document.querySelector('{row} [role=alert]')")
-        await studio.click(f"{row} button.reconnect")
+        # It comes back by itself (a new connection and offer after a short back-off), as it
+        # must when the serving instance fails over; no click needed.
         await studio.wait_for(
-            f"document.querySelector('{row}').dataset.state === 'live'", timeout=20
+            f"(r => r.dataset.state === 'live' && r.dataset.pcId && r.dataset.pcId !== '{pc_id}')"
+            f"(document.querySelector('{row}'))",
+            timeout=30,
         )
-        assert await studio.evaluate(f"document.querySelector('{row}').dataset.pcId") != pc_id
         await assert_clean(studio)
 
     cdp_run(netns, check(), timeout=60)
@@ -703,15 +705,23 @@ def test_studio_quality_changes_apply_while_live(
     cdp_run(netns, check())
 
 
-# Failed once in four fresh-clone runs (the viewer did not show the republished screen within 40 s);
-# passed on the others. Measured once more, as the network lab's measurements are; a second miss fails.
+# Failed 1 in ~10 module runs (the viewer not showing the republished screen within 30 s; the
+# failure says what each side showed). Measured once more; a second miss fails the run.
 @pytest.mark.flaky(reruns=1)
 def test_studio_reload_resumes_the_live_session(
     netns: NetnsLoop, live: Live, viewer: Viewer
 ) -> None:
     async def check() -> None:
         studio = live.studio
-        # The quality set live (the test before: text hint, 1500 kbps, 10 fps) survives the reload.
+        row = ".stream-row[data-kind=screen]"
+        # The quality set live (text hint, 1500 kbps, 10 fps) survives the reload.
+        await set_value(studio, "#screen-hint", "text")
+        await set_value(studio, "#screen-bitrate", "1500")
+        await set_value(studio, "#screen-fps", "10")
+        await studio.wait_for(
+            f"(r => r.dataset.hint === 'text' && r.dataset.maxBitrate === '1500000'"
+            f" && r.dataset.maxFramerate === '10')(document.querySelector('{row}'))"
+        )
         await studio.reload()
         await studio.wait_for(f"document.body.dataset.sessionId === '{live.session_id}'")
         assert await studio.evaluate("document.querySelector('#golive-form').hidden") is True
@@ -739,11 +749,23 @@ def test_studio_reload_resumes_the_live_session(
         assert await studio.evaluate(
             "[document.querySelector('#screen-fps').value, document.querySelector('#screen-hint').value]"
         ) == ["10", "text"]
-        # The viewer's retry of the screen backs off while the screen waits for its click;
-        # in one full-suite run on the loaded 2-core machine it took more than 20 s.
-        await viewer.page.wait_for(
-            "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=40
-        )
+        # The viewer's retry of the screen backs off while the screen waits for its click, and
+        # reconnects as soon as its status poll (3 s) sees the screen back on air.
+        try:
+            await viewer.page.wait_for(
+                "document.querySelector('#stage').dataset.showing === 'screen camera'", timeout=30
+            )
+        except TimeoutError as exc:
+            # What each side showed (it failed 1 in ~10 module runs on the loaded 2-core machine).
+            videos = await viewer.page.evaluate(
+                "JSON.stringify([...document.querySelectorAll('#stage video')]"
+                ".map(v => ({...v.dataset, width: v.videoWidth})))"
+            )
+            rows = await studio.evaluate(
+                "JSON.stringify([...document.querySelectorAll('.stream-row')]"
+                ".map(r => ({...r.dataset})))"
+            )
+            raise AssertionError(f"viewer videos {videos}; studio rows {rows}") from exc
         await advancing(viewer.page, "#stage video[data-kind=camera]")
         await assert_clean(studio)
         await assert_clean(viewer.page)

@@ -182,9 +182,14 @@ async function publish(kind) {
     }
     pub.unwatch = watchConnection(pc, (conn) => {
       if (state.pubs[kind] !== pub) return;
-      if (conn === "connected") setRow(kind, "live");
-      else if (conn === "lost") setRow(kind, "lost", "The connection to the server dropped. Reconnect to resume.");
-      else if (conn === "failed") setRow(kind, "failed", "The connection failed. Reconnect to try again.");
+      if (conn === "connected") {
+        retries[kind] = 0;
+        setRow(kind, "live");
+      } else if (conn === "lost" || conn === "failed") {
+        const seconds = scheduleRepublish(kind);
+        const what = conn === "lost" ? "The connection to the server dropped." : "The connection failed.";
+        setRow(kind, conn, `${what} Reconnecting in ${seconds} s (or reconnect now).`);
+      }
     });
     const answer = await negotiate(pc, (offer) => api.streamOffer(stream.id, state.token, offer, state.signalBase));
     pub.pcId = answer.pc_id || "";
@@ -192,11 +197,45 @@ async function publish(kind) {
     if (pc.connectionState === "connected") setRow(kind, "live");
   } catch (err) {
     unpublish(kind);
-    setRow(kind, "failed", `Could not publish: ${err.message}`);
+    // Refused for good (no rights, session over): say so. Else (an instance restarting, a session
+    // moving to another instance) try again by itself.
+    if ([401, 403, 404, 409, 410].includes(err.status)) {
+      setRow(kind, "failed", `Could not publish: ${err.message}`);
+    } else {
+      const seconds = scheduleRepublish(kind);
+      setRow(kind, "failed", `Could not publish: ${err.message}. Retrying in ${seconds} s.`);
+    }
   }
 }
 
+// A publication that drops (a network change, the serving instance failing over) comes back by
+// itself: a new connection and offer after 1, 2, 4, 8, then every 10 s while the source is on.
+const retries = Object.fromEntries(KINDS.map((kind) => [kind, 0]));
+const retryTimers = Object.fromEntries(KINDS.map((kind) => [kind, null]));
+
+function scheduleRepublish(kind) {
+  clearTimeout(retryTimers[kind]);
+  retries[kind] += 1;
+  const delay = Math.min(10000, 1000 * 2 ** Math.min(retries[kind] - 1, 4));
+  retryTimers[kind] = setTimeout(() => {
+    retryTimers[kind] = null;
+    const row = state.rows[kind];
+    if (state.session && state.media[kind] && !state.busy[kind] && ["lost", "failed"].includes(row.conn)) {
+      publish(kind);
+    }
+  }, delay);
+  return Math.round(delay / 1000);
+}
+
+function cancelRepublish(kind) {
+  clearTimeout(retryTimers[kind]);
+  retryTimers[kind] = null;
+  retries[kind] = 0;
+}
+
 function unpublish(kind) {
+  clearTimeout(retryTimers[kind]);
+  retryTimers[kind] = null;
   const pub = state.pubs[kind];
   state.pubs[kind] = null;
   if (!pub) return;
@@ -307,7 +346,10 @@ function renderRows() {
             className: "reconnect",
             text: "Reconnect",
             "aria-label": `Reconnect ${name.toLowerCase()}`,
-            onclick: () => publish(kind),
+            onclick: () => {
+              cancelRepublish(kind);
+              publish(kind);
+            },
           }),
         kind === "camera" &&
           on &&

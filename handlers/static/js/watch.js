@@ -387,6 +387,18 @@ async function connect(sub) {
   }
 }
 
+// A stream back on air (its publisher reconnected): a subscription of it waiting out its retry
+// back-off (up to 10 s) connects now instead.
+function reconnectReturned(kinds) {
+  for (const sub of state.subs.values()) {
+    const returned = kinds.includes(sub.kind) || (sub.kind === "composite" && kinds.length > 0);
+    if (!returned || sub.pc || !sub.wanted || state.ended || sub.status !== "reconnecting") continue;
+    clearTimeout(sub.retryTimer);
+    sub.retries = 0;
+    connect(sub);
+  }
+}
+
 function retry(sub) {
   if (!state.subs.has(sub.key) || !sub.wanted || state.ended) return;
   if (sub.unwatch) sub.unwatch();
@@ -694,7 +706,9 @@ function applyStatus(status) {
   document.title = `${status.session.title || "Watch"} · multistream`;
   $("#viewer-count").textContent = `${status.viewer_count} watching`;
   const known = KINDS.filter((kind) => state.streams[kind]).join();
+  const wasLive = new Set(KINDS.filter(isLive));
   state.streams = Object.fromEntries(status.streams.map((s) => [s.kind, s]));
+  reconnectReturned(KINDS.filter((kind) => isLive(kind) && !wasLive.has(kind)));
   if (KINDS.filter((kind) => state.streams[kind]).join() !== known) {
     buildToggles(status.price_list);
     writeControls(state.prefs);
