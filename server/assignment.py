@@ -162,7 +162,7 @@ class Assignment:
             self.decisions["relay_here"] += 1
             return Decision(me, None, True)
         lease = await self.ownership.current(session_id)
-        if not self.settings.relay or lease is None:
+        if not self.settings.relay or lease is None or not await self._relayable(session_id):
             self.decisions["forwarded"] += 1
             owner_id = str(lease["holder"]) if lease is not None else ""
             return Decision(owner_id, owner_address, False)
@@ -174,6 +174,14 @@ class Assignment:
             return Decision(me, None, True)
         self.decisions["forwarded"] += 1
         return Decision(chosen.instance_id, chosen.address, chosen.instance_id != lease["holder"])
+
+    async def _relayable(self, session_id: str) -> bool:
+        """A relay pulls what the owner ingests: with no stream live yet, a viewer waits for its
+        publisher at the owner, as on a single instance."""
+        live = await self.store.find(
+            "broadcast_streams", {"session_id": session_id, "status": "live"}, limit=1
+        )
+        return bool(live)
 
     async def _least_loaded(self, lease: Doc) -> _Candidate:
         """The owner or a live relaying instance, fewest peers first (ties: the owner, then this

@@ -22,8 +22,16 @@ from tests import mongodb
 from tests.api_helpers import assert_error, snapshot, web_broadcaster
 from tests.cluster_helpers import cluster, udp_range
 from tests.conftest import Client
-from tests.media_helpers import PREFIX, PatternTrack, join, publish, start_session
+from tests.media_helpers import (
+    PREFIX,
+    PatternTrack,
+    join,
+    publish,
+    start_session,
+    view_composite,
+)
 from tests.relay_helpers import Light, TexturedCamera, light_viewer
+from tests.whip_helpers import WHEP, whep_play
 
 VIEWERS = 60
 RELAY_ENV = {
@@ -63,6 +71,17 @@ async def wait_metric(api: Client, name: str, labels: str, value: float, timeout
         await asyncio.sleep(0.2)
 
 
+async def wait_live(api: Client, sid: str, count: int) -> None:
+    """Until `count` streams of the session are live (their publishers' media arrived)."""
+    deadline = time.monotonic() + 20
+    while True:
+        status = (await api.get(f"{PREFIX}/session/{sid}/status")).json
+        if sum(1 for s in status["streams"] if s["status"] == "live") >= count:
+            return
+        assert time.monotonic() < deadline, status["streams"]
+        await asyncio.sleep(0.1)
+
+
 async def egress(api: Client) -> float:
     viewers = await metric(api, "multistream_media_bytes_sent_total", '{to="viewers"}')
     relays = await metric(api, "multistream_media_bytes_sent_total", '{to="relays"}')
@@ -81,6 +100,7 @@ async def _live_camera(a: Client, screen: bool = False) -> tuple[str, str, str, 
     if screen:
         track = PatternTrack("screen", 320, 180, 5)
         publishers.append(await publish(a, token, streams["screen"], track, codec="VP8"))
+    await wait_live(a, sid, len(publishers))
     return sid, token, camera, publishers
 
 
@@ -232,3 +252,48 @@ async def test_internal_relay_endpoint_refuses_unmarked_and_bad_requests(api: Cl
     assert_error(await api.post(path, body, headers=marked), 404, "stream_not_found")
     assert await snapshot(services.store) == before
     assert services.media.counters()["relays_out"] == 0
+
+
+@pytest.mark.timeout(120)
+async def test_composite_and_whep_viewers_are_served_through_a_relay(
+    tmp_path: Path, mongo_url: str
+) -> None:
+    with cluster(tmp_path, mongo_url, count=2, extra=RELAY_ENV) as procs:
+        a, b = (Client(p.base_url) for p in procs)
+        await web_broadcaster(a)
+        started = await start_session(a)
+        sid, token = started["session"]["id"], started["broadcaster_token"]
+        streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+        publishers = [
+            await publish(a, token, streams["screen"], PatternTrack("screen", 320, 180, 10)),
+            await publish(a, token, streams["camera"], PatternTrack("camera", 320, 180, 10)),
+        ]
+        await wait_live(a, sid, 2)
+        opened: list[Any] = []
+        try:
+            await asyncio.sleep(1.0)
+            # Through A, the owner: B holds no peer, so B serves both, composing locally from
+            # the two streams it pulls once each.
+            composite, joined = await view_composite(a, sid)
+            opened.append(composite)
+            await composite.wait_frames(5, timeout=40)
+            whep, resp = await whep_play(a, joined["viewer_token"], f"{WHEP}/{sid}/camera")
+            assert resp.status == 201, resp.body
+            assert resp.headers["X-Multistream-Served-By"] == "inst-b"
+            opened.append(whep)
+            await whep.wait_frames(5, timeout=30)
+            assert await metric(a, "multistream_relay_links", '{direction="out"}') == 2.0
+            assert await metric(b, "multistream_relay_links", '{direction="in"}') == 2.0
+            assert await metric(b, "multistream_composite_layouts") == 1.0
+            assert await metric(a, "multistream_composite_layouts") == 0.0
+            # WHEP DELETE through A reaches B, which holds the connection.
+            gone = await a.request(
+                "DELETE", f"{WHEP}/{sid}/camera/{whep.pc_id}", token=joined["viewer_token"]
+            )
+            assert gone.status == 200, gone.body
+            assert await metric(b, "multistream_peer_connections", '{role="subscriber"}') == 1.0
+        finally:
+            for item in opened:
+                await item.close()
+            for publisher in publishers:
+                await publisher.pc.close()
