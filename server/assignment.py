@@ -1,8 +1,8 @@
 """Which instance serves a viewer: the session's owner, or the least-loaded instance that relays.
 
 Publishers always go to the owner (`server.ownership`). A viewer's signaling (a stream offer, a
-composite offer, WHEP, a viewer's signaling socket) may reach any instance; with relay on
-(`MULTISTREAM_RELAY`), that instance picks, among the owner and every live instance offering to relay,
+composite offer, WHEP, a viewer's signaling socket) may reach any instance, the owner included; with
+relay on (`MULTISTREAM_RELAY`), that instance picks, among the owner and every live instance offering to relay,
 the one with the fewest peer connections, and either serves the viewer itself -- through a relay
 link pulled from the owner when it is not the owner (`server/media/relay.py`) -- or forwards the
 signaling there (`handlers.forward`). With relay off, a session owned elsewhere is forwarded to its
@@ -146,29 +146,40 @@ class Assignment:
 
     async def decide(self, session_id: str, *, forwarded: bool) -> Decision:
         """Where a viewer's signaling for `session_id` is served. `forwarded`: another instance
-        already chose this one (never forwarded again)."""
+        already chose this one (never forwarded again). The owner assigns too: a viewer entering
+        through it may be sent to a less-loaded relaying instance."""
         me = self.settings.instance_id
         owner_address = await self.ownership.route(session_id)
-        if owner_address is None:
+        mine = owner_address is None
+        if mine:
             self.upstream.pop(session_id, None)
-            self.decisions["owner"] += 1
-            return Decision(me, None, False)
         if forwarded:
+            if mine:
+                self.decisions["owner"] += 1
+                return Decision(me, None, False)
             if not self.settings.relay or not self.ownership.serving:
                 raise Unavailable(
                     "the session moved to another instance; retry", code="owner_unavailable"
                 )
+            assert owner_address is not None
             self.upstream[session_id] = owner_address
             self.decisions["relay_here"] += 1
             return Decision(me, None, True)
-        lease = await self.ownership.current(session_id)
-        if not self.settings.relay or lease is None or not await self._relayable(session_id):
+        lease = await self.ownership.current(session_id) if self.settings.relay else None
+        if lease is None or not await self._relayable(session_id):
+            if mine:
+                self.decisions["owner"] += 1
+                return Decision(me, None, False)
             self.decisions["forwarded"] += 1
             owner_id = str(lease["holder"]) if lease is not None else ""
             return Decision(owner_id, owner_address, False)
         chosen = await self._least_loaded(lease)
         self._sent.setdefault(chosen.instance_id, []).append(self._clock())
         if chosen.instance_id == me:
+            if mine:
+                self.decisions["owner"] += 1
+                return Decision(me, None, False)
+            assert owner_address is not None
             self.upstream[session_id] = owner_address
             self.decisions["relay_here"] += 1
             return Decision(me, None, True)
