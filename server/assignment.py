@@ -38,6 +38,8 @@ from store.protocol import Doc, Store
 log = logging.getLogger(__name__)
 
 _MAX_INSTANCES = 256
+# After a viewer is given to this instance, its record is rewritten this much later.
+_REFRESH_S = 0.25
 _RELAY_PC = re.compile(r"^pc_r([0-9a-f]{8})_")
 
 
@@ -92,6 +94,7 @@ class Assignment:
         self._sent: dict[str, list[float]] = {}
         self.decisions: dict[str, int] = {"owner": 0, "relay_here": 0, "forwarded": 0}
         self._task: asyncio.Task[None] | None = None
+        self._soon: asyncio.Task[None] | None = None
 
     # -- the record --------------------------------------------------------------------------
 
@@ -119,6 +122,20 @@ class Assignment:
         for instance_id, times in list(self._sent.items()):
             self._sent[instance_id] = [t for t in times if t > horizon]
 
+    def _refresh_soon(self) -> None:
+        """A viewer was just given to this instance: rewrite its record shortly (once its peer
+        connection is counted) rather than at the next heartbeat, so other entry instances see
+        the new load within a fraction of a second."""
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.get_running_loop().create_task(self._refresh_after(_REFRESH_S))
+
+    async def _refresh_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self.heartbeat()
+        except Exception:
+            log.warning("instance record refresh failed", exc_info=True)
+
     def start(self) -> None:
         if self.settings.relay and self._task is None:
             self._task = asyncio.create_task(self._beat(), name="instance-heartbeat")
@@ -133,11 +150,12 @@ class Assignment:
 
     async def close(self) -> None:
         """Stop offering this instance (drain, shutdown): its record goes at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._soon):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._soon = None
         if self.settings.relay:
             with contextlib.suppress(Exception):
                 await self.store.delete("instances", self.settings.instance_id)
@@ -154,6 +172,8 @@ class Assignment:
         if mine:
             self.upstream.pop(session_id, None)
         if forwarded:
+            if self.settings.relay:
+                self._refresh_soon()
             if mine:
                 self.decisions["owner"] += 1
                 return Decision(me, None, False)
@@ -176,6 +196,7 @@ class Assignment:
         chosen = await self._least_loaded(lease)
         self._sent.setdefault(chosen.instance_id, []).append(self._clock())
         if chosen.instance_id == me:
+            self._refresh_soon()
             if mine:
                 self.decisions["owner"] += 1
                 return Decision(me, None, False)
