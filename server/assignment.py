@@ -220,6 +220,8 @@ class Assignment:
         instance, then by id)."""
         owner_id = str(lease["holder"])
         candidates = {c.instance_id: c for c in await self.candidates()}
+        if not self.ownership.serving:  # draining: its record may outlive the drain's start
+            candidates.pop(self.settings.instance_id, None)
         if owner_id not in candidates:
             at = float(lease.get("expires_at", 0)) - self.settings.lease_ttl_s
             peers = int(lease.get("peers") or 0)
