@@ -95,10 +95,6 @@ export function errorText(err) {
 // So does the quality of a connection: that instance holds it.
 export const getQualities = (sessionId, token, base = "") =>
   request("GET", `/session/${id(sessionId)}/quality`, { token, base });
-// One connection's quality, asked by its id: with relay (DEPLOYMENT.md) a viewer's connections may
-// live on different instances, and the id routes the request to the one holding it.
-export const getQuality = (sessionId, token, pcId, base = "") =>
-  request("GET", `/session/${id(sessionId)}/quality?pc_id=${encodeURIComponent(pcId)}`, { token, base });
 export const putQuality = (sessionId, token, pcId, quality, base = "") =>
   request("PUT", `/session/${id(sessionId)}/quality`, { token, body: { pc_id: pcId, quality }, base });
 export const streamOffer = (streamId, token, offer, base = "") =>

@@ -477,16 +477,11 @@ async function refreshQuality() {
     renderQuality(null);
     return;
   }
-  const pcId = sub.video.dataset.pcId;
-  if (!pcId) {
-    renderQuality(null);
-    return;
-  }
   try {
-    // By its id: the instance serving this connection answers (it may not be the owner).
-    renderQuality(await api.getQuality(sessionId, state.token, pcId, state.signalBase));
+    const { connections } = await api.getQualities(sessionId, state.token, state.signalBase);
+    // A connection being replaced is simply absent: the next poll finds its successor.
+    renderQuality(connections.find((c) => c.pc_id === sub.video.dataset.pcId) || null);
   } catch {
-    // A connection being replaced is gone (404): the next poll finds its successor.
     renderQuality(null);
   }
 }
