@@ -15,6 +15,8 @@ from handlers.base import ApiHandler, ApiWebSocketHandler
 from handlers.forward import (
     SocketRelay,
     forwarded,
+    gather_json,
+    is_forwarded,
     owner_elsewhere,
     pc_forwarded,
     session_of_stream,
@@ -91,9 +93,20 @@ class QualityHandler(ApiHandler):
     async def get(self, session_id: str) -> None:
         claims = self.claims()
         pc_id = self.get_query_argument("pc_id", None)
+        media = self.services.media
+        if pc_id is None and self.services.settings.relay:
+            # With relay, this viewer's connections may live on several instances: this one's,
+            # and (unless this request was sent here by another instance) every other's.
+            connections = media.qualities_of(claims, session_id)
+            if not is_forwarded(self):
+                others = await self.services.assignment.other_addresses(session_id)
+                for answer in await gather_json(self, others):
+                    if isinstance(answer, dict):
+                        connections.extend(answer.get("connections") or [])
+            self.write_json({"connections": connections})
+            return
         if await pc_forwarded(self, session_id, pc_id):
             return
-        media = self.services.media
         if pc_id is None:
             self.write_json({"connections": media.qualities_of(claims, session_id)})
         else:

@@ -260,6 +260,16 @@ class Assignment:
                 return candidate.address
         return None
 
+    async def other_addresses(self, session_id: str) -> list[str]:
+        """Every other instance that may hold connections of the session's viewers: its owner
+        and every live relaying instance."""
+        me = self.settings.instance_id
+        found = {c.instance_id: c.address for c in await self.candidates()}
+        lease = await self.ownership.current(session_id)
+        if lease is not None:
+            found.setdefault(str(lease["holder"]), str(lease["address"]))
+        return [address for instance_id, address in found.items() if instance_id != me]
+
     async def describe(self, session_id: str) -> dict[str, Any]:
         """The operators' view in a session's status: whether relay is on, and every relaying
         instance's load and whether it relays this session now."""

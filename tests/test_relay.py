@@ -286,6 +286,12 @@ async def test_composite_and_whep_viewers_are_served_through_a_relay(
             assert await metric(b, "multistream_relay_links", '{direction="in"}') == 2.0
             assert await metric(b, "multistream_composite_layouts") == 1.0
             assert await metric(a, "multistream_composite_layouts") == 0.0
+            # The watch page's poll (every connection of this viewer) through A, the owner,
+            # finds the viewer's connections on B.
+            polled = await a.get(f"{PREFIX}/session/{sid}/quality", token=joined["viewer_token"])
+            assert polled.status == 200, polled.body
+            found = {c["pc_id"] for c in polled.json["connections"]}
+            assert found == {composite.pc_id, whep.pc_id}, (found, composite.pc_id, whep.pc_id)
             # WHEP DELETE through A reaches B, which holds the connection.
             gone = await a.request(
                 "DELETE", f"{WHEP}/{sid}/camera/{whep.pc_id}", token=joined["viewer_token"]
