@@ -43,7 +43,15 @@ FORWARDED = "X-Multistream-Forwarded"
 # Request headers the owner needs; everything else (cookies, origin, hop-by-hop) stays here.
 _REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "Accept")
 # Answer headers the client needs from the owner (CORS ones are this instance's own).
-_ANSWER_HEADERS = ("Content-Type", "Location", "ETag", "Link", "Accept-Patch", "Retry-After")
+_ANSWER_HEADERS = (
+    "Content-Type",
+    "Cache-Control",
+    "Location",
+    "ETag",
+    "Link",
+    "Accept-Patch",
+    "Retry-After",
+)
 _TIMEOUT_S = 15.0
 # Concurrent forwarded requests per instance (Tornado's shared client allows 10 and queues the rest:
 # a crowd of viewers joining through one instance would wait in line behind each other's offers).
