@@ -46,6 +46,7 @@ _REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "Accept")
 # Answer headers the client needs from the owner (CORS ones are this instance's own).
 _ANSWER_HEADERS = (
     "Content-Type",
+    "Cache-Control",
     "Location",
     "ETag",
     "Link",

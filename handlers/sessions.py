@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
+from handlers.forward import forward_http, is_forwarded
 from handlers.openapi import error_responses, operation, path_param
 from server import schemas
 from server.accounts import with_saved_receiver
@@ -79,6 +80,13 @@ class ThumbnailHandler(ApiHandler):
         session = await self.services.sessions.get_session(session_id)
         jpeg = None
         if session["status"] == "live":
+            # The picture is decoded where the media is: ask the owner (without taking the
+            # session over, as a signaling request would when its lease has run out).
+            lease = await self.services.ownership.current(session["id"])
+            mine = lease is None or lease["holder"] == self.services.settings.instance_id
+            if not mine and not is_forwarded(self):
+                await forward_http(self, str(lease["address"]), b"")  # type: ignore[index]
+                return
             jpeg = await self.services.thumbnails.jpeg(session["id"])
         if jpeg is None:
             self.set_status(204)

@@ -27,6 +27,7 @@ from server.lifespan import open_services
 from server.media import aiortc_hooks, ice
 from server.media.aiortc_hooks import AiortcShapeError
 from server.media.link import PACING_FACTOR, ViewerLink
+from server.media.pacer import RTX_MAX_AGE_S
 from tests.conftest import make_settings
 from tests.media_helpers import LOOPBACK, PatternTrack, new_pc, offer_of
 
@@ -109,6 +110,24 @@ async def test_viewer_link_reads_remb_and_receiver_reports_from_aiortc_packets(p
     assert link.estimator.feedback.reports == 1
     # The pacer runs at a multiple of the target.
     assert link.bucket.rate_bps == pytest.approx(link.target_bps() * PACING_FACTOR, rel=0.01)
+
+
+async def test_viewer_link_asks_a_key_frame_only_for_a_packet_gone_for_good(pair):
+    """A resend refused by the budget is not lost: the receiver NACKs again and the budget has
+    refilled by then, so no key frame is asked (one was, for every budget miss, and a key frame
+    on a 1 Mbit link is a stalled second). A packet too old to resend is gone: that resyncs."""
+    _, _, sender, _ = pair
+    link = ViewerLink(sender, 3_000_000)
+    resyncs: list[int] = []
+    link.on_unrecoverable = lambda: resyncs.append(1)
+    await asyncio.sleep(0.2)
+    now_ts = aiortc_hooks.sender_rtp_timestamp(sender)
+    allowed = [link.allow_retransmit(seq, 1200, now_ts) for seq in range(1000)]
+    assert not all(allowed) and link.rtx.skipped_budget > 0
+    assert resyncs == [] and link.unrecoverable == 0
+    old = (now_ts - int((RTX_MAX_AGE_S + 0.5) * 90000)) & 0xFFFFFFFF
+    assert not link.allow_retransmit(5000, 1200, old)
+    assert resyncs == [1] and link.unrecoverable == 1
 
 
 async def test_hook_gate_retransmit_decides_each_nack(pair):

@@ -67,6 +67,16 @@ async def _wait_count(api: Client, sid: str, count: int, timeout: float = 10) ->
         await asyncio.sleep(0.2)
 
 
+async def _wait_thumbnail(api: Client, sid: str, timeout: float = 15) -> None:
+    """The session's thumbnail through `api`'s instance becomes a JPEG (204 until the owner has
+    decoded a frame: the first request starts that)."""
+    deadline = time.monotonic() + timeout
+    while (resp := await api.get(f"{PREFIX}/session/{sid}/thumbnail.jpg")).status != 200:
+        assert resp.status == 204 and time.monotonic() < deadline, (resp.status, resp.body[:200])
+        await asyncio.sleep(0.3)
+    assert resp.headers["Content-Type"] == "image/jpeg" and resp.body[:2] == b"\xff\xd8"
+
+
 @pytest.mark.timeout(150)
 async def test_signaling_sent_to_a_non_owner_is_served_by_the_owner(
     tmp_path: Path, store_url: str | None
@@ -130,6 +140,8 @@ async def test_signaling_sent_to_a_non_owner_is_served_by_the_owner(
 
             for viewer in (http_viewer, ws_viewer, whep_viewer):
                 await viewer.wait_frames(5, timeout=20)
+            # The stream list's thumbnail through B: decoded on A, where the media is.
+            await _wait_thumbnail(b, sid)
             # The viewer (three connections, one viewer) is on A; B counts it too (cluster-wide).
             await _wait_count(b, sid, 1)
             assert (await a.get(f"{PREFIX}/session/{sid}/status")).json["viewer_count"] == 1

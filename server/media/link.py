@@ -119,11 +119,13 @@ class ViewerLink:
             # Sent before this viewer was resynchronised at a key frame: nothing will decode it.
             self.moot += 1
             return False
-        skipped = self.rtx.skipped_old + self.rtx.skipped_budget
+        skipped = self.rtx.skipped_old
         allowed = self.rtx.allow(seq, size, age_s, time.monotonic(), self.estimator.feedback.rtt_s)
-        if not allowed and self.rtx.skipped_old + self.rtx.skipped_budget > skipped:
+        if not allowed and self.rtx.skipped_old > skipped:
             # That packet is gone for good, and with it every frame until the next key frame:
             # stop sending frames the viewer cannot decode and get it a key frame instead.
+            # (Over the budget only, it is not gone: the receiver asks again, and the budget has
+            # refilled by then -- one packet later instead of a key frame now.)
             self.unrecoverable += 1
             self._resync_ts = last
             if self.on_unrecoverable is not None:

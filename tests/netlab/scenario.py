@@ -86,6 +86,8 @@ class Result:
     send_mbps: float
     window_s: float
     source_fps: dict[str, float] = field(default_factory=dict)  # per kind shown: what was published
+    # The server's debug view of the session's viewers at the end (`/debug/viewers`), when read.
+    server: list[dict[str, Any]] = field(default_factory=list)
 
     def brief(self) -> str:
         views = "; ".join(v.brief() for v in self.views.values())
