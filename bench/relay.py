@@ -37,18 +37,9 @@ from tests.api_helpers import web_broadcaster
 from tests.cluster_helpers import cluster
 from tests.conftest import Client
 from tests.media_helpers import join, publish, start_session
-from tests.relay_helpers import Light, TexturedCamera, light_viewer
+from tests.relay_helpers import RELAY_ENV, Light, TexturedCamera, light_viewer
 
 FPS = 15
-ENV = {
-    "MULTISTREAM_RELAY": "on",
-    "MULTISTREAM_LEASE_HEARTBEAT": "0.5",
-    "MULTISTREAM_ADAPTIVE": "off",
-    "MULTISTREAM_RECORD": "off",
-    "MULTISTREAM_RATE_OFFER": "10000/60000",
-    "MULTISTREAM_RATE_JOIN": "10000/60000",
-    "MULTISTREAM_MAX_PENDING_PEERS": "1000",
-}
 
 
 async def _metric(api: Client, name: str, labels: str) -> float:
@@ -80,7 +71,7 @@ async def _viewer(entry: Client, sid: str, camera: str, timed: bool = False) -> 
 
 
 async def latency(tmp: Path, store: str | None, seconds: float) -> dict[str, Any]:
-    with cluster(tmp, store, count=2, extra=ENV) as procs:
+    with cluster(tmp, store, count=2, extra=RELAY_ENV) as procs:
         a, b = (Client(p.base_url) for p in procs)
         sid, camera, pub = await _session(a)
         lights: list[Light] = []
@@ -116,7 +107,7 @@ async def latency(tmp: Path, store: str | None, seconds: float) -> dict[str, Any
 async def egress(
     tmp: Path, store: str | None, instances: int, viewers: int, window: float
 ) -> dict[str, Any]:
-    with cluster(tmp, store, count=instances, extra=ENV) as procs:
+    with cluster(tmp, store, count=instances, extra=RELAY_ENV) as procs:
         apis = [Client(p.base_url) for p in procs]
         sid, camera, pub = await _session(apis[0])
         lights: list[Light] = []

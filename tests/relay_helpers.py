@@ -13,6 +13,21 @@ from tests.cluster_helpers import candidate_ports
 from tests.conftest import Client
 from tests.media_helpers import PREFIX, PatternTrack, new_pc, offer_of
 
+# Instances of a relay test or bench: relay on, a fast heartbeat, and an audience of many clients
+# from one process (no per-viewer rungs, no recording, rate limits out of the way).
+RELAY_ENV = {
+    "MULTISTREAM_RELAY": "on",
+    "MULTISTREAM_RELAY_LINGER": "1",
+    "MULTISTREAM_LEASE_HEARTBEAT": "0.5",
+    # The audience is 60 clients of one test process: no adaptive rungs (each would decode and
+    # encode on these 2 cores); every viewer takes the publisher's packets as they are.
+    "MULTISTREAM_ADAPTIVE": "off",
+    "MULTISTREAM_RECORD": "off",
+    "MULTISTREAM_RATE_OFFER": "10000/60000",
+    "MULTISTREAM_RATE_JOIN": "10000/60000",
+    "MULTISTREAM_MAX_PENDING_PEERS": "1000",
+}
+
 
 class TexturedCamera(PatternTrack):
     """A camera whose picture is new fine texture every frame: aiortc's VP8 encoder spends its

@@ -30,22 +30,10 @@ from tests.media_helpers import (
     start_session,
     view_composite,
 )
-from tests.relay_helpers import Light, TexturedCamera, light_viewer
+from tests.relay_helpers import RELAY_ENV, Light, TexturedCamera, light_viewer
 from tests.whip_helpers import WHEP, whep_play
 
 VIEWERS = 60
-RELAY_ENV = {
-    "MULTISTREAM_RELAY": "on",
-    "MULTISTREAM_RELAY_LINGER": "1",
-    "MULTISTREAM_LEASE_HEARTBEAT": "0.5",
-    # The audience is 60 clients of one test process: no adaptive rungs (each would decode and
-    # encode on these 2 cores); every viewer takes the publisher's packets as they are.
-    "MULTISTREAM_ADAPTIVE": "off",
-    "MULTISTREAM_RECORD": "off",
-    "MULTISTREAM_RATE_OFFER": "10000/60000",
-    "MULTISTREAM_RATE_JOIN": "10000/60000",
-    "MULTISTREAM_MAX_PENDING_PEERS": "1000",
-}
 
 
 @pytest.fixture

@@ -275,6 +275,19 @@ async def pay(page: Page, base_url: str) -> None:
     await page.wait_for("document.querySelector('#payment').dataset.status === 'paid'", timeout=10)
 
 
+async def set_text_quality(studio: Page) -> None:
+    """Set the screen's quality live (text hint, 1500 kbps, 10 fps) and wait until its sender
+    applies it (the row's data attributes say what the browser accepted)."""
+    row = ".stream-row[data-kind=screen]"
+    await set_value(studio, "#screen-hint", "text")
+    await set_value(studio, "#screen-bitrate", "1500")
+    await set_value(studio, "#screen-fps", "10")
+    await studio.wait_for(
+        f"(r => r.dataset.hint === 'text' && r.dataset.maxBitrate === '1500000'"
+        f" && r.dataset.maxFramerate === '10')(document.querySelector('{row}'))"
+    )
+
+
 # ---- tests ---------------------------------------------------------------------------------------
 
 
@@ -683,13 +696,7 @@ def test_studio_quality_changes_apply_while_live(
     async def check() -> None:
         studio = live.studio
         row = ".stream-row[data-kind=screen]"
-        await set_value(studio, "#screen-hint", "text")
-        await set_value(studio, "#screen-bitrate", "1500")
-        await set_value(studio, "#screen-fps", "10")
-        await studio.wait_for(
-            f"(r => r.dataset.hint === 'text' && r.dataset.maxBitrate === '1500000'"
-            f" && r.dataset.maxFramerate === '10')(document.querySelector('{row}'))"
-        )
+        await set_text_quality(studio)
         settings = await studio.evaluate(
             "document.querySelector('#preview-screen').srcObject.getVideoTracks()[0].getSettings()"
         )
@@ -713,15 +720,8 @@ def test_studio_reload_resumes_the_live_session(
 ) -> None:
     async def check() -> None:
         studio = live.studio
-        row = ".stream-row[data-kind=screen]"
         # The quality set live (text hint, 1500 kbps, 10 fps) survives the reload.
-        await set_value(studio, "#screen-hint", "text")
-        await set_value(studio, "#screen-bitrate", "1500")
-        await set_value(studio, "#screen-fps", "10")
-        await studio.wait_for(
-            f"(r => r.dataset.hint === 'text' && r.dataset.maxBitrate === '1500000'"
-            f" && r.dataset.maxFramerate === '10')(document.querySelector('{row}'))"
-        )
+        await set_text_quality(studio)
         await studio.reload()
         await studio.wait_for(f"document.body.dataset.sessionId === '{live.session_id}'")
         assert await studio.evaluate("document.querySelector('#golive-form').hidden") is True
