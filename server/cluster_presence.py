@@ -31,6 +31,8 @@ COLLECTION: Final = "session_viewers"
 # Documents of instances gone this long are deleted by whichever instance reads them.
 FORGET_AFTER_S = 60.0
 MAX_DOCS = 10_000
+# How long closing waits for a round under way before cutting it short.
+CLOSE_WAIT_S = 5.0
 
 
 def _ms(seconds: float) -> int:
@@ -51,27 +53,39 @@ class PresenceSync:
         self._written: dict[str, int] = {}
         self._written_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="presence-sync")
 
     async def close(self) -> None:
+        """Stop after the round under way (never cancelled inside a store call: a MongoDB
+        operation cut short there once held a closing CLI command for a minute), then remove
+        this instance's counts."""
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, CLOSE_WAIT_S)
         # Leaving: this instance's viewers stop counting at once, not when their documents expire.
         for session_id in list(self._written):
             with contextlib.suppress(Exception):
                 await self.store.delete(COLLECTION, self._doc_id(session_id))
 
     async def _loop(self) -> None:
-        while True:
+        # The first round comes one interval after the start: a short-lived process (a CLI
+        # command opening the services) is gone before it.
+        while not await self._stopped_within(self.interval_s):
             try:
                 await self.sync()
             except Exception:
                 log.exception("viewer counts could not be shared (retrying)")
-            await asyncio.sleep(self.interval_s)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _doc_id(self, session_id: str) -> str:
         return f"{session_id}@{self.instance_id}"

@@ -54,15 +54,23 @@ def _call(method: str, url: str, body: dict | None = None, token: str | None = N
 def _cli(data_dir: Path, store: str | None, *args: str, stdin: str | None = None) -> str:
     """Run `multistream ARGS` on the same data as the server; its stdout (exit 0 asserted)."""
     store_args = ["--store", store] if store else []
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [str(BIN), *args, "--data-dir", str(data_dir), *store_args],
-        input=stdin,
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
+        # A command that hangs is stopped with SIGABRT: its stack (faulthandler) is the failure.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    try:
+        out, err = proc.communicate(stdin, timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        raise AssertionError(f"`multistream {' '.join(args)}` hung for 60 s:\n{err}") from None
+    assert proc.returncode == 0, err
+    return out
 
 
 def _stop(proc: subprocess.Popen[str]) -> int:
