@@ -72,7 +72,9 @@ def _client() -> tornado.httpclient.AsyncHTTPClient:
     return client
 
 
-forward_mark = internal_mark
+def _mark(services: Services, method: str, path: str) -> str:
+    """The internal mark this instance puts on a request it sends another instance."""
+    return internal_mark(services.settings.token_secret.reveal(), method, path)
 
 
 def is_forwarded(handler: tornado.web.RequestHandler) -> bool:
@@ -123,7 +125,7 @@ async def forward_http(handler: tornado.web.RequestHandler, address: str, body: 
     request = handler.request
     method = request.method or "GET"
     headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
-    headers[FORWARDED] = forward_mark(services.settings.token_secret.reveal(), method, request.path)
+    headers[FORWARDED] = _mark(services, method, request.path)
     try:
         resp = await _client().fetch(
             address + request.uri,
@@ -164,9 +166,7 @@ class SocketRelay:
         request = self.handler.request
         url = "ws" + self.address.removeprefix("http") + request.uri
         headers = {h: request.headers[h] for h in ("Authorization",) if h in request.headers}
-        headers[FORWARDED] = forward_mark(
-            services.settings.token_secret.reveal(), request.method or "GET", request.path
-        )
+        headers[FORWARDED] = _mark(services, request.method or "GET", request.path)
         try:
             self.upstream = await tornado.websocket.websocket_connect(
                 tornado.httpclient.HTTPRequest(url, headers=headers, request_timeout=_TIMEOUT_S)
@@ -245,7 +245,7 @@ async def gather_json(handler: tornado.web.RequestHandler, addresses: list[str])
     services: Services = handler.services  # type: ignore[attr-defined]
     request = handler.request
     headers = {h: request.headers[h] for h in ("Authorization",) if h in request.headers}
-    headers[FORWARDED] = forward_mark(services.settings.token_secret.reveal(), "GET", request.path)
+    headers[FORWARDED] = _mark(services, "GET", request.path)
 
     async def one(address: str) -> object:
         try:

@@ -166,7 +166,6 @@ class Assignment:
         """Where a viewer's signaling for `session_id` is served. `forwarded`: another instance
         already chose this one (never forwarded again). The owner assigns too: a viewer entering
         through it may be sent to a less-loaded relaying instance."""
-        me = self.settings.instance_id
         owner_address = await self.ownership.route(session_id)
         mine = owner_address is None
         if mine:
@@ -174,38 +173,36 @@ class Assignment:
         if forwarded:
             if self.settings.relay:
                 self._refresh_soon()
-            if mine:
-                self.decisions["owner"] += 1
-                return Decision(me, None, False)
-            if not self.settings.relay or not self.ownership.serving:
+            if not mine and (not self.settings.relay or not self.ownership.serving):
                 raise Unavailable(
                     "the session moved to another instance; retry", code="owner_unavailable"
                 )
-            assert owner_address is not None
-            self.upstream[session_id] = owner_address
-            self.decisions["relay_here"] += 1
-            return Decision(me, None, True)
+            return self._serve_here(session_id, owner_address)
         lease = await self.ownership.current(session_id) if self.settings.relay else None
         if lease is None or not await self._relayable(session_id):
             if mine:
-                self.decisions["owner"] += 1
-                return Decision(me, None, False)
+                return self._serve_here(session_id, None)
             self.decisions["forwarded"] += 1
             owner_id = str(lease["holder"]) if lease is not None else ""
             return Decision(owner_id, owner_address, False)
         chosen = await self._least_loaded(lease)
         self._sent.setdefault(chosen.instance_id, []).append(self._clock())
-        if chosen.instance_id == me:
+        if chosen.instance_id == self.settings.instance_id:
             self._refresh_soon()
-            if mine:
-                self.decisions["owner"] += 1
-                return Decision(me, None, False)
-            assert owner_address is not None
-            self.upstream[session_id] = owner_address
-            self.decisions["relay_here"] += 1
-            return Decision(me, None, True)
+            return self._serve_here(session_id, owner_address)
         self.decisions["forwarded"] += 1
         return Decision(chosen.instance_id, chosen.address, chosen.instance_id != lease["holder"])
+
+    def _serve_here(self, session_id: str, owner_address: str | None) -> Decision:
+        """Serve the viewer on this instance: as the owner (`owner_address` None), else through
+        a relay link from the owner at `owner_address`."""
+        me = self.settings.instance_id
+        if owner_address is None:
+            self.decisions["owner"] += 1
+            return Decision(me, None, False)
+        self.upstream[session_id] = owner_address
+        self.decisions["relay_here"] += 1
+        return Decision(me, None, True)
 
     async def _relayable(self, session_id: str) -> bool:
         """A relay pulls what the owner ingests: with no stream live yet, a viewer waits for its
