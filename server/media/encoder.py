@@ -111,7 +111,7 @@ class SharedEncoder:
         )
         self.frames_encoded = 0
         self.frames_skipped = 0
-        # Frames the rate control chose not to encode (constrained VP8 rungs, after a big frame).
+        # Frames the encoder's rate control chose not to output (libvpx may, under its budget).
         self.frames_dropped = 0
         self._executor = executor
         self._epoch = epoch
@@ -204,8 +204,7 @@ class SharedEncoder:
                 pts = int(pts_s / TIME_BASE)
                 packets = await loop.run_in_executor(self._executor, self._encode, frame, key, pts)
                 if not packets:
-                    # The rate control skipped this frame (a constrained rung after a big one):
-                    # a key frame asked for is still owed.
+                    # The rate control skipped this frame: a key frame asked for is still owed.
                     self.frames_dropped += 1
                     if key:
                         self._key_wanted, self._last_key = True, last_key

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 LOSS_LOW = 0.02
 LOSS_HIGH = 0.10
+# Loss this heavy is a link far smaller than the send rate, not random loss.
+LOSS_SEVERE = 0.30
 INCREASE_PER_S = 0.08
 NEAR_CAPACITY_INCREASE_PER_S = 0.025
 NEAR_CAPACITY = 0.10
@@ -94,6 +96,8 @@ class BandwidthEstimator:
         self.delay_cuts = 0
         self.loss_cuts = 0
         self.state = "normal"  # "normal" | "hold" | "overuse" (the delay detector)
+        # A loss window under `LOSS_HIGH` has been seen: the link has shown what it carries.
+        self._settled = False
 
     # -- delay ----------------------------------------------------------------------------------
 
@@ -184,8 +188,18 @@ class BandwidthEstimator:
             # loss against a lagging send rate sank the estimate to a quarter of the link.)
             self.loss_cuts += 1
             through = sent_bps * (1.0 - loss) if sent_bps > 0 else self.loss_based_bps
-            self._cut(now, self.loss_based_bps * (1.0 - 0.5 * loss), through)
+            to = self.loss_based_bps * (1.0 - 0.5 * loss)
+            remb = self.remb(now)
+            if loss > LOSS_SEVERE and (remb is not None or not self._settled):
+                # Most of what is sent is lost (a new viewer of a 2 Mb/s original behind a
+                # 1 Mbit link: 50-70 %): the link carries a fraction of the send rate, and what
+                # arrives says which, three halvings sooner. Without a REMB (Chromium sent its
+                # first one 8 s in, once) only before any window has shown the link coping: later,
+                # a burst's window against a lagging send rate would read far under the link.
+                to = min(to, max(float(remb or 0), through))
+            self._cut(now, to, through)
             return
+        self._settled = True
         if self.state != "normal" or now - self._last_cut < HOLD_AFTER_CUT_S:
             return
         estimate = self.loss_based_bps
