@@ -1,6 +1,7 @@
 """Server CPU per forwarded packet with adaptive delivery on and off, side by side (loopback).
 
     .venv/bin/python -m bench.adaptive_cost [--viewers 20] [--rounds 2] [--window 10]
+        [--baseline REF]
 
 One aiortc publisher of the network lab's scrolling-text screen (1280x720, 30 fps, VP8, multi-packet
 frames), forwarded (passthrough) to N light aiortc viewers that count RTP packets without decoding.
@@ -10,25 +11,51 @@ each run. Light viewers send no receiver reports, so the adaptive server keeps e
 original: what is measured is the per-packet price of the machinery (pacing hook, RTCP hooks,
 frame-time checks), not of a rung switch. Numbers are noisy on a shared machine: compare the
 interleaved runs, not against other days.
+
+`--baseline REF` also runs the server of git revision REF (its files exported to a temporary
+directory, this tree's compiled extensions copied in) in every round, interleaved with this
+tree's, and prints the ratios of the medians: a change to the send path measured against the
+code before it, in the same minutes of the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from bench.bench_fanout import PREFIX, Http, light_viewer, publish, start_server
+from bench.bench_fanout import PREFIX, ROOT, Http, light_viewer, publish, start_server
 from tests.netlab.content import ContentTrack
 
 
-async def one_run(adaptive: bool, viewers: int, window_s: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def exported(ref: str) -> Iterator[Path]:
+    """Revision `ref` of this repository as a source tree in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="adaptive-cost-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for built in ROOT.glob("compositor/*.so"):
+            shutil.copy2(built, Path(tmp) / "compositor" / built.name)
+        yield Path(tmp)
+
+
+async def one_run(
+    adaptive: bool, viewers: int, window_s: float, root: Path = ROOT, tree: str = "HEAD"
+) -> dict[str, Any]:
     os.environ["MULTISTREAM_ADAPTIVE"] = "1" if adaptive else "0"
-    server = start_server("ours", "VP8", 2_500_000)
+    server = start_server("ours", "VP8", 2_500_000, root)
     http = Http(server.base)
     pcs: list[Any] = []
     try:
@@ -66,6 +93,7 @@ async def one_run(adaptive: bool, viewers: int, window_s: float) -> dict[str, An
         packets = sum(c.packets for c in counters) - packets0
         octets = sum(c.octets for c in counters) - octets0
         return {
+            "tree": tree,
             "adaptive": adaptive,
             "viewers": viewers,
             "packets_per_s": round(packets / dt),
@@ -79,21 +107,44 @@ async def one_run(adaptive: bool, viewers: int, window_s: float) -> dict[str, An
         server.stop()
 
 
-async def run(viewers: int, rounds: int, window_s: float) -> list[dict[str, Any]]:
-    rows = []
-    for _ in range(rounds):
+async def run(
+    viewers: int, rounds: int, window_s: float, baseline: str | None = None
+) -> list[dict[str, Any]]:
+    with contextlib.ExitStack() as stack:
+        trees = [("HEAD", ROOT)]
+        if baseline is not None:
+            trees.append((baseline, stack.enter_context(exported(baseline))))
+        rows = []
+        for _ in range(rounds):
+            for adaptive in (True, False):
+                for tree, root in trees:
+                    row = await one_run(adaptive, viewers, window_s, root, tree)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    medians: dict[tuple[str, bool], float] = {}
+    for tree, _root in trees:
         for adaptive in (True, False):
-            row = await one_run(adaptive, viewers, window_s)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    for adaptive in (True, False):
-        costs = [
-            r["us_per_packet"] for r in rows if r["adaptive"] is adaptive and r["us_per_packet"]
-        ]
-        if costs:
-            label = "adaptive on " if adaptive else "adaptive off"
+            costs = [
+                r["us_per_packet"]
+                for r in rows
+                if r["tree"] == tree and r["adaptive"] is adaptive and r["us_per_packet"]
+            ]
+            if costs:
+                medians[tree, adaptive] = statistics.median(costs)
+                label = f"{tree} adaptive {'on ' if adaptive else 'off'}"
+                print(
+                    f"{label}: median {medians[tree, adaptive]:.2f} us/packet over {len(costs)} runs"
+                )
+    for (a_tree, a_on), (b_tree, b_on) in [
+        (("HEAD", True), ("HEAD", False)),
+        (("HEAD", True), (baseline, False)),
+        (("HEAD", True), (baseline, True)),
+        ((baseline, True), (baseline, False)),
+    ]:
+        if (a_tree, a_on) in medians and (b_tree, b_on) in medians:
             print(
-                f"{label}: median {statistics.median(costs):.2f} us/packet over {len(costs)} runs"
+                f"ratio {a_tree} {'on' if a_on else 'off'} / {b_tree} {'on' if b_on else 'off'}:"
+                f" {medians[a_tree, a_on] / medians[b_tree, b_on]:.2f}"
             )
     return rows
 
@@ -103,8 +154,9 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--window", type=float, default=10)
+    parser.add_argument("--baseline", help="git revision to run side by side (e.g. main)")
     ns = parser.parse_args()
-    asyncio.run(run(ns.viewers, ns.rounds, ns.window))
+    asyncio.run(run(ns.viewers, ns.rounds, ns.window, ns.baseline))
 
 
 if __name__ == "__main__":

@@ -84,11 +84,23 @@ def _replay_step(packet: av.Packet) -> int:
 
 
 @dataclass(slots=True)
-class _Item:
+class RingItem:
+    """One published frame. Its RTP payloads are cut once for every viewer sending it
+    (`payloads`, server/media/rtpsend.py), not once per viewer."""
+
     index: int
     packet: av.Packet
     key: bool
     at: float
+    # (codec, payloads) of the last `payloads` call: a source has one codec.
+    packed: tuple[str, list[bytes]] | None = None
+
+    def payloads(self, key: str, make: Callable[[], list[bytes]]) -> list[bytes]:
+        """This frame's payloads for codec `key`, made by the first viewer that asks."""
+        packed = self.packed
+        if packed is None or packed[0] != key:
+            packed = self.packed = (key, make())
+        return packed[1]
 
 
 class PacketBroadcast:
@@ -106,7 +118,7 @@ class PacketBroadcast:
         self.keyframes = keyframes
         self.on_keyframe_request = on_keyframe_request
         self.on_idle = on_idle
-        self.ring: deque[_Item] = deque(maxlen=RING_SIZE)
+        self.ring: deque[RingItem] = deque(maxlen=RING_SIZE)
         self.next_index = 0
         self.readers = 0
         self.dropped = 0
@@ -121,7 +133,7 @@ class PacketBroadcast:
         self.key_requests_cached: dict[str, int] = {}
         self.gop_replayed_frames = 0
         self.gop_replayed_bytes = 0
-        self.gop: list[_Item] = []
+        self.gop: list[RingItem] = []
         self.gop_bytes = 0
         self._last_shared_request = -SHARED_KEY_GAP_S
         self.started_at = time.monotonic()
@@ -133,7 +145,7 @@ class PacketBroadcast:
     def publish(self, packet: av.Packet, key: bool = True) -> None:
         now = time.monotonic()
         key = key or not self.keyframes
-        item = _Item(self.next_index, packet, key, now)
+        item = RingItem(self.next_index, packet, key, now)
         self.ring.append(item)
         self.next_index += 1
         if key:
@@ -146,7 +158,7 @@ class PacketBroadcast:
             self._window_start, self._window_bytes = now, 0
         self._wake()
 
-    def _keep_gop(self, item: _Item, now: float) -> None:
+    def _keep_gop(self, item: RingItem, now: float) -> None:
         """Keep the last key frame and what followed, within the GOP cache's bounds."""
         if item.key:
             self.gop, self.gop_bytes = [item], item.packet.size
@@ -162,7 +174,7 @@ class PacketBroadcast:
                 self.gop.append(item)
                 self.gop_bytes += size
 
-    def cached_gop(self, link_bps: float | None = None) -> list[_Item] | None:
+    def cached_gop(self, link_bps: float | None = None) -> list[RingItem] | None:
         """The cached GOP when replaying it to one viewer is cheaper than a new key frame for
         every reader: others share this source (alone, a new key frame costs no one else and is
         smaller than its GOP), the key frame is at most `GOP_MAX_AGE_S` old, the GOP at most
@@ -179,7 +191,7 @@ class PacketBroadcast:
             return None
         return list(gop)
 
-    def served_from_cache(self, reason: str, gop: list[_Item]) -> None:
+    def served_from_cache(self, reason: str, gop: list[RingItem]) -> None:
         """Count a key-frame request answered by replaying `gop` to the asker alone."""
         self.key_requests_cached[reason] = self.key_requests_cached.get(reason, 0) + 1
         self.gop_replayed_frames += len(gop)
@@ -282,7 +294,7 @@ class ViewerTrack(MediaStreamTrack):
         self.switches = 0
         # A GOP being replayed to this viewer alone (its PLI, served from the source's cache),
         # then live frames resume after it on this viewer's timeline (`_rebase`).
-        self._replay: deque[_Item] = deque()
+        self._replay: deque[RingItem] = deque()
         self._rebase = False
         self.replays = 0
         # Key frames this viewer got (live, after a switch, or replayed): what one viewer's PLIs
@@ -430,6 +442,12 @@ class ViewerTrack(MediaStreamTrack):
         super().stop()
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
+        return (await self.recv_shared())[0]
+
+    async def recv_shared(self) -> tuple[av.Packet, RingItem]:
+        """The next packet for this viewer (a copy when its timeline is shifted) and the ring
+        item it comes from, whose payloads the viewers' RTP loops share
+        (server/media/rtpsend.py)."""
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -449,8 +467,9 @@ class ViewerTrack(MediaStreamTrack):
                 source = self._source
             if self._replay:
                 return self._next_replayed()
-            packet = self._take(source)
-            if packet is not None:
+            item = self._take(source)
+            if item is not None:
+                packet = item.packet
                 self.delivered += 1
                 self.bytes_delivered += packet.size
                 if self._rebase:
@@ -458,14 +477,14 @@ class ViewerTrack(MediaStreamTrack):
                 if self._pts_shift:
                     packet = _shifted(packet, self._pts_shift)
                 self._last_pts = packet.pts
-                return packet
+                return packet, item
             if self._pending is None:
                 await source.wait()
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(source.wait(), SWITCH_POLL_S)
 
-    def _next_replayed(self) -> av.Packet:
+    def _next_replayed(self) -> tuple[av.Packet, RingItem]:
         """The next frame of a GOP replay, a step after the last one this viewer got (its
         original timestamp is up to `GOP_MAX_AGE_S` old: time must not go back)."""
         item = self._replay.popleft()
@@ -479,7 +498,7 @@ class ViewerTrack(MediaStreamTrack):
         self.delivered += 1
         self.bytes_delivered += packet.size
         self._last_pts = packet.pts
-        return packet
+        return packet, item
 
     def _rebase_after_replay(self, packet: av.Packet) -> None:
         """The first live frame after a replay: shift this viewer's timeline (only forward, by
@@ -512,7 +531,7 @@ class ViewerTrack(MediaStreamTrack):
             self._pending_asked = now
             target.request_keyframe("switch")
 
-    def _take(self, source: PacketBroadcast) -> av.Packet | None:
+    def _take(self, source: PacketBroadcast) -> RingItem | None:
         ring = source.ring
         if not ring:
             return None
@@ -562,7 +581,7 @@ class ViewerTrack(MediaStreamTrack):
             self._need_key = False
             if item.key:
                 self.keyframes_delivered += 1
-            return item.packet
+            return item
         return None
 
     def _drop_late(self, source: PacketBroadcast, index: int) -> None:
