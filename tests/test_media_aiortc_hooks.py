@@ -364,6 +364,7 @@ async def test_hook_take_over_rtp_sends_video_aiortc_decodes_and_resends_what_it
     broadcast.on_keyframe_request = publisher.request_keyframe
     sent: list[bytes] = []
     dropped: list[int] = []
+    armed: list[bool] = []  # once the receiver decodes: it has seen packets, it NACKs gaps
 
     def tap(direct: Any) -> Any:
         async def lossy(data: bytes) -> None:
@@ -371,7 +372,7 @@ async def test_hook_take_over_rtp_sends_video_aiortc_decodes_and_resends_what_it
             # Lose one packet that is neither a frame's first nor its last (the packet before
             # it is RTP without the marker bit, and so is this one), once.
             mid_frame = all(d[1] < 192 and not d[1] & 0x80 for d in sent[-2:])
-            if mid_frame and not dropped and len(sent) > 3:
+            if mid_frame and armed and not dropped:
                 dropped.append(int.from_bytes(data[2:4], "big"))
                 return
             await direct(data)
@@ -386,6 +387,7 @@ async def test_hook_take_over_rtp_sends_video_aiortc_decodes_and_resends_what_it
         for _ in range(60):
             frame = await asyncio.wait_for(remote.recv(), 5)
             frames.append((frame.width, frame.height))
+            armed.append(True)
         assert set(frames) == {(320, 240)}, "take_over_rtp: frames did not decode"
         assert dropped, "the test lost no packet"
         media_ssrc, rtx_ssrc = aiortc_hooks.sender_ssrcs(sender)

@@ -99,13 +99,19 @@ def datagram_send(conn: Any) -> Callable[[bytes], Awaitable[None] | None]:
     stun_protocol = _require(aioice.ice, "StunProtocol", "datagram_send")
     _require(stun_protocol, "send_data", "datagram_send")
 
+    # The nominated pair's socket transport and address, looked up again when the pair changes.
+    cached: list[Any] = [None, None, None]
+
     def send(data: bytes) -> Awaitable[None] | None:
         pair = conn._nominated.get(1)
         if pair is not None:
-            protocol = pair.protocol
-            if type(protocol) is stun_protocol:
+            if pair is not cached[0]:
+                udp = type(pair.protocol) is stun_protocol
+                cached[:] = [pair, pair.protocol.transport if udp else None, pair.remote_addr]
+            transport = cached[1]
+            if transport is not None:
                 # `StunProtocol.send_data` is exactly this, behind one more coroutine.
-                protocol.transport.sendto(data, pair.remote_addr)
+                transport.sendto(data, cached[2])
                 return None
         awaitable: Awaitable[None] = conn.send(data)
         return awaitable

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -86,17 +87,18 @@ def _replay_step(packet: av.Packet) -> int:
 @dataclass(slots=True)
 class RingItem:
     """One published frame. Its RTP payloads are cut once for every viewer sending it
-    (`payloads`, server/media/rtpsend.py), not once per viewer."""
+    (`shared`, server/media/rtpsend.py), not once per viewer."""
 
     index: int
     packet: av.Packet
     key: bool
     at: float
-    # (codec, payloads) of the last `payloads` call: a source has one codec.
-    packed: tuple[str, list[bytes]] | None = None
+    # (codec, value) of the last `shared` call: a source has one codec.
+    packed: tuple[str, Any] | None = None
 
-    def payloads(self, key: str, make: Callable[[], list[bytes]]) -> list[bytes]:
-        """This frame's payloads for codec `key`, made by the first viewer that asks."""
+    def shared(self, key: str, make: Callable[[], Any]) -> Any:
+        """This frame's value for codec `key` (its RTP payloads), made by the first viewer
+        that asks and kept while the frame is in the ring or the GOP cache."""
         packed = self.packed
         if packed is None or packed[0] != key:
             packed = self.packed = (key, make())

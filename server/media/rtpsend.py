@@ -52,9 +52,12 @@ _time = time.time
 
 
 class SharedFrame(Protocol):
-    """A source frame shared by the viewers of one broadcast (`fanout.RingItem`)."""
+    """A source frame shared by the viewers of one broadcast (`fanout.RingItem`): its packet,
+    and a value per codec made by the first viewer that asks."""
 
-    def payloads(self, key: str, make: Callable[[], list[bytes]]) -> list[bytes]: ...
+    packet: av.Packet
+
+    def shared(self, key: str, make: Callable[[], Any]) -> Any: ...
 
 
 class SharedTrack(Protocol):
@@ -143,36 +146,42 @@ class RtpWriter:
         self.picture_id = random.randint(0, (1 << 15) - 1) if picture_id is None else picture_id
         self._encoder: Any = None
 
-    def payloads_of(self, packet: av.Packet, frame: SharedFrame) -> list[bytes]:
-        """The frame's payloads as aiortc's encoder would cut them for this sender."""
+    def cut(self, packet: av.Packet, frame: SharedFrame) -> tuple[list[bytes], int]:
+        """This sender's payloads of `packet` (aiortc's encoder would cut them so) and its RTP
+        timestamp. The cutting and the timestamp's conversion are done once per frame for every
+        viewer (`frame.shared`); a viewer whose timeline is shifted (`packet` is its own copy)
+        converts its own timestamp."""
+        chunks, ticks = frame.shared(self.mime, lambda: self._cut_once(frame.packet))
+        if packet is not frame.packet:
+            ticks = self.ticks(packet)
+        timestamp = (self.timestamp_origin + ticks) & 0xFFFFFFFF
         if not self.vp8:
-            # H.264 and Opus payloads do not depend on the sender: packed once per frame.
-            return frame.payloads(self.mime, lambda: self._pack(packet))
-        chunks = frame.payloads(self.mime, lambda: vp8_chunks(bytes(packet)))
+            # H.264 and Opus payloads do not depend on the sender.
+            return chunks, timestamp
         pid = (0x8000 | self.picture_id).to_bytes(2, "big")
         self.picture_id = (self.picture_id + 1) & 0x7FFF
         if not chunks:
-            return []
+            return [], timestamp
         rest = b"\x80\x80" + pid
         out = [rest + chunk for chunk in chunks]
         out[0] = b"\x90\x80" + pid + chunks[0]
-        return out
+        return out, timestamp
 
-    def _pack(self, packet: av.Packet) -> list[bytes]:
+    def _cut_once(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        if self.vp8:
+            return vp8_chunks(bytes(packet)), self.ticks(packet)
         if self._encoder is None:
             self._encoder = get_encoder(self.codec)
         payloads, _ = self._encoder.pack(packet)
-        return list(payloads)
+        return list(payloads), self.ticks(packet)
 
-    def timestamp(self, packet: av.Packet) -> int:
-        """The packet's RTP timestamp on this sender's clock, from its random origin."""
+    def ticks(self, packet: av.Packet) -> int:
+        """The packet's pts on this sender's RTP clock (aiortc's `convert_timebase`)."""
         pts = packet.pts
         if pts is None:
             raise ValueError("a packet to send has no pts")
         base = packet.time_base
-        if base != self.clock:
-            pts = convert_timebase(pts, base, self.clock)
-        return (self.timestamp_origin + pts) & 0xFFFFFFFF
+        return pts if base == self.clock else convert_timebase(pts, base, self.clock)
 
     def frame(self, payloads: list[bytes], timestamp: int, now: float) -> list[RtpPacket]:
         """The frame's packets as aiortc's history keeps them (sequence numbers taken)."""
@@ -225,10 +234,9 @@ async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
             mid = port.mid()
             block = ExtensionBlock(port.serialize_extensions, mid)
             writer = RtpWriter(port.ssrc, codec, block, mid=mid)
-        payloads = writer.payloads_of(packet, shared)
+        payloads, timestamp = writer.cut(packet, shared)
         if not payloads:
             continue
-        timestamp = writer.timestamp(packet)
         entries = writer.frame(payloads, timestamp, _time())
         send = port.transport()._send_rtp  # read per frame: the pacer hooks in and out
         serialize = writer.serialize
