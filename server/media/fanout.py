@@ -64,13 +64,9 @@ GOP_BURST_S = 0.5
 REPLAY_STEP_S = 0.001
 
 
-def _shifted(packet: av.Packet, shift: int) -> av.Packet:
-    """This viewer's copy of a shared packet, later by `shift` ticks (one copy per frame)."""
-    return _restamped(packet, packet.pts + shift if packet.pts is not None else None)
-
-
 def _restamped(packet: av.Packet, pts: int | None) -> av.Packet:
-    """This viewer's copy of a shared packet at `pts` (one copy per frame)."""
+    """A copy of a shared packet at `pts`, for a reader of `recv()` whose timeline is shifted
+    (the RTP loop reads `recv_shared` and copies nothing)."""
     copy = av.Packet(bytes(packet))
     copy.pts = pts
     copy.time_base = packet.time_base
@@ -444,11 +440,13 @@ class ViewerTrack(MediaStreamTrack):
         super().stop()
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
-        return (await self.recv_shared())[0]
+        pts, item = await self.recv_shared()
+        packet = item.packet
+        return packet if pts == packet.pts else _restamped(packet, pts)
 
-    async def recv_shared(self) -> tuple[av.Packet, RingItem]:
-        """The next packet for this viewer (a copy when its timeline is shifted) and the ring
-        item it comes from, whose payloads the viewers' RTP loops share
+    async def recv_shared(self) -> tuple[int | None, RingItem]:
+        """The next frame for this viewer: its pts on this viewer's timeline (shifted after a
+        switch or a replay) and the ring item, whose packet and RTP payloads every viewer shares
         (server/media/rtpsend.py)."""
         while True:
             if self.readyState != "live":
@@ -476,31 +474,31 @@ class ViewerTrack(MediaStreamTrack):
                 self.bytes_delivered += packet.size
                 if self._rebase:
                     self._rebase_after_replay(packet)
-                if self._pts_shift:
-                    packet = _shifted(packet, self._pts_shift)
-                self._last_pts = packet.pts
-                return packet, item
+                pts = packet.pts
+                if self._pts_shift and pts is not None:
+                    pts += self._pts_shift
+                self._last_pts = pts
+                return pts, item
             if self._pending is None:
                 await source.wait()
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(source.wait(), SWITCH_POLL_S)
 
-    def _next_replayed(self) -> tuple[av.Packet, RingItem]:
+    def _next_replayed(self) -> tuple[int | None, RingItem]:
         """The next frame of a GOP replay, a step after the last one this viewer got (its
         original timestamp is up to `GOP_MAX_AGE_S` old: time must not go back)."""
         item = self._replay.popleft()
         last = self._last_pts
         pts = item.packet.pts if last is None else last + _replay_step(item.packet)
-        packet = _restamped(item.packet, pts)
         if item.key:
             self.keyframes_delivered += 1
         if not self._replay:
             self._rebase = True
         self.delivered += 1
-        self.bytes_delivered += packet.size
-        self._last_pts = packet.pts
-        return packet, item
+        self.bytes_delivered += item.packet.size
+        self._last_pts = pts
+        return pts, item
 
     def _rebase_after_replay(self, packet: av.Packet) -> None:
         """The first live frame after a replay: shift this viewer's timeline (only forward, by

@@ -61,9 +61,9 @@ class SharedFrame(Protocol):
 
 
 class SharedTrack(Protocol):
-    """What the loop reads: a track handing out each packet with the frame it is a copy of."""
+    """What the loop reads: a track handing out each frame with its pts for this viewer."""
 
-    async def recv_shared(self) -> tuple[av.Packet, SharedFrame]: ...
+    async def recv_shared(self) -> tuple[int | None, SharedFrame]: ...
 
 
 def vp8_chunks(data: bytes) -> list[bytes]:
@@ -146,14 +146,15 @@ class RtpWriter:
         self.picture_id = random.randint(0, (1 << 15) - 1) if picture_id is None else picture_id
         self._encoder: Any = None
 
-    def cut(self, packet: av.Packet, frame: SharedFrame) -> tuple[list[bytes], int]:
-        """This sender's payloads of `packet` (aiortc's encoder would cut them so) and its RTP
-        timestamp. The cutting and the timestamp's conversion are done once per frame for every
-        viewer (`frame.shared`); a viewer whose timeline is shifted (`packet` is its own copy)
-        converts its own timestamp."""
-        chunks, ticks = frame.shared(self.mime, lambda: self._cut_once(frame.packet))
-        if packet is not frame.packet:
-            ticks = self.ticks(packet)
+    def cut(self, pts: int | None, frame: SharedFrame) -> tuple[list[bytes], int]:
+        """This sender's payloads of the frame (aiortc's encoder would cut them so) and its RTP
+        timestamp at `pts`. The cutting and the timestamp's conversion are done once per frame
+        for every viewer (`frame.shared`); a viewer whose timeline is shifted (`pts` is not the
+        frame's) converts its own timestamp."""
+        packet = frame.packet
+        chunks, ticks = frame.shared(self.mime, lambda: self._cut_once(packet))
+        if pts != packet.pts:
+            ticks = self.ticks(pts, packet.time_base)
         timestamp = (self.timestamp_origin + ticks) & 0xFFFFFFFF
         if not self.vp8:
             # H.264 and Opus payloads do not depend on the sender.
@@ -168,20 +169,19 @@ class RtpWriter:
         return out, timestamp
 
     def _cut_once(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        ticks = self.ticks(packet.pts, packet.time_base)
         if self.vp8:
-            return vp8_chunks(bytes(packet)), self.ticks(packet)
+            return vp8_chunks(bytes(packet)), ticks
         if self._encoder is None:
             self._encoder = get_encoder(self.codec)
         payloads, _ = self._encoder.pack(packet)
-        return list(payloads), self.ticks(packet)
+        return list(payloads), ticks
 
-    def ticks(self, packet: av.Packet) -> int:
-        """The packet's pts on this sender's RTP clock (aiortc's `convert_timebase`)."""
-        pts = packet.pts
-        if pts is None:
-            raise ValueError("a packet to send has no pts")
-        base = packet.time_base
-        return pts if base == self.clock else convert_timebase(pts, base, self.clock)
+    def ticks(self, pts: int | None, time_base: Fraction | None) -> int:
+        """`pts` (in `time_base`) on this sender's RTP clock (aiortc's `convert_timebase`)."""
+        if pts is None or time_base is None:
+            raise ValueError("a packet to send has no pts or time base")
+        return pts if time_base == self.clock else convert_timebase(pts, time_base, self.clock)
 
     def frame(self, payloads: list[bytes], timestamp: int, now: float) -> list[RtpPacket]:
         """The frame's packets as aiortc's history keeps them (sequence numbers taken)."""
@@ -226,7 +226,7 @@ async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
         if track is None:
             await asyncio.sleep(0.02)
             continue
-        packet, shared = await track.recv_shared()
+        pts, shared = await track.recv_shared()
         if not port.enabled():
             continue
         if writer is None:
@@ -234,7 +234,7 @@ async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
             mid = port.mid()
             block = ExtensionBlock(port.serialize_extensions, mid)
             writer = RtpWriter(port.ssrc, codec, block, mid=mid)
-        payloads, timestamp = writer.cut(packet, shared)
+        payloads, timestamp = writer.cut(pts, shared)
         if not payloads:
             continue
         entries = writer.frame(payloads, timestamp, _time())
