@@ -15,7 +15,8 @@ interleaved runs, not against other days.
 `--baseline REF` also runs the server of git revision REF (its files exported to a temporary
 directory, this tree's compiled extensions copied in) in every round, interleaved with this
 tree's, and prints the ratios of the medians: a change to the send path measured against the
-code before it, in the same minutes of the same machine.
+code before it, in the same minutes of the same machine. `--record` writes the runs, medians and
+ratios to bench/adaptive_cost.json and re-renders bench/RESULTS.md ("Per-packet cost").
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.bench_fanout import PREFIX, ROOT, Http, light_viewer, publish, start_server
 from tests.netlab.content import ContentTrack
 
@@ -109,7 +114,9 @@ async def one_run(
 
 async def run(
     viewers: int, rounds: int, window_s: float, baseline: str | None = None
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
+    """Interleaved runs; returns the rows, the median µs/packet per tree and adaptive on/off,
+    and the ratios of those medians."""
     with contextlib.ExitStack() as stack:
         trees = [("HEAD", ROOT)]
         if baseline is not None:
@@ -121,7 +128,7 @@ async def run(
                     row = await one_run(adaptive, viewers, window_s, root, tree)
                     print(json.dumps(row), flush=True)
                     rows.append(row)
-    medians: dict[tuple[str, bool], float] = {}
+    medians: dict[str, dict[str, float]] = {}
     for tree, _root in trees:
         for adaptive in (True, False):
             costs = [
@@ -130,23 +137,49 @@ async def run(
                 if r["tree"] == tree and r["adaptive"] is adaptive and r["us_per_packet"]
             ]
             if costs:
-                medians[tree, adaptive] = statistics.median(costs)
-                label = f"{tree} adaptive {'on ' if adaptive else 'off'}"
-                print(
-                    f"{label}: median {medians[tree, adaptive]:.2f} us/packet over {len(costs)} runs"
-                )
-    for (a_tree, a_on), (b_tree, b_on) in [
-        (("HEAD", True), ("HEAD", False)),
-        (("HEAD", True), (baseline, False)),
-        (("HEAD", True), (baseline, True)),
-        ((baseline, True), (baseline, False)),
+                side = "on" if adaptive else "off"
+                medians.setdefault(tree, {})[side] = round(statistics.median(costs), 2)
+                print(f"{tree} adaptive {side}: median {medians[tree][side]:.2f} us/packet")
+    ratios: dict[str, float] = {}
+    for (a_tree, a_side), (b_tree, b_side) in [
+        (("HEAD", "on"), ("HEAD", "off")),
+        (("HEAD", "on"), (baseline, "off")),
+        (("HEAD", "on"), (baseline, "on")),
+        (("HEAD", "off"), (baseline, "off")),
+        ((baseline, "on"), (baseline, "off")),
     ]:
-        if (a_tree, a_on) in medians and (b_tree, b_on) in medians:
-            print(
-                f"ratio {a_tree} {'on' if a_on else 'off'} / {b_tree} {'on' if b_on else 'off'}:"
-                f" {medians[a_tree, a_on] / medians[b_tree, b_on]:.2f}"
-            )
-    return rows
+        a_cost = medians.get(a_tree or "", {}).get(a_side)
+        b_cost = medians.get(b_tree or "", {}).get(b_side)
+        if a_cost and b_cost:
+            name = f"{a_tree} {a_side} / {b_tree} {b_side}"
+            ratios[name] = round(a_cost / b_cost, 2)
+            print(f"ratio {name}: {ratios[name]:.2f}")
+    return {"rows": rows, "medians": medians, "ratios": ratios}
+
+
+def record(result: dict[str, Any], load_start: tuple[float, ...]) -> None:
+    """Write the comparison to bench/adaptive_cost.json; re-render bench/RESULTS.md with it."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    command = "python -m bench.adaptive_cost " + shlex.join(sys.argv[1:])
+    report.PER_PACKET_JSON.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "commit": commit,
+                "command": command,
+                "load_start": [round(x, 2) for x in load_start],
+                **result,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    report.main([str(ROOT / "bench" / "results.json"), "--out", str(ROOT / "bench" / "RESULTS.md")])
 
 
 def main() -> None:
@@ -155,8 +188,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--window", type=float, default=10)
     parser.add_argument("--baseline", help="git revision to run side by side (e.g. main)")
+    parser.add_argument(
+        "--record", action="store_true", help="write bench/adaptive_cost.json and RESULTS.md"
+    )
     ns = parser.parse_args()
-    asyncio.run(run(ns.viewers, ns.rounds, ns.window, ns.baseline))
+    load_start = os.getloadavg()
+    result = asyncio.run(run(ns.viewers, ns.rounds, ns.window, ns.baseline))
+    if ns.record:
+        record(result, load_start)
 
 
 if __name__ == "__main__":
