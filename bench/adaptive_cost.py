@@ -57,7 +57,7 @@ def exported(ref: str) -> Iterator[Path]:
 
 
 async def one_run(
-    adaptive: bool, viewers: int, window_s: float, root: Path = ROOT, tree: str = "HEAD"
+    adaptive: bool, viewers: int, window_s: float, root: Path = ROOT, tree: str = "this"
 ) -> dict[str, Any]:
     os.environ["MULTISTREAM_ADAPTIVE"] = "1" if adaptive else "0"
     server = start_server("ours", "VP8", 2_500_000, root)
@@ -117,8 +117,9 @@ async def run(
 ) -> dict[str, Any]:
     """Interleaved runs; returns the rows, the median µs/packet per tree and adaptive on/off,
     and the ratios of those medians."""
+    here = this_tree()
     with contextlib.ExitStack() as stack:
-        trees = [("HEAD", ROOT)]
+        trees = [(here, ROOT)]
         if baseline is not None:
             trees.append((baseline, stack.enter_context(exported(baseline))))
         rows = []
@@ -142,10 +143,10 @@ async def run(
                 print(f"{tree} adaptive {side}: median {medians[tree][side]:.2f} us/packet")
     ratios: dict[str, float] = {}
     for (a_tree, a_side), (b_tree, b_side) in [
-        (("HEAD", "on"), ("HEAD", "off")),
-        (("HEAD", "on"), (baseline, "off")),
-        (("HEAD", "on"), (baseline, "on")),
-        (("HEAD", "off"), (baseline, "off")),
+        ((here, "on"), (here, "off")),
+        ((here, "on"), (baseline, "off")),
+        ((here, "on"), (baseline, "on")),
+        ((here, "off"), (baseline, "off")),
         ((baseline, "on"), (baseline, "off")),
     ]:
         a_cost = medians.get(a_tree or "", {}).get(a_side)
@@ -157,14 +158,20 @@ async def run(
     return {"rows": rows, "medians": medians, "ratios": ratios}
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def this_tree() -> str:
+    """This tree's name in the tables: its commit, marked when files differ from it."""
+    return _git("rev-parse", "--short", "HEAD") + ("+" if _git("status", "--porcelain") else "")
+
+
 def record(result: dict[str, Any], load_start: tuple[float, ...]) -> None:
     """Write the comparison to bench/adaptive_cost.json; re-render bench/RESULTS.md with it."""
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit = this_tree()
     command = "python -m bench.adaptive_cost " + shlex.join(sys.argv[1:])
     report.PER_PACKET_JSON.write_text(
         json.dumps(
@@ -179,7 +186,8 @@ def record(result: dict[str, Any], load_start: tuple[float, ...]) -> None:
         )
         + "\n"
     )
-    report.main([str(ROOT / "bench" / "results.json"), "--out", str(ROOT / "bench" / "RESULTS.md")])
+    suite = json.loads((ROOT / "bench" / "results.json").read_text())
+    (ROOT / "bench" / "RESULTS.md").write_text(report.render(suite, "bench/results.json"))
 
 
 def main() -> None:
