@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import h264, vpx
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
@@ -329,11 +330,29 @@ class _Vp8Publisher:
             await self.task
 
 
-async def _viewer_of(broadcast: PacketBroadcast, tap: Any = None) -> tuple[Any, Any, Any, Any]:
+class _PacketTrack(MediaStreamTrack):
+    """A track of encoded packets without `recv_shared` (what `run_rtp` falls back for)."""
+
+    kind = "video"
+
+    def __init__(self, source: ViewerTrack) -> None:
+        super().__init__()
+        self.source = source
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        return await self.source.recv()
+
+
+async def _viewer_of(
+    broadcast: PacketBroadcast, tap: Any = None, plain: bool = False
+) -> tuple[Any, Any, Any, Any]:
     """An aiortc sender of `broadcast` through `rtpsend.run_rtp` (installed with the hooks before
     the connection starts), and an aiortc receiver that decodes; `tap(direct)` may wrap the
-    sender's direct send path. Returns (tx, rx, sender, received track)."""
-    track = ViewerTrack("video", broadcast)
+    sender's direct send path; `plain`: through a track without `recv_shared`. Returns (tx, rx,
+    sender, received track)."""
+    track: Any = ViewerTrack("video", broadcast)
+    if plain:
+        track = _PacketTrack(track)
     tx, rx = new_pc(), new_pc()
     sender = tx.addTrack(track)
     got: list[Any] = []
@@ -422,6 +441,22 @@ def _payload_at(data: bytes) -> int:
     if data[0] & 0x10:
         pos += 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
     return pos
+
+
+async def test_hook_take_over_rtp_sends_a_plain_packet_track_too():
+    broadcast = PacketBroadcast("plain")
+    publisher = _Vp8Publisher(broadcast)
+    broadcast.on_keyframe_request = publisher.request_keyframe
+    tx, rx, sender, remote = await _viewer_of(broadcast, plain=True)
+    try:
+        for _ in range(10):
+            frame = await asyncio.wait_for(remote.recv(), 5)
+            assert (frame.width, frame.height) == (320, 240)
+        assert "_run_rtp" in vars(sender) and sender._RTCRtpSender__rtp_history
+    finally:
+        await tx.close()
+        await rx.close()
+        await publisher.close()
 
 
 async def test_hook_send_directly_is_wrapped_by_pacing_and_restored():

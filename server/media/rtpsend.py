@@ -216,6 +216,18 @@ class RtpWriter:
         return b"".join((head, self.ext.at(abs_send_time(now)), entry.payload))
 
 
+class _Unshared:
+    """A packet from a track without `recv_shared`: its payloads are this viewer's alone."""
+
+    __slots__ = ("packet",)
+
+    def __init__(self, packet: av.Packet) -> None:
+        self.packet = packet
+
+    def shared(self, key: str, make: Callable[[], Any]) -> Any:
+        return make()
+
+
 async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
     """The sender's RTP loop (installed by `aiortc_hooks.take_over_rtp`): what aiortc's
     `_run_rtp` does for a track of already-encoded packets, one frame at a time."""
@@ -226,7 +238,15 @@ async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
         if track is None:
             await asyncio.sleep(0.02)
             continue
-        pts, shared = await track.recv_shared()
+        recv_shared = getattr(track, "recv_shared", None)
+        if recv_shared is not None:
+            pts, shared = await recv_shared()
+        else:
+            # Any other track of encoded packets (nothing here encodes frames): cut per viewer.
+            packet = await track.recv()
+            if not isinstance(packet, av.Packet):
+                raise TypeError(f"the RTP loop sends encoded packets, not {type(packet)!r}")
+            pts, shared = packet.pts, _Unshared(packet)
         if not port.enabled():
             continue
         if writer is None:
