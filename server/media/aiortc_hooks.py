@@ -111,7 +111,8 @@ def abs_send_time_id(sender: RTCRtpSender) -> int | None:
 class SenderPort:
     """What a replacement RTP loop (`take_over_rtp`) reads and writes of one `RTCRtpSender`:
     its SSRC, track, enabled flag, mid, header-extension map, retransmission history (the dict
-    aiortc's `_retransmit` reads), transport, and the counters its sender reports carry."""
+    aiortc's `_retransmit` reads), transport's send path, and the counters its sender reports
+    carry."""
 
     _HOOK = "take_over_rtp"
     _COUNTERS = (
@@ -149,8 +150,11 @@ class SenderPort:
         profile, value = self._extmap.set(values)
         return int(profile), bytes(value)
 
-    def transport(self) -> RTCDtlsTransport:
-        return self._sender.transport
+    def send_rtp(self) -> Callable[[bytes], Awaitable[None]]:
+        """The sender's transport's send path as it is now (`send_directly`, under the pacer's
+        `pace_transport` while it is on): read once per frame."""
+        send: Callable[[bytes], Awaitable[None]] = self._sender.transport._send_rtp
+        return send
 
     def account(self, ntp_timestamp: int, rtp_timestamp: int, octets: int, packets: int) -> None:
         """What aiortc's loop records after each packet (its sender reports and `getStats`)."""

@@ -258,7 +258,7 @@ async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
         if not payloads:
             continue
         entries = writer.frame(payloads, timestamp, _time())
-        send = port.transport()._send_rtp  # read per frame: the pacer hooks in and out
+        send = port.send_rtp()  # read per frame: the pacer hooks in and out
         serialize = writer.serialize
         octets = 0
         for entry in entries:
