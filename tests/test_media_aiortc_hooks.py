@@ -443,6 +443,41 @@ def _payload_at(data: bytes) -> int:
     return pos
 
 
+async def test_hook_take_over_rtp_names_the_frame_in_flight_as_last_sent():
+    """While a frame's packets leave (the pacer may hold them for most of a second on a slow
+    link), the sender's last RTP timestamp is that frame's, as aiortc's loop keeps it per packet:
+    a NACK for an early packet of it is aged from it. (It was the previous frame's until the
+    whole frame had left: such a NACK looked 13 hours old, was refused as too old, and the
+    viewer was resynchronised with a key frame.)"""
+    broadcast = PacketBroadcast("in-flight")
+    publisher = _Vp8Publisher(broadcast)
+    broadcast.on_keyframe_request = publisher.request_keyframe
+    seen: list[tuple[int, int]] = []
+    holder: dict[str, Any] = {}
+
+    def tap(direct: Any) -> Any:
+        async def watch(data: bytes) -> None:
+            sender = holder.get("sender")
+            if sender is not None and _rtp_of(data, aiortc_hooks.sender_ssrcs(sender)[0]):
+                last = aiortc_hooks.sender_rtp_timestamp(sender)
+                seen.append((int.from_bytes(data[4:8], "big"), last))
+            await direct(data)
+
+        return watch
+
+    tx, rx, sender, remote = await _viewer_of(broadcast, tap)
+    holder["sender"] = sender
+    try:
+        for _ in range(10):
+            await asyncio.wait_for(remote.recv(), 5)
+        assert len({ts for ts, _ in seen}) >= 5
+        assert all(ts == last for ts, last in seen), seen[:5]
+    finally:
+        await tx.close()
+        await rx.close()
+        await publisher.close()
+
+
 async def test_hook_take_over_rtp_sends_a_plain_packet_track_too():
     broadcast = PacketBroadcast("plain")
     publisher = _Vp8Publisher(broadcast)

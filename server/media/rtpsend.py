@@ -257,7 +257,13 @@ async def run_rtp(port: SenderPort, codec: RTCRtpCodecParameters) -> None:
         payloads, timestamp = writer.cut(pts, shared)
         if not payloads:
             continue
-        entries = writer.frame(payloads, timestamp, _time())
+        now = _time()
+        entries = writer.frame(payloads, timestamp, now)
+        # The frame in flight is the sender's "last sent" before its first packet leaves, as
+        # aiortc counts after each packet: a NACK for one of its packets while the pacer holds
+        # the rest is aged from it (`link.ViewerLink.allow_retransmit`), and a sender report
+        # meanwhile maps its timestamp.
+        port.account(ntp_time(now), timestamp, 0, 0)
         send = port.send_rtp()  # read per frame: the pacer hooks in and out
         serialize = writer.serialize
         octets = 0
