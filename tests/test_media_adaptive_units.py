@@ -237,3 +237,44 @@ def test_a_probe_that_survives_stays_and_resets_the_wait():
     assert s.update(6.5, 900_000, RATES, 0.0, 1_000_000, 700_000) == 0
     assert s.update(11.0, 1_900_000, RATES, 0.0, 2_000_000, 1_500_000) == 0
     assert s.probing_from is None and s.probe_wait_s == 6.0
+
+
+# -- a constrained rung's encoder ---------------------------------------------------------------
+
+
+def _encode_page_change(constrained: bool) -> tuple[list[int], int]:
+    """The lab's scrolling page at 15 fps through a 600 kb/s 720p VP8 rung, across the moment the
+    page jumps back to its top (frame 1080 of the 30 fps source: every line changes). Returns the
+    bytes of each frame from the jump on (0: the encoder skipped it) and the jump frame's index."""
+    import av
+
+    from server.media import codecs
+    from tests.netlab.content import HEIGHT, WIDTH, screen_picture
+
+    ctx = codecs.create_context(
+        "VP8", WIDTH, HEIGHT, EncodeProfile("screen", 15, 600_000, constrained, tuning="text")
+    )
+    sizes = []
+    for i, n in enumerate(range(1020, 1140, 2)):
+        frame = av.VideoFrame.from_ndarray(
+            screen_picture(n).reshape(HEIGHT * 3 // 2, WIDTH), format="yuv420p"
+        )
+        frame.pts, frame.time_base = i * 6000, codecs.TIME_BASE
+        sizes.append(sum(p.size for p in ctx.encode(frame)))
+    jump = (1080 - 1020) // 2
+    return sizes[jump:], jump
+
+
+def test_a_constrained_vp8_rung_skips_frames_after_a_full_page_change():
+    """A page that changes at once costs one huge frame (~100 kB at 720p, most of a second of a
+    1 Mbit link). A slow link's rung must not go on at full rate behind it -- that queue is what
+    froze the picture in the lab -- so its encoder runs CBR with frame dropping and skips frames
+    until its budget recovers. The same settings without the constraint (VBR) skip none."""
+    after, _ = _encode_page_change(constrained=True)
+    vbr_after, _ = _encode_page_change(constrained=False)
+    assert after[0] > 60_000 and vbr_after[0] > 60_000  # the page change itself is huge
+    two_seconds = after[:30]
+    assert two_seconds.count(0) >= 5, after
+    assert vbr_after[:30].count(0) == 0, vbr_after
+    # What the rung sends in the 2 s from the change stays near its 2 s budget (1.2 Mbit).
+    assert sum(two_seconds) * 8 <= 2.5 * 600_000, sum(two_seconds)

@@ -345,3 +345,29 @@ async def test_recv_shared_hands_every_viewer_the_same_item_and_its_own_pts():
     assert item.packet.pts == 1 and pts is not None and pts > 1  # still shifted
     copy = await b.recv()
     assert copy is item.packet  # b's timeline is the source's: the shared packet itself
+
+
+def test_a_sources_peak_rate_outlives_a_dip(monkeypatch):
+    """`rate_bps` is the last window's rate; `peak_bps` the highest recent one, fading 5 % a
+    window. A viewer is lifted onto the publisher's packets by the peak (`adaptive._rung_rates`):
+    a publisher that dipped for a few seconds sends its full rate again soon after."""
+    clock = [1000.0]
+    monkeypatch.setattr(fanout.time, "monotonic", lambda: clock[0])
+    source = PacketBroadcast("camera")
+
+    def second_of(size: int, packets: int = 10) -> None:
+        for i in range(packets):
+            clock[0] += fanout.RATE_WINDOW_S / packets
+            p = av.Packet(bytes(size))
+            p.pts = int(clock[0] * 1000)
+            source.publish(p, key=i == 0)
+
+    second_of(25_000)  # 250 kB in one window: 1 Mb/s at a 2 s window
+    assert source.rate_bps() == pytest.approx(1_000_000, rel=0.01)
+    second_of(2_500)  # a dip to a tenth
+    assert source.rate_bps() == pytest.approx(100_000, rel=0.01)
+    assert source.peak_bps() == pytest.approx(1_000_000 * fanout.PEAK_DECAY, rel=0.01)
+    for _ in range(40):
+        second_of(2_500)
+    # A dip that lasts (80 s) becomes the rate the source is judged by.
+    assert source.peak_bps() < 200_000

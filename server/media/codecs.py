@@ -36,6 +36,9 @@ KEYFRAME_INTERVAL_S_CONSTRAINED = 300
 # Constrained rungs: a key frame at most this many average frames big (libvpx `max-intra-rate`,
 # x264 through a half-second VBV buffer).
 MAX_INTRA_PCT = 400
+# Constrained VP8 rungs skip frames while libvpx's rate buffer is under this share of its optimum
+# (`bench.rung_burst` prints the bits per second around a full-page change for each setting).
+RUNG_DROP_THRESHOLD_PCT = 30
 SUPPORTED_VIDEO = ("H264", "VP8")
 
 
@@ -166,9 +169,21 @@ def create_context(codec: str, width: int, height: int, profile: EncodeProfile) 
         }
         if profile.constrained:
             # A slow link's rung must reach its rate even on hard content: coarser quantisers
-            # allowed, key frames capped.
+            # allowed, key frames capped, and constant bitrate with frame dropping. A page of
+            # text that changes at once (a new slide, the lab's page wrapping) costs one frame
+            # of ~110 kB at 720p whatever the quantiser: 0.9 s of a 1 Mbit link. In VBR libvpx
+            # goes on at full rate after it, so the link queues, drops, and a resend cascade
+            # ends in key frames; in CBR it skips the next frames until its buffer refills
+            # (libvpx drops frames only in CBR), so the link drains behind the big one.
             ctx.qmax = 63
-            ctx.options = {**ctx.options, "max-intra-rate": str(MAX_INTRA_PCT)}
+            rate = str(profile.bitrate_bps)
+            ctx.options = {
+                **ctx.options,
+                "max-intra-rate": str(MAX_INTRA_PCT),
+                "minrate": rate,
+                "maxrate": rate,
+                "drop-threshold": str(RUNG_DROP_THRESHOLD_PCT),
+            }
     else:
         raise ValueError(f"unsupported video codec {codec!r}")
     ctx.width = width

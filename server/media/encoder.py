@@ -111,6 +111,8 @@ class SharedEncoder:
         )
         self.frames_encoded = 0
         self.frames_skipped = 0
+        # Frames the rate control chose not to encode (constrained VP8 rungs, after a big frame).
+        self.frames_dropped = 0
         self._executor = executor
         self._epoch = epoch
         self._on_idle = on_idle
@@ -195,11 +197,18 @@ class SharedEncoder:
                         continue
                 next_due = max(next_due, pts_s - interval) + interval
                 key = self._key_wanted and now - self._last_key >= KEYFRAME_MIN_GAP_S
+                last_key = self._last_key
                 if key:
                     self._key_wanted = False
                     self._last_key = now
                 pts = int(pts_s / TIME_BASE)
                 packets = await loop.run_in_executor(self._executor, self._encode, frame, key, pts)
+                if not packets:
+                    # The rate control skipped this frame (a constrained rung after a big one):
+                    # a key frame asked for is still owed.
+                    self.frames_dropped += 1
+                    if key:
+                        self._key_wanted, self._last_key = True, last_key
                 for packet in packets:
                     self.broadcast.publish(packet, packet.is_keyframe)
         except asyncio.CancelledError:

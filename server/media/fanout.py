@@ -45,6 +45,8 @@ SWITCH_POLL_S = 0.02
 # A switch still waiting for its key frame asks again this often (the source's rate limit decides).
 SWITCH_REASK_S = 1.0
 RATE_WINDOW_S = 2.0
+# A rate peak fades to half in ~13 windows (~26 s).
+PEAK_DECAY = 0.95
 # After a switch whose key frame is older than what the viewer last got: the gap put between them.
 SWITCH_STEP_TICKS = 1500  # 1/60 s at 90 kHz
 # The GOP cache: the last key frame and the frames that followed it, kept while they are at most
@@ -138,6 +140,7 @@ class PacketBroadcast:
         self._window_start = self.started_at
         self._window_bytes = 0
         self._rate_bps = 0.0
+        self._peak_bps = 0.0
         self._event = asyncio.Event()
 
     def publish(self, packet: av.Packet, key: bool = True) -> None:
@@ -153,6 +156,7 @@ class PacketBroadcast:
         self._window_bytes += packet.size
         if now - self._window_start >= RATE_WINDOW_S:
             self._rate_bps = self._window_bytes * 8 / (now - self._window_start)
+            self._peak_bps = max(self._rate_bps, self._peak_bps * PEAK_DECAY)
             self._window_start, self._window_bytes = now, 0
         self._wake()
 
@@ -201,6 +205,11 @@ class PacketBroadcast:
         if time.monotonic() - self.started_at < settled_s:
             return 0.0
         return self._rate_bps
+
+    def peak_bps(self) -> float:
+        """The highest recent window's rate, fading by `PEAK_DECAY` a window: what a viewer moved
+        onto this source must be ready to carry (a publisher's rate dips and comes back)."""
+        return self._peak_bps
 
     def request_keyframe(self, reason: str = "join") -> None:
         """`reason`: "join" (a new reader, nothing decoded yet) passes; every other one — "switch"

@@ -315,7 +315,7 @@ class Feeds:
             "frames_skipped": sum(e.frames_skipped for e in encoders.values()),
             "passthrough_viewers": sum(m.video.readers for m in self.media.values()),
             "frames_dropped": self.dropped_closed
-            + sum(e.broadcast.dropped for e in encoders.values())
+            + sum(e.broadcast.dropped + e.frames_dropped for e in encoders.values())
             + sum(m.video.dropped + m.audio.dropped for m in self.media.values()),
             "keyframe_requests_suppressed": sum(
                 e.broadcast.key_requests_suppressed for e in encoders.values()

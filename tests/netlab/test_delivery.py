@@ -21,9 +21,10 @@ pytestmark = pytest.mark.timeout(240)
 
 # A measurement over a real link with a real browser, not a computation: 30 s of one scrolling-text
 # screen include a full-picture change (the page wraps every 36 s), and on a 2-core machine a burst
-# of other work can cost the publisher or Chromium a second. On 2026-11-29 the separate case missed
-# its one-stalled-second limit in 2 of 11 runs (load 3 and 12); the isolation test missed only in
-# whole-suite runs at load 8-14. Each such test may measure once more (pytest reports the rerun as
+# of other work can cost the publisher or Chromium a second. On 2026-11-29 the isolation test missed
+# only in whole-suite runs at load 8-14. (The separate case's misses -- 2-3 stalled seconds at
+# the page change -- ended on 2026-11-30 with pacing at the estimate and frame-dropping CBR rungs,
+# `server/media/link.py`, `codecs.py`.) Each such test may measure once more (pytest reports the rerun as
 # `R` and in its summary); a second miss fails the run. The thresholds themselves are not loosened.
 MEASURED_TWICE = pytest.mark.flaky(reruns=1)
 
@@ -80,26 +81,9 @@ def test_congested_link_is_not_flooded_and_keeps_moving(
     # link, so the floor follows the publisher like the clean-link test's does.
     (source_fps,) = result.source_fps.values()
     assert view.median_fps >= min(15, source_fps / 2) - SAMPLING_SLACK_FPS, result.brief()
-    if mode == "separate" and view.stalled_seconds > 1:
-        # Issue 13 stays open for this: the separate screen (passthrough, then its own text
-        # rungs) still stalls 2-3 s of 30 in some runs (2026-11-29: 2 of 4 runs; 2026-11-30,
-        # after a budget-refused resend stopped counting as lost: 1 of 8, on a run whose link
-        # queued 0.3 s and lost 13 %). Reported with the server's view, never silently passed.
-        pytest.xfail(
-            f"issue 13: separate screen stalled {view.stalled_seconds} s: {result.brief()}"
-            f"\nserver: {result.server}"
-        )
-    assert view.stalled_seconds <= 1, result.brief()
-
-
-def test_congested_separate_viewer_is_not_flooded(lab: Lab, lab_run: LabRun) -> None:
-    """The part of the separate case that holds on every run: 1 Mbit + 3 % loss gets at most
-    1.3 Mb/s from the server (before adaptive delivery: ~6.4 Mb/s) and some picture."""
-    lab.shape(0, **CONGESTED)
-    result = _watch(lab_run, 0, "separate", warmup=10, seconds=20)
-    (view,) = result.views.values()
-    assert result.send_mbps <= 1.3, result.brief()
-    assert view.mean_fps >= 1, result.brief()
+    # The window holds the page's full-picture change (one ~110 kB frame on the 720p rung): it
+    # costs 1-2 frames a second for ~2 s (the rung's encoder skips frames behind it), no more.
+    assert view.stalled_seconds <= 1, f"{result.brief()}\nserver: {result.server}"
 
 
 def _keyframe_requests(asked: list[list[dict[str, object]]]) -> list[list[object]]:
