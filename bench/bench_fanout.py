@@ -98,8 +98,9 @@ class Server:
             self.proc.wait()
 
 
-def start_server(impl: str, codec: str, bitrate: int) -> Server:
-    """`impl`: "relay", "ours" (passthrough on) or "ours-enc" (every output encoded once)."""
+def start_server(impl: str, codec: str, bitrate: int, root: Path = ROOT) -> Server:
+    """`impl`: "relay", "ours" (passthrough on) or "ours-enc" (every output encoded once).
+    `root`: the source tree the server runs from (another revision: `bench.adaptive_cost`)."""
     extra = ["--no-passthrough"] if impl == "ours-enc" else []
     if os.environ.get("FANOUT_PROFILE"):
         extra += ["--profile", os.environ["FANOUT_PROFILE"]]
@@ -116,13 +117,13 @@ def start_server(impl: str, codec: str, bitrate: int) -> Server:
             str(bitrate),
             *extra,
         ],
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.PIPE,
         stderr=open(os.environ["FANOUT_SERVER_LOG"], "a")  # noqa: SIM115
         if os.environ.get("FANOUT_SERVER_LOG")
         else subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.report bench/results.json --out bench/RESULTS.md
 
 RESULTS.md is generated, never edited by hand: every figure in it comes from the JSON named in its
-header, which also records the machine (CPU model, cores, library versions, load) and the time.
+header, which also records the machine (CPU model, cores, library versions, load) and the time,
+except the last section, from the comparison `python -m bench.adaptive_cost --record` wrote to
+``bench/adaptive_cost.json`` (its own run, with its own date and command).
 To compare two runs benchmark by benchmark: ``pytest-benchmark compare A.json B.json``.
 """
 
@@ -208,10 +210,44 @@ def _composite(data: dict[str, Any]) -> list[str]:
     return out
 
 
+# The latest `python -m bench.adaptive_cost --record` comparison (its own run, not `make bench`).
+PER_PACKET_JSON = Path(__file__).resolve().parent / "adaptive_cost.json"
+
+
+def _per_packet(record: dict[str, Any]) -> list[str]:
+    """The per-packet cost comparison recorded by `bench.adaptive_cost --record`."""
+    out = [
+        "## Per-packet cost (`bench.adaptive_cost`)",
+        "",
+        f"Recorded {record['when']} (commit {record['commit']}, load average at start "
+        f"{record['load_start']}) by `{record['command']}`, apart from the `make bench` run "
+        "above: the server in its own process, 20 light aiortc viewers of a 1280x720 VP8 text "
+        "screen (multi-packet frames), each tree and adaptive on/off interleaved in every round. "
+        "µs CPU/packet is the server's whole CPU (publisher ingest included) per packet the "
+        "viewers received.",
+        "",
+        "| tree | adaptive | packets/s | Mb/s per viewer | server CPU % | µs CPU/packet |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        out.append(
+            f"| {r['tree']} | {'on' if r['adaptive'] else 'off'} | {r['packets_per_s']} | "
+            f"{r['mbps_per_viewer']} | {r['server_cpu_pct']} | {r['us_per_packet']} |"
+        )
+    out += ["", "| median µs CPU/packet | adaptive on | adaptive off |", "| --- | ---: | ---: |"]
+    for tree, on_off in record["medians"].items():
+        out.append(f"| {tree} | {on_off.get('on', '-')} | {on_off.get('off', '-')} |")
+    out += ["", "| ratio of medians | |", "| --- | ---: |"]
+    out += [f"| {name} | {value} |" for name, value in record["ratios"].items()]
+    return [*out, ""]
+
+
 def render(data: dict[str, Any], source: str) -> str:
     lines = _machine(data, source)
     for section in (_compositor, _api, _store, _fanout, _text, _composite):
         lines += section(data)
+    if PER_PACKET_JSON.exists():
+        lines += _per_packet(json.loads(PER_PACKET_JSON.read_text()))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -6,6 +6,7 @@ failure says which hook broke and why, instead of ICE quietly gathering on other
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -70,6 +71,39 @@ async def test_hook_bind_host_candidate_binds_and_registers_like_aioice() -> Non
 def test_a_missing_internal_raises_naming_the_hook() -> None:
     with pytest.raises(AioiceShapeError, match="gather_with"):
         aioice_hooks.gather_with(object(), lambda *a: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(AioiceShapeError, match="datagram_send"):
+        aioice_hooks.datagram_send(object())
+
+
+async def _loopback_only(
+    aioice_gather: aioice_hooks.Gather, component: int, addresses: list[str], timeout: int
+) -> list[Candidate]:
+    return await aioice_gather(component, ["127.0.0.1"], timeout)
+
+
+async def test_hook_datagram_send_hands_datagrams_to_the_nominated_pair() -> None:
+    a = aioice.Connection(ice_controlling=True, use_ipv6=False)
+    b = aioice.Connection(ice_controlling=False, use_ipv6=False)
+    try:
+        for conn in (a, b):
+            aioice_hooks.gather_with(conn, _loopback_only)
+            await conn.gather_candidates()
+        send = aioice_hooks.datagram_send(a)
+        not_yet = send(b"early")
+        assert not_yet is not None, "datagram_send: no pair yet must defer to aioice's send"
+        with pytest.raises(ConnectionError):
+            await not_yet
+        for x, y in ((a, b), (b, a)):
+            for candidate in x.local_candidates:
+                await y.add_remote_candidate(candidate)
+            await y.add_remote_candidate(None)
+            y.remote_username, y.remote_password = x.local_username, x.local_password
+        await asyncio.gather(a.connect(), b.connect())
+        assert send(b"direct") is None, "datagram_send: a UDP pair must be sent on at once"
+        assert await asyncio.wait_for(b.recv(), 5) == b"direct"
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_a_missing_aioice_name_raises_naming_the_hook(monkeypatch) -> None:

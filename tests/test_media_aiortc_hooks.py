@@ -7,14 +7,18 @@ if an aiortc upgrade changes a shape, the failure says which hook broke and why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import time
 from typing import Any
 
 import aioice
+import av
+import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import h264, vpx
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
@@ -24,8 +28,9 @@ from aiortc.rtp import (
 )
 
 from server.lifespan import open_services
-from server.media import aiortc_hooks, ice
+from server.media import aiortc_hooks, codecs, ice, rtpsend
 from server.media.aiortc_hooks import AiortcShapeError
+from server.media.fanout import PacketBroadcast, ViewerTrack
 from server.media.link import PACING_FACTOR, ViewerLink
 from server.media.pacer import RTX_MAX_AGE_S
 from tests.conftest import make_settings
@@ -65,6 +70,10 @@ def test_a_missing_internal_raises_naming_the_hook():
         aiortc_hooks.observe_rtcp(object(), lambda p: None)  # type: ignore[arg-type]
     with pytest.raises(AiortcShapeError, match="pace_transport"):
         aiortc_hooks.pace_transport(object(), lambda d: 0.0, lambda d: d)  # type: ignore[arg-type]
+    with pytest.raises(AiortcShapeError, match="take_over_rtp"):
+        aiortc_hooks.take_over_rtp(object(), rtpsend.run_rtp)  # type: ignore[arg-type]
+    with pytest.raises(AiortcShapeError, match="send_directly"):
+        aiortc_hooks.send_directly(object())  # type: ignore[arg-type]
 
 
 async def test_hook_observe_rtcp_and_sender_last_sr_give_raw_round_trips(pair):
@@ -280,3 +289,230 @@ async def test_serving_leaves_aiortc_module_constants_as_shipped(tmp_path):
     async with open_services(settings) as services:
         assert services.media.counters()["peer_connections"] == 0
         assert shipped == (vpx.MAX_BITRATE, h264.MAX_BITRATE)
+
+
+class _NoiseTrack(PatternTrack):
+    """Noise: every frame costs the encoder's whole budget (multi-packet frames)."""
+
+    def picture(self, n: int) -> np.ndarray:
+        return np.random.default_rng(n).integers(0, 256, (360, 320), dtype=np.uint8)
+
+
+class _Vp8Publisher:
+    """Encodes noise to VP8 (320x240, 30 fps, 2 Mb/s: ~8 KB, 6 packets a frame) into a
+    `PacketBroadcast`, as a publisher's ingest or a shared encoder does."""
+
+    def __init__(self, broadcast: PacketBroadcast) -> None:
+        self.broadcast = broadcast
+        self.pattern = _NoiseTrack("camera", 320, 240, 30)
+        self.ctx = codecs.create_context(
+            "VP8", 320, 240, codecs.EncodeProfile("camera", 30, 2_000_000)
+        )
+        self.key = True
+        self.task = asyncio.ensure_future(self._run())
+
+    def request_keyframe(self) -> None:
+        self.key = True
+
+    async def _run(self) -> None:
+        while True:
+            frame = await self.pattern.recv()
+            if self.key:
+                frame.pict_type = av.video.frame.PictureType.I
+                self.key = False
+            for packet in self.ctx.encode(frame):
+                packet.time_base = codecs.TIME_BASE
+                self.broadcast.publish(packet, packet.is_keyframe)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+class _PacketTrack(MediaStreamTrack):
+    """A track of encoded packets without `recv_shared` (what `run_rtp` falls back for)."""
+
+    kind = "video"
+
+    def __init__(self, source: ViewerTrack) -> None:
+        super().__init__()
+        self.source = source
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        return await self.source.recv()
+
+
+async def _viewer_of(
+    broadcast: PacketBroadcast, tap: Any = None, plain: bool = False
+) -> tuple[Any, Any, Any, Any]:
+    """An aiortc sender of `broadcast` through `rtpsend.run_rtp` (installed with the hooks before
+    the connection starts), and an aiortc receiver that decodes; `tap(direct)` may wrap the
+    sender's direct send path; `plain`: through a track without `recv_shared`. Returns (tx, rx,
+    sender, received track)."""
+    track: Any = ViewerTrack("video", broadcast)
+    if plain:
+        track = _PacketTrack(track)
+    tx, rx = new_pc(), new_pc()
+    sender = tx.addTrack(track)
+    got: list[Any] = []
+    rx.on("track", got.append)
+    offer = await offer_of(tx)
+    aiortc_hooks.send_directly(sender.transport)
+    aiortc_hooks.take_over_rtp(sender, rtpsend.run_rtp)
+    if tap is not None:
+        sender.transport._send_rtp = tap(sender.transport._send_rtp)
+    await rx.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    ice.restrict(rx, LOOPBACK)
+    await rx.setLocalDescription(await rx.createAnswer())
+    await tx.setRemoteDescription(rx.localDescription)
+    for _ in range(250):
+        if tx.connectionState == "connected" and got:
+            break
+        await asyncio.sleep(0.02)
+    assert tx.connectionState == "connected" and got
+    return tx, rx, sender, got[0]
+
+
+async def test_hook_take_over_rtp_sends_video_aiortc_decodes_and_resends_what_it_lost():
+    """The replacement RTP loop end to end: a real aiortc receiver decodes every frame, a
+    dropped packet is NACKed and resent as RTX from the history the loop fills (as aiortc's
+    loop fills it), stats and sender reports count what was sent, and closing stops the loop."""
+    broadcast = PacketBroadcast("hooks")
+    publisher = _Vp8Publisher(broadcast)
+    broadcast.on_keyframe_request = publisher.request_keyframe
+    sent: list[bytes] = []
+    dropped: list[int] = []
+    armed: list[bool] = []  # once the receiver decodes: it has seen packets, it NACKs gaps
+
+    def tap(direct: Any) -> Any:
+        async def lossy(data: bytes) -> None:
+            sent.append(data)
+            # Lose one packet that is neither a frame's first nor its last (the packet before
+            # it is RTP without the marker bit, and so is this one), once.
+            mid_frame = all(d[1] < 192 and not d[1] & 0x80 for d in sent[-2:])
+            if mid_frame and armed and not dropped:
+                dropped.append(int.from_bytes(data[2:4], "big"))
+                return
+            await direct(data)
+
+        return lossy
+
+    tx, rx, sender, remote = await _viewer_of(broadcast, tap)
+    try:
+        with pytest.raises(RuntimeError, match="already"):
+            aiortc_hooks.take_over_rtp(sender, rtpsend.run_rtp)
+        frames = []
+        for _ in range(60):
+            frame = await asyncio.wait_for(remote.recv(), 5)
+            frames.append((frame.width, frame.height))
+            armed.append(True)
+        assert set(frames) == {(320, 240)}, "take_over_rtp: frames did not decode"
+        assert dropped, "the test lost no packet"
+        media_ssrc, rtx_ssrc = aiortc_hooks.sender_ssrcs(sender)
+        rtx = [d for d in sent if _rtp_of(d, rtx_ssrc)]
+        resent = {int.from_bytes(d[_payload_at(d) :][:2], "big") for d in rtx}
+        assert dropped[0] in resent, "take_over_rtp: the NACKed packet was not resent as RTX"
+        await publisher.close()  # the loop waits for the next frame: the counts hold still
+        await asyncio.sleep(0.1)
+        media = [d for d in sent if _rtp_of(d, media_ssrc)]
+        stats = await sender.getStats()
+        out = next(s for s in stats.values() if s.type == "outbound-rtp")
+        assert out.packetsSent == len(media)
+        assert out.bytesSent == sum(len(d) - _payload_at(d) for d in media)
+        assert aiortc_hooks.sender_rtp_timestamp(sender) == int.from_bytes(media[-1][4:8], "big")
+        tx_bytes = aiortc_hooks.transport_tx_bytes(sender.transport)
+        assert tx_bytes >= sum(len(d) for d in sent), "send_directly: bytes not counted"
+    finally:
+        await asyncio.wait_for(tx.close(), 10)  # stop() waits for the loop's exit event
+        await rx.close()
+        await publisher.close()
+    assert sender.track is None and broadcast.readers == 0, "the loop did not stop its track"
+
+
+def _rtp_of(data: bytes, ssrc: int) -> bool:
+    """An RTP packet (not RTCP: aiortc's `is_rtcp`) of stream `ssrc`."""
+    return not 192 <= data[1] <= 208 and int.from_bytes(data[8:12], "big") == ssrc
+
+
+def _payload_at(data: bytes) -> int:
+    """Offset of an RTP packet's payload (after CSRCs and the header-extension block)."""
+    pos = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        pos += 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return pos
+
+
+async def test_hook_take_over_rtp_names_the_frame_in_flight_as_last_sent():
+    """While a frame's packets leave (the pacer may hold them for most of a second on a slow
+    link), the sender's last RTP timestamp is that frame's, as aiortc's loop keeps it per packet:
+    a NACK for an early packet of it is aged from it. (It was the previous frame's until the
+    whole frame had left: such a NACK looked 13 hours old, was refused as too old, and the
+    viewer was resynchronised with a key frame.)"""
+    broadcast = PacketBroadcast("in-flight")
+    publisher = _Vp8Publisher(broadcast)
+    broadcast.on_keyframe_request = publisher.request_keyframe
+    seen: list[tuple[int, int]] = []
+    holder: dict[str, Any] = {}
+
+    def tap(direct: Any) -> Any:
+        async def watch(data: bytes) -> None:
+            sender = holder.get("sender")
+            if sender is not None and _rtp_of(data, aiortc_hooks.sender_ssrcs(sender)[0]):
+                last = aiortc_hooks.sender_rtp_timestamp(sender)
+                seen.append((int.from_bytes(data[4:8], "big"), last))
+            await direct(data)
+
+        return watch
+
+    tx, rx, sender, remote = await _viewer_of(broadcast, tap)
+    holder["sender"] = sender
+    try:
+        for _ in range(10):
+            await asyncio.wait_for(remote.recv(), 5)
+        assert len({ts for ts, _ in seen}) >= 5
+        assert all(ts == last for ts, last in seen), seen[:5]
+    finally:
+        await tx.close()
+        await rx.close()
+        await publisher.close()
+
+
+async def test_hook_take_over_rtp_sends_a_plain_packet_track_too():
+    broadcast = PacketBroadcast("plain")
+    publisher = _Vp8Publisher(broadcast)
+    broadcast.on_keyframe_request = publisher.request_keyframe
+    tx, rx, sender, remote = await _viewer_of(broadcast, plain=True)
+    try:
+        for _ in range(10):
+            frame = await asyncio.wait_for(remote.recv(), 5)
+            assert (frame.width, frame.height) == (320, 240)
+        assert "_run_rtp" in vars(sender) and sender._RTCRtpSender__rtp_history
+    finally:
+        await tx.close()
+        await rx.close()
+        await publisher.close()
+
+
+async def test_hook_send_directly_is_wrapped_by_pacing_and_restored():
+    broadcast = PacketBroadcast("paced")
+    publisher = _Vp8Publisher(broadcast)
+    tx, rx, sender, remote = await _viewer_of(broadcast)
+    try:
+        direct = sender.transport._send_rtp
+        first = aiortc_hooks.transport_tx_bytes(sender.transport)
+        link = ViewerLink(sender, 3_000_000)
+        link.install()
+        assert sender.transport._send_rtp is not direct
+        for _ in range(10):
+            await asyncio.wait_for(remote.recv(), 5)  # paced, still flowing
+        link.set_paced(False)
+        assert sender.transport._send_rtp is direct, "pace_transport's undo lost send_directly"
+        assert aiortc_hooks.transport_tx_bytes(sender.transport) > first
+        link.close()
+        aiortc_hooks.send_directly(sender.transport)  # idempotent
+        assert sender.transport._send_rtp is direct
+    finally:
+        await tx.close()
+        await rx.close()
+        await publisher.close()

@@ -326,6 +326,27 @@ async def test_a_climb_to_a_shared_source_waits_for_a_key_frame_the_others_get_a
     assert asked == [1, 1] and shared.key_requests["switch"] == 1
 
 
+async def test_recv_shared_hands_every_viewer_the_same_item_and_its_own_pts():
+    """The RTP loops (server/media/rtpsend.py) share each frame's payloads through the ring item;
+    a viewer whose timeline is shifted (a GOP replay here) gets its own pts, and nothing is
+    copied for it (`recv()` copies, for readers that need an `av.Packet`)."""
+    shared = PacketBroadcast("s")
+    a, b = ViewerTrack("video", shared), ViewerTrack("video", shared)
+    key = packet(0)
+    shared.publish(key, key=True)
+    pts_a, item_a = await a.recv_shared()
+    pts_b, item_b = await b.recv_shared()
+    assert item_a is item_b and item_a.packet is key and pts_a == pts_b == 0
+    a.request_keyframe()  # its PLI: served from the GOP cache, after what it last got
+    pts, item = await a.recv_shared()
+    assert item is item_a and pts is not None and pts > 0
+    shared.publish(packet(1), key=False)
+    pts, item = await a.recv_shared()
+    assert item.packet.pts == 1 and pts is not None and pts > 1  # still shifted
+    copy = await b.recv()
+    assert copy is item.packet  # b's timeline is the source's: the shared packet itself
+
+
 def test_a_sources_peak_rate_outlives_a_dip(monkeypatch):
     """`rate_bps` is the last window's rate; `peak_bps` the highest recent one, fading 5 % a
     window. A viewer is lifted onto the publisher's packets by the peak (`adaptive._rung_rates`):

@@ -87,3 +87,33 @@ async def bind_host_candidate(
     )
     protocols.append(protocol)
     return protocol.local_candidate  # type: ignore[no-any-return]
+
+
+def datagram_send(conn: Any) -> Callable[[bytes], Awaitable[None] | None]:
+    """A send on `conn`'s component 1 without aioice's chain of coroutines (`send` -> `sendto`
+    -> `StunProtocol.send_data` -> the socket transport's `sendto`, per packet). For a UDP pair
+    the returned function hands the datagram to the pair's asyncio transport at once and returns
+    None; for anything else (a TURN relay, no pair nominated yet: aioice raises ConnectionError)
+    it returns aioice's own `send(data)` awaitable."""
+    _require(conn, "_nominated", "datagram_send")
+    stun_protocol = _require(aioice.ice, "StunProtocol", "datagram_send")
+    _require(stun_protocol, "send_data", "datagram_send")
+
+    # The nominated pair's socket transport and address, looked up again when the pair changes.
+    cached: list[Any] = [None, None, None]
+
+    def send(data: bytes) -> Awaitable[None] | None:
+        pair = conn._nominated.get(1)
+        if pair is not None:
+            if pair is not cached[0]:
+                udp = type(pair.protocol) is stun_protocol
+                cached[:] = [pair, pair.protocol.transport if udp else None, pair.remote_addr]
+            transport = cached[1]
+            if transport is not None:
+                # `StunProtocol.send_data` is exactly this, behind one more coroutine.
+                transport.sendto(data, cached[2])
+                return None
+        awaitable: Awaitable[None] = conn.send(data)
+        return awaitable
+
+    return send

@@ -11,6 +11,7 @@ attribute it replaces exists, and raises `AiortcShapeError` naming itself if aio
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,13 @@ from typing import Any
 from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCRtpReceiver, RTCRtpSender
 from aiortc import rtp as aiortc_rtp
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from server.media import aioice_hooks
+
+log = logging.getLogger(__name__)
 
 
 class AiortcShapeError(RuntimeError):
@@ -100,7 +108,142 @@ def abs_send_time_id(sender: RTCRtpSender) -> int | None:
     return int(value) if value else None
 
 
-# -- the connection's transport (pacing) ------------------------------------------------------
+class SenderPort:
+    """What a replacement RTP loop (`take_over_rtp`) reads and writes of one `RTCRtpSender`:
+    its SSRC, track, enabled flag, mid, header-extension map, retransmission history (the dict
+    aiortc's `_retransmit` reads), transport's send path, and the counters its sender reports
+    carry."""
+
+    _HOOK = "take_over_rtp"
+    _COUNTERS = (
+        "_RTCRtpSender__ntp_timestamp",
+        "_RTCRtpSender__rtp_timestamp",
+        "_RTCRtpSender__octet_count",
+        "_RTCRtpSender__packet_count",
+    )
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        hook = self._HOOK
+        self._sender = sender
+        self.ssrc = int(_require(sender, "_ssrc", hook))
+        self.history: dict[int, Any] = _require(sender, "_RTCRtpSender__rtp_history", hook)
+        self._extmap = _require(sender, "_RTCRtpSender__rtp_header_extensions_map", hook)
+        _require(self._extmap, "set", hook)
+        _require(sender, "_enabled", hook)
+        _require(sender, "_RTCRtpSender__mid", hook)
+        _require(sender, "_RTCRtpSender__track", hook)
+        for name in self._COUNTERS:
+            _require(sender, name, hook)
+
+    def track(self) -> Any:
+        return self._sender.track
+
+    def enabled(self) -> bool:
+        return bool(self._sender._enabled)
+
+    def mid(self) -> str | None:
+        mid: str | None = self._sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        return mid
+
+    def serialize_extensions(self, values: aiortc_rtp.HeaderExtensions) -> tuple[int, bytes]:
+        """(profile, bytes) of a header-extension block as this sender's map writes it."""
+        profile, value = self._extmap.set(values)
+        return int(profile), bytes(value)
+
+    def send_rtp(self) -> Callable[[bytes], Awaitable[None]]:
+        """The sender's transport's send path as it is now (`send_directly`, under the pacer's
+        `pace_transport` while it is on): read once per frame."""
+        send: Callable[[bytes], Awaitable[None]] = self._sender.transport._send_rtp
+        return send
+
+    def account(self, ntp_timestamp: int, rtp_timestamp: int, octets: int, packets: int) -> None:
+        """What aiortc's loop records after each packet (its sender reports and `getStats`)."""
+        sender: Any = self._sender
+        sender._RTCRtpSender__ntp_timestamp = ntp_timestamp
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+        sender._RTCRtpSender__octet_count += octets
+        sender._RTCRtpSender__packet_count += packets
+
+    def stop_track(self) -> None:
+        """What aiortc's loop does when it ends: stop the track and forget it."""
+        sender: Any = self._sender
+        track = sender._RTCRtpSender__track
+        if track is not None:
+            track.stop()
+            sender._RTCRtpSender__track = None
+
+
+def take_over_rtp(
+    sender: RTCRtpSender,
+    run: Callable[[SenderPort, RTCRtpCodecParameters], Awaitable[None]],
+) -> None:
+    """Run `run(port, codec)` as the sender's RTP loop instead of aiortc's `_run_rtp`
+    (server/media/rtpsend.py), with aiortc's start/exit protocol around it: `stop()` waits for
+    the loop's started and exited events, and the loop ends quietly on cancellation, a closed
+    connection or an ended track. Must run before the sender starts (`send()`)."""
+    hook = "take_over_rtp"
+    _require(sender, "_run_rtp", hook)
+    started: asyncio.Event = _require(sender, "_RTCRtpSender__rtp_started", hook)
+    exited: asyncio.Event = _require(sender, "_RTCRtpSender__rtp_exited", hook)
+    if _require(sender, "_RTCRtpSender__started", hook):
+        raise RuntimeError("take_over_rtp: the sender already runs aiortc's RTP loop")
+    port = SenderPort(sender)
+
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        started.set()
+        try:
+            await run(port, codec)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # As aiortc's loop: the exited event must be set, or `stop()` hangs.
+            log.exception("RTP loop of sender %s failed", port.ssrc)
+        port.stop_track()
+        exited.set()
+
+    sender._run_rtp = run_rtp  # type: ignore[method-assign]
+
+
+# -- the connection's transport (sending, pacing) ---------------------------------------------
+
+_DIRECT_MARK = "_multistream_direct_send"
+
+
+def send_directly(transport: RTCDtlsTransport) -> None:
+    """Replace the transport's `_send_rtp` (SRTP protect, then three nested coroutines of the
+    ICE connection down to asyncio's datagram `sendto`) by one coroutine that protects and hands
+    the datagram to the nominated pair's socket (`aioice_hooks.datagram_send`), counting bytes
+    and packets as aiortc does. Install before `pace_transport` (which then wraps this one);
+    idempotent per transport."""
+    hook = "send_directly"
+    if getattr(transport, _DIRECT_MARK, False):
+        return
+    _require(transport, "_send_rtp", hook)
+    if "_send_rtp" in vars(transport):
+        raise RuntimeError("send_directly: the transport's send path is hooked already")
+    _require(transport, "_state", hook)
+    _require(transport, "_tx_srtp", hook)
+    _require(transport, "_RTCDtlsTransport__tx_bytes", hook)
+    _require(transport, "_RTCDtlsTransport__tx_packets", hook)
+    ice = transport.transport
+    send_datagram = aioice_hooks.datagram_send(_require(ice, "_connection", hook))
+    connected = DtlsState.CONNECTED
+    t: Any = transport
+
+    async def send_rtp(data: bytes) -> None:
+        if t._state != connected:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        srtp = t._tx_srtp
+        # aiortc's `is_rtcp`: RTCP and RTP share the bundle.
+        data = srtp.protect_rtcp(data) if 192 <= data[1] <= 208 else srtp.protect(data)
+        pending = send_datagram(data)
+        if pending is not None:
+            await pending
+        t._RTCDtlsTransport__tx_bytes += len(data)
+        t._RTCDtlsTransport__tx_packets += 1
+
+    transport._send_rtp = send_rtp  # type: ignore[method-assign]
+    setattr(transport, _DIRECT_MARK, True)
 
 
 def pace_transport(

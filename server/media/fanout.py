@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -65,13 +66,9 @@ GOP_BURST_S = 0.5
 REPLAY_STEP_S = 0.001
 
 
-def _shifted(packet: av.Packet, shift: int) -> av.Packet:
-    """This viewer's copy of a shared packet, later by `shift` ticks (one copy per frame)."""
-    return _restamped(packet, packet.pts + shift if packet.pts is not None else None)
-
-
 def _restamped(packet: av.Packet, pts: int | None) -> av.Packet:
-    """This viewer's copy of a shared packet at `pts` (one copy per frame)."""
+    """A copy of a shared packet at `pts`, for a reader of `recv()` whose timeline is shifted
+    (the RTP loop reads `recv_shared` and copies nothing)."""
     copy = av.Packet(bytes(packet))
     copy.pts = pts
     copy.time_base = packet.time_base
@@ -86,11 +83,24 @@ def _replay_step(packet: av.Packet) -> int:
 
 
 @dataclass(slots=True)
-class _Item:
+class RingItem:
+    """One published frame. Its RTP payloads are cut once for every viewer sending it
+    (`shared`, server/media/rtpsend.py), not once per viewer."""
+
     index: int
     packet: av.Packet
     key: bool
     at: float
+    # (codec, value) of the last `shared` call: a source has one codec.
+    packed: tuple[str, Any] | None = None
+
+    def shared(self, key: str, make: Callable[[], Any]) -> Any:
+        """This frame's value for codec `key` (its RTP payloads), made by the first viewer
+        that asks and kept while the frame is in the ring or the GOP cache."""
+        packed = self.packed
+        if packed is None or packed[0] != key:
+            packed = self.packed = (key, make())
+        return packed[1]
 
 
 class PacketBroadcast:
@@ -108,7 +118,7 @@ class PacketBroadcast:
         self.keyframes = keyframes
         self.on_keyframe_request = on_keyframe_request
         self.on_idle = on_idle
-        self.ring: deque[_Item] = deque(maxlen=RING_SIZE)
+        self.ring: deque[RingItem] = deque(maxlen=RING_SIZE)
         self.next_index = 0
         self.readers = 0
         self.dropped = 0
@@ -123,7 +133,7 @@ class PacketBroadcast:
         self.key_requests_cached: dict[str, int] = {}
         self.gop_replayed_frames = 0
         self.gop_replayed_bytes = 0
-        self.gop: list[_Item] = []
+        self.gop: list[RingItem] = []
         self.gop_bytes = 0
         self._last_shared_request = -SHARED_KEY_GAP_S
         self.started_at = time.monotonic()
@@ -136,7 +146,7 @@ class PacketBroadcast:
     def publish(self, packet: av.Packet, key: bool = True) -> None:
         now = time.monotonic()
         key = key or not self.keyframes
-        item = _Item(self.next_index, packet, key, now)
+        item = RingItem(self.next_index, packet, key, now)
         self.ring.append(item)
         self.next_index += 1
         if key:
@@ -150,7 +160,7 @@ class PacketBroadcast:
             self._window_start, self._window_bytes = now, 0
         self._wake()
 
-    def _keep_gop(self, item: _Item, now: float) -> None:
+    def _keep_gop(self, item: RingItem, now: float) -> None:
         """Keep the last key frame and what followed, within the GOP cache's bounds."""
         if item.key:
             self.gop, self.gop_bytes = [item], item.packet.size
@@ -166,7 +176,7 @@ class PacketBroadcast:
                 self.gop.append(item)
                 self.gop_bytes += size
 
-    def cached_gop(self, link_bps: float | None = None) -> list[_Item] | None:
+    def cached_gop(self, link_bps: float | None = None) -> list[RingItem] | None:
         """The cached GOP when replaying it to one viewer is cheaper than a new key frame for
         every reader: others share this source (alone, a new key frame costs no one else and is
         smaller than its GOP), the key frame is at most `GOP_MAX_AGE_S` old, the GOP at most
@@ -183,7 +193,7 @@ class PacketBroadcast:
             return None
         return list(gop)
 
-    def served_from_cache(self, reason: str, gop: list[_Item]) -> None:
+    def served_from_cache(self, reason: str, gop: list[RingItem]) -> None:
         """Count a key-frame request answered by replaying `gop` to the asker alone."""
         self.key_requests_cached[reason] = self.key_requests_cached.get(reason, 0) + 1
         self.gop_replayed_frames += len(gop)
@@ -291,7 +301,7 @@ class ViewerTrack(MediaStreamTrack):
         self.switches = 0
         # A GOP being replayed to this viewer alone (its PLI, served from the source's cache),
         # then live frames resume after it on this viewer's timeline (`_rebase`).
-        self._replay: deque[_Item] = deque()
+        self._replay: deque[RingItem] = deque()
         self._rebase = False
         self.replays = 0
         # Key frames this viewer got (live, after a switch, or replayed): what one viewer's PLIs
@@ -439,6 +449,14 @@ class ViewerTrack(MediaStreamTrack):
         super().stop()
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
+        pts, item = await self.recv_shared()
+        packet = item.packet
+        return packet if pts == packet.pts else _restamped(packet, pts)
+
+    async def recv_shared(self) -> tuple[int | None, RingItem]:
+        """The next frame for this viewer: its pts on this viewer's timeline (shifted after a
+        switch or a replay) and the ring item, whose packet and RTP payloads every viewer shares
+        (server/media/rtpsend.py)."""
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -458,37 +476,38 @@ class ViewerTrack(MediaStreamTrack):
                 source = self._source
             if self._replay:
                 return self._next_replayed()
-            packet = self._take(source)
-            if packet is not None:
+            item = self._take(source)
+            if item is not None:
+                packet = item.packet
                 self.delivered += 1
                 self.bytes_delivered += packet.size
                 if self._rebase:
                     self._rebase_after_replay(packet)
-                if self._pts_shift:
-                    packet = _shifted(packet, self._pts_shift)
-                self._last_pts = packet.pts
-                return packet
+                pts = packet.pts
+                if self._pts_shift and pts is not None:
+                    pts += self._pts_shift
+                self._last_pts = pts
+                return pts, item
             if self._pending is None:
                 await source.wait()
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(source.wait(), SWITCH_POLL_S)
 
-    def _next_replayed(self) -> av.Packet:
+    def _next_replayed(self) -> tuple[int | None, RingItem]:
         """The next frame of a GOP replay, a step after the last one this viewer got (its
         original timestamp is up to `GOP_MAX_AGE_S` old: time must not go back)."""
         item = self._replay.popleft()
         last = self._last_pts
         pts = item.packet.pts if last is None else last + _replay_step(item.packet)
-        packet = _restamped(item.packet, pts)
         if item.key:
             self.keyframes_delivered += 1
         if not self._replay:
             self._rebase = True
         self.delivered += 1
-        self.bytes_delivered += packet.size
-        self._last_pts = packet.pts
-        return packet
+        self.bytes_delivered += item.packet.size
+        self._last_pts = pts
+        return pts, item
 
     def _rebase_after_replay(self, packet: av.Packet) -> None:
         """The first live frame after a replay: shift this viewer's timeline (only forward, by
@@ -521,7 +540,7 @@ class ViewerTrack(MediaStreamTrack):
             self._pending_asked = now
             target.request_keyframe("switch")
 
-    def _take(self, source: PacketBroadcast) -> av.Packet | None:
+    def _take(self, source: PacketBroadcast) -> RingItem | None:
         ring = source.ring
         if not ring:
             return None
@@ -571,7 +590,7 @@ class ViewerTrack(MediaStreamTrack):
             self._need_key = False
             if item.key:
                 self.keyframes_delivered += 1
-            return item.packet
+            return item
         return None
 
     def _drop_late(self, source: PacketBroadcast, index: int) -> None:

@@ -21,7 +21,7 @@ from server.auth import Claims
 from server.domain import StreamQuality
 from server.errors import Conflict, DomainError, Forbidden, Invalid
 from server.ids import new_id
-from server.media import aiortc_hooks, codecs, ice, negotiation, offers
+from server.media import aiortc_hooks, codecs, ice, negotiation, offers, rtpsend
 from server.media.adaptive import Adaptation
 from server.media.composite import CompositeFeed, LayoutKey
 from server.media.encoder import SharedEncoder
@@ -390,6 +390,8 @@ class MediaPlane:
         peer.codec = codec
         peer.video = ViewerTrack("video", source)
         video_t.sender.replaceTrack(peer.video)
+        # Packets cut once per frame for every viewer, sent without aiortc's per-packet layers.
+        rtpsend.install(video_t.sender)
         # aiortc's sender would only flag its own (unused) encoder on PLI/FIR: forward it instead.
         aiortc_hooks.forward_keyframe_requests(video_t.sender, peer.video.request_keyframe)
         if peer.role != "relay":  # a relay takes the original as it is (the far side adapts)
@@ -400,6 +402,7 @@ class MediaPlane:
                 "audio", audio_media.audio, persistent=peer.role == "composite"
             )
             audio_t.sender.replaceTrack(peer.audio)
+            rtpsend.install(audio_t.sender)
         self.peers.track(peer)
         self.peers.arm_deadline(peer)
 
