@@ -37,6 +37,19 @@ from tests.conftest import make_settings
 from tests.media_helpers import LOOPBACK, PatternTrack, new_pc, offer_of
 
 
+async def _answer(tx: Any, rx: Any, offer: dict[str, str], got: list[Any]) -> None:
+    """`rx` answers `tx`'s offer on loopback; returns once connected with a track received."""
+    await rx.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    ice.restrict(rx, LOOPBACK)
+    await rx.setLocalDescription(await rx.createAnswer())
+    await tx.setRemoteDescription(rx.localDescription)
+    for _ in range(250):
+        if tx.connectionState == "connected" and got:
+            break
+        await asyncio.sleep(0.02)
+    assert tx.connectionState == "connected" and got
+
+
 async def _pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
     """A sending and a receiving aiortc connection on loopback, connected, media flowing."""
     tx, rx = new_pc(), new_pc()
@@ -44,15 +57,7 @@ async def _pair() -> tuple[RTCPeerConnection, RTCPeerConnection, Any, Any]:
     got: list[Any] = []
     rx.on("track", got.append)
     offer = await offer_of(tx)
-    await rx.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-    ice.restrict(rx, LOOPBACK)
-    await rx.setLocalDescription(await rx.createAnswer())
-    await tx.setRemoteDescription(rx.localDescription)
-    for _ in range(200):
-        if tx.connectionState == "connected" and got:
-            break
-        await asyncio.sleep(0.02)
-    assert tx.connectionState == "connected"
+    await _answer(tx, rx, offer, got)
     receiver = next(t.receiver for t in rx.getTransceivers() if t.kind == "video")
     return tx, rx, sender, receiver
 
@@ -343,6 +348,13 @@ class _PacketTrack(MediaStreamTrack):
         return await self.source.recv()
 
 
+async def _close_all(tx: Any, rx: Any, publisher: Any) -> None:
+    """End a test's connections and publisher (the sender's stop() waits for its loop to exit)."""
+    await asyncio.wait_for(tx.close(), 10)
+    await rx.close()
+    await publisher.close()
+
+
 async def _viewer_of(
     broadcast: PacketBroadcast, tap: Any = None, plain: bool = False
 ) -> tuple[Any, Any, Any, Any]:
@@ -362,15 +374,7 @@ async def _viewer_of(
     aiortc_hooks.take_over_rtp(sender, rtpsend.run_rtp)
     if tap is not None:
         sender.transport._send_rtp = tap(sender.transport._send_rtp)
-    await rx.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-    ice.restrict(rx, LOOPBACK)
-    await rx.setLocalDescription(await rx.createAnswer())
-    await tx.setRemoteDescription(rx.localDescription)
-    for _ in range(250):
-        if tx.connectionState == "connected" and got:
-            break
-        await asyncio.sleep(0.02)
-    assert tx.connectionState == "connected" and got
+    await _answer(tx, rx, offer, got)
     return tx, rx, sender, got[0]
 
 
@@ -424,9 +428,7 @@ async def test_hook_take_over_rtp_sends_video_aiortc_decodes_and_resends_what_it
         tx_bytes = aiortc_hooks.transport_tx_bytes(sender.transport)
         assert tx_bytes >= sum(len(d) for d in sent), "send_directly: bytes not counted"
     finally:
-        await asyncio.wait_for(tx.close(), 10)  # stop() waits for the loop's exit event
-        await rx.close()
-        await publisher.close()
+        await _close_all(tx, rx, publisher)
     assert sender.track is None and broadcast.readers == 0, "the loop did not stop its track"
 
 
@@ -473,9 +475,7 @@ async def test_hook_take_over_rtp_names_the_frame_in_flight_as_last_sent():
         assert len({ts for ts, _ in seen}) >= 5
         assert all(ts == last for ts, last in seen), seen[:5]
     finally:
-        await tx.close()
-        await rx.close()
-        await publisher.close()
+        await _close_all(tx, rx, publisher)
 
 
 async def test_hook_take_over_rtp_sends_a_plain_packet_track_too():
@@ -489,9 +489,7 @@ async def test_hook_take_over_rtp_sends_a_plain_packet_track_too():
             assert (frame.width, frame.height) == (320, 240)
         assert "_run_rtp" in vars(sender) and sender._RTCRtpSender__rtp_history
     finally:
-        await tx.close()
-        await rx.close()
-        await publisher.close()
+        await _close_all(tx, rx, publisher)
 
 
 async def test_hook_send_directly_is_wrapped_by_pacing_and_restored():
@@ -513,6 +511,4 @@ async def test_hook_send_directly_is_wrapped_by_pacing_and_restored():
         aiortc_hooks.send_directly(sender.transport)  # idempotent
         assert sender.transport._send_rtp is direct
     finally:
-        await tx.close()
-        await rx.close()
-        await publisher.close()
+        await _close_all(tx, rx, publisher)
