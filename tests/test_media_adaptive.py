@@ -145,3 +145,41 @@ async def test_quality_and_debug_refuse_bad_input(server, api):
     finally:
         await viewer.close()
         await pub.pc.close()
+
+
+async def test_late_frames_move_a_viewer_to_a_rung_only_when_its_link_held_them(server, api):
+    """`late` (frames that waited too long for a viewer of the shared original) names the link
+    only when the viewer is paced: the pacer held them. Unpaced, the lateness was this server's
+    (a busy event loop), and moving the viewer to an encoded rung would cost a decoder and an
+    encoder on top; it stays on the original. Called through the track's recovery hook, as
+    `ViewerTrack` calls it."""
+    started = await start_session(api, ("camera",))
+    session_id = started["session"]["id"]
+    camera = started["session"]["streams"][0]
+    pub = await publish(
+        api, started["broadcaster_token"], camera["id"], PatternTrack("camera", 640, 360, 30)
+    )
+    viewer, resp = await view(
+        api,
+        (await join(api, session_id))["viewer_token"],
+        f"{PREFIX}/stream/{camera['id']}/signal/offer",
+    )
+    try:
+        assert resp.status == 200, resp.body
+        media = server.services.media
+        stream = media.feeds.media[camera["id"]]
+        stream.frames.keep_warm(60)  # (a join keeps it 6 s: more than a loaded CI may take here)
+        await viewer.wait_frames(5)
+        (peer,) = [p for p in media.peers if p.role != "publisher"]
+        assert peer.link is not None and peer.video is not None and peer.video.recover
+        # A clean loopback link: the control loop stops pacing it within a tick.
+        await _wait(lambda: not peer.link.paced)
+        await _wait(lambda: stream.ingest is not None and stream.ingest.decoding)
+        assert peer.video.recover("late") is False
+        assert peer.rung == 0
+        peer.link.set_paced(True)  # as when its estimate says the link may be short
+        assert peer.video.recover("late") is True
+        assert peer.rung > 0
+    finally:
+        await viewer.close()
+        await pub.pc.close()

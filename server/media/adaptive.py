@@ -187,7 +187,8 @@ class Adaptation:
 
     def _recover_on_rung(self, peer: Peer, reason: str) -> bool:
         """A viewer of the publisher's own packets, shared with others, lost its picture
-        (`reason`: its PLI, a packet that will not be resent, frames too late for its link).
+        (`reason`: its PLI, a packet that will not be resent, frames too late for its link --
+        only when its link is paced: otherwise nothing but this server held them).
         A key frame from the publisher would reach every viewer; when its link is the problem
         (`LINK_LOSS`, or `_short` for a PLI) and the stream is being
         decoded anyway, move this one to the encoded rung its link carries instead: that
@@ -211,7 +212,11 @@ class Adaptation:
             return False
         rates = self._rung_rates(peer)
         target = link.target_bps()
-        if reason not in LINK_LOSS and not self._short(link, rates[0]):
+        # Frames too late for a link nobody paces were held up by this server, not the link
+        # (measured: a burst of 40 joins on a busy machine made viewers "late" and moved them to
+        # rungs, whose decoder and encoder then cost more CPU still).
+        link_fault = reason in LINK_LOSS and (reason != "late" or link.paced)
+        if not link_fault and not self._short(link, rates[0]):
             # Nothing says its link is short: the picture was lost to something else (this
             # server falling behind, a lone loss). An encoder would not help; ask (rate-limited).
             return False
