@@ -255,32 +255,37 @@ def _relay(raw: Mapping[str, Any]) -> Iterable[Metric]:
     with relay, an owner's egress is its own viewers plus one copy per relaying instance."""
     if "relays_in" not in raw:
         return
-    links = GaugeMetricFamily(
-        "multistream_relay_links",
-        "Relay links open: `in` pulls a stream from its owner, `out` sends one to another "
-        "instance.",
-        labels=["direction"],
+    Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+    families: tuple[tuple[Family, str, str, str, dict[str, str]], ...] = (
+        (
+            GaugeMetricFamily,
+            "multistream_relay_links",
+            "Relay links open: `in` pulls a stream from its owner, `out` sends one to another "
+            "instance.",
+            "direction",
+            {"in": "relays_in", "out": "relays_out"},
+        ),
+        (
+            CounterMetricFamily,
+            "multistream_relay_bytes",
+            "Media payload bytes over relay links: received from owners (`in`), sent to "
+            "relaying instances (`out`).",
+            "direction",
+            {"in": "relay_bytes_in", "out": "bytes_out_relays"},
+        ),
+        (
+            CounterMetricFamily,
+            "multistream_media_bytes_sent",
+            "Media payload bytes sent (RTP headers not counted), by receiver: viewers or relays.",
+            "to",
+            {"viewers": "bytes_out_viewers", "relays": "bytes_out_relays"},
+        ),
     )
-    links.add_metric(["in"], raw.get("relays_in", 0))
-    links.add_metric(["out"], raw.get("relays_out", 0))
-    yield links
-    relay_bytes = CounterMetricFamily(
-        "multistream_relay_bytes",
-        "Media payload bytes over relay links: received from owners (`in`), sent to relaying "
-        "instances (`out`).",
-        labels=["direction"],
-    )
-    relay_bytes.add_metric(["in"], raw.get("relay_bytes_in", 0))
-    relay_bytes.add_metric(["out"], raw.get("bytes_out_relays", 0))
-    yield relay_bytes
-    sent = CounterMetricFamily(
-        "multistream_media_bytes_sent",
-        "Media payload bytes sent (RTP headers not counted), by receiver: viewers or relays.",
-        labels=["to"],
-    )
-    sent.add_metric(["viewers"], raw.get("bytes_out_viewers", 0))
-    sent.add_metric(["relays"], raw.get("bytes_out_relays", 0))
-    yield sent
+    for family, name, doc, label, keys in families:
+        metric = family(name, doc, labels=[label])
+        for value, key in keys.items():
+            metric.add_metric([value], raw.get(key, 0))
+        yield metric
 
 
 _BITRATE_BUCKETS = (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000)

@@ -227,6 +227,23 @@ async def start_session(api: Any, streams: tuple[str, ...] = ("screen", "camera"
     return resp.json
 
 
+async def publish_both(
+    api: Any,
+    screen: tuple[int, int, float] = (640, 360, 10),
+    camera: tuple[int, int, float] = (320, 240, 15),
+) -> tuple[str, str, list[Any]]:
+    """A session with its screen and camera published as test patterns (width, height, fps):
+    (session id, broadcaster token, publishers)."""
+    started = await start_session(api)
+    session_id, token = started["session"]["id"], started["broadcaster_token"]
+    streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
+    pubs = [
+        await publish(api, token, streams["screen"], PatternTrack("screen", *screen)),
+        await publish(api, token, streams["camera"], PatternTrack("camera", *camera)),
+    ]
+    return session_id, token, pubs
+
+
 async def join(api: Any, session_id: str, prefs: dict | None = None) -> dict:
     resp = await api.post(f"{PREFIX}/session/{session_id}/join")
     assert resp.status == 200, resp.body

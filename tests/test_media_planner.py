@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
 
 import av
 import numpy as np
@@ -23,7 +22,7 @@ from server.media.planner import (
 )
 from server.settings import Settings
 from tests.conftest import make_settings
-from tests.media_helpers import PREFIX, PatternTrack, publish, start_session, view_composite
+from tests.media_helpers import PREFIX, publish_both, view_composite
 
 KINDS = ("screen", "camera")
 
@@ -157,20 +156,8 @@ def settings(tmp_path, request):
     )
 
 
-async def _publishing(api: Any) -> tuple[str, str, list[Any]]:
-    """A session with its screen and camera published: (session id, broadcaster token, pubs)."""
-    started = await start_session(api)
-    session_id, token = started["session"]["id"], started["broadcaster_token"]
-    streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
-    pubs = [
-        await publish(api, token, streams["screen"], PatternTrack("screen", 640, 360, 10)),
-        await publish(api, token, streams["camera"], PatternTrack("camera", 320, 240, 15)),
-    ]
-    return session_id, token, pubs
-
-
 async def test_viewers_with_random_layouts_over_budget_share_the_nearest_outputs(server, api):
-    session_id, _, pubs = await _publishing(api)
+    session_id, _, pubs = await publish_both(api)
     rng = random.Random(13)
     corners = ["top-left", "top-right", "bottom-left", "bottom-right", "auto"]
     layouts = [{"corner": rng.choice(corners), "size_pct": rng.randint(10, 40)} for _ in range(8)]
@@ -221,7 +208,7 @@ async def _layout_state(api, session_id: str, viewer, token: str) -> dict:
 
 @pytest.mark.parametrize("settings", [(2, 2)], indirect=True)
 async def test_a_substitute_gets_its_own_layout_when_the_budget_frees(server, api):
-    session_id, _, pubs = await _publishing(api)
+    session_id, _, pubs = await publish_both(api)
     a, _ = await view_composite(api, session_id, {"corner": "top-left", "size_pct": 20})
     c, _ = await view_composite(api, session_id, {"corner": "bottom-right", "size_pct": 40})
     b, joined = await view_composite(api, session_id, {"corner": "top-left", "size_pct": 30})

@@ -27,6 +27,7 @@ from tests.media_helpers import (
     PatternTrack,
     join,
     publish,
+    publish_both,
     start_session,
     view_composite,
 )
@@ -90,6 +91,12 @@ async def _live_camera(a: Client, screen: bool = False) -> tuple[str, str, str, 
         publishers.append(await publish(a, token, streams["screen"], track, codec="VP8"))
     await wait_live(a, sid, len(publishers))
     return sid, token, camera, publishers
+
+
+async def _close(lights: list[Light], publishers: list[Any]) -> None:
+    await asyncio.gather(*(v.pc.close() for v in lights), return_exceptions=True)
+    for publisher in publishers:
+        await publisher.pc.close()
 
 
 @pytest.mark.timeout(150)
@@ -163,9 +170,7 @@ async def test_sixty_viewers_spread_over_three_instances_cost_the_owner_two_rela
             relaying = {i["instance_id"]: i["relaying"] for i in status["relay"]["instances"]}
             assert relaying == {"inst-a": False, "inst-b": True, "inst-c": True}, relaying
         finally:
-            await asyncio.gather(*(v.pc.close() for v in lights), return_exceptions=True)
-            for publisher in publishers:
-                await publisher.pc.close()
+            await _close(lights, publishers)
 
 
 @pytest.mark.timeout(120)
@@ -219,9 +224,7 @@ async def test_relay_link_closes_after_the_last_local_viewer_leaves(
             await wait_metric(a, "multistream_relay_links", '{direction="out"}', 0.0, 15)
             assert await metric(a, "multistream_viewers_present") == 0.0
         finally:
-            await asyncio.gather(*(v.pc.close() for v in lights), return_exceptions=True)
-            for publisher in publishers:
-                await publisher.pc.close()
+            await _close(lights, publishers)
 
 
 async def test_internal_relay_endpoint_refuses_unmarked_and_bad_requests(api: Client, services):
@@ -249,13 +252,7 @@ async def test_composite_and_whep_viewers_are_served_through_a_relay(
     with cluster(tmp_path, mongo_url, count=2, extra=RELAY_ENV) as procs:
         a, b = (Client(p.base_url) for p in procs)
         await web_broadcaster(a)
-        started = await start_session(a)
-        sid, token = started["session"]["id"], started["broadcaster_token"]
-        streams = {s["kind"]: s["id"] for s in started["session"]["streams"]}
-        publishers = [
-            await publish(a, token, streams["screen"], PatternTrack("screen", 320, 180, 10)),
-            await publish(a, token, streams["camera"], PatternTrack("camera", 320, 180, 10)),
-        ]
+        sid, _, publishers = await publish_both(a, (320, 180, 10), (320, 180, 10))
         await wait_live(a, sid, 2)
         opened: list[Any] = []
         try:
